@@ -1,0 +1,14 @@
+"""Validation experiments: each module reproduces paper claims as tables and plots.
+
+Every experiment module listed in :data:`EXPERIMENTS` exposes ``run(outdir, quick) -> list[Claim]``: it writes its
+markdown section ``outdir/<module>.md`` (and PNGs, when matplotlib is available) and returns one :class:`Claim` per
+paper claim it checks. ``python -m refimpl validate`` assembles them into ``outdir/index.md``.
+"""
+from validation.claims import Claim
+
+#: experiment modules, in report order (module names inside the ``validation`` package)
+EXPERIMENTS = [
+    "ad_selfcheck",
+]
+
+__all__ = ["Claim", "EXPERIMENTS"]
