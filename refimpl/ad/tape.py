@@ -1,0 +1,213 @@
+"""The tape: variables, nodes, primitives and the backward pass.
+
+This is the whole reverse-mode engine; it knows nothing of what the primitives compute.
+
+* A :class:`Variable` wraps a value (an ``ndarray``, or a ``Variable`` of an *outer* trace) together with the
+  :class:`Node` that produced it and the id of the trace it belongs to.
+* A *primitive* (:func:`primitive`) is a plain NumPy function plus one VJP rule per differentiable argument. Called on
+  Variables it unwraps the arguments of the innermost trace, evaluates itself on the unwrapped values (recursively, so an
+  outer trace records the same call), and wraps the result in a new node whose parents are the argument nodes.
+* :func:`backward` walks the nodes reachable from the output in reverse topological order and accumulates cotangents.
+  The VJP rules are written with primitives, so while an inner trace is differentiated the cotangent computation is itself
+  recorded on every outer trace: ``grad(grad(f))`` and Hessian-vector products need nothing extra.
+
+This is the design of HIPS autograd (``tracer.py``/``core.py``) and micrograd, reduced to what refimpl needs.
+
+Complex convention (as JAX): a VJP is the plain transpose of the (complex-linear) JVP, without conjugation. For a
+holomorphic f, ``grad(f)(z) = f'(z)``; for a real-valued f of a complex z = x + iy it is ``∂f/∂x − i ∂f/∂y``.
+"""
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+
+_trace_ids = itertools.count(1)
+
+
+def new_trace_id() -> int:
+    """A fresh trace id; later traces are nested inside earlier ones (higher id = inner)."""
+    return next(_trace_ids)
+
+
+class Node:
+    """One recorded primitive application: the VJP rules and the parent nodes they feed."""
+
+    __slots__ = ("vjps", "args", "kwargs", "ans", "parents")
+
+    def __init__(self, vjps, args, kwargs, ans, parents):
+        self.vjps = vjps  # {argnum: rule(g, ans, *args, **kwargs) -> cotangent of args[argnum]}
+        self.args = args  # argument values, unwrapped at this node's trace
+        self.kwargs = kwargs
+        self.ans = ans  # output value, unwrapped at this node's trace
+        self.parents = parents  # [(argnum, parent Node)]
+
+
+class Variable:
+    """A value on the tape. Supports NumPy-style operators; see :mod:`refimpl.ad.ops` for functions."""
+
+    __slots__ = ("_value", "_node", "_trace")
+    __array_priority__ = 100.0  # ndarray (op) Variable defers to Variable.__r<op>__
+
+    def __init__(self, value, trace, node):
+        self._value = value
+        self._node = node
+        self._trace = trace
+
+    # -- array attributes ------------------------------------------------------------------------------------------
+    @property
+    def value(self):
+        """The wrapped value: an ndarray, or a Variable of an outer trace during higher-order differentiation."""
+        return self._value
+
+    shape = property(lambda self: self._value.shape)
+    ndim = property(lambda self: self._value.ndim)
+    size = property(lambda self: self._value.size)
+    dtype = property(lambda self: self._value.dtype)
+    T = property(lambda self: _ops().transpose(self))
+    real = property(lambda self: _ops().real(self))
+
+    def __len__(self):
+        return len(self._value)
+
+    def __repr__(self):
+        return f"Variable({getvalue(self)!r}, trace={self._trace})"
+
+    def __bool__(self):
+        raise TypeError("the truth value of a Variable is undefined: branch on getvalue(x) explicitly")
+
+    def __array__(self, dtype=None, copy=None):
+        raise TypeError("a Variable cannot be converted to an ndarray inside a traced function "
+                        "(use refimpl.ad.ops functions, or getvalue() to leave the tape deliberately)")
+
+    # -- operators ---------------------------------------------------------------------------------------------
+    def __add__(self, o): return _ops().add(self, o)
+    def __radd__(self, o): return _ops().add(o, self)
+    def __sub__(self, o): return _ops().subtract(self, o)
+    def __rsub__(self, o): return _ops().subtract(o, self)
+    def __mul__(self, o): return _ops().multiply(self, o)
+    def __rmul__(self, o): return _ops().multiply(o, self)
+    def __truediv__(self, o): return _ops().divide(self, o)
+    def __rtruediv__(self, o): return _ops().divide(o, self)
+    def __pow__(self, o): return _ops().power(self, o)
+    def __rpow__(self, o): return _ops().power(o, self)
+    def __matmul__(self, o): return _ops().matmul(self, o)
+    def __rmatmul__(self, o): return _ops().matmul(o, self)
+    def __neg__(self): return _ops().negative(self)
+    def __pos__(self): return self
+    def __abs__(self): return _ops().abs(self)
+    def __getitem__(self, idx): return _ops().getitem(self, idx)
+
+    # comparisons act on values and return plain boolean arrays (they are not differentiable)
+    def __lt__(self, o): return getvalue(self) < getvalue(o)
+    def __le__(self, o): return getvalue(self) <= getvalue(o)
+    def __gt__(self, o): return getvalue(self) > getvalue(o)
+    def __ge__(self, o): return getvalue(self) >= getvalue(o)
+
+    def reshape(self, *shape):
+        return _ops().reshape(self, shape[0] if len(shape) == 1 else shape)
+
+    def sum(self, axis=None, keepdims=False):
+        return _ops().sum(self, axis=axis, keepdims=keepdims)
+
+    def mean(self, axis=None, keepdims=False):
+        return _ops().mean(self, axis=axis, keepdims=keepdims)
+
+    def transpose(self, *axes):
+        return _ops().transpose(self, axes if axes else None)
+
+    def conj(self):
+        return _ops().conj(self)
+
+
+def _ops():
+    from refimpl.ad import ops  # late import: ops is built on this module
+
+    return ops
+
+
+def getvalue(x):
+    """Strip every trace: the plain ndarray (or scalar) inside ``x``."""
+    while isinstance(x, Variable):
+        x = x._value
+    return x
+
+
+def primitive(fun, vjpn=None, **vjps):
+    """Make ``fun`` a taped primitive.
+
+    Each keyword ``vjp<i>`` is the VJP rule of positional argument ``i``: ``rule(g, ans, *args, **kwargs)`` returns the
+    cotangent of ``args[i]`` (already reduced to its shape). Rules are written with primitives, so they are themselves
+    differentiable. Arguments without a rule are constants (passing a Variable there is a ``TypeError``).
+    ``vjpn(i, g, ans, *args, **kwargs)`` is one rule for every positional argument (variadic primitives).
+    """
+    rules = {int(k[3:]): v for k, v in vjps.items()}
+
+    def rule_of(i):
+        if i in rules:
+            return rules[i]
+        if vjpn is None:
+            raise TypeError(f"{fun.__name__}: argument {i} is not differentiable")
+        return lambda g, ans, *a, **kw: vjpn(i, g, ans, *a, **kw)
+
+    def wrapped(*args, **kwargs):
+        traces = [a._trace for a in args if isinstance(a, Variable)]
+        if not traces:
+            return fun(*args, **kwargs)
+        top = max(traces)
+        argvals = list(args)
+        parents, node_rules = [], {}
+        for i, a in enumerate(args):
+            if isinstance(a, Variable) and a._trace == top:
+                argvals[i] = a._value
+                node_rules[i] = rule_of(i)
+                parents.append((i, a._node))
+        ans = wrapped(*argvals, **kwargs)  # records the same call on outer traces, if any
+        return Variable(ans, top, Node(node_rules, tuple(argvals), kwargs, ans, parents))
+
+    wrapped.__name__ = fun.__name__
+    wrapped.__qualname__ = fun.__name__
+    wrapped.__doc__ = fun.__doc__
+    wrapped.fun = fun
+    wrapped.vjps = rules
+    return wrapped
+
+
+def _toposort(end):
+    """Nodes reachable from ``end``, each after every node that consumes it (Kahn's algorithm on child counts)."""
+    n_children, stack, seen = {}, [end], {id(end)}
+    while stack:
+        for _, parent in stack.pop().parents:
+            n_children[id(parent)] = n_children.get(id(parent), 0) + 1
+            if id(parent) not in seen:
+                seen.add(id(parent))
+                stack.append(parent)
+    ready, order = [end], []
+    while ready:
+        node = ready.pop()
+        order.append(node)
+        for _, parent in node.parents:
+            n_children[id(parent)] -= 1
+            if n_children[id(parent)] == 0:
+                ready.append(parent)
+    return order
+
+
+def backward(end_node, g, start_nodes):
+    """Cotangents at ``start_nodes`` given the cotangent ``g`` at ``end_node`` (None where the output does not depend on
+    a start node)."""
+    add = _ops().add
+    wanted = {id(n): k for k, n in enumerate(start_nodes)}
+    result = [None] * len(start_nodes)
+    cot = {id(end_node): g}
+    for node in _toposort(end_node):
+        g_node = cot.pop(id(node), None)
+        if g_node is None:
+            continue
+        if id(node) in wanted:
+            result[wanted[id(node)]] = g_node
+        for argnum, parent in node.parents:
+            g_parent = node.vjps[argnum](g_node, node.ans, *node.args, **node.kwargs)
+            key = id(parent)
+            cot[key] = g_parent if key not in cot else add(cot[key], g_parent)
+    return result
