@@ -1,0 +1,49 @@
+"""The Gaussian representation of a measure: N(m, Σ) with Σ symmetric positive definite."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from refimpl.wasserstein.arguments import as_symmetric_matrix, as_vector
+
+
+@dataclass(frozen=True, eq=False)
+class GaussianMeasure:
+    """The Gaussian measure N(mean, cov) on ℝᵈ; ``cov`` must be symmetric positive definite.
+
+    Construction validates and stores float64 copies (``cov`` exactly symmetrised); the arrays are made read-only so a
+    measure cannot change after it was checked.
+    """
+
+    mean: np.ndarray
+    cov: np.ndarray
+
+    def __post_init__(self):
+        mean = as_vector(self.mean, None, "mean").copy()
+        cov = as_symmetric_matrix(self.cov, mean.shape[0], "cov", positive_definite=True).copy()
+        mean.setflags(write=False)
+        cov.setflags(write=False)
+        object.__setattr__(self, "mean", mean)
+        object.__setattr__(self, "cov", cov)
+
+    @property
+    def dim(self) -> int:
+        """The dimension d."""
+        return int(self.mean.shape[0])
+
+    def sample(self, n: int, seed: int) -> np.ndarray:
+        """``n`` i.i.d. samples as an (n, d) array, from ``numpy.random.default_rng(seed)`` (deterministic).
+
+        x = m + L z with L the Cholesky factor of Σ and z standard normal.
+        """
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+            raise ValueError(f"n must be a positive integer, got {n!r}")
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+            raise TypeError(f"seed must be an integer, got {type(seed).__name__}")
+        rng = np.random.default_rng(int(seed))
+        z = rng.standard_normal((int(n), self.dim))
+        return self.mean + z @ np.linalg.cholesky(self.cov).T
+
+    def __repr__(self):
+        return f"GaussianMeasure(mean={self.mean.tolist()}, cov={self.cov.tolist()})"
