@@ -1,0 +1,51 @@
+"""Scheme coefficients as exact rationals or floats: the one conversion rule shared by tableaux and multistep methods.
+
+A coefficient list is *exact* when every entry is an ``int`` or a :class:`fractions.Fraction` (or a NumPy integer);
+it is then stored as Fractions, and the scheme can run in exact mode on ``object`` arrays. As soon as one entry is a
+float, every entry is stored as a Python float (float64) and the scheme is float-only.
+"""
+from __future__ import annotations
+
+import math
+import numbers
+from fractions import Fraction
+
+import numpy as np
+
+__all__ = ["normalise_coefficients", "coefficient_array"]
+
+
+def _is_exact(v) -> bool:
+    return isinstance(v, (numbers.Rational, np.integer)) and not isinstance(v, (bool, np.bool_))
+
+
+def normalise_coefficients(values, name: str) -> tuple[tuple, bool]:
+    """Flatten-free conversion of a 1-D sequence of real coefficients: (tuple of Fractions or floats, exact?)."""
+    if isinstance(values, (str, bytes)) or not hasattr(values, "__len__"):
+        raise TypeError(f"{name} must be a sequence of real numbers, got {type(values).__name__}")
+    out = []
+    for i, v in enumerate(values):
+        if isinstance(v, np.ndarray) and v.ndim == 0:
+            v = v.item()
+        if isinstance(v, (bool, np.bool_)) or not isinstance(v, (numbers.Real, np.integer, np.floating)):
+            raise TypeError(f"{name}[{i}] must be a real number (int, Fraction or float), got {type(v).__name__}")
+        if not _is_exact(v) and not math.isfinite(float(v)):
+            raise ValueError(f"{name}[{i}] must be finite, got {v}")
+        out.append(v)
+    exact = all(_is_exact(v) for v in out)
+    if exact:
+        return tuple(Fraction(int(v)) if isinstance(v, np.integer) else Fraction(v) for v in out), True
+    return tuple(float(v) for v in out), False
+
+
+def coefficient_array(values, exact: bool) -> np.ndarray:
+    """A read-only array of the coefficients: ``object`` array of Fractions (exact) or float64."""
+    if exact:
+        arr = np.empty(np.shape(values), dtype=object)
+        flat = arr.reshape(-1)
+        for i, v in enumerate(np.asarray(values, dtype=object).reshape(-1)):
+            flat[i] = Fraction(v)
+    else:
+        arr = np.array(values, dtype=np.float64)
+    arr.flags.writeable = False
+    return arr
