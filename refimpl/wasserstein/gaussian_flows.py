@@ -1,0 +1,200 @@
+r"""Wasserstein gradient-flow steps on Gaussians N(m, Σ): forward Euler, JKO in closed form, and the exact flow.
+
+**Quadratic energies.** For F built (by sum and non-negative factors) from :class:`QuadraticPotential`,
+:class:`QuadraticInteraction` and :class:`Entropy` (so KL to a Gaussian too), F restricted to Gaussians is
+
+    F(N(m, Σ)) = ½ mᵀA_m m − rᵀm + ½ tr(GΣ) − (σ/2) log det Σ + const,
+
+with A_m = Σ A (potentials), r = Σ A b, G = Σ A + Σ B (potentials and interactions), σ ≥ 0 the entropy weight
+(:func:`quadratic_structure`). Its Wasserstein gradient at N(m, Σ) is the affine field
+v(x) = (A_m m − r) + (G − σΣ⁻¹)(x − m) (the sum of the terms' closed forms in :mod:`energies`), so Gaussians stay
+Gaussian under the flow, its JKO step and its forward Euler step.
+
+* Forward Euler (SPEC §4; any energy with a Bures–Wasserstein gradient): the push-forward by
+  x ↦ x − h v(x) = (m − hb) + (I − hM)(x − m), with (b, M) = ``energy.gaussian_velocity``, gives
+  m⁺ = m − hb, Σ⁺ = (I − hM)Σ(I − hM). For KL(·‖N(μ, Σ_π)) this is SPEC's recursion
+  Σ⁺ = (I + h(Σ⁻¹ − Σ_π⁻¹))Σ(I + h(Σ⁻¹ − Σ_π⁻¹)), m⁺ = m − hΣ_π⁻¹(m − μ) (derived).
+* JKO: ρ⁺ = argmin F(ρ) + W₂²(ρ, ρₙ)/(2h). Derived: the minimiser is Gaussian; the optimal map from ρ⁺ back to ρₙ is
+  x ↦ x + h v⁺(x) (first-order optimality), affine with linear part S = K − hσΣ⁺⁻¹, K = I + hG, which must be
+  symmetric positive definite and satisfy SΣ⁺S = Σₙ. With Σ⁺ = K^{−1/2} X K^{−1/2} this is X + h²σ²X⁻¹ = C,
+  C = K^{−1/2}ΣₙK^{−1/2} + 2hσI, whose solution with X > hσI (S ≻ 0) is X = ½(C + (C² − 4h²σ²I)^{1/2}).
+  The mean solves (I + hA_m)m⁺ = mₙ + hr. Requires K ≻ 0 and I + hA_m ≻ 0 (the JKO problem is then strictly convex).
+  For the entropy alone (G = 0, σ = 1) it reduces to Σ⁺ = ¼(Σ^{1/2} + (Σ + 4hI)^{1/2})² (notes G6).
+* Exact flow: ṁ = −(A_m m − r), Σ̇ = −(GΣ + ΣG) + 2σI. In the eigenbasis A_m = QΛQᵀ, G = VμVᵀ:
+  m(t) = Q[e^{−tΛ}Qᵀm₀ + t φ₁(−tΛ) Qᵀr], and S̃ = VᵀΣV evolves entrywise
+  S̃ᵢⱼ(t) = e^{−t(μᵢ+μⱼ)} S̃ᵢⱼ(0) + 2σ δᵢⱼ t φ₁(−2tμᵢ), φ₁(z) = (e^z − 1)/z. For KL(·‖N(μ, Σ_π)) (the
+  Fokker–Planck / Ornstein–Uhlenbeck flow dX = −Σ_π⁻¹(X − μ)dt + √2 dW) this is m(t) = μ + e^{−tP}(m₀ − μ),
+  Σ(t) = Σ_π + e^{−tP}(Σ₀ − Σ_π)e^{−tP}, P = Σ_π⁻¹.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from refimpl.wasserstein.arguments import as_real_scalar
+from refimpl.wasserstein.distances import spd_sqrt
+from refimpl.wasserstein.energies import (Energy, Entropy, QuadraticInteraction, QuadraticPotential, ScaledEnergy,
+                                          SumEnergy, kl_to_gaussian)
+from refimpl.wasserstein.measures import GaussianMeasure
+
+
+@dataclass(frozen=True)
+class QuadraticStructure:
+    """F(N(m, Σ)) = ½mᵀA_m m − rᵀm + ½tr(GΣ) − (σ/2)log det Σ + const (module docstring)."""
+
+    mean_hessian: np.ndarray   # A_m
+    mean_linear: np.ndarray    # r
+    cov_hessian: np.ndarray    # G
+    entropy_weight: float      # σ
+
+
+def quadratic_structure(energy: Energy, d: int) -> QuadraticStructure:
+    """Decompose an energy made of quadratic potentials, quadratic interactions and entropy into (A_m, r, G, σ).
+
+    Raises ``NotImplementedError`` for any other term (e.g. a Gaussian interaction: its flow leaves the Gaussians).
+    """
+    if not isinstance(energy, Energy):
+        raise TypeError(f"energy must be an Energy, got {type(energy).__name__}")
+    Am, r, G = np.zeros((d, d)), np.zeros(d), np.zeros((d, d))
+    sigma = 0.0
+    stack = [(1.0, energy)]
+    while stack:
+        c, e = stack.pop()
+        if e.dim is not None and e.dim != d:
+            raise ValueError(f"{e.name} is defined on R^{e.dim}, the Gaussian on R^{d}")
+        if isinstance(e, SumEnergy):
+            stack.extend((c, t) for t in e.terms)
+        elif isinstance(e, ScaledEnergy):
+            stack.append((c * e.factor, e.energy))
+        elif isinstance(e, QuadraticPotential):
+            Am += c * e.A
+            r += c * (e.A @ e.b)
+            G += c * e.A
+        elif isinstance(e, QuadraticInteraction):
+            G += c * e.B
+        elif isinstance(e, Entropy):
+            sigma += c
+        else:
+            raise NotImplementedError(f"{e.name}: closed-form Gaussian steps need quadratic potentials, quadratic "
+                                      "interactions and entropy only")
+    return QuadraticStructure(Am, r, 0.5 * (G + G.T), sigma)
+
+
+def _check(energy, g, h, name="h"):
+    if not isinstance(g, GaussianMeasure):
+        raise TypeError(f"g must be a GaussianMeasure, got {type(g).__name__}")
+    if not isinstance(energy, Energy):
+        raise TypeError(f"energy must be an Energy, got {type(energy).__name__}")
+    return as_real_scalar(h, name, positive=True)
+
+
+def gaussian_forward_euler_step(energy: Energy, g: GaussianMeasure, h) -> GaussianMeasure:
+    """One forward Euler step (Id − h v)#N(m, Σ) with v the Bures–Wasserstein gradient field (module docstring)."""
+    h = _check(energy, g, h)
+    b, M = energy.gaussian_velocity(g)
+    T = np.eye(g.dim) - h * M
+    if np.linalg.matrix_rank(T) < g.dim:
+        raise ValueError(f"forward Euler map I - h M is singular at h = {h}: the step collapses the Gaussian")
+    cov = T @ g.cov @ T.T
+    return GaussianMeasure(g.mean - h * b, 0.5 * (cov + cov.T))
+
+
+def gaussian_forward_euler(energy: Energy, g: GaussianMeasure, h, n_steps: int) -> list[GaussianMeasure]:
+    """The forward Euler iterates [ρ₀, ρ₁, …, ρ_{n_steps}]."""
+    _check(energy, g, h)
+    n_steps = _check_steps(n_steps)
+    out = [g]
+    for _ in range(n_steps):
+        out.append(gaussian_forward_euler_step(energy, out[-1], h))
+    return out
+
+
+def _check_steps(n_steps):
+    if isinstance(n_steps, bool) or not isinstance(n_steps, (int, np.integer)) or n_steps < 0:
+        raise ValueError(f"n_steps must be a non-negative integer, got {n_steps!r}")
+    return int(n_steps)
+
+
+def _sym_fn(S, fn):
+    lam, V = np.linalg.eigh(0.5 * (S + S.T))
+    return (V * fn(lam)) @ V.T
+
+
+def gaussian_jko_step(energy: Energy, g: GaussianMeasure, h) -> GaussianMeasure:
+    """One JKO step argmin_ρ F(ρ) + W₂²(ρ, g)/(2h) in closed form, for quadratic energies (module docstring)."""
+    h = _check(energy, g, h)
+    q = quadratic_structure(energy, g.dim)
+    if q.entropy_weight < 0:
+        raise ValueError("the JKO step needs a non-negative entropy weight (the problem is otherwise unbounded)")
+    I = np.eye(g.dim)
+    Km = I + h * q.mean_hessian
+    K = I + h * q.cov_hessian
+    for name, M in (("I + h * (potential Hessian)", Km), ("I + h * (covariance Hessian)", K)):
+        if np.linalg.eigvalsh(0.5 * (M + M.T))[0] <= 0:
+            raise ValueError(f"{name} is not positive definite at h = {h}: the JKO problem is not convex; reduce h")
+    mean = np.linalg.solve(Km, g.mean + h * q.mean_linear)
+    K_inv_half = _sym_fn(K, lambda lam: 1.0 / np.sqrt(lam))
+    hs = h * q.entropy_weight
+    C = K_inv_half @ g.cov @ K_inv_half + 2.0 * hs * I
+    X = 0.5 * (C + _sym_fn(C @ C - 4.0 * hs * hs * I, lambda lam: np.sqrt(np.clip(lam, 0.0, None))))
+    cov = K_inv_half @ X @ K_inv_half
+    return GaussianMeasure(mean, 0.5 * (cov + cov.T))
+
+
+def gaussian_jko(energy: Energy, g: GaussianMeasure, h, n_steps: int) -> list[GaussianMeasure]:
+    """The JKO iterates [ρ₀, ρ₁, …, ρ_{n_steps}]."""
+    _check(energy, g, h)
+    n_steps = _check_steps(n_steps)
+    out = [g]
+    for _ in range(n_steps):
+        out.append(gaussian_jko_step(energy, out[-1], h))
+    return out
+
+
+def _phi1(z):
+    """φ₁(z) = (e^z − 1)/z, = 1 at z = 0 (expm1 keeps it accurate for small |z|)."""
+    z = np.asarray(z, dtype=np.float64)
+    safe = np.where(z == 0.0, 1.0, z)
+    return np.where(z == 0.0, 1.0, np.expm1(safe) / safe)
+
+
+def gaussian_exact_flow(energy: Energy, g0: GaussianMeasure, t) -> GaussianMeasure:
+    """The exact Wasserstein gradient flow of a quadratic energy at time t ≥ 0 from N(m₀, Σ₀) (module docstring)."""
+    if not isinstance(g0, GaussianMeasure):
+        raise TypeError(f"g0 must be a GaussianMeasure, got {type(g0).__name__}")
+    t = as_real_scalar(t, "t", nonnegative=True)
+    q = quadratic_structure(energy, g0.dim)
+    lam, Q = np.linalg.eigh(q.mean_hessian)
+    mean = Q @ (np.exp(-t * lam) * (Q.T @ g0.mean) + t * _phi1(-t * lam) * (Q.T @ q.mean_linear))
+    mu, V = np.linalg.eigh(q.cov_hessian)
+    S = V.T @ g0.cov @ V
+    S = np.exp(-t * (mu[:, None] + mu[None, :])) * S + np.diag(2.0 * q.entropy_weight * t * _phi1(-2.0 * t * mu))
+    cov = V @ S @ V.T
+    return GaussianMeasure(mean, 0.5 * (cov + cov.T))
+
+
+def ou_flow(g0: GaussianMeasure, target: GaussianMeasure, t) -> GaussianMeasure:
+    """The Fokker–Planck (Ornstein–Uhlenbeck) flow of KL(·‖target) at time t from g0:
+    m(t) = μ + e^{−tP}(m₀ − μ), Σ(t) = Σ_π + e^{−tP}(Σ₀ − Σ_π)e^{−tP}, P = Σ_π⁻¹ (module docstring)."""
+    if not isinstance(target, GaussianMeasure):
+        raise TypeError(f"target must be a GaussianMeasure, got {type(target).__name__}")
+    if not isinstance(g0, GaussianMeasure):
+        raise TypeError(f"g0 must be a GaussianMeasure, got {type(g0).__name__}")
+    if g0.dim != target.dim:
+        raise ValueError(f"g0 and target must have the same dimension, got {g0.dim} and {target.dim}")
+    t = as_real_scalar(t, "t", nonnegative=True)
+    E = _sym_fn(np.linalg.inv(target.cov), lambda lam: np.exp(-t * lam))
+    cov = target.cov + E @ (g0.cov - target.cov) @ E
+    return GaussianMeasure(target.mean + E @ (g0.mean - target.mean), 0.5 * (cov + cov.T))
+
+
+def gaussian_kl(g: GaussianMeasure, target: GaussianMeasure) -> float:
+    """KL(g ‖ target) in closed form (the value of :func:`kl_to_gaussian` on g)."""
+    if not isinstance(target, GaussianMeasure):
+        raise TypeError(f"target must be a GaussianMeasure, got {type(target).__name__}")
+    return kl_to_gaussian(target.mean, target.cov).gaussian_value(g)
+
+
+__all__ = ["QuadraticStructure", "quadratic_structure", "gaussian_forward_euler_step", "gaussian_forward_euler",
+           "gaussian_jko_step", "gaussian_jko", "gaussian_exact_flow", "ou_flow", "gaussian_kl", "spd_sqrt"]
