@@ -1,0 +1,295 @@
+r"""Numba kernels of the ERK / LMM forward sweep and discrete-adjoint backward sweep (the recursions of
+:mod:`refimpl.ode.discrete_adjoint`) for the two built-in fields with parameter layout :math:`\theta = (\mathrm{vec}\,W,
+b)`: ``LINEAR`` :math:`f = Wx + b` and ``TANH`` :math:`f = \tanh(Wx + b)`.
+
+With :math:`z = Wx + b` and :math:`s = 1` (linear) or :math:`s = 1 - \tanh^2 z` (tanh), :math:`u = s\circ v`:
+:math:`\partial_xf^{\mathsf T}v = W^{\mathsf T}u`, :math:`\partial_Wf^{\mathsf T}v = u x^{\mathsf T}`,
+:math:`\partial_bf^{\mathsf T}v = u` (the formulas of :class:`~refimpl.ode.fields.TanhField` / ``LinearField``).
+
+The ``@njit`` functions are private; the public functions here are the checked wrappers (dtypes, shapes, index ranges,
+contiguity) and are the only way the kernels are called.
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+__all__ = ["LINEAR", "TANH", "erk_forward", "erk_backward", "lmm_forward", "lmm_backward"]
+
+LINEAR = 0
+TANH = 1
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# kernels
+
+
+@njit(cache=True)
+def _f(kind, x, th, out):
+    d = x.shape[0]
+    for i in range(d):
+        z = th[d * d + i]
+        for j in range(d):
+            z += th[i * d + j] * x[j]
+        out[i] = np.tanh(z) if kind == TANH else z
+
+
+@njit(cache=True)
+def _vjp(kind, x, th, v, out_x, g_th):
+    """out_x = f_x^T v (overwritten); g_th += f_theta^T v (accumulated)."""
+    d = x.shape[0]
+    for j in range(d):
+        out_x[j] = 0.0
+    for i in range(d):
+        z = th[d * d + i]
+        for j in range(d):
+            z += th[i * d + j] * x[j]
+        if kind == TANH:
+            t = np.tanh(z)
+            u = (1.0 - t * t) * v[i]
+        else:
+            u = v[i]
+        g_th[d * d + i] += u
+        for j in range(d):
+            g_th[i * d + j] += u * x[j]
+            out_x[j] += th[i * d + j] * u
+
+
+@njit(cache=True)
+def _erk_stages(kind, x, theta, rows, hA, X, K):
+    s = rows.shape[0]
+    for i in range(s):
+        X[i, :] = x
+        for j in range(i):
+            if hA[i, j] != 0.0:
+                X[i, :] += hA[i, j] * K[j, :]
+        _f(kind, X[i], theta[rows[i]], K[i])
+
+
+@njit(cache=True)
+def _erk_step(kind, x, theta, rows, hA, hb, X, K, out):
+    _erk_stages(kind, x, theta, rows, hA, X, K)
+    out[:] = x
+    for i in range(rows.shape[0]):
+        if hb[i] != 0.0:
+            out[:] += hb[i] * K[i, :]
+
+
+@njit(cache=True)
+def _erk_step_adjoint(kind, x, theta, rows, hA, hb, lam_next, lam_out, grad_theta, X, K, Xbar, kb):
+    """lam_out = lam_next + sum_i Xbar_i (overwritten); grad_theta rows accumulated."""
+    s = rows.shape[0]
+    _erk_stages(kind, x, theta, rows, hA, X, K)
+    for i in range(s - 1, -1, -1):
+        kb[:] = hb[i] * lam_next
+        for l in range(i + 1, s):
+            if hA[l, i] != 0.0:
+                kb[:] += hA[l, i] * Xbar[l, :]
+        _vjp(kind, X[i], theta[rows[i]], kb, Xbar[i], grad_theta[rows[i]])
+    lam_out[:] = lam_next
+    for i in range(s):
+        lam_out[:] += Xbar[i, :]
+
+
+@njit(cache=True)
+def _erk_forward(kind, x0, theta, stage_index, hA, hb, xs):
+    N = stage_index.shape[0]
+    s = hb.shape[0]
+    d = x0.shape[0]
+    X = np.empty((s, d))
+    K = np.empty((s, d))
+    xs[0, :] = x0
+    for n in range(N):
+        _erk_step(kind, xs[n], theta, stage_index[n], hA, hb, X, K, xs[n + 1])
+
+
+@njit(cache=True)
+def _erk_backward(kind, xs, theta, stage_index, hA, hb, lambdas, grad_theta):
+    """lambdas[N] holds lambda_N on entry."""
+    N = stage_index.shape[0]
+    s = hb.shape[0]
+    d = xs.shape[1]
+    X = np.empty((s, d))
+    K = np.empty((s, d))
+    Xbar = np.empty((s, d))
+    kb = np.empty(d)
+    for n in range(N - 1, -1, -1):
+        _erk_step_adjoint(kind, xs[n], theta, stage_index[n], hA, hb, lambdas[n + 1], lambdas[n], grad_theta,
+                          X, K, Xbar, kb)
+
+
+@njit(cache=True)
+def _lmm_forward(kind, x0, theta, s_index, hA, hb, malpha, hbeta, grid_index, xs):
+    N = xs.shape[0] - 1
+    k = malpha.shape[0]
+    s = hb.shape[0]
+    d = x0.shape[0]
+    X = np.empty((s, d))
+    K = np.empty((s, d))
+    F = np.empty((N, d))
+    have_F = np.zeros(N, dtype=np.bool_)
+    xs[0, :] = x0
+    for n in range(k - 1):
+        _erk_step(kind, xs[n], theta, s_index[n], hA, hb, X, K, xs[n + 1])
+    for n in range(N - k + 1):
+        xs[n + k, :] = 0.0
+        for j in range(k):
+            if malpha[j] != 0.0:
+                xs[n + k, :] += malpha[j] * xs[n + j, :]
+        for j in range(k):
+            if hbeta[j] != 0.0:
+                m = n + j
+                if not have_F[m]:
+                    _f(kind, xs[m], theta[grid_index[m]], F[m])
+                    have_F[m] = True
+                xs[n + k, :] += hbeta[j] * F[m, :]
+
+
+@njit(cache=True)
+def _lmm_add_F_term(kind, m, xs, theta, grid_index, Fbar, lam, grad_theta, tmp):
+    N = grid_index.shape[0]
+    if m <= N - 1 and grid_index[m] >= 0:
+        _vjp(kind, xs[m], theta[grid_index[m]], Fbar[m], tmp, grad_theta[grid_index[m]])
+        lam[m, :] += tmp
+
+
+@njit(cache=True)
+def _lmm_backward(kind, xs, theta, s_index, hA, hb, malpha, hbeta, grid_index, lam, grad_theta):
+    """lam[N] holds lambda_N on entry, lam[:N] zeros."""
+    N = xs.shape[0] - 1
+    k = malpha.shape[0]
+    s = hb.shape[0]
+    d = xs.shape[1]
+    Fbar = np.zeros((N, d))
+    tmp = np.empty(d)
+    X = np.empty((s, d))
+    K = np.empty((s, d))
+    Xbar = np.empty((s, d))
+    kb = np.empty(d)
+    contrib = np.empty(d)
+    for n in range(N - k, -1, -1):
+        m = n + k
+        _lmm_add_F_term(kind, m, xs, theta, grid_index, Fbar, lam, grad_theta, tmp)
+        for j in range(k):
+            if malpha[j] != 0.0:
+                lam[n + j, :] += malpha[j] * lam[m, :]
+            if hbeta[j] != 0.0:
+                Fbar[n + j, :] += hbeta[j] * lam[m, :]
+    for m in range(k - 1, -1, -1):
+        _lmm_add_F_term(kind, m, xs, theta, grid_index, Fbar, lam, grad_theta, tmp)
+        if m >= 1:
+            _erk_step_adjoint(kind, xs[m - 1], theta, s_index[m - 1], hA, hb, lam[m], contrib, grad_theta,
+                              X, K, Xbar, kb)
+            lam[m - 1, :] += contrib
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# checked wrappers
+
+
+def _f64(a, name, ndim):
+    if not isinstance(a, np.ndarray) or a.dtype != np.float64 or a.ndim != ndim:
+        raise TypeError(f"{name} must be a {ndim}-D float64 ndarray")
+    if not np.all(np.isfinite(a)):
+        raise ValueError(f"{name} must be finite")
+    return np.ascontiguousarray(a)
+
+
+def _index(a, name, ndim, n_samples, allow_unused=False):
+    if not isinstance(a, np.ndarray) or a.dtype != np.int64 or a.ndim != ndim:
+        raise TypeError(f"{name} must be a {ndim}-D int64 ndarray")
+    lo = -1 if allow_unused else 0
+    if a.size and (a.min() < lo or a.max() >= n_samples):
+        raise ValueError(f"{name} has entries outside [{lo}, {n_samples})")
+    return np.ascontiguousarray(a)
+
+
+def _check_common(kind, x0_or_xs, theta, hA, hb, d):
+    if kind not in (LINEAR, TANH):
+        raise ValueError(f"kind must be LINEAR ({LINEAR}) or TANH ({TANH}), got {kind!r}")
+    theta = _f64(theta, "theta", 2)
+    if theta.shape[1] != d * d + d:
+        raise ValueError(f"theta must have d*d + d = {d * d + d} columns for d = {d}, got {theta.shape[1]}")
+    hA, hb = _f64(hA, "hA", 2), _f64(hb, "hb", 1)
+    s = hb.shape[0]
+    if hA.shape != (s, s) or np.any(np.triu(hA) != 0):
+        raise ValueError(f"hA must be a strictly lower-triangular ({s}, {s}) array")
+    return theta, hA, hb
+
+
+def erk_forward(kind, x0, theta, stage_index, hA, hb) -> np.ndarray:
+    """States (N+1, d) of the ERK recursion with pre-scaled ``hA = h*A``, ``hb = h*b``."""
+    x0 = _f64(x0, "x0", 1)
+    theta, hA, hb = _check_common(kind, x0, theta, hA, hb, x0.shape[0])
+    stage_index = _index(stage_index, "stage_index", 2, theta.shape[0])
+    if stage_index.shape[1] != hb.shape[0]:
+        raise ValueError("stage_index must have one column per stage")
+    xs = np.empty((stage_index.shape[0] + 1, x0.shape[0]))
+    _erk_forward(kind, x0, theta, stage_index, hA, hb, xs)
+    return xs
+
+
+def erk_backward(kind, xs, theta, stage_index, hA, hb, lam_N):
+    """(grad_theta, lambdas) of the ERK discrete adjoint, given the states ``xs`` and ``lam_N`` = ∇Φ(x_N)."""
+    xs = _f64(xs, "xs", 2)
+    d = xs.shape[1]
+    theta, hA, hb = _check_common(kind, xs, theta, hA, hb, d)
+    stage_index = _index(stage_index, "stage_index", 2, theta.shape[0])
+    if stage_index.shape != (xs.shape[0] - 1, hb.shape[0]):
+        raise ValueError(f"stage_index must have shape (N, s) = {(xs.shape[0] - 1, hb.shape[0])}")
+    lam_N = _f64(lam_N, "lam_N", 1)
+    if lam_N.shape != (d,):
+        raise ValueError(f"lam_N must have shape ({d},)")
+    lambdas = np.zeros_like(xs)
+    lambdas[-1] = lam_N
+    grad_theta = np.zeros_like(theta)
+    _erk_backward(kind, xs, theta, stage_index, hA, hb, lambdas, grad_theta)
+    return grad_theta, lambdas
+
+
+def _check_lmm(theta, s_index, hb, malpha, hbeta, grid_index, N):
+    malpha, hbeta = _f64(malpha, "malpha", 1), _f64(hbeta, "hbeta", 1)
+    k = malpha.shape[0]
+    if hbeta.shape != (k,):
+        raise ValueError(f"hbeta must have shape ({k},)")
+    if N < k:
+        raise ValueError(f"N = {N} must be >= the number of steps k = {k}")
+    s_index = _index(s_index, "s_index", 2, theta.shape[0])
+    if s_index.shape != (k - 1, hb.shape[0]):
+        raise ValueError(f"s_index must have shape (k-1, s) = {(k - 1, hb.shape[0])}")
+    grid_index = _index(grid_index, "grid_index", 1, theta.shape[0], allow_unused=True)
+    if grid_index.shape != (N,):
+        raise ValueError(f"grid_index must have shape ({N},)")
+    for n in range(N - k + 1):
+        for j in range(k):
+            if hbeta[j] != 0 and grid_index[n + j] < 0:
+                raise ValueError(f"grid_index[{n + j}] = -1 but F at that grid time is used (beta_{j} != 0)")
+    return s_index, malpha, hbeta, grid_index
+
+
+def lmm_forward(kind, x0, theta, s_index, hA, hb, malpha, hbeta, grid_index) -> np.ndarray:
+    """States (N+1, d) of the LMM recursion (``malpha`` = −α_0..−α_{k−1}, ``hbeta`` = hβ_0..hβ_{k−1}) with the
+    starter ERK (``hA``, ``hb``, ``s_index``)."""
+    x0 = _f64(x0, "x0", 1)
+    theta, hA, hb = _check_common(kind, x0, theta, hA, hb, x0.shape[0])
+    N = np.shape(grid_index)[0] if np.ndim(grid_index) == 1 else -1
+    s_index, malpha, hbeta, grid_index = _check_lmm(theta, s_index, hb, malpha, hbeta, grid_index, N)
+    xs = np.empty((N + 1, x0.shape[0]))
+    _lmm_forward(kind, x0, theta, s_index, hA, hb, malpha, hbeta, grid_index, xs)
+    return xs
+
+
+def lmm_backward(kind, xs, theta, s_index, hA, hb, malpha, hbeta, grid_index, lam_N):
+    """(grad_theta, lambdas) of the LMM discrete adjoint (starter steps included)."""
+    xs = _f64(xs, "xs", 2)
+    d = xs.shape[1]
+    theta, hA, hb = _check_common(kind, xs, theta, hA, hb, d)
+    s_index, malpha, hbeta, grid_index = _check_lmm(theta, s_index, hb, malpha, hbeta, grid_index, xs.shape[0] - 1)
+    lam_N = _f64(lam_N, "lam_N", 1)
+    if lam_N.shape != (d,):
+        raise ValueError(f"lam_N must have shape ({d},)")
+    lam = np.zeros_like(xs)
+    lam[-1] = lam_N
+    grad_theta = np.zeros_like(theta)
+    _lmm_backward(kind, xs, theta, s_index, hA, hb, malpha, hbeta, grid_index, lam, grad_theta)
+    return grad_theta, lam

@@ -1,0 +1,272 @@
+r"""Hand-derived discrete adjoints (discretise-then-optimise) of any explicit Runge–Kutta tableau and any explicit
+linear multistep method with its starter: the exact gradient of :math:`L_h = \Phi(x_N)` with respect to every parameter
+sample (both layouts of :mod:`refimpl.ode.samples`) and to :math:`x_0`.
+
+Derivation (derived; it is reverse-mode differentiation of the discrete equations written out by hand, cf. Hager,
+*Numer. Math.* 87 (2000) and Sandu, *LNCS* 3994 (2006) for the Runge–Kutta case). For every intermediate quantity
+:math:`a` of the forward computation write :math:`\bar a = \partial L_h/\partial a` for the *total* derivative of
+:math:`L_h` with respect to :math:`a` (all quantities computed from :math:`a` recomputed, everything else held fixed).
+The chain rule gives :math:`\bar a = \sum_{u \text{ uses } a} (\partial u/\partial a)^{\mathsf T}\bar u`, summed over
+the quantities :math:`u` computed directly from :math:`a`; evaluating these sums in reverse order of the forward
+computation is the adjoint recursion. We call :math:`\lambda_n = \bar x_n`. Start: :math:`\lambda_N = \nabla\Phi(x_N)`.
+
+**ERK step** :math:`x_n \to x_{n+1}` (stages :math:`X_i = x_n + h\sum_{j<i} a_{ij}k_j`, :math:`k_i = f(X_i,
+\theta_{r(n,i)})`, :math:`x_{n+1} = x_n + h\sum_i b_i k_i`). Inside step :math:`n`, :math:`k_i` is used by
+:math:`x_{n+1}` (coefficient :math:`h b_i`) and by the later stages :math:`X_l, l>i` (coefficient :math:`h a_{li}`);
+:math:`X_i` only by :math:`k_i`; :math:`x_n` by :math:`x_{n+1}` and by every :math:`X_i` (coefficient :math:`I`),
+and by nothing else (a one-step method). So, for :math:`i = s, s-1, \dots, 1`,
+
+.. math::
+    \bar k_i = h\Big(b_i\lambda_{n+1} + \sum_{l>i} a_{li}\bar X_l\Big),\qquad
+    \bar X_i = \partial_x f(X_i,\theta_{r(n,i)})^{\mathsf T}\bar k_i,\qquad
+    \bar\theta_{r(n,i)} \mathrel{+}= \partial_\theta f(X_i,\theta_{r(n,i)})^{\mathsf T}\bar k_i,
+
+and :math:`\lambda_n = \lambda_{n+1} + \sum_i \bar X_i`. A sample shared by two steps (stage-time layout, a grid
+time) or by all stages of a step (step layout) accumulates every contribution. :math:`\partial L_h/\partial x_0 =
+\lambda_0`. (The stage states are recomputed from the stored :math:`x_n` during the backward sweep.)
+
+**LMM** (:math:`x_{n+k} = -\sum_{j<k}\alpha_jx_{n+j} + h\sum_{j<k}\beta_j F_{n+j}`, :math:`F_m = f(x_m,\theta_{g(m)})`,
+:math:`n = 0..N-k`; :math:`x_1..x_{k-1}` from :math:`k-1` starter ERK steps). :math:`x_m` is used by the steps
+:math:`n = m-j` (coefficient :math:`-\alpha_j`), by :math:`F_m`, and, for :math:`m \le k-2`, by starter step :math:`m`;
+:math:`F_m` is used by the steps :math:`n = m-j` (coefficient :math:`h\beta_j`). Hence, with
+:math:`\bar F \equiv 0` initially and :math:`\lambda_N = \nabla\Phi(x_N)`, for :math:`n = N-k, \dots, 0`
+(at that point :math:`\lambda_{n+k}` has received everything except its :math:`F` term, since all its users come later):
+
+.. math::
+    \lambda_{n+k} \mathrel{+}= \partial_x f(x_{n+k},\theta_{g(n+k)})^{\mathsf T}\bar F_{n+k},\quad
+    \bar\theta_{g(n+k)} \mathrel{+}= \partial_\theta f(\cdot)^{\mathsf T}\bar F_{n+k}\quad (\text{if } n+k \le N-1
+    \text{ and } F_{n+k} \text{ is used}),
+
+.. math::
+    \lambda_{n+j} \mathrel{+}= -\alpha_j\lambda_{n+k},\qquad \bar F_{n+j} \mathrel{+}= h\beta_j\lambda_{n+k}
+    \qquad (j = 0..k-1).
+
+Then for :math:`m = k-1, \dots, 0`: add the :math:`F_m` term to :math:`\lambda_m` (as above) and, if :math:`m \ge 1`,
+run the ERK step adjoint of starter step :math:`m-1` with incoming :math:`\lambda_m`, *adding* its result
+:math:`\lambda_m + \sum_i\bar X_i` to :math:`\lambda_{m-1}` (which already holds its LMM contributions).
+
+Leapfrog (:math:`\alpha = (-1,0,1)`, :math:`\beta = (0,2)`) gives :math:`\lambda_{N+1} := 0`,
+:math:`\lambda_n = \lambda_{n+2} + 2h\,\partial_xf(x_n,\theta_n)^{\mathsf T}\lambda_{n+1}` and
+:math:`\partial L_h/\partial\theta_n = 2h\,\partial_\theta f(x_n,\theta_n)^{\mathsf T}\lambda_{n+1}` for
+:math:`1 \le n \le N-1` — the recursion of SPEC §3 — and, with the forward-Euler starter,
+:math:`\lambda_0 = \lambda_2 + \lambda_1 + h\,\partial_xf(x_0,\theta_0)^{\mathsf T}\lambda_1`,
+:math:`\partial L_h/\partial\theta_0 = h\,\partial_\theta f(x_0,\theta_0)^{\mathsf T}\lambda_1` (the starter terms).
+
+Backends: ``"numpy"`` runs for any :class:`~refimpl.ode.fields.VectorField` through its ``vjp_x``/``vjp_theta`` (float64,
+complex128, or exact on Fraction ``object`` arrays); ``"numba"`` runs the same recursion compiled
+(:mod:`refimpl.ode._adjoint_kernels`) for the built-in :class:`~refimpl.ode.fields.TanhField` and
+:class:`~refimpl.ode.fields.LinearField` in float64; ``"auto"`` picks numba when it applies.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from refimpl.ad import Variable, ops
+from refimpl.ode import _adjoint_kernels as kernels
+from refimpl.ode.fields import LinearField, TanhField, TerminalLoss
+from refimpl.ode.integrate import Problem, erk_step, prepare_problem, run, _erk_coefficients, _scaled
+from refimpl.ode.samples import ParameterSamples
+from refimpl.ode.tableau import ButcherTableau
+
+__all__ = ["DiscreteAdjoint", "discrete_adjoint", "BACKENDS"]
+
+BACKENDS = ("auto", "numpy", "numba")
+
+
+@dataclass(frozen=True, eq=False)
+class DiscreteAdjoint:
+    r"""The discrete adjoint of one problem.
+
+    ``loss`` :math:`L_h`; ``grad_theta`` :math:`\partial L_h/\partial\theta_r`, shape ``(n_samples, p)``;
+    ``grad_x0``; ``lambdas`` :math:`\lambda_n = \partial L_h/\partial x_n`, shape ``(N+1, d)``; ``trajectory``
+    :math:`x_0..x_N`; ``samples`` (times, stage weights); ``h``; ``backend`` used.
+    """
+
+    loss: object
+    grad_theta: np.ndarray
+    grad_x0: np.ndarray
+    lambdas: np.ndarray
+    trajectory: np.ndarray
+    samples: ParameterSamples
+    h: object
+    backend: str
+
+    def normalised_gradient(self) -> np.ndarray:
+        r""":math:`g_r = (\partial L_h/\partial\theta_r)/(h\,w_r)` (SPEC §3), NaN where the stage weight
+        :math:`w_r = 0` (e.g. the stage-1 samples of the midpoint rule: they carry no information)."""
+        w = self.samples.weights
+        hw = float(self.h) * w
+        out = np.full(self.grad_theta.shape, np.nan, dtype=np.result_type(self.grad_theta.dtype, np.float64)
+                      if self.grad_theta.dtype != object else np.float64)
+        nz = w != 0
+        out[nz] = np.asarray(self.grad_theta[nz], dtype=out.dtype) / hw[nz, None]
+        return out
+
+    def __repr__(self) -> str:
+        return (f"DiscreteAdjoint({self.samples!r}, backend={self.backend!r}, loss={self.loss!r}, "
+                f"|grad_theta|_max={np.max(np.abs(np.asarray(self.grad_theta, dtype=complex))):.6g})")
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# NumPy path (any field, any dtype)
+
+
+def erk_step_adjoint(field, hA, hb, x, thetas, lam_next):
+    r"""Adjoint of one ERK step (module docstring): returns :math:`\lambda_{n+1} + \sum_i\bar X_i` and the list of
+    :math:`\partial_\theta f(X_i,\theta_i)^{\mathsf T}\bar k_i`, one per stage."""
+    _, X, _ = erk_step(field, hA, hb, x, thetas)
+    s = len(hb)
+    Xbar, gth = [None] * s, [None] * s
+    for i in reversed(range(s)):
+        kb = hb[i] * lam_next if hb[i] != 0 else lam_next * 0
+        for l in range(i + 1, s):
+            if hA[l][i] != 0:
+                kb = kb + hA[l][i] * Xbar[l]
+        Xbar[i] = field.vjp_x(X[i], thetas[i], kb)
+        gth[i] = field.vjp_theta(X[i], thetas[i], kb)
+    lam = lam_next
+    for i in range(s):
+        lam = lam + Xbar[i]
+    return lam, gth
+
+
+def _numpy_erk(problem: Problem, xs, lam_N):
+    field, smp, theta, h = problem.field, problem.samples, problem.theta, problem.h
+    hA, hb = _erk_coefficients(problem.method, h, problem.exact)
+    grad_theta = np.zeros(theta.shape, dtype=_accumulator_dtype(theta, lam_N))
+    lambdas = [None] * (smp.N + 1)
+    lambdas[smp.N] = lam_N
+    for n in range(smp.N - 1, -1, -1):
+        rows = [int(r) for r in smp.stage_index[n]]
+        lambdas[n], gth = erk_step_adjoint(field, hA, hb, xs[n], [theta[r] for r in rows], lambdas[n + 1])
+        for r, g in zip(rows, gth):
+            grad_theta[r] += g
+    return grad_theta, np.array(lambdas)
+
+
+def _numpy_lmm(problem: Problem, xs, lam_N):
+    field, method, smp, theta, h = problem.field, problem.method, problem.samples, problem.theta, problem.h
+    exact, N, k = problem.exact, problem.samples.N, problem.method.steps
+    hA, hb = _erk_coefficients(smp.starter, h, exact)
+    malpha = [-(a if exact else float(a)) for a in method.alpha[:k]]
+    hbeta = _scaled(method.beta, h, exact)
+    grad_theta = np.zeros(theta.shape, dtype=_accumulator_dtype(theta, lam_N))
+    lam = [xs[0] * 0 for _ in range(N + 1)]
+    Fbar = [xs[0] * 0 for _ in range(N)]
+    lam[N] = lam_N
+
+    def add_F_term(m):
+        r = int(smp.grid_index[m])
+        if m <= N - 1 and r >= 0:
+            lam[m] = lam[m] + field.vjp_x(xs[m], theta[r], Fbar[m])
+            grad_theta[r] += field.vjp_theta(xs[m], theta[r], Fbar[m])
+
+    for n in range(N - k, -1, -1):
+        m = n + k
+        if m <= N - 1:
+            add_F_term(m)
+        for j in range(k):
+            if malpha[j] != 0:
+                lam[n + j] = lam[n + j] + malpha[j] * lam[m]
+            if hbeta[j] != 0:
+                Fbar[n + j] = Fbar[n + j] + hbeta[j] * lam[m]
+    for m in range(k - 1, -1, -1):
+        add_F_term(m)
+        if m >= 1:
+            rows = [int(r) for r in smp.stage_index[m - 1]]
+            contrib, gth = erk_step_adjoint(field, hA, hb, xs[m - 1], [theta[r] for r in rows], lam[m])
+            lam[m - 1] = lam[m - 1] + contrib
+            for r, g in zip(rows, gth):
+                grad_theta[r] += g
+    return grad_theta, np.array(lam)
+
+
+def _accumulator_dtype(theta, lam):
+    if theta.dtype == object or np.asarray(lam).dtype == object:
+        return object
+    return np.result_type(theta.dtype, np.asarray(lam).dtype)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Numba path (built-in tanh / linear fields, float64)
+
+_KIND = {LinearField: kernels.LINEAR, TanhField: kernels.TANH}
+
+
+def _numba_applies(problem: Problem) -> bool:
+    return (type(problem.field) in _KIND and not problem.exact
+            and problem.x0.dtype == np.float64 and problem.theta.dtype == np.float64)
+
+
+def _numba(problem: Problem, loss):
+    kind = _KIND[type(problem.field)]
+    smp, h = problem.samples, problem.h
+    if isinstance(problem.method, ButcherTableau):
+        hA, hb = _float_erk(problem.method, h)
+        xs = kernels.erk_forward(kind, problem.x0, problem.theta, smp.stage_index, hA, hb)
+        lam_N = _loss_grad(loss, xs[-1])
+        grad_theta, lambdas = kernels.erk_backward(kind, xs, problem.theta, smp.stage_index, hA, hb, lam_N)
+    else:
+        method, k = problem.method, problem.method.steps
+        hA, hb = _float_erk(smp.starter, h)
+        malpha = np.array([-float(a) for a in method.alpha[:k]])
+        hbeta = np.array([h * float(b) for b in method.beta])
+        xs = kernels.lmm_forward(kind, problem.x0, problem.theta, smp.stage_index, hA, hb, malpha, hbeta,
+                                 smp.grid_index)
+        lam_N = _loss_grad(loss, xs[-1])
+        grad_theta, lambdas = kernels.lmm_backward(kind, xs, problem.theta, smp.stage_index, hA, hb, malpha, hbeta,
+                                                   smp.grid_index, lam_N)
+    return xs, grad_theta, lambdas
+
+
+def _float_erk(tableau: ButcherTableau, h: float):
+    A, b, _ = tableau.arrays()
+    return np.ascontiguousarray(h * A), np.ascontiguousarray(h * b)
+
+
+def _loss_grad(loss, xN):
+    g = np.asarray(loss.grad(xN))
+    if g.shape != np.shape(xN):
+        raise ValueError(f"loss.grad returned shape {g.shape}, expected {np.shape(xN)}")
+    return g
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def discrete_adjoint(field, method, x0, theta, T, N, loss, *, layout: str = "stage", starter=None,
+                     backend: str = "auto") -> DiscreteAdjoint:
+    r"""The discrete adjoint of :math:`L_h = \Phi(x_N)` by the hand-derived recursion (module docstring).
+
+    Arguments as :func:`refimpl.ode.integrate.integrate` (plain ndarrays only: float64, complex128, or Fraction
+    ``object`` arrays for exact mode), plus the terminal ``loss`` (``value``/``grad``) and the ``backend``
+    (``"auto"``, ``"numpy"``, ``"numba"``). Returns a :class:`DiscreteAdjoint`.
+    """
+    if isinstance(x0, Variable) or isinstance(theta, Variable):
+        raise TypeError("x0, theta: the hand adjoint takes plain arrays, not tape Variables (use refimpl.ad.grad "
+                        "through refimpl.ode.integrate for the tape route)")
+    if not isinstance(loss, TerminalLoss):
+        raise TypeError(f"loss must implement value(x) and grad(x), got {type(loss).__name__}")
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    problem = prepare_problem(field, method, x0, theta, T, N, layout, starter)
+    use_numba = backend == "numba" or (backend == "auto" and _numba_applies(problem))
+    if use_numba:
+        if not _numba_applies(problem):
+            raise ValueError("backend: 'numba' needs a built-in TanhField or LinearField and float64 x0/theta "
+                             "(use backend='numpy')")
+        xs, grad_theta, lambdas = _numba(problem, loss)
+        value = loss.value(xs[-1])
+    else:
+        xs_list = run(problem)
+        xs = np.asarray(ops.stack(xs_list))
+        lam_N = _loss_grad(loss, xs_list[-1])
+        value = loss.value(xs_list[-1])
+        if isinstance(problem.method, ButcherTableau):
+            grad_theta, lambdas = _numpy_erk(problem, xs_list, lam_N)
+        else:
+            grad_theta, lambdas = _numpy_lmm(problem, xs_list, lam_N)
+    return DiscreteAdjoint(value, grad_theta, lambdas[0], lambdas, xs, problem.samples, problem.h,
+                           "numba" if use_numba else "numpy")
