@@ -1,0 +1,1 @@
+"""Tools for property-testing code against refimpl: :mod:`refimpl.testing.strategies` (hypothesis strategies)."""
