@@ -304,6 +304,45 @@ def test_f_cannot_corrupt_the_point():
     assert result.passed, repr(result)   # every evaluation saw an uncorrupted point
 
 
+# --------------------------------------------------------------------------------- default gradient: the tape
+def tape_compositions():
+    from refimpl.ad import ops
+    a = np.random.default_rng(3).standard_normal((3, 3)) / np.sqrt(3)
+    return {
+        "sin_x2": (lambda x: ops.sum(ops.sin(x) * x**2), (2, 3)),
+        "logsumexp": (lambda x: ops.log(ops.sum(ops.exp(x))), (4,)),
+        "tanh_matmul_sigmoid": (lambda x: ops.sum(ops.tanh(ops.matmul(a, x)) * ops.sigmoid(x))
+                                + ops.mean(ops.sqrt(1.0 + x * x)), (3,)),
+        "einsum_transpose": (lambda x: ops.sum(ops.einsum("ij,jk->ik", x, ops.transpose(x)) ** 2) / 10.0, (2, 3)),
+        "stack_reshape_power": (lambda x: ops.sum(ops.reshape(ops.stack([x[0] * x[1], ops.exp(x[2])]), (-1,))
+                                                  ** 3), (3, 2)),
+        "abs_maximum": (lambda x: ops.sum(ops.abs(x) ** 3 + ops.maximum(x, 0.1) ** 2), (5,)),  # not holomorphic
+    }
+
+
+@pytest.mark.parametrize("name", ["sin_x2", "logsumexp", "tanh_matmul_sigmoid", "einsum_transpose",
+                                  "stack_reshape_power", "abs_maximum"])
+def test_check_grad_with_default_tape_gradient(name):
+    f, shape = tape_compositions()[name]
+    x = np.random.default_rng(7).uniform(-1.0, 1.0, shape)
+    result = check_grad(f, x).raise_if_failed()            # grad=None: refimpl.ad.grad(f)
+    assert (result.complex_step_gradient is None) == (name == "abs_maximum"), result.complex_step_note
+    if name == "sin_x2":                                   # and the tape agrees with the hand-derived gradient
+        assert rel_error(result.gradient, sin_x2_grad(x), sin_x2_scale(x) + 1e-30) <= 1e-13
+
+
+def test_check_grad_detects_a_wrong_vjp_on_the_tape():
+    from refimpl.ad import ops
+    from refimpl.ad.tape import primitive
+    bad_cube = primitive(lambda x: x**3, vjp0=lambda g, ans, x: ops.multiply(g, 3.03 * x * x))   # 1 % too large
+    f = lambda x: ops.sum(bad_cube(x) + ops.sin(x))
+    x = np.array([0.5, -1.5, 1.0])
+    result = check_grad(f, x)
+    assert not result.passed and result.worst_index == (1,)   # |3·0.01·x²| is largest at x = −1.5
+    np.testing.assert_allclose(result.fd_errors[0], 0.03 * x**2, rtol=1e-6)
+    assert abs(result.taylor.observed_rate1 - 1.0) <= 0.1    # relative error 1e-2 ≫ b·h_min: rate-1 regime
+
+
 # -------------------------------------------------------------------------------------------------- bad inputs
 ONE = np.ones(3)
 BAD_INPUTS = [

@@ -20,6 +20,8 @@ import warnings
 
 import numpy as np
 
+__all__ = ["central_difference", "richardson_difference", "complex_step", "fd_gradient", "complex_step_gradient",
+           "taylor_test", "check_grad", "TaylorResult", "GradCheckResult"]
 _EPS = np.finfo(np.float64).eps
 _ComplexWarning = getattr(np, "exceptions", np).ComplexWarning
 # Default steps balance truncation against rounding for O(1) derivatives (Nocedal & Wright §8.1): central difference
