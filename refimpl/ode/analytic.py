@@ -17,7 +17,8 @@ Each case provides, in closed form (derivation in each class docstring):
 
 The last identity (chain rule through θ = Bc and the definition of δL/δθ, see
 :mod:`refimpl.ode.continuous_adjoint`) is what links the three closed forms, and the tests check it numerically:
-dL/dc by complex step of ``loss_at`` vs ``coefficient_gradient_exact`` vs quadrature of Bᵀ·``functional_gradient_exact``.
+dL/dc by complex step of ``loss_at`` vs ``coefficient_gradient_exact`` vs quadrature of
+Bᵀ·``functional_gradient_exact``.
 
 A general remark used twice below: if L depends on θ only through Θ(T) = ∫₀ᵀ θ dt (cases :class:`ScalarGrowthCase`
 and the growth-rate part of :class:`LogisticCase`), then δL/δθ(t) = dL/dΘ is *constant in t* even though x(t) and
@@ -353,7 +354,8 @@ class LinearSystemCase(AnalyticCase):
     Gradient (LinearField: ∂_θfᵀp = (vec(p xᵀ), p)): δL/δA(t) = p(t) x(t)ᵀ, δL/δb(t) = p(t).
     Integrals by Van Loan's formula ∫₀ᵀ e^{F(T−t)} G e^{Ht} dt = [expm([[F, G], [0, H]] T)]₁₂:
     ∫ p xᵀ dt = (∫ e^{Aᵀ(T−t)} r z₀ᵀ e^{Mᵀt} dt) Pᵀ  (F = Aᵀ, G = r z₀ᵀ, H = Mᵀ);
-    (∫ t p dt, ∫ p dt) = ∫ e^{Aᵀ(T−t)} r (t, 1) dt  (F = Aᵀ, G = r (0, 1), H = [[0, 0], [1, 0]], e^{Ht} = [[1, 0], [t, 1]]).
+    (∫ t p dt, ∫ p dt) = ∫ e^{Aᵀ(T−t)} r (t, 1) dt  (F = Aᵀ, G = r (0, 1), H = [[0, 0], [1, 0]],
+    e^{Ht} = [[1, 0], [t, 1]]).
     dL/dc = (vec ∫ p xᵀ dt, ∫ p dt, ∫ t p dt) = ∫ B(t)ᵀ δL/δθ dt; ∫₀ᵀ δL/δθ dt = (vec ∫ p xᵀ dt, ∫ p dt).
     """
 
