@@ -33,7 +33,6 @@ import numbers
 import numpy as np
 from scipy.linalg import expm
 
-from refimpl.ad import ops
 from refimpl.ode.fields import (LinearField, LinearForcingField, QuadraticLoss, ScaledLinearField, _HandField,
                                 _raw)
 
