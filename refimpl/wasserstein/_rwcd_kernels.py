@@ -1,0 +1,107 @@
+r"""Numba kernels for the RWCD / RWCP particle sweep: a block of coordinate steps at O(Nd) resp. O(N²) per step.
+
+Both kernels run the coordinate steps t = 0 … T−1 (coordinate i = coords[t], step η = etas[i]) in place on the
+particle array X (N, d), for F = quadratic part + (optional) Gaussian interaction, followed (RWCP) by the coordinate
+prox of a weighted L1 term:
+
+* quadratic part: ∂ᵢu(x_k) = (A x_k)ᵢ − rᵢ + (B(x_k − m))ᵢ, m the empirical mean (kept up to date: only mᵢ changes
+  in a step, O(N)) — O(d) per particle, O(Nd) per step against O(Nd²) for a full gradient (1/d);
+* Gaussian interaction W(z) = a exp(−|z|²/(2s²)): ∂ᵢu(x_k) = (1/N) Σ_j −(a/s²) e^{−D_kj/(2s²)} (x_kᵢ − x_jᵢ) with the
+  **cached** squared distances D_kj = |x_k − x_j|², updated after the step by D_kj += (x'_kᵢ − x'_jᵢ)² − (x_kᵢ − x_jᵢ)²:
+  O(N²) per step against O(N²d) for a full gradient (1/d) (notes/rwcd-derivations.md §3, "Cost");
+* then x_kᵢ ← x_kᵢ − η ∂ᵢu(x_k) for every k (all partials use the state before the step), and with the L1 term
+  x_kᵢ ← cᵢ + sign(x_kᵢ − cᵢ) max(|x_kᵢ − cᵢ| − ηλᵢ, 0).
+
+Determinism: ``prange`` runs only over the output particle k; every sum runs serially in a fixed order, no reduction
+crosses threads, no ``fastmath``: bit-identical results for any thread count. The cached D drifts from a fresh
+computation only by rounding (≈ √T·ε·max D after T steps). No argument checks here: these are called only through
+the checked drivers of :mod:`refimpl.wasserstein.rwcd_particles`.
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+
+@njit(cache=True)
+def quadratic_sweep(X, A, r, B, mean, coords, etas, l1_weights, l1_center, use_l1):
+    n, d = X.shape
+    new = np.empty(n)
+    for t in range(coords.shape[0]):
+        i = coords[t]
+        eta = etas[i]
+        for k in range(n):
+            g = -r[i]
+            for j in range(d):
+                g += A[i, j] * X[k, j] + B[i, j] * (X[k, j] - mean[j])
+            v = X[k, i] - eta * g
+            if use_l1:
+                z = v - l1_center[i]
+                thr = eta * l1_weights[i]
+                if z > thr:
+                    v = l1_center[i] + (z - thr)
+                elif z < -thr:
+                    v = l1_center[i] + (z + thr)
+                else:
+                    v = l1_center[i]
+            new[k] = v
+        s = 0.0
+        for k in range(n):
+            X[k, i] = new[k]
+            s += new[k]
+        mean[i] = s / n
+
+
+@njit(parallel=True, cache=True)
+def squared_distances(X):
+    n, d = X.shape
+    D = np.empty((n, n))
+    for k in prange(n):
+        for j in range(n):
+            acc = 0.0
+            for ell in range(d):
+                z = X[k, ell] - X[j, ell]
+                acc += z * z
+            D[k, j] = acc
+    return D
+
+
+@njit(parallel=True, cache=True)
+def pairwise_sweep(X, D, A, r, B, mean, has_quadratic, amplitude, width, coords, etas, l1_weights, l1_center,
+                   use_l1):
+    n, d = X.shape
+    inv_s2 = 1.0 / (width * width)
+    new = np.empty(n)
+    for t in range(coords.shape[0]):
+        i = coords[t]
+        eta = etas[i]
+        for k in prange(n):
+            acc = 0.0
+            for j in range(n):
+                acc += -amplitude * inv_s2 * np.exp(-0.5 * D[k, j] * inv_s2) * (X[k, i] - X[j, i])
+            g = acc / n
+            if has_quadratic:
+                g += -r[i]
+                for j in range(d):
+                    g += A[i, j] * X[k, j] + B[i, j] * (X[k, j] - mean[j])
+            v = X[k, i] - eta * g
+            if use_l1:
+                z = v - l1_center[i]
+                thr = eta * l1_weights[i]
+                if z > thr:
+                    v = l1_center[i] + (z - thr)
+                elif z < -thr:
+                    v = l1_center[i] + (z + thr)
+                else:
+                    v = l1_center[i]
+            new[k] = v
+        for k in prange(n):
+            for j in range(n):
+                a = new[k] - new[j]
+                b = X[k, i] - X[j, i]
+                D[k, j] += a * a - b * b
+        s = 0.0
+        for k in range(n):
+            X[k, i] = new[k]
+            s += new[k]
+        mean[i] = s / n
