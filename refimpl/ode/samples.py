@@ -26,6 +26,7 @@ from __future__ import annotations
 import math
 import numbers
 from dataclasses import dataclass, field
+from functools import cached_property
 from fractions import Fraction
 
 import numpy as np
@@ -74,11 +75,15 @@ def _check_method(method, starter):
 class ParameterSamples:
     r"""The parameter samples of one (method, starter, T, N, layout).
 
-    ``offsets[r]`` = sample time / h (exact Fraction), ``times`` (float64), ``weights`` (float64 stage weights),
-    ``exact_weights`` (Fractions, when all coefficients are rational, else None). Index maps: ``stage_index``
-    ``(N, s)`` for an ERK — or ``(k-1, s_starter)`` for the starter steps of an LMM — giving the sample row used by
-    stage i of step n; ``grid_index`` ``(N,)`` for an LMM: the row used by :math:`f(x_m,\cdot)` at :math:`t_m`, or −1
-    where that value is never used.
+    ``offsets[r]`` = sample time / h (exact Fraction), ``times`` (float64), ``weights`` (float64 stage weights, the
+    correctly rounded exact sums when all coefficients are rational), ``exact_weights`` (Fractions, or None for float
+    coefficients). Index maps: ``stage_index`` ``(N, s)`` for an ERK — or ``(k-1, s_starter)`` for the starter steps of
+    an LMM — giving the sample row used by stage i of step n; ``grid_index`` ``(N,)`` for an LMM: the row used by
+    :math:`f(x_m,\cdot)` at :math:`t_m`, or −1 where that value is never used.
+
+    Internally a sample time is the integer code ``q·F + j`` for :math:`t = (q + \phi_j) h` with the fractional parts
+    :math:`0 \le \phi_0 < \phi_1 < \dots` of the nodes (F of them), so building the samples needs no rational
+    arithmetic per step; ``offsets`` and ``exact_weights`` are formed on first access.
     """
 
     method: object
@@ -86,21 +91,34 @@ class ParameterSamples:
     layout: str
     T: float | Fraction
     N: int
-    offsets: tuple
     times: np.ndarray = field(repr=False)
     weights: np.ndarray = field(repr=False)
-    exact_weights: tuple | None = field(repr=False)
     stage_index: np.ndarray = field(repr=False)
     grid_index: np.ndarray | None = field(repr=False)
+    _codes: np.ndarray = field(repr=False)
+    _fracs: tuple = field(repr=False)
+    _weight_numerators: tuple | None = field(repr=False)
+    _weight_denominator: int | None = field(repr=False)
 
     @property
     def n_samples(self) -> int:
-        return len(self.offsets)
+        return len(self.times)
 
     @property
     def h(self):
         """Step size T/N (a Fraction when T is exact)."""
         return self.T / self.N
+
+    @cached_property
+    def offsets(self) -> tuple:
+        F = len(self._fracs)
+        return tuple(int(q) + self._fracs[j] for q, j in zip(self._codes // F, self._codes % F))
+
+    @cached_property
+    def exact_weights(self) -> tuple | None:
+        if self._weight_numerators is None:
+            return None
+        return tuple(Fraction(int(w), self._weight_denominator) for w in self._weight_numerators)
 
     def __repr__(self) -> str:
         st = f", starter={self.starter.name!r}" if self.starter is not None else ""
@@ -108,8 +126,21 @@ class ParameterSamples:
                 f"n_samples={self.n_samples})")
 
 
-def _key(n: int, c) -> Fraction:
-    return Fraction(n) + Fraction(c)
+def _node_split(nodes, fracs):
+    """Each node c as (floor(c), index of c − floor(c) in the sorted fractional parts ``fracs``)."""
+    out = []
+    for c in nodes:
+        c = Fraction(c)
+        q = math.floor(c)
+        out.append((q, fracs.index(c - q)))
+    return out
+
+
+def _fractional_parts(*node_lists):
+    parts = {Fraction(0)}
+    for nodes in node_lists:
+        parts |= {Fraction(c) - math.floor(Fraction(c)) for c in nodes}
+    return sorted(parts)
 
 
 def parameter_samples(method, T, N, layout: str = "stage", starter=None) -> ParameterSamples:
@@ -118,53 +149,57 @@ def parameter_samples(method, T, N, layout: str = "stage", starter=None) -> Para
     T, N, _ = check_grid(method, T, N)
     if layout not in LAYOUTS:
         raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
-    if isinstance(method, ButcherTableau):
-        s = method.stages
-        if layout == "stage":
-            keys = sorted({_key(n, c) for n in range(N) for c in method.c})
-            where = {k: r for r, k in enumerate(keys)}
-            stage_index = np.array([[where[_key(n, c)] for c in method.c] for n in range(N)], dtype=np.int64)
-        else:
-            keys = [Fraction(n) for n in range(N)]
-            stage_index = np.repeat(np.arange(N, dtype=np.int64)[:, None], s, axis=1)
-        grid_index = None
-        uses = [(stage_index[n, i], method.b[i]) for n in range(N) for i in range(s)]
-        exact = method.exact
+    erk = isinstance(method, ButcherTableau)
+    tab = method if erk else starter
+    fracs = _fractional_parts(tab.c)
+    F = len(fracs)
+    split = _node_split(tab.c, fracs)
+    n_rk = N if erk else method.steps - 1                # number of Runge-Kutta steps (all, or the starter's)
+    if layout == "stage":
+        rk_codes = np.array([[(n + q) * F + j for q, j in split] for n in range(n_rk)], dtype=np.int64)
+        rk_codes = rk_codes.reshape(n_rk, tab.stages)
+    else:
+        rk_codes = np.repeat(np.arange(n_rk, dtype=np.int64)[:, None] * F, tab.stages, axis=1)
+    if erk:
+        used_grid = []
+        grid_codes = np.zeros(0, dtype=np.int64)
     else:
         k = method.steps
         used_grid = sorted({n + j for n in range(N - k + 1) for j in range(k) if method.beta[j] != 0})
-        if layout == "stage":
-            keys = sorted({_key(n, c) for n in range(k - 1) for c in starter.c} | {Fraction(m) for m in used_grid})
-            where = {kk: r for r, kk in enumerate(keys)}
-            stage_index = np.array([[where[_key(n, c)] for c in starter.c] for n in range(k - 1)],
-                                   dtype=np.int64).reshape(k - 1, starter.stages)
-            grid_index = np.full(N, -1, dtype=np.int64)
-            for m in used_grid:
-                grid_index[m] = where[Fraction(m)]
-        else:
-            keys = [Fraction(n) for n in range(N)]
-            stage_index = np.repeat(np.arange(k - 1, dtype=np.int64)[:, None], starter.stages, axis=1)
-            grid_index = np.full(N, -1, dtype=np.int64)
-            for m in used_grid:
-                grid_index[m] = m
-        uses = [(stage_index[n, i], starter.b[i]) for n in range(k - 1) for i in range(starter.stages)]
-        uses += [(grid_index[n + j], method.beta[j]) for n in range(N - k + 1) for j in range(k) if method.beta[j] != 0]
-        exact = method.exact and starter.exact
-    n_samples = len(keys)
+        grid_codes = np.array(used_grid, dtype=np.int64) * F      # fractional part 0 has index 0
+    # the step layout has one row per step even where an LMM never uses it (a β_j = 0 pattern): weight 0 there
+    every_step = np.arange(N, dtype=np.int64) * F if layout == "step" else np.zeros(0, dtype=np.int64)
+    codes, inverse = np.unique(np.concatenate([rk_codes.ravel(), grid_codes, every_step]), return_inverse=True)
+    stage_index = inverse[:rk_codes.size].reshape(rk_codes.shape).astype(np.int64)
+    grid_index = None
+    if not erk:
+        grid_index = np.full(N, -1, dtype=np.int64)
+        grid_index[np.array(used_grid, dtype=np.int64)] = inverse[rk_codes.size:rk_codes.size + len(used_grid)]
+    # stage weights: every (sample row, coefficient) use
+    rows = [int(r) for r in stage_index.ravel()]
+    coefs = list(tab.b) * n_rk
+    if not erk:
+        uses = [(int(grid_index[n + j]), method.beta[j]) for n in range(N - method.steps + 1)
+                for j in range(method.steps) if method.beta[j] != 0]
+        rows += [r for r, _ in uses]
+        coefs += [c for _, c in uses]
+    n_samples = len(codes)
+    exact = tab.exact and (erk or method.exact)
     if exact:
-        w = [Fraction(0)] * n_samples
-        for r, wt in uses:
-            w[r] += wt
-        exact_weights = tuple(w)
-        weights = np.array([float(v) for v in w], dtype=np.float64)
+        den = math.lcm(*[Fraction(c).denominator for c in coefs]) if coefs else 1
+        nums = [0] * n_samples
+        for r, c in zip(rows, coefs):
+            nums[r] += c.numerator * (den // c.denominator)
+        weights = np.array([w / den for w in nums], dtype=np.float64)     # int/int: correctly rounded
+        numerators, denominator = tuple(nums), den
     else:
-        exact_weights = None
         weights = np.zeros(n_samples, dtype=np.float64)
-        for r, wt in uses:
-            weights[r] += float(wt)
-    times = np.array([float(kk * T / N) if isinstance(T, Fraction) else float(kk) * T / N for kk in keys],
-                     dtype=np.float64)
-    for a in (times, weights, stage_index) + ((grid_index,) if grid_index is not None else ()):
+        for r, c in zip(rows, coefs):
+            weights[r] += float(c)
+        numerators, denominator = None, None
+    frac_float = np.array([float(f) for f in fracs])
+    times = ((codes // F) + frac_float[codes % F]) * (float(T) / N)
+    for a in (times, weights, stage_index, codes) + ((grid_index,) if grid_index is not None else ()):
         a.flags.writeable = False
-    return ParameterSamples(method, starter, layout, T, N, tuple(keys), times, weights, exact_weights, stage_index,
-                            grid_index)
+    return ParameterSamples(method, starter, layout, T, N, times, weights, stage_index, grid_index, codes,
+                            tuple(fracs), numerators, denominator)
