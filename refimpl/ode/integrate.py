@@ -30,7 +30,6 @@ import numpy as np
 
 from refimpl.ad import Variable, getvalue, ops
 from refimpl.ode.fields import TerminalLoss, VectorField
-from refimpl.ode.multistep import LinearMultistep
 from refimpl.ode.samples import ParameterSamples, parameter_samples
 from refimpl.ode.tableau import ButcherTableau
 

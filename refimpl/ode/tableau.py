@@ -34,7 +34,6 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import NamedTuple
 
-import numpy as np
 
 from refimpl.ode.coefficients import coefficient_array, normalise_coefficients
 
