@@ -73,6 +73,7 @@ __all__ = [
     "oscillation_amplitude",
     "gradient_error",
     "observed_rates",
+    "applicable_estimates",
     "LEAPFROG_VARIANTS",
 ]
 
@@ -305,3 +306,19 @@ def observed_rates(Ns, errors) -> np.ndarray:
     if np.any(N <= 0) or np.any(e <= 0) or not np.all(np.isfinite(e)):
         raise ValueError("Ns and errors must be positive and finite")
     return np.log(e[:-1] / e[1:]) / np.log(N[1:] / N[:-1])
+
+
+def applicable_estimates(grad_theta, samples: ParameterSamples) -> dict:
+    """Every estimate of δL/δθ this module defines that applies to the samples' scheme, by name:
+
+    ``"per_step"`` (:func:`per_step_gradient`) and ``"normalised"`` (:func:`normalised_gradient`) always;
+    ``"corrected"``: :func:`leapfrog_corrected_gradient` (sum) for leapfrog, :func:`erk_corrected_gradient` for a
+    Runge–Kutta method, absent for other multistep methods (SPEC §3 proposes no correction there; their normalised
+    gradient is the candidate); ``"average"``: the leapfrog pair average (leapfrog only)."""
+    out = {"per_step": per_step_gradient(grad_theta, samples), "normalised": normalised_gradient(grad_theta, samples)}
+    if _is_leapfrog(samples.method):
+        out["corrected"] = leapfrog_corrected_gradient(grad_theta, samples, "sum")
+        out["average"] = leapfrog_corrected_gradient(grad_theta, samples, "average")
+    elif isinstance(samples.method, ButcherTableau):
+        out["corrected"] = erk_corrected_gradient(grad_theta, samples)
+    return out
