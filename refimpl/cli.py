@@ -72,6 +72,16 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--quick", action="store_true", help="small sizes, for CI")
     v.add_argument("--out", type=Path, default=REPO_ROOT / "validation" / "report", help="report folder")
     v.add_argument("--only", nargs="+", metavar="NAME", help="run only these experiments")
+    # oracle (SPEC §5): refimpl.oracle.commands
+    cases = sub.add_parser("cases", help="oracle cases as data").add_subparsers(dest="cases_command", required=True)
+    ex = cases.add_parser("export", help="write the battery of oracle cases (JSON metadata + .npz arrays) to DIR")
+    ex.add_argument("dir", type=Path, metavar="DIR")
+    ex.add_argument("--quick", action="store_true", help="a small subset (for tests)")
+    ck = sub.add_parser("check", help="compare a foreign implementation's arrays with an oracle case "
+                                      "(exit 0 pass, 1 mismatch, 2 bad input)")
+    ck.add_argument("case_dir", type=Path, metavar="CASE_DIR")
+    ck.add_argument("theirs", type=Path, metavar="THEIRS.npz")
+    ck.add_argument("--json", action="store_true", help="machine-readable report on stdout")
     return parser
 
 
@@ -84,6 +94,12 @@ def main(argv=None) -> int:
     try:
         if args.command == "validate":
             return validate(args.out, args.quick, args.only)
+        if args.command == "cases":
+            from refimpl.oracle.commands import export_command
+            return export_command(args.dir, args.quick)
+        if args.command == "check":
+            from refimpl.oracle.commands import check_command
+            return check_command(args.case_dir, args.theirs, args.json)
     except FileNotFoundError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
