@@ -148,8 +148,8 @@ def _conditional_variance(S, i):
     return max(float(S[i, i] - c @ sol), 0.0)
 
 
-def _entropy_coordinate_prox(S, i, tau):
-    s = _conditional_variance(S, i)
+def _entropy_coordinate_prox(S, i, tau, s=None):
+    s = _conditional_variance(S, i) if s is None else s
     root = 0.5 * (math.sqrt(s) + math.sqrt(s + 4.0 * tau))
     S2 = S.copy()
     S2[i, i] += root * root - s
@@ -195,7 +195,11 @@ def gaussian_rwcd_step(energy: Energy, state, i, eta) -> GaussianMoments:
 
 
 def gaussian_coordinate_entropy_prox(state, i, tau) -> GaussianMoments:
-    """The JKO step of τℋ restricted to eᵢ-displacements (G5; module docstring)."""
+    """The JKO step of τℋ restricted to eᵢ-displacements (G5; module docstring).
+
+    Conditioning: s' = ((√s + √(s + 4τ))/2)² has ds'/ds = ∞ at s = 0, so on a (nearly) degenerate state the result
+    carries an absolute error ~√(ε‖Σ‖τ) from the rounding of the Schur complement; :func:`gaussian_rwcp_step` avoids
+    this by carrying s through the forward step exactly."""
     st = as_moments(state)
     i = as_coordinate(i, st.dim)
     tau = as_real_scalar(tau, "tau", positive=True)
@@ -214,13 +218,23 @@ def gaussian_rwcp_step(energy: Energy, state, i, eta) -> GaussianMoments:
     st, model, sigma = _model(energy, state, smooth_only=True)
     i = as_coordinate(i, st.dim)
     eta = as_real_scalar(eta, "eta", positive=True)
-    m, S = st.mean, st.cov
+    return GaussianMoments(*_rwcp_update(model, sigma, st.mean, st.cov, i, eta))
+
+
+def _rwcp_update(model, sigma, m, S, i, eta):
+    """Forward coordinate step on G, then the coordinate entropy prox. The conditional variance of xᵢ | x₋ᵢ after
+    the forward step is computed as (1 − ηMᵢᵢ)² s (x₋ᵢ does not move, xᵢ is scaled by 1 − ηMᵢᵢ given x₋ᵢ), not
+    from the new Σ: at η = 1/Mᵢᵢ that Σ is singular and its Schur complement is pure rounding (~ε‖Σ‖), which the
+    square root in G4 would amplify to ~√ε."""
+    s = _conditional_variance(S, i) if sigma > 0 else None
     if model is not None:
         b, M = model.velocity(m, S)
         m, S = _coordinate_push(m, S, i, eta, b[i], M[i])
+        if s is not None:
+            s = (1.0 - eta * M[i, i]) ** 2 * s
     if sigma > 0:
-        S = _entropy_coordinate_prox(S, i, sigma * eta)
-    return GaussianMoments(m, S)
+        S = _entropy_coordinate_prox(S, i, sigma * eta, s)
+    return m, S
 
 
 def gaussian_wgd_step(energy: Energy, state, eta) -> GaussianMoments:
@@ -275,10 +289,7 @@ def _coordinate_driver(method, energy, g0, n_steps, *, sampling, seed, step_size
     rec = TraceRecorder(full.value(m, S))
     for k, i in enumerate(coords, start=1):
         rec.start()
-        b, M = smooth.velocity(m, S)
-        m, S = _coordinate_push(m, S, i, eta[i], b[i], M[i])
-        if sigma > 0:
-            S = _entropy_coordinate_prox(S, i, sigma * eta[i])
+        m, S = _rwcp_update(smooth, sigma, m, S, i, eta[i])
         rec.stop()
         if k % record_every == 0 or k == n_steps:
             rec.record(k / d, full.value(m, S))
