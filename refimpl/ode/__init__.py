@@ -10,7 +10,11 @@ Submodules (each does one thing):
 ``refimpl.ode.integrate``          the generic ERK / LMM integrator (NumPy, complex, Fraction, tape Variables).
 ``refimpl.ode.discrete_adjoint``   hand-derived discrete adjoints (NumPy path for any field, Numba for tanh/linear).
 
-Further modules (continuous adjoint, analytic cases, corrections) are imported directly from their submodules.
+``refimpl.ode.continuous_adjoint`` the backward adjoint ODE p′ = −∂ₓfᵀp (DOP853 with an error estimate; RK4+Richardson).
+``refimpl.ode.analytic``           closed-form cases (trajectory, loss, δL/δθ) the gradients are measured against.
+``refimpl.ode.corrections``        paper [A]: normalised AD gradients, leapfrog / 2-stage ERK corrections, diagnostics.
+
+These further modules are imported directly from their submodules.
 The names below are loaded lazily on first access, so ``import refimpl.ode`` stays cheap (no Numba compilation).
 The two main functions share their module's name, so import them from the module (a package attribute of that name is
 the submodule once it has been imported)::
