@@ -56,6 +56,7 @@ INPUTS = {
     "stage_index": "ERK: row of theta used by stage i of step n, shape (N, s); LMM: the same for the k-1 starter "
                    "steps, shape (k-1, s_starter)",
     "grid_index": "LMM only: row of theta used by f(x_m, .) at grid time t_m, or -1 where unused, shape (N,)",
+    "corrected_times": "the times of the rows of corrected_gradient, shape (m,)",
 }
 #: reference quantities of an ODE case (what a foreign implementation is compared on)
 REFERENCES = {
@@ -333,8 +334,13 @@ class Case:
         for name in ("stage_index", "grid_index"):
             if name in a and a[name].size and (a[name].min() < -1 or a[name].max() >= n_s):
                 raise CaseFormatError(f"{where}: array {name!r} holds indices outside [-1, {n_s})")
-        if "corrected_gradient" in a and (a["corrected_gradient"].ndim != 2 or a["corrected_gradient"].shape[1] != n_p):
-            raise CaseFormatError(f"{where}: array 'corrected_gradient' must have shape (m, {n_p})")
+        if ("corrected_gradient" in a) != ("corrected_times" in a):
+            raise CaseFormatError(f"{where}: 'corrected_gradient' and 'corrected_times' come together")
+        if "corrected_gradient" in a:
+            m = a["corrected_times"].shape[0] if a["corrected_times"].ndim == 1 else -1
+            if a["corrected_gradient"].shape != (m, n_p):
+                raise CaseFormatError(f"{where}: array 'corrected_gradient' must have shape (m, p) = ({m}, {n_p}) "
+                                      f"with m = len(corrected_times)")
         if len(p["loss"]["y"]) != d:
             raise CaseFormatError(f"{where}: problem.loss.y has {len(p['loss']['y'])} entries, expected dim = {d}")
         if not math.isclose(p["h"], p["T"] / N, rel_tol=1e-12):
