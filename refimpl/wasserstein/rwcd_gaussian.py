@@ -268,7 +268,7 @@ def _check_driver(energy, g0, n_steps, record_every):
     return st, n_steps, record_every
 
 
-def _coordinate_driver(method, energy, g0, n_steps, *, sampling, seed, step_sizes, record_every, proximal):
+def _coordinate_driver(method, energy, g0, n_steps, *, sampling, seed, step_sizes, record_every, proximal, stop_at):
     st, n_steps, record_every = _check_driver(energy, g0, n_steps, record_every)
     d = st.dim
     full = QuadraticGaussianEnergy(energy, d)
@@ -293,27 +293,38 @@ def _coordinate_driver(method, energy, g0, n_steps, *, sampling, seed, step_size
         rec.stop()
         if k % record_every == 0 or k == n_steps:
             rec.record(k / d, full.value(m, S))
+            if stop_at is not None and rec.energy[-1] <= stop_at:
+                coords = coords[:k]
+                break
     return rec.trace(method, coords, GaussianMoments(m, S), probabilities=p, step_sizes=eta, sampling=sampling)
 
 
 def gaussian_rwcd(energy: Energy, g0, n_steps: int, *, sampling: str = "uniform", seed: int = 0, step_sizes=None,
-                  record_every: int = 1):
-    """``n_steps`` RWCD steps from g0 (coordinates i.i.d. by ``sampling``; ηᵢ = 1/Lᵢ unless ``step_sizes``).
+                  record_every: int = 1, stop_at=None):
+    """``n_steps`` RWCD steps from g0 (coordinates i.i.d. by ``sampling``; ηᵢ = 1/Lᵢ unless ``step_sizes``);
+    stops early at the first record with F ≤ ``stop_at`` if given.
 
     Returns a :class:`~refimpl.wasserstein.coordinate_descent.DescentTrace` (cost in gradient equivalents: 1/d a step).
     """
     return _coordinate_driver(f"RWCD ({sampling})", energy, g0, n_steps, sampling=sampling, seed=seed,
-                              step_sizes=step_sizes, record_every=record_every, proximal=False)
+                              step_sizes=step_sizes, record_every=record_every, proximal=False,
+                              stop_at=_stop(stop_at))
 
 
 def gaussian_rwcp(energy: Energy, g0, n_steps: int, *, sampling: str = "uniform", seed: int = 0, step_sizes=None,
-                  record_every: int = 1):
-    """``n_steps`` RWCP steps for F = G + σℋ from g0 (Lᵢ those of G; ηᵢ = 1/Lᵢ unless ``step_sizes``)."""
+                  record_every: int = 1, stop_at=None):
+    """``n_steps`` RWCP steps for F = G + σℋ from g0 (Lᵢ those of G; ηᵢ = 1/Lᵢ unless ``step_sizes``); ``stop_at``
+    as in :func:`gaussian_rwcd`."""
     return _coordinate_driver(f"RWCP ({sampling})", energy, g0, n_steps, sampling=sampling, seed=seed,
-                              step_sizes=step_sizes, record_every=record_every, proximal=True)
+                              step_sizes=step_sizes, record_every=record_every, proximal=True,
+                              stop_at=_stop(stop_at))
 
 
-def _full_driver(method, energy, g0, n_steps, step, proximal):
+def _stop(stop_at):
+    return None if stop_at is None else as_real_scalar(stop_at, "stop_at")
+
+
+def _full_driver(method, energy, g0, n_steps, step, proximal, stop_at=None):
     st, n_steps, _ = _check_driver(energy, g0, n_steps, 1)
     full = QuadraticGaussianEnergy(energy, st.dim)
     if proximal:
@@ -338,17 +349,19 @@ def _full_driver(method, energy, g0, n_steps, step, proximal):
             S = _entropy_full_prox(S, sigma * eta)
         rec.stop()
         rec.record(float(k), full.value(m, S))
+        if stop_at is not None and rec.energy[-1] <= stop_at:
+            break
     return rec.trace(method, [], GaussianMoments(m, S), step=eta)
 
 
-def gaussian_wgd(energy: Energy, g0, n_steps: int, *, step=None):
-    """Full Wasserstein gradient descent (forward Euler), η = 1/L by default (L = λ_max(G))."""
-    return _full_driver("WGD", energy, g0, n_steps, step, proximal=False)
+def gaussian_wgd(energy: Energy, g0, n_steps: int, *, step=None, stop_at=None):
+    """Full Wasserstein gradient descent (forward Euler), η = 1/L by default (L = λ_max(G)); optional early stop."""
+    return _full_driver("WGD", energy, g0, n_steps, step, proximal=False, stop_at=_stop(stop_at))
 
 
-def gaussian_wpg(energy: Energy, g0, n_steps: int, *, step=None):
-    """Full Wasserstein proximal gradient for F = G + σℋ, η = 1/L(G) by default."""
-    return _full_driver("WPG", energy, g0, n_steps, step, proximal=True)
+def gaussian_wpg(energy: Energy, g0, n_steps: int, *, step=None, stop_at=None):
+    """Full Wasserstein proximal gradient for F = G + σℋ, η = 1/L(G) by default; optional early stop."""
+    return _full_driver("WPG", energy, g0, n_steps, step, proximal=True, stop_at=_stop(stop_at))
 
 
 # ------------------------------------------------------------------------------------------- exact expectations
