@@ -1,0 +1,438 @@
+"""Paper [A] (Xu, Chen, Li, arXiv 2306.02192): AD oscillations in neural-ODE training and their corrections (SPEC §3).
+
+For forward Euler, leapfrog (forward-Euler and Heun starters), AB2/AB3, the 2-stage ERK family (Heun, midpoint, Ralston,
+an α sweep) and RK4 (stage-time and one-θ-per-step samples), the exact gradient G = ∂L_h/∂θ of the discrete loss
+(hand adjoint, checked against the tape) is turned into estimates of the continuous δL/δθ(t):
+G/h ("per step"), G/(h w) ("normalised", SPEC §3), and the corrections of refimpl.ode.corrections; each is compared
+with δL/δθ over N = 2^k (k = 5…12; quick: 5…9) on
+(a) an analytic linear case (refimpl.ode.analytic.LinearSystemCase, δL/δθ in closed form), and
+(b) the neural field ẋ = tanh(W(t)x + b(t)), d = 2, T = 1, random smooth W(t), b(t) (fixed seed), δL/δθ by DOP853 at
+    rtol 1e-12.
+Then a small training experiment: gradient descent on the leapfrog samples θ(t_n) to fit x(T) from several initial
+conditions, with raw-AD, corrected and continuous-adjoint updates.
+"""
+from __future__ import annotations
+
+import time
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+
+from refimpl.ad import grad
+from refimpl.ode import corrections as C
+from refimpl.ode.analytic import LinearSystemCase
+from refimpl.ode.continuous_adjoint import continuous_adjoint, continuous_adjoint_rk4
+from refimpl.ode.discrete_adjoint import discrete_adjoint
+from refimpl.ode.fields import QuadraticLoss, TanhField
+from refimpl.ode.integrate import discrete_loss
+from refimpl.ode.samples import parameter_samples
+from refimpl.ode.tableau import ButcherTableau
+from refimpl.ode.schemes import AB2, AB3, FORWARD_EULER, HEUN, LEAPFROG, MIDPOINT, RALSTON, RK4, two_stage
+from validation.claims import Claim
+
+SEED = 2306_02192
+
+#: (label, method, starter, layout)
+SCHEMES = [
+    ("forward Euler", FORWARD_EULER, None, "stage"),
+    ("leapfrog (Euler starter)", LEAPFROG, "forward_euler", "stage"),
+    ("leapfrog (Heun starter)", LEAPFROG, "matched", "stage"),
+    ("AB2 (Heun starter)", AB2, "matched", "stage"),
+    ("AB3 (RK3 starter)", AB3, "matched", "stage"),
+    ("Heun α=1 (shared)", HEUN, None, "stage"),
+    ("midpoint α=1/2", MIDPOINT, None, "stage"),
+    ("Ralston α=2/3", RALSTON, None, "stage"),
+    ("2-stage α=0.4", two_stage(Fraction(2, 5)), None, "stage"),
+    ("2-stage α=0.55", two_stage(Fraction(11, 20)), None, "stage"),
+    ("2-stage α=0.6", two_stage(Fraction(3, 5)), None, "stage"),
+    ("2-stage α=0.75", two_stage(Fraction(3, 4)), None, "stage"),
+    ("2-stage α=0.9", two_stage(Fraction(9, 10)), None, "stage"),
+    ("RK4 (stage times)", RK4, None, "stage"),
+    ("RK4 (one θ per step)", RK4, None, "step"),
+]
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# the two problems
+
+
+class NeuralCase:
+    """(b): ẋ = tanh(W(t)x + b(t)), d = 2, T = 1, Φ = ½|x(T) − y|²; θ = (vec W, b),
+    θ(t) = θ̄ + Σ_{k=0}^{2} a_k/(2(k+1)) sin((k+1)πt + φ_k), θ̄ ~ 0.7·N(0, I), a_k ~ N(0, I), φ_k ~ U(0, 2π), x₀, y ~
+    N(0, I), all from one fixed seed. Reference: refimpl.ode.continuous_adjoint (DOP853, rtol 1e-12)."""
+
+    name = "neural tanh, d=2"
+
+    def __init__(self, seed: int = SEED):
+        rng = np.random.default_rng(seed)
+        self.field = TanhField(2)
+        p = self.field.n_params
+        self.base = 0.7 * rng.standard_normal(p)
+        self.amp = rng.standard_normal((3, p))
+        self.phase = rng.uniform(0, 2 * np.pi, (3, p))
+        self.x0 = rng.standard_normal(2)
+        self.loss = QuadraticLoss(rng.standard_normal(2))
+        self.T = 1.0
+        self.reference_error = None
+
+    def theta(self, t):
+        t = np.asarray(t, dtype=np.float64)[..., None]
+        return self.base + sum(self.amp[k] * 0.5 / (k + 1) * np.sin((k + 1) * np.pi * t + self.phase[k])
+                               for k in range(3))
+
+    def reference(self, times, estimate_error: bool = False):
+        res = continuous_adjoint(self.field, lambda t: self.theta(t), self.x0, self.T, self.loss, times=times,
+                                 error_estimate="tighter" if estimate_error else None)
+        if estimate_error:
+            self.reference_error = res.error.functional_gradient
+        return res.functional_gradient
+
+
+class LinearCase:
+    """(a): refimpl.ode.analytic.LinearSystemCase (ẋ = Ax + b₀ + b₁t, d = 2, T = 2, θ = (vec A, b)). Its closed form
+    evaluated for many times at once through A = VΛV⁻¹ (derived, checked against the case's expm route in :func:`run`):
+    x(t) = e^{At}x₀ + A⁻¹(e^{At} − I)b₀ + (A⁻²(e^{At} − I) − A⁻¹t)b₁, p(t) = e^{Aᵀ(T−t)}(x(T) − y),
+    δL/δθ = (vec(p xᵀ), p)."""
+
+    name = "analytic linear, d=2"
+
+    def __init__(self):
+        self.case = LinearSystemCase()
+        self.field, self.x0, self.loss, self.T = self.case.field, self.case.x0, self.case.loss, self.case.T
+        c = self.case.coefficients
+        self.A, self.b0, self.b1 = c[:4].reshape(2, 2), c[4:6], c[6:8]
+        self.reference_error = None
+
+    def theta(self, t):
+        return np.array([self.case.theta(s) for s in np.atleast_1d(t)])
+
+    def _expA(self, t, transpose=False):
+        lam, V = np.linalg.eig(self.A.T if transpose else self.A)
+        E = np.exp(np.multiply.outer(t, lam))
+        return np.real(np.einsum("ij,mj,jk->mik", V, E, np.linalg.inv(V)))
+
+    def _x(self, t):
+        Ainv = np.linalg.inv(self.A)
+        EmI = self._expA(t) - np.eye(2)
+        return (self._expA(t) @ self.x0 + (Ainv @ EmI) @ self.b0 + (Ainv @ Ainv @ EmI) @ self.b1
+                - np.multiply.outer(t, Ainv @ self.b1))
+
+    def reference(self, times, estimate_error: bool = False):
+        t = np.asarray(times, dtype=np.float64)
+        r = self._x(np.array([self.T]))[0] - self.loss.y
+        p = self._expA(self.T - t, transpose=True) @ r
+        return np.concatenate([np.einsum("mi,mj->mij", p, self._x(t)).reshape(t.size, 4), p], axis=1)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# convergence study
+
+
+def _stage_rows(smp):
+    """For a Runge–Kutta stage layout with distinct stage times: {stage i: sample rows} (by the offset's fraction)."""
+    if not isinstance(smp.method, ButcherTableau) or smp.layout != "stage" or smp.method.stages < 2:
+        return {}
+    c = [Fraction(ci) for ci in smp.method.c]
+    if len(set(c)) != len(c) or any(ci >= 1 for ci in c):
+        return {}
+    frac = np.array([float(o - int(o)) for o in smp.offsets])
+    return {i + 1: np.flatnonzero(np.isclose(frac, float(ci))) for i, ci in enumerate(c)}
+
+
+def _restricted(est, rows_times):
+    keep = np.isin(est.times, rows_times)
+    return C.GradientSamples(est.times[keep], est.values[keep], est.label, est.reconstructed[keep])
+
+
+def study(case, Ns, schemes=SCHEMES):
+    """{(scheme label, estimate name): [GradientError per N]} and the N-finest estimates for plots."""
+    table, keep = {}, {}
+    for N in Ns:
+        per_scheme = []
+        for label, method, starter, layout in schemes:
+            smp = parameter_samples(method, case.T, N, layout, starter)
+            adj = discrete_adjoint(case.field, method, case.x0, case.theta(smp.times), case.T, N, case.loss,
+                                   layout=layout, starter=starter)
+            ests = C.applicable_estimates(adj.grad_theta, smp)
+            for i, rows in _stage_rows(smp).items():
+                for name in ("per_step", "corrected"):
+                    ests[f"{name} stage {i}"] = _restricted(ests[name], smp.times[rows])
+            per_scheme.append((label, ests))
+        times = np.unique(np.concatenate([e.times for _, ests in per_scheme for e in ests.values()]))
+        ref = case.reference(times, estimate_error=(N == Ns[-1]))
+        for label, ests in per_scheme:
+            for name, e in ests.items():
+                err = C.gradient_error(e, ref[np.searchsorted(times, e.times)])
+                table.setdefault((label, name), []).append(err)
+            if N == 64:
+                keep[label] = (ests, lambda t, times=times, ref=ref: ref[np.searchsorted(times, t)])
+    return table, keep
+
+
+def _rate(Ns, errs):
+    return float(-np.polyfit(np.log(Ns), np.log(errs), 1)[0])
+
+
+def _table_md(Ns, table, attr):
+    head = "| scheme | estimate | " + " | ".join(f"N={N}" for N in Ns) + " | rate |"
+    lines = [head, "|" + "---|" * (len(Ns) + 3)]
+    for (label, name), errs in table.items():
+        vals = [getattr(e, attr) for e in errs]
+        lines.append(f"| {label} | {name} | " + " | ".join(f"{v:.2e}" for v in vals) + f" | {_rate(Ns, vals):.2f} |")
+    return lines
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# training
+
+
+def _training(quick: bool):
+    """Fit x_j(T) ≈ y_j (j = 1..M) with leapfrog (Euler starter), θ sampled on t_0..t_{N−1}, by gradient descent
+    θ_n ← θ_n − η ĝ_n for three choices of ĝ: raw normalised AD gradient G/(2h), the corrected gradient at the grid
+    (pair sums, interpolated), and the continuous δL/δθ(t_n) of the piecewise-linear θ (RK4 + Richardson route).
+    Targets y_j from a smooth teacher θ*(t) (exact flow by DOP853)."""
+    rng = np.random.default_rng(SEED + 1)
+    teacher = NeuralCase(SEED + 2)
+    field, T = teacher.field, 1.0
+    N, M, iters, eta, every = (32, 3, 30, 0.5, 10) if quick else (64, 6, 150, 0.5, 10)
+    x0s = rng.standard_normal((M, 2))
+    ys = [continuous_adjoint(field, lambda t: teacher.theta(t), x0, T, QuadraticLoss(np.zeros(2)),
+                             times=[T], error_estimate=None).x_final for x0 in x0s]
+    losses = [QuadraticLoss(y) for y in ys]
+    smp = parameter_samples(LEAPFROG, T, N, "stage", "forward_euler")
+    tg = smp.times
+
+    def theta_fn(th):
+        return lambda t: np.array([np.interp(t, tg, th[:, k]) for k in range(th.shape[1])])
+
+    def discrete(th):
+        G, L = np.zeros_like(th), 0.0
+        for x0, loss in zip(x0s, losses):
+            adj = discrete_adjoint(field, LEAPFROG, x0, th, T, N, loss, starter="forward_euler")
+            G += adj.grad_theta
+            L += float(adj.loss)
+        return L, G
+
+    def continuous(th):
+        g, L = np.zeros_like(th), 0.0
+        for x0, loss in zip(x0s, losses):
+            res = continuous_adjoint_rk4(field, theta_fn(th), x0, T, loss, n_steps=N, times=tg)
+            g += res.functional_gradient
+            L += res.loss
+        return L, g
+
+    updates = {
+        "raw AD G/(h w)": lambda th, G: C.normalised_gradient(G, smp).values,
+        "corrected (pair sum)": lambda th, G: C.at_times(C.leapfrog_corrected_gradient(G, smp), tg).values,
+        "continuous adjoint": None,
+    }
+    out = {}
+    for name, upd in updates.items():
+        th = np.zeros((smp.n_samples, field.n_params))
+        hist = {"L_h": [], "L": [], "L_iter": []}
+        t0 = time.perf_counter()
+        for it in range(iters + 1):
+            Lh, G = discrete(th)
+            hist["L_h"].append(Lh)
+            if upd is None or it % every == 0 or it == iters:
+                Lc, gc = continuous(th)
+                hist["L"].append(Lc)
+                hist["L_iter"].append(it)
+            if it == iters:
+                break
+            step = gc if upd is None else upd(th, G)
+            th = th - eta * step
+        hist["seconds"] = time.perf_counter() - t0
+        hist["theta"] = th
+        scale = max(np.max(np.abs(th)), 1e-300)
+        hist["oscillation"] = C.oscillation_amplitude(th) / scale
+        hist["roughness"] = float(np.sqrt(np.mean(np.sum(np.diff(th, axis=0) ** 2, axis=1))) / (float(smp.h) * scale))
+        out[name] = hist
+    return out, dict(N=N, M=M, iters=iters, eta=eta, times=tg)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# plots
+
+
+def _plots(outdir, keep, train, train_info):
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return []
+    files = []
+    panels = [("leapfrog (Euler starter)", ["normalised", "average", "corrected"]),
+              ("Ralston α=2/3", ["per_step", "corrected"]),
+              ("midpoint α=1/2", ["per_step", "corrected"]),
+              ("RK4 (stage times)", ["per_step", "normalised"])]
+    fig, axes = plt.subplots(2, 2, figsize=(12, 8))
+    for ax, (label, names) in zip(axes.ravel(), panels):
+        ests, ref = keep[label]
+        comp = int(np.argmax(np.max(np.abs(ests["normalised"].values[np.isfinite(ests["normalised"].values[:, 0])]),
+                                    axis=0)))
+        tt = np.unique(np.concatenate([ests[n].times for n in names]))
+        ax.plot(tt, ref(tt)[:, comp], "k-", lw=2, label="δL/δθ (continuous)")
+        for n in names:
+            e = ests[n]
+            ax.plot(e.times, e.values[:, comp], ".-", ms=3, lw=0.7, label=f"{n}: {e.label}")
+        ax.set_title(f"{label}, N=64, component {comp}")
+        ax.set_xlabel("t")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    f = outdir / "paper_a_gradients.png"
+    fig.savefig(f, dpi=110)
+    plt.close(fig)
+    files.append(f.name)
+
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    for name, h in train.items():
+        axes[0].semilogy(h["L_h"], label=name)
+        axes[1].semilogy(h["L_iter"], h["L"], "o-", ms=3, label=name)
+        comp = 0
+        axes[2].plot(train_info["times"], h["theta"][:, comp], ".-", ms=3, label=name)
+    axes[0].set_title("discrete loss L_h (leapfrog)")
+    axes[1].set_title("continuous loss L(θ interpolated)")
+    axes[2].set_title("learned θ(t), component 0")
+    for ax in axes:
+        ax.legend(fontsize=7)
+        ax.set_xlabel("iteration" if ax is not axes[2] else "t")
+    fig.tight_layout()
+    f = outdir / "paper_a_training.png"
+    fig.savefig(f, dpi=110)
+    plt.close(fig)
+    files.append(f.name)
+    return files
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def _tape_check(case, N=7):
+    """max over schemes of |hand − tape| / max|tape| for the discrete gradient at a small N."""
+    worst = 0.0
+    for label, method, starter, layout in SCHEMES:
+        smp = parameter_samples(method, case.T, N, layout, starter)
+        th = case.theta(smp.times)
+        hand = discrete_adjoint(case.field, method, case.x0, th, case.T, N, case.loss, layout=layout,
+                                starter=starter).grad_theta
+        tape = grad(lambda v: discrete_loss(case.field, method, case.x0, v, case.T, N, case.loss, layout=layout,
+                                            starter=starter))(th)
+        worst = max(worst, float(np.max(np.abs(hand - tape)) / np.max(np.abs(tape))))
+    return worst
+
+
+def run(outdir: Path, quick: bool) -> list[Claim]:
+    outdir = Path(outdir)
+    Ns = [2 ** k for k in range(5, 10 if quick else 13)]
+    span = f"N={Ns[0]}..{Ns[-1]}"
+    neural, linear = NeuralCase(), LinearCase()
+    tt = np.linspace(0, linear.T, 9)
+    lin_check = float(np.max(np.abs(linear.reference(tt) - linear.case.functional_gradient_exact(tt))))
+    tape_worst = max(_tape_check(neural), _tape_check(linear))
+
+    results = {}
+    for case in (linear, neural):
+        t0 = time.perf_counter()
+        table, keep = study(case, Ns)
+        results[case.name] = (table, keep, time.perf_counter() - t0)
+    train, train_info = _training(quick)
+
+    lines = ["# Paper [A]: AD oscillations in neural-ODE training and their corrections", "",
+             "Estimates of δL/δθ(t) from the exact discrete gradient G = ∂L_h/∂θ (hand adjoint; tape agreement "
+             f"{tape_worst:.1e} relative at N = 7 for every scheme): `per_step` = G/h, `normalised` = G/(h w) "
+             "(SPEC §3), `corrected` = leapfrog pair sum (G_n + G_{n+1})/(2h) at t_{n+½} or the ERK stage-weight "
+             "correction G/(h b_i) (midpoint: stage-1 samples reconstructed by interpolation), `average` = "
+             "½(g_n + g_{n+1}) (leapfrog; the factor SPEC warns about). `stage i` rows restrict to the samples of "
+             "stage i. Errors against the continuous δL/δθ at the estimate's own times; rate = least-squares slope "
+             f"of log error vs log N over {span}.", ""]
+    for case in (linear, neural):
+        table, keep, secs = results[case.name]
+        ref_note = ("closed form (eigendecomposition; agrees with the expm route of refimpl.ode.analytic to "
+                    f"{lin_check:.1e})" if case is linear else
+                    f"DOP853 rtol 1e-12, estimated error ≤ {case.reference_error:.1e} at N={Ns[-1]}")
+        lines += [f"## ({'a' if case is linear else 'b'}) {case.name}", "", f"Reference: {ref_note}. "
+                  f"max|δL/δθ| = {table[(SCHEMES[0][0], 'normalised')][0].reference_max:.3f}. ({secs:.1f} s)", "",
+                  "### max error", "", *_table_md(Ns, table, "max_error"), "",
+                  "### L² error", "", *_table_md(Ns, table, "l2_error"), "",
+                  "### (−1)ⁿ amplitude of the estimate (max over samples; O(h) on non-uniform sample grids)", "",
+                  *_table_md(Ns, table, "alternating"), ""]
+
+    # SPEC §3 comparison (neural case)
+    nt = results[neural.name][0]
+    ref_max = nt[(SCHEMES[0][0], "normalised")][0].reference_max
+    def row(key, attr="max_error"):
+        return [getattr(e, attr) for e in nt[key]]
+    lf_raw = row(("leapfrog (Euler starter)", "normalised"))
+    lf_avg = row(("leapfrog (Euler starter)", "average"))
+    lf_cor = row(("leapfrog (Euler starter)", "corrected"))
+    lines += ["## Comparison with SPEC §3 (neural case)", "",
+              f"Our W(t), b(t), x₀, y are not SPEC's (unknown); here max|δL/δθ| = {ref_max:.3f} (SPEC's numbers "
+              "imply ≈ 1.23: averaging wrong by 0.61 ≈ ½·1.23, Ralston raw 0.92 ≈ ¾·1.23, 0.31 ≈ ¼·1.23). So compare "
+              "errors relative to max|δL/δθ|, and rates.", "",
+              "| quantity | SPEC §3 | ours (abs) | ours / max|δL/δθ| | SPEC / 1.23 |", "|---|---|---|---|---|",
+              f"| leapfrog raw g, N={Ns[0]}..{Ns[-1]} | 0.82–0.84 | {min(lf_raw):.3f}–{max(lf_raw):.3f} | "
+              f"{min(lf_raw) / ref_max:.3f}–{max(lf_raw) / ref_max:.3f} | 0.67–0.68 |",
+              f"| leapfrog ½(g_n+g_(n+1)) | ≈ 0.61 | {lf_avg[-1]:.3f} | {lf_avg[-1] / ref_max:.3f} | 0.50 |",
+              f"| leapfrog corrected, N=32 → {Ns[-1]} | 4.5e-3 → (1.3e-4 at 1024) | {lf_cor[0]:.2e} → {lf_cor[-1]:.2e} "
+              f"| {lf_cor[0] / ref_max:.1e} → {lf_cor[-1] / ref_max:.1e} | 3.7e-3 → 1.1e-4 |"]
+    for i, spec_raw, spec_cor in ((1, "0.92", "9.0e-3 → 5.6e-4 (64→1024)"), (2, "0.31", "3.0e-3 → 1.9e-4")):
+        r = row(("Ralston α=2/3", f"per_step stage {i}"))
+        c = row(("Ralston α=2/3", f"corrected stage {i}"))
+        lines.append(f"| Ralston stage {i}: raw G/h; corrected | {spec_raw}; {spec_cor} | {r[-1]:.3f}; "
+                     f"{c[0]:.2e} → {c[-1]:.2e} | {r[-1] / ref_max:.3f}; rate {_rate(Ns, c):.2f} | "
+                     f"{float(spec_raw) / 1.23:.2f}; rate 1 |")
+    lines += ["", "Rates of the corrected / normalised estimates (neural case, max error):", "",
+              "| scheme | estimate | rate |", "|---|---|---|"]
+    for (label, name), errs in nt.items():
+        if name in ("corrected", "normalised"):
+            lines.append(f"| {label} | {name} | {_rate(Ns, [e.max_error for e in errs]):.2f} |")
+
+    lines += ["", "## Training (item 3): leapfrog, gradient descent on θ(t_n)", "",
+              f"N = {train_info['N']}, {train_info['M']} initial conditions, targets from a smooth teacher θ*(t) "
+              f"(exact flow), θ₀ ≡ 0, step η = {train_info['eta']}, {train_info['iters']} iterations. L_h: the "
+              "leapfrog loss being trained; L: the continuous loss of the piecewise-linear θ(t) (RK4 + Richardson). "
+              "Oscillation: (−1)ⁿ amplitude of the learned samples / max|θ|; roughness: rms |θ_(n+1) − θ_n|/(h max|θ|).",
+              "", "| update | L_h start | L_h end | L end | oscillation | roughness | seconds |",
+              "|---|---|---|---|---|---|---|"]
+    for name, h in train.items():
+        lines.append(f"| {name} | {h['L_h'][0]:.3e} | {h['L_h'][-1]:.3e} | {h['L'][-1]:.3e} | "
+                     f"{h['oscillation']:.2e} | {h['roughness']:.2f} | {h['seconds']:.1f} |")
+    files = _plots(outdir, results[neural.name][1], train, train_info)
+    lines += [""] + [f"![{f}]({f})" for f in files] + [""]
+    (outdir / "paper_a.md").write_text("\n".join(lines))
+
+    # claims
+    claims = [Claim("SPEC §3", "discrete gradient = exact gradient of L_h (tape == hand adjoint ≤ 1e-13)",
+                    tape_worst <= 1e-13, f"worst {tape_worst:.1e} over {len(SCHEMES)} schemes × 2 cases, N=7")]
+    for case in (linear, neural):
+        t = results[case.name][0]
+        tag = "(a)" if case is linear else "(b)"
+        raw = [e.max_error / e.reference_max for e in t[("leapfrog (Euler starter)", "normalised")]]
+        claims.append(Claim("[A]; SPEC §3", f"{tag} leapfrog raw AD gradient does not converge to δL/δθ",
+                            min(raw) >= 0.45, f"max err / max|δL/δθ| = {min(raw):.2f}..{max(raw):.2f} over {span}"))
+        for label in ("leapfrog (Euler starter)", "leapfrog (Heun starter)", "Ralston α=2/3", "midpoint α=1/2",
+                      "2-stage α=0.4", "2-stage α=0.6", "2-stage α=0.75", "2-stage α=0.9"):
+            r = _rate(Ns, [e.max_error for e in t[(label, "corrected")]])
+            claims.append(Claim("SPEC §3", f"{tag} {label}: corrected gradient converges at first order",
+                                abs(r - 1) <= 0.15, f"rate {r:.2f} over {span}"))
+        r = [e.max_error / e.reference_max for e in t[("Ralston α=2/3", "per_step")]]
+        claims.append(Claim("[A]; SPEC §3", f"{tag} Ralston raw G/h does not converge (stage weights)",
+                            min(r) >= 0.6, f"max err / max|δL/δθ| = {min(r):.2f}..{max(r):.2f}"))
+        for label in ("forward Euler", "RK4 (one θ per step)", "AB2 (Heun starter)", "AB3 (RK3 starter)",
+                      "RK4 (stage times)", "Heun α=1 (shared)"):
+            r = _rate(Ns, [e.max_error for e in t[(label, "normalised")]])
+            claims.append(Claim("SPEC §3", f"{tag} {label}: G/(h w) converges without correction", r >= 0.85,
+                                f"rate {r:.2f} over {span}"))
+    fin = {k: v["L"][-1] for k, v in train.items()}
+    osc = {k: v["oscillation"] for k, v in train.items()}
+    claims.append(Claim("[A] (training)", "raw-AD training learns an oscillating θ(t); corrected and continuous "
+                        "updates learn a smooth one", osc["raw AD G/(h w)"] > 5 * max(osc["corrected (pair sum)"],
+                                                                                   osc["continuous adjoint"]),
+                        "oscillation " + ", ".join(f"{k}: {v:.1e}" for k, v in osc.items())))
+    claims.append(Claim("[A] (training)", "corrected updates reach a continuous loss within 2× of the "
+                        "continuous-adjoint updates", fin["corrected (pair sum)"] <= 2 * fin["continuous adjoint"],
+                        "final L " + ", ".join(f"{k}: {v:.2e}" for k, v in fin.items())))
+    return claims
