@@ -44,7 +44,9 @@ def _h_values(h_values):
 def abs_power_example(h_values, *, cutoffs=SPEC_CUTOFFS, grid: LogGrid | None = None, jko_points: int = 20_000,
                       eps: float = 0.3, points_per_epsilon: int = 20):
     """The |x|^{3/2} example for each h: FE (plain and relative Fisher of ρ₁, Lagrangian and Eulerian cut-offs,
-    monotonicity of Φ₁, Φ₂), the JKO step (Fisher and max |velocity| on |X| < 1), and regularised FE (Fisher of ρ₁).
+    monotonicity of Φ₁, Φ₂; ``fe_deep_increment`` = I(ρ₁) over |x| ≥ 1e-22 minus over |x| ≥ 1e-20, which tends to
+    κ ln 100), the JKO step (Fisher and max |velocity| on |X| < 1), and regularised FE (Fisher of ρ₁). The grid must
+    reach δ_min ≤ 1e-22.
     """
     hs = _h_values(h_values)
     cut = as_points_1d(cutoffs, "cutoffs")
@@ -55,7 +57,8 @@ def abs_power_example(h_values, *, cutoffs=SPEC_CUTOFFS, grid: LogGrid | None = 
     out = {"h": hs, "cutoffs": cut, "I_rho0": fisher_information(
         forward_euler_lagrangian(rho0, target, 1.0, 0, grid.x)[0], grid, relative=False),
         "I_rho0_exact": rho0.fisher_information(), "rho0_at_0": math.exp(-rho0.log_z)}
-    rows = {k: [] for k in ("fe_plain_lagrangian", "fe_relative_lagrangian", "fe_plain_eulerian", "fe_monotone_1",
+    rows = {k: [] for k in ("fe_plain_lagrangian", "fe_relative_lagrangian", "fe_plain_eulerian", "fe_deep_increment",
+                            "fe_monotone_1",
                             "fe_monotone_2", "phi2_at_minus", "phi2_at_plus", "kappa", "jko_fisher",
                             "jko_max_velocity_core", "reg_fisher_relative", "reg_monotone", "kl_fe1", "kl_jko")}
     for h in hs:
@@ -64,6 +67,8 @@ def abs_power_example(h_values, *, cutoffs=SPEC_CUTOFFS, grid: LogGrid | None = 
         rows["fe_relative_lagrangian"].append(fisher_information(st[1], grid, relative=True, cutoffs=cut))
         rows["fe_plain_eulerian"].append(fisher_information(st[1], grid, relative=False, cutoffs=cut,
                                                             eulerian_center=0.0))
+        deep = fisher_information(st[1], grid, relative=False, cutoffs=[1e-20, 1e-22])
+        rows["fe_deep_increment"].append(float(deep[1] - deep[0]))
         rows["fe_monotone_1"].append(st[1].monotone)
         rows["fe_monotone_2"].append(st[2].monotone)
         n = grid.t.size
