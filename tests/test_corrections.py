@@ -166,6 +166,19 @@ def test_leapfrog_raw_stays_wrong_corrected_converges_first_order(case, starter)
     assert corr[-1] <= 0.05 * res[-1]["corrected"].reference_max
 
 
+def test_leapfrog_corrected_at_grid_points_converges():
+    # the values a training loop uses: pair sums at t_{n+½} interpolated to the grid t_n (extrapolated at t_0, t_1,
+    # t_{N-1}); interpolation adds O(h²), so the rate stays 1
+    errs = []
+    for N in QUICK_NS:
+        smp = parameter_samples(LEAPFROG, NEURAL.T, N, "stage", "forward_euler")
+        adj = discrete_adjoint(NEURAL.field, LEAPFROG, NEURAL.x0, NEURAL.theta(smp.times), NEURAL.T, N, NEURAL.loss,
+                               starter="forward_euler")
+        est = C.at_times(C.leapfrog_corrected_gradient(adj.grad_theta, smp), smp.times)
+        errs.append(C.gradient_error(est, NEURAL.reference(smp.times)).max_error)
+    assert abs(slope(QUICK_NS, errs) - 1.0) <= 0.15
+
+
 @pytest.mark.slow
 def test_leapfrog_full_range():
     res = sweep(NEURAL, LEAPFROG, FULL_NS, "forward_euler")

@@ -390,6 +390,14 @@ def run(outdir: Path, quick: bool) -> list[Claim]:
         if name in ("corrected", "normalised"):
             lines.append(f"| {label} | {name} | {_rate(Ns, [e.max_error for e in errs]):.2f} |")
 
+    lines += ["", "Stage-1 constant of the 2-stage correction (derived: G⁽¹⁾/(h b₁) = δL/δθ + O(h) with a term "
+              "h·(α b₂/b₁)·∂_θfᵀJᵀλ, so the constant grows as α → ½):", "",
+              "| α | b₁ | α b₂/|b₁| | N·(corrected stage-1 max error) at N = " + f"{Ns[-1]} |", "|---|---|---|---|"]
+    for label, method, _, _ in SCHEMES:
+        if (label, "corrected stage 1") in nt and method is not MIDPOINT:
+            b1, b2, a = float(method.b[0]), float(method.b[1]), float(method.c[1])
+            lines.append(f"| {a:.3g} | {b1:.3g} | {a * b2 / abs(b1):.3g} | "
+                         f"{Ns[-1] * nt[(label, 'corrected stage 1')][-1].max_error:.3g} |")
     lines += ["", "## Training (item 3): leapfrog, gradient descent on θ(t_n)", "",
               f"N = {train_info['N']}, {train_info['M']} initial conditions, targets from a smooth teacher θ*(t) "
               f"(exact flow), θ₀ ≡ 0, step η = {train_info['eta']}, {train_info['iters']} iterations. L_h: the "
