@@ -148,11 +148,11 @@ def _check_common(n_steps, record_every, backend):
 
 
 def _coordinate_driver(method, energy, X0, n_steps, *, sampling, seed, step_sizes, coordinate_smoothness,
-                       record_every, backend):
+                       record_every, backend, proximal):
     X = _check(energy, X0).copy()
     n_steps, record_every = _check_common(n_steps, record_every, backend)
     n, d = X.shape
-    G, H = _split(energy, X)
+    G, H = _split(energy, X) if proximal else (energy, None)
     L = coordinate_constants(G.coordinate_smoothness(d) if coordinate_smoothness is None else coordinate_smoothness,
                              d, "coordinate_smoothness")
     p = coordinate_probabilities(L, sampling)
@@ -186,13 +186,16 @@ def _coordinate_driver(method, energy, X0, n_steps, *, sampling, seed, step_size
 def rwcd(energy: Energy, X0, n_steps: int, *, sampling: str = "uniform", seed: int = 0, step_sizes=None,
          coordinate_smoothness=None, record_every: int = 1, backend: str = "numba"):
     """``n_steps`` RWCD steps from the cloud X0; ηᵢ = 1/Lᵢ (Lᵢ = ``energy.coordinate_smoothness`` unless given)
-    unless ``step_sizes``. F is recorded every ``record_every`` steps. Returns a ``DescentTrace`` (``final`` = X)."""
-    G, sigma, prox = split_composite(energy) if isinstance(energy, Energy) else (None, 0.0, [])
-    if prox or sigma:
-        raise ValueError("energy has a prox part (entropy or a non-smooth term): use rwcp")
+    unless ``step_sizes``. F is recorded every ``record_every`` steps. Returns a ``DescentTrace`` (``final`` = X).
+
+    Every term is stepped explicitly (a blob :class:`~refimpl.wasserstein.energies.Entropy` is smooth at fixed
+    bandwidth, but has no known Lᵢ: pass ``coordinate_smoothness``); non-smooth prox terms are refused (use rwcp)."""
+    _, _, prox = split_composite(energy)
+    if prox:
+        raise ValueError("energy has a non-smooth prox term: use rwcp")
     return _coordinate_driver(f"RWCD ({sampling})", energy, X0, n_steps, sampling=sampling, seed=seed,
                               step_sizes=step_sizes, coordinate_smoothness=coordinate_smoothness,
-                              record_every=record_every, backend=backend)
+                              record_every=record_every, backend=backend, proximal=False)
 
 
 def rwcp(energy: Energy, X0, n_steps: int, *, sampling: str = "uniform", seed: int = 0, step_sizes=None,
@@ -200,7 +203,7 @@ def rwcp(energy: Energy, X0, n_steps: int, *, sampling: str = "uniform", seed: i
     """``n_steps`` RWCP steps for F = G + H from X0 (Lᵢ those of G). Returns a ``DescentTrace``."""
     return _coordinate_driver(f"RWCP ({sampling})", energy, X0, n_steps, sampling=sampling, seed=seed,
                               step_sizes=step_sizes, coordinate_smoothness=coordinate_smoothness,
-                              record_every=record_every, backend=backend)
+                              record_every=record_every, backend=backend, proximal=True)
 
 
 def _full_driver(method, energy, X0, n_steps, step, smoothness, proximal, record_every=1):
