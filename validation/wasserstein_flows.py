@@ -239,7 +239,7 @@ def _fold_section(claims, outdir, plt, quick):
     out = fold_example(hs, n_uniform=20_001 if quick else 40_001)
     lines = ["## [C] example 2: fold (smooth bimodal ρ₀, π = N(0,1))", "",
              f"Fixed ρ₀ = ½N(±1, 0.3²): folds iff h > h* = 1/max ∂²log(ρ₀/π) = {out['h_star_fixed']:.5f}. "
-             "Tuned ρ₀ (h): s chosen so that ∂²log(ρ₀/π)(0) = 2/h, i.e. T₀′(0) = −1. Eulerian truncated I(ρ₁|π) "
+             "Tuned ρ₀ (h) = ½N(±2s, s²) with s chosen so that ∂²log(ρ₀/π)(0) = 2/h, i.e. T₀′(0) = −1. Eulerian truncated I(ρ₁|π) "
              "over dist(y, caustics) ≥ δ:", ""]
     rows, slopes_ok = [], True
     for row in out["rows"]:

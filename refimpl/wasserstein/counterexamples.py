@@ -99,21 +99,26 @@ def _kl_quantile(X, target):
     return float(np.sum(m * (np.log(m / D) + target.potential(mid) + target.log_normalizer)))
 
 
-def fold_mixture(h, *, separation: float = 1.0, factor: float = 2.0) -> GaussianMixtureDensity:
-    """½N(−a, s²) + ½N(a, s²) with s chosen so that ∂² log(ρ₀/π)(0) = a²/s⁴ − 1/s² + 1 = factor/h (π = N(0, 1)):
-    a smooth ρ₀ (finite Fisher information) that forward Euler with step h folds (T₀′(0) = 1 − factor < 0)."""
+def fold_mixture(h, *, separation_in_sds: float = 2.0, factor: float = 2.0) -> GaussianMixtureDensity:
+    """½N(−a, s²) + ½N(a, s²), a = c·s, with s chosen so that ∂² log(ρ₀/π)(0) = a²/s⁴ − 1/s² + 1 = (c² − 1)/s² + 1
+    = factor/h (π = N(0, 1)): a smooth ρ₀ (finite Fisher information) that forward Euler with step h folds
+    (T₀′(0) = 1 − factor < 0). Keeping a/s = c fixed keeps the density at the fold point a fixed fraction
+    (e^{−c²/2}) of the peak, so the caustics carry mass for every h."""
     h = as_real_scalar(h, "h", positive=True)
-    a = as_real_scalar(separation, "separation", positive=True)
-    c = factor / h - 1.0
-    q = (1.0 + math.sqrt(1.0 + 4.0 * a * a * c)) / (2.0 * a * a)  # a² q² − q − c = 0, q = 1/s²
-    s = 1.0 / math.sqrt(q)
-    return GaussianMixtureDensity([-a, a], [s, s], [0.5, 0.5])
+    c = as_real_scalar(separation_in_sds, "separation_in_sds", positive=True)
+    if c <= 1.0:
+        raise ValueError(f"separation_in_sds must be > 1 (a log-convex valley), got {c}")
+    rhs = factor / h - 1.0
+    if rhs <= 0:
+        raise ValueError(f"factor/h must exceed 1, got factor={factor}, h={h}")
+    s = math.sqrt((c * c - 1.0) / rhs)
+    return GaussianMixtureDensity([-c * s, c * s], [s, s], [0.5, 0.5])
 
 
 def fold_example(h_values, *, cutoffs=np.array([1e-2, 1e-3, 1e-4, 1e-5, 1e-6]), fixed_density=None,
                  n_uniform: int = 40_001, half_width: float = 6.0):
     """For each h: (a) the fixed smooth mixture ``fixed_density`` (default ½N(±1, 0.3²)) — fold iff h > h* =
-    1/max ∂²log(ρ₀/π); (b) :func:`fold_mixture` (h) — folds by construction. For folded cases: fold points, caustics,
+    1/max ∂²log(ρ₀/π); (b) :func:`fold_mixture` (h) — folds by construction (modes ±2s, s ∝ √h). For folded cases: fold points, caustics,
     and the Eulerian truncated I(ρ₁|π) over dist(y, caustics) ≥ δ with its log-log slope (expected −3/2)."""
     hs = _h_values(h_values)
     cut = as_points_1d(cutoffs, "cutoffs")
