@@ -163,6 +163,7 @@ def read_npz(path, *, max_bytes: int = MAX_NPZ_BYTES) -> dict:
                     raise CaseFormatError(f"{path}: more than {max_bytes} bytes of array data")
                 with zf.open(info) as fp:
                     shape, _, dtype = _read_header(fp, where)
+                    data_bytes = info.file_size - fp.tell()
                 if dtype.hasobject:
                     raise CaseFormatError(f"{where}: object arrays are refused (loading them would unpickle)")
                 if dtype.kind not in "fiu" or dtype.itemsize > 8:
@@ -170,9 +171,9 @@ def read_npz(path, *, max_bytes: int = MAX_NPZ_BYTES) -> dict:
                 if len(shape) > 4:
                     raise CaseFormatError(f"{where}: {len(shape)} dimensions (at most 4)")
                 nbytes = math.prod(shape) * dtype.itemsize
-                if nbytes > info.file_size:
-                    raise CaseFormatError(f"{where}: header declares shape {shape} ({nbytes} bytes) but the member "
-                                          f"holds {info.file_size} bytes")
+                if nbytes != data_bytes:
+                    raise CaseFormatError(f"{where}: header declares shape {shape} ({nbytes} bytes of data) but the "
+                                          f"member holds {data_bytes}")
                 with zf.open(info) as fp:
                     arr = np.lib.format.read_array(fp, allow_pickle=False)
                 arr = np.array(arr, dtype=np.float64 if dtype.kind == "f" else np.int64, order="C")
