@@ -210,8 +210,7 @@ def _abs_power_section(claims, outdir, plt, quick):
         axs[0].invert_xaxis()
         axs[0].legend(fontsize=7)
         h = 0.1
-        xs = np.linspace(-3, 3, 30001)
-        xs = xs[xs != 0]
+        xs = LogGrid(1e-12, 3.0, 4001).x
         st = forward_euler_lagrangian(AbsPowerDensity(1.5), GaussianTarget1D(), h, 1, xs, order=3)
         y = np.linspace(-1.5, 1.5, 3001)
         axs[1].plot(xs, np.exp(st[0].log_rho0), "k:", label="ρ₀")

@@ -1,14 +1,33 @@
 """Wasserstein gradient flows on particles and Gaussians (SPEC §4, papers [B], [C]).
 
-Modules: :mod:`~refimpl.wasserstein.energies` (energies, first variations, Wasserstein and Bures–Wasserstein
-gradients), :mod:`~refimpl.wasserstein.measures` (the Gaussian representation), :mod:`~refimpl.wasserstein.kernels`
-(Numba pairwise loops and their NumPy reference), :mod:`~refimpl.wasserstein.arguments` (argument checks).
+Modules
+-------
+:mod:`~refimpl.wasserstein.energies`        energies F (potential, interaction, entropy, KL), first variations,
+                                            Wasserstein / Bures–Wasserstein gradients, coordinate partials, Lᵢ.
+:mod:`~refimpl.wasserstein.measures`        the Gaussian representation N(m, Σ).
+:mod:`~refimpl.wasserstein.kernels`         Numba O(N²d) pairwise loops and their NumPy reference.
+:mod:`~refimpl.wasserstein.distances`       W₂: Bures closed form, exact assignment, 1-D sorting.
+:mod:`~refimpl.wasserstein.gaussian_flows`  forward Euler, closed-form JKO and the exact flow on Gaussians.
+:mod:`~refimpl.wasserstein.particle_steps`  forward Euler and inner-solve JKO on particle clouds.
+:mod:`~refimpl.wasserstein.jets`            truncated Taylor arithmetic (exact derivatives for 1-D push-forwards).
+:mod:`~refimpl.wasserstein.one_dimensional` exact 1-D Lagrangian forward Euler, Fisher information, branch densities.
+:mod:`~refimpl.wasserstein.jko_1d`          the 1-D JKO step in quantile form.
+:mod:`~refimpl.wasserstein.regularized_1d`  forward Euler on the Gaussian-regularised KL in 1-D.
+:mod:`~refimpl.wasserstein.counterexamples` the [C] counter-examples and their controls.
+:mod:`~refimpl.wasserstein.arguments`       argument checks.
 """
+from refimpl.wasserstein.distances import gaussian_w2, particle_w2, w2_1d
 from refimpl.wasserstein.energies import (Energy, Entropy, GaussianInteraction, KLDivergence, Potential,
                                           QuadraticInteraction, QuadraticPotential, ScaledEnergy, SumEnergy,
                                           kl_to_gaussian, silverman_bandwidth)
+from refimpl.wasserstein.gaussian_flows import (gaussian_exact_flow, gaussian_forward_euler,
+                                                gaussian_forward_euler_step, gaussian_jko, gaussian_jko_step,
+                                                gaussian_kl, ou_flow, quadratic_structure)
 from refimpl.wasserstein.measures import GaussianMeasure
+from refimpl.wasserstein.particle_steps import forward_euler, forward_euler_step, particle_jko_step
 
 __all__ = ["Energy", "Entropy", "GaussianInteraction", "KLDivergence", "Potential", "QuadraticInteraction",
            "QuadraticPotential", "ScaledEnergy", "SumEnergy", "kl_to_gaussian", "silverman_bandwidth",
-           "GaussianMeasure"]
+           "GaussianMeasure", "gaussian_w2", "particle_w2", "w2_1d", "gaussian_exact_flow", "gaussian_forward_euler",
+           "gaussian_forward_euler_step", "gaussian_jko", "gaussian_jko_step", "gaussian_kl", "ou_flow",
+           "quadratic_structure", "forward_euler", "forward_euler_step", "particle_jko_step"]
