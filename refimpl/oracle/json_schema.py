@@ -11,8 +11,8 @@ schema for every item), ``minItems``, ``maxItems``,
 semantics are *not* used: as in JSON Schema the pattern is searched, so anchor it), ``anyOf``, ``$ref`` (only local
 ``#/$defs/NAME``), ``$defs``, and the annotations ``$schema``, ``$id``, ``title``, ``description``.
 
-:func:`validate` returns nothing and raises :class:`SchemaViolation` (a ``ValueError``) naming the JSON path of the first
-offending value, e.g. ``$.problem.N: -3 is less than the minimum 1``.
+:func:`validate` returns nothing and raises :class:`SchemaViolation` (a ``ValueError``) naming the JSON path of the
+first offending value, e.g. ``$.problem.N: -3 is less than the minimum 1``.
 """
 from __future__ import annotations
 
@@ -23,8 +23,8 @@ __all__ = ["SchemaViolation", "validate", "check_schema"]
 
 _TYPES = ("object", "array", "string", "number", "integer", "boolean", "null")
 _KEYWORDS = {"type", "enum", "const", "properties", "required", "additionalProperties", "propertyNames", "items",
-             "minItems", "maxItems", "minimum", "maximum", "exclusiveMinimum", "minLength", "maxLength", "pattern", "anyOf",
-             "$ref", "$defs", "$schema", "$id", "title", "description"}
+             "minItems", "maxItems", "minimum", "maximum", "exclusiveMinimum", "minLength", "maxLength", "pattern",
+             "anyOf", "$ref", "$defs", "$schema", "$id", "title", "description"}
 
 
 class SchemaViolation(ValueError):
