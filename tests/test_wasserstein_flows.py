@@ -8,7 +8,7 @@ from hypothesis import given, settings, strategies as st
 from scipy.integrate import solve_ivp
 from scipy.optimize import minimize
 
-from refimpl.testing.strategies_wasserstein import gaussian_measures, particle_clouds
+from refimpl.testing.strategies_wasserstein import gaussian_measures
 from refimpl.wasserstein.distances import gaussian_w2, particle_w2, w2_1d
 from refimpl.wasserstein.energies import (Entropy, GaussianInteraction, QuadraticInteraction, QuadraticPotential,
                                           kl_to_gaussian)

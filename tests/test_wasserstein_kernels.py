@@ -1,7 +1,6 @@
 """Numba pairwise kernels vs their NumPy reference; determinism across thread counts."""
 import numba
 import numpy as np
-import pytest
 from hypothesis import given, settings
 
 from refimpl.testing.strategies_wasserstein import particle_clouds
