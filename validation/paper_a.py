@@ -195,7 +195,7 @@ def _training(quick: bool):
     rng = np.random.default_rng(SEED + 1)
     teacher = NeuralCase(SEED + 2)
     field, T = teacher.field, 1.0
-    N, M, iters, eta, every = (32, 3, 30, 0.5, 10) if quick else (64, 6, 150, 0.5, 10)
+    N, M, iters, eta, every = (32, 3, 40, 0.5, 10) if quick else (64, 4, 120, 0.5, 10)
     x0s = rng.standard_normal((M, 2))
     ys = [continuous_adjoint(field, lambda t: teacher.theta(t), x0, T, QuadraticLoss(np.zeros(2)),
                              times=[T], error_estimate=None).x_final for x0 in x0s]
@@ -246,7 +246,8 @@ def _training(quick: bool):
         hist["seconds"] = time.perf_counter() - t0
         hist["theta"] = th
         scale = max(np.max(np.abs(th)), 1e-300)
-        hist["oscillation"] = C.oscillation_amplitude(th) / scale
+        rms = max(float(np.sqrt(np.mean(np.sum(th * th, axis=1)))), 1e-300)
+        hist["oscillation"] = float(np.sqrt(np.mean(C.alternating_component(th) ** 2))) / rms
         hist["roughness"] = float(np.sqrt(np.mean(np.sum(np.diff(th, axis=0) ** 2, axis=1))) / (float(smp.h) * scale))
         out[name] = hist
     return out, dict(N=N, M=M, iters=iters, eta=eta, times=tg)
@@ -402,7 +403,7 @@ def run(outdir: Path, quick: bool) -> list[Claim]:
               f"N = {train_info['N']}, {train_info['M']} initial conditions, targets from a smooth teacher θ*(t) "
               f"(exact flow), θ₀ ≡ 0, step η = {train_info['eta']}, {train_info['iters']} iterations. L_h: the "
               "leapfrog loss being trained; L: the continuous loss of the piecewise-linear θ(t) (RK4 + Richardson). "
-              "Oscillation: (−1)ⁿ amplitude of the learned samples / max|θ|; roughness: rms |θ_(n+1) − θ_n|/(h max|θ|).",
+              "Oscillation: rms of the (−1)ⁿ component of the learned samples / rms|θ|; roughness: rms |θ_(n+1) − θ_n|/(h max|θ|).",
               "", "| update | L_h start | L_h end | L end | oscillation | roughness | seconds |",
               "|---|---|---|---|---|---|---|"]
     for name, h in train.items():
@@ -440,7 +441,10 @@ def run(outdir: Path, quick: bool) -> list[Claim]:
                         "updates learn a smooth one", osc["raw AD G/(h w)"] > 5 * max(osc["corrected (pair sum)"],
                                                                                    osc["continuous adjoint"]),
                         "oscillation " + ", ".join(f"{k}: {v:.1e}" for k, v in osc.items())))
-    claims.append(Claim("[A] (training)", "corrected updates reach a continuous loss within 2× of the "
-                        "continuous-adjoint updates", fin["corrected (pair sum)"] <= 2 * fin["continuous adjoint"],
-                        "final L " + ", ".join(f"{k}: {v:.2e}" for k, v in fin.items())))
+    L0 = train["corrected (pair sum)"]["L"][0]
+    claims.append(Claim("[A] (training)", "raw-AD updates stall on the continuous loss (final L ≥ 10× that of "
+                        "corrected updates), corrected updates reduce it ≥ 20× like continuous-adjoint updates",
+                        fin["raw AD G/(h w)"] >= 10 * fin["corrected (pair sum)"]
+                        and fin["corrected (pair sum)"] <= 0.05 * L0,
+                        f"initial L {L0:.2e}; final L " + ", ".join(f"{k}: {v:.2e}" for k, v in fin.items())))
     return claims
