@@ -34,7 +34,8 @@ import numpy as np
 from refimpl.oracle.json_schema import SchemaViolation, validate
 
 __all__ = ["Case", "CaseFormatError", "load_case", "save_case", "read_npz", "write_npz", "read_json", "case_schema",
-           "CASE_JSON", "CASE_ARRAYS", "INPUTS", "REFERENCES"]
+           "CASE_JSON", "CASE_ARRAYS", "INPUTS", "REFERENCES", "ODE_INPUTS", "ODE_REFERENCES", "WASSERSTEIN_INPUTS",
+           "WASSERSTEIN_REFERENCES"]
 
 CASE_JSON = "case.json"
 CASE_ARRAYS = "arrays.npz"
@@ -48,7 +49,7 @@ MAX_NPZ_MEMBERS = 64
 ARRAY_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
 
 #: input arrays of an ODE case (what a foreign implementation needs besides case.json)
-INPUTS = {
+ODE_INPUTS = {
     "x0": "initial state x_0, shape (d,)",
     "theta": "parameter samples theta_r = theta(sample_times[r]), shape (n_samples, p)",
     "sample_times": "time of each parameter sample, shape (n_samples,)",
@@ -59,7 +60,7 @@ INPUTS = {
     "corrected_times": "the times of the rows of corrected_gradient, shape (m,)",
 }
 #: reference quantities of an ODE case (what a foreign implementation is compared on)
-REFERENCES = {
+ODE_REFERENCES = {
     "trajectory": "x_0..x_N of the scheme, shape (N+1, d)",
     "loss": "L_h = Phi(x_N), shape ()",
     "discrete_gradient": "dL_h/dtheta_r (discretise-then-optimise), shape (n_samples, p)",
@@ -68,7 +69,28 @@ REFERENCES = {
     "continuous_gradient": "deltaL/deltatheta(t) at the sample times (optimise-then-discretise), shape (n_samples, p)",
     "corrected_gradient": "post-processed discrete gradient (SPEC §3 corrections), shape (m, p)",
 }
-_REQUIRED = ("x0", "theta", "sample_times", "stage_weights", "trajectory", "loss", "discrete_gradient", "grad_x0")
+#: input arrays of a Wasserstein case
+WASSERSTEIN_INPUTS = {
+    "particles0": "initial particles x_k (rows), the empirical measure (1/n) sum_k delta_{x_k}, shape (n, d)",
+    "mean0": "initial Gaussian mean, shape (d,)",
+    "cov0": "initial Gaussian covariance, shape (d, d)",
+}
+#: reference quantities of a Wasserstein case
+WASSERSTEIN_REFERENCES = {
+    "energy": "F(rho_0), shape ()",
+    "wasserstein_gradient": "grad_x deltaF/deltarho[rho_0] at each initial particle, shape (n, d)",
+    "particle_trajectory": "the particles after 0..K steps, shape (K+1, n, d)",
+    "mean_trajectory": "the Gaussian mean after 0..K steps, shape (K+1, d)",
+    "cov_trajectory": "the Gaussian covariance after 0..K steps, shape (K+1, d, d)",
+    "exact_mean": "mean of the exact gradient flow at t_k = k h, shape (K+1, d)",
+    "exact_cov": "covariance of the exact gradient flow at t_k = k h, shape (K+1, d, d)",
+}
+#: inputs / references by case kind
+INPUTS = {"ode": ODE_INPUTS, "wasserstein": WASSERSTEIN_INPUTS}
+REFERENCES = {"ode": ODE_REFERENCES, "wasserstein": WASSERSTEIN_REFERENCES}
+_REQUIRED = {"ode": ("x0", "theta", "sample_times", "stage_weights", "trajectory", "loss", "discrete_gradient",
+                     "grad_x0"),
+             "wasserstein": ("energy",)}
 
 
 class CaseFormatError(ValueError):
@@ -281,6 +303,9 @@ class Case:
 
     def __repr__(self) -> str:
         p = self.problem
+        if self.metadata["kind"] == "wasserstein":
+            return (f"Case({self.name!r}: {p['representation']} d={p['dim']}, {p['step']}, h={p['h']:g}, "
+                    f"{p['n_steps']} steps; references {self.references})")
         st = f", starter={p['starter']['name']!r}" if p["starter"] else ""
         return (f"Case({self.name!r}: {p['field']['family']} d={p['field']['dim']}, {p['scheme']['name']}{st}, "
                 f"layout={p['layout']!r}, N={p['N']}; references {self.references})")
@@ -294,12 +319,14 @@ class Case:
         except SchemaViolation as e:
             raise CaseFormatError(f"{where}: {CASE_JSON} does not satisfy the case schema: {e}") from None
         meta, arrays = self.metadata, self.arrays
-        declared = meta["arrays"]
-        for name in _REQUIRED:
+        kind, declared = meta["kind"], meta["arrays"]
+        if ("scheme" in meta["problem"]) != (kind == "ode"):
+            raise CaseFormatError(f"{where}: the problem section does not describe a {kind!r} case")
+        for name in _REQUIRED[kind]:
             if name not in declared:
                 raise CaseFormatError(f"{where}: required array {name!r} is not declared in {CASE_JSON}")
         for name, entry in declared.items():
-            known = INPUTS if entry["role"] == "input" else REFERENCES
+            known = (INPUTS if entry["role"] == "input" else REFERENCES)[kind]
             if name not in known:
                 raise CaseFormatError(f"{where}: array {name!r} is not a known {entry['role']} (known: "
                                       f"{sorted(known)})")
@@ -319,9 +346,43 @@ class Case:
                 raise CaseFormatError(f"{where}: array {name!r} has dtype {a.dtype}, declared {entry['dtype']}")
             if a.dtype.kind == "f" and not np.all(np.isfinite(a)):
                 raise CaseFormatError(f"{where}: array {name!r} contains NaN or inf")
-        self._check_problem(where)
+        if kind == "ode":
+            self._check_ode_problem(where)
+        else:
+            self._check_wasserstein_problem(where)
 
-    def _check_problem(self, where: str) -> None:
+    def _check_wasserstein_problem(self, where: str) -> None:
+        p, a = self.metadata["problem"], self.arrays
+        d, K = p["dim"], p["n_steps"]
+        for i, term in enumerate(p["energy"]["terms"]):
+            for key, shape in (("A", (d, d)), ("B", (d, d)), ("cov", (d, d)), ("b", (d,)), ("mean", (d,))):
+                if key in term and np.shape(term[key]) != shape:
+                    raise CaseFormatError(f"{where}: problem.energy.terms[{i}].{key} must have shape {shape}")
+            if p["representation"] == "particles" and term["kind"] in ("entropy", "kl_to_gaussian") \
+                    and term.get("bandwidth") is None:
+                raise CaseFormatError(f"{where}: problem.energy.terms[{i}]: the particle entropy needs a bandwidth")
+        init = p["initial"]
+        if np.shape(init["mean"]) != (d,) or np.shape(init["cov"]) != (d, d):
+            raise CaseFormatError(f"{where}: problem.initial.mean/cov must have shapes ({d},) and ({d}, {d})")
+        if p["representation"] == "particles":
+            n = init.get("n", -1)
+            expected = {"particles0": (n, d), "wasserstein_gradient": (n, d), "particle_trajectory": (K + 1, n, d),
+                        "energy": ()}
+        else:
+            expected = {"mean0": (d,), "cov0": (d, d), "mean_trajectory": (K + 1, d), "cov_trajectory": (K + 1, d, d),
+                        "exact_mean": (K + 1, d), "exact_cov": (K + 1, d, d), "energy": ()}
+        for name, arr in a.items():
+            if name not in expected:
+                raise CaseFormatError(f"{where}: array {name!r} does not belong to a {p['representation']} case")
+            if arr.shape != expected[name]:
+                raise CaseFormatError(f"{where}: array {name!r} must have shape {expected[name]} (d = {d}, "
+                                      f"K = {K}), got {arr.shape}")
+        needed = ("particles0",) if p["representation"] == "particles" else ("mean0", "cov0")
+        for name in needed:
+            if name not in a:
+                raise CaseFormatError(f"{where}: a {p['representation']} case needs the input array {name!r}")
+
+    def _check_ode_problem(self, where: str) -> None:
         p, a = self.metadata["problem"], self.arrays
         fld, d, n_p, N = p["field"], p["field"]["dim"], p["field"]["n_params"], p["N"]
         n_s = a["theta"].shape[0] if a["theta"].ndim == 2 else -1

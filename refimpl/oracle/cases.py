@@ -56,7 +56,7 @@ from refimpl.ode.integrate import discrete_loss, integrate
 from refimpl.ode.multistep import LinearMultistep
 from refimpl.ode.samples import parameter_samples
 from refimpl.ode.tableau import ButcherTableau
-from refimpl.oracle.case_io import INPUTS, REFERENCES, Case, save_case
+from refimpl.oracle.case_io import ODE_INPUTS, ODE_REFERENCES, Case, save_case
 
 __all__ = ["OdeProblem", "Sinusoid", "build_case", "battery", "export_battery", "problem_objects", "field_spec",
            "field_from_spec", "ROUTE_AGREEMENT"]
@@ -343,9 +343,9 @@ def build_case(problem: OdeProblem, *, continuous=None, description: str = "") -
 
     declared = {}
     for name, a in arrays.items():
-        role = "input" if name in INPUTS else "reference"
+        role = "input" if name in ODE_INPUTS else "reference"
         declared[name] = {"role": role, "shape": list(a.shape), "dtype": str(a.dtype),
-                          "description": INPUTS.get(name) or REFERENCES[name]}
+                          "description": ODE_INPUTS.get(name) or ODE_REFERENCES[name]}
     tolerances = {name: _tolerance("continuous" if name == "continuous_gradient" else "discrete", arrays[name])
                   for name, e in declared.items() if e["role"] == "reference"}
     metadata = {
