@@ -40,8 +40,8 @@ def test_gaussian_w2_properties(g1, g2):
     shifted = GaussianMeasure(g1.mean + 1.0, g1.cov)
     assert gaussian_w2(g1, shifted) == pytest.approx(math.sqrt(2.0), rel=1e-7)
     a, b = GaussianMeasure(g1.mean[:1], g1.cov[:1, :1]), GaussianMeasure(g2.mean[:1], g2.cov[:1, :1])
-    exact = math.sqrt((a.mean[0] - b.mean[0]) ** 2 + (math.sqrt(a.cov[0, 0]) - math.sqrt(b.cov[0, 0])) ** 2)
-    assert gaussian_w2(a, b) == pytest.approx(exact, rel=1e-12, abs=1e-12)
+    exact_sq = (a.mean[0] - b.mean[0]) ** 2 + (math.sqrt(a.cov[0, 0]) - math.sqrt(b.cov[0, 0])) ** 2
+    assert gaussian_w2(a, b) ** 2 == pytest.approx(exact_sq, rel=1e-12, abs=1e-14 * (a.cov[0, 0] + b.cov[0, 0]))
 
 
 def test_particle_w2_assignment_and_sorting():
