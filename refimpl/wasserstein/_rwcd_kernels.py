@@ -12,8 +12,9 @@ prox of a weighted L1 term:
 * then x_kᵢ ← x_kᵢ − η ∂ᵢu(x_k) for every k (all partials use the state before the step), and with the L1 term
   x_kᵢ ← cᵢ + sign(x_kᵢ − cᵢ) max(|x_kᵢ − cᵢ| − ηλᵢ, 0).
 
-Determinism: ``prange`` runs only over the output particle k; every sum runs serially in a fixed order, no reduction
-crosses threads, no ``fastmath``: bit-identical results for any thread count. The cached D drifts from a fresh
+Determinism: the sweeps are serial (a sweep is a sequence of short O(N)/O(N²) steps, where thread start-up per step
+costs more than it saves on a shared machine); ``squared_distances`` runs ``prange`` over the output row only. Every
+sum runs in a fixed order, no ``fastmath``: bit-identical results for any thread count. The cached D drifts from a fresh
 computation only by rounding (≈ √T·ε·max D after T steps). No argument checks here: these are called only through
 the checked drivers of :mod:`refimpl.wasserstein.rwcd_particles`.
 """
@@ -66,7 +67,7 @@ def squared_distances(X):
     return D
 
 
-@njit(parallel=True, cache=True)
+@njit(cache=True)
 def pairwise_sweep(X, D, A, r, B, mean, has_quadratic, amplitude, width, coords, etas, l1_weights, l1_center,
                    use_l1):
     n, d = X.shape
@@ -75,7 +76,7 @@ def pairwise_sweep(X, D, A, r, B, mean, has_quadratic, amplitude, width, coords,
     for t in range(coords.shape[0]):
         i = coords[t]
         eta = etas[i]
-        for k in prange(n):
+        for k in range(n):
             acc = 0.0
             for j in range(n):
                 acc += -amplitude * inv_s2 * np.exp(-0.5 * D[k, j] * inv_s2) * (X[k, i] - X[j, i])
@@ -95,7 +96,7 @@ def pairwise_sweep(X, D, A, r, B, mean, has_quadratic, amplitude, width, coords,
                 else:
                     v = l1_center[i]
             new[k] = v
-        for k in prange(n):
+        for k in range(n):
             for j in range(n):
                 a = new[k] - new[j]
                 b = X[k, i] - X[j, i]
