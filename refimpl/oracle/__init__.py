@@ -1,6 +1,7 @@
 """The oracle face of refimpl (SPEC §5): cases as data, and comparing a foreign implementation's arrays with them.
 
-``refimpl.oracle.cases``      build cases (:class:`OdeProblem` → :class:`Case`) and the curated battery.
+``refimpl.oracle.cases``      build ODE cases (:class:`OdeProblem` → :class:`Case`) and the curated battery.
+``refimpl.oracle.wasserstein_cases``  Wasserstein cases (particles, Gaussians) for the battery.
 ``refimpl.oracle.case_io``    load/save a case directory (``case.json`` + ``arrays.npz``, never unpickled).
 ``refimpl.oracle.compare``    :func:`compare` a foreign implementation's arrays with a case.
 ``refimpl.oracle.json_schema`` the small JSON Schema validator the loader uses (``case_schema.json`` ships here).

@@ -85,6 +85,9 @@ WASSERSTEIN_REFERENCES = {
     "exact_mean": "mean of the exact gradient flow at t_k = k h, shape (K+1, d)",
     "exact_cov": "covariance of the exact gradient flow at t_k = k h, shape (K+1, d, d)",
 }
+#: the keys each Wasserstein energy term needs (refimpl.oracle.wasserstein_cases)
+_TERM_KEYS = {"quadratic_potential": ("A",), "quadratic_interaction": ("B",),
+              "gaussian_interaction": ("amplitude", "width"), "entropy": (), "kl_to_gaussian": ("mean", "cov")}
 #: inputs / references by case kind
 INPUTS = {"ode": ODE_INPUTS, "wasserstein": WASSERSTEIN_INPUTS}
 REFERENCES = {"ode": ODE_REFERENCES, "wasserstein": WASSERSTEIN_REFERENCES}
@@ -355,6 +358,9 @@ class Case:
         p, a = self.metadata["problem"], self.arrays
         d, K = p["dim"], p["n_steps"]
         for i, term in enumerate(p["energy"]["terms"]):
+            missing = [k for k in _TERM_KEYS[term["kind"]] if k not in term]
+            if missing:
+                raise CaseFormatError(f"{where}: problem.energy.terms[{i}] ({term['kind']}) misses {missing}")
             for key, shape in (("A", (d, d)), ("B", (d, d)), ("cov", (d, d)), ("b", (d,)), ("mean", (d,))):
                 if key in term and np.shape(term[key]) != shape:
                     raise CaseFormatError(f"{where}: problem.energy.terms[{i}].{key} must have shape {shape}")

@@ -421,7 +421,9 @@ def battery(*, quick: bool = False):
     starter) × both layouts × four neural/base fields (tanh, linear, two-layer tanh, polynomial; d = 2) at
     N = :data:`BATTERY_N`; the phenomenon cases of [A] (tanh, leapfrog/Ralston/midpoint/forward Euler, N =
     :data:`PHENOMENON_N`); and every analytic case × (forward Euler, Heun, RK4, leapfrog, AB2) with closed-form
-    continuous gradients. ``quick`` keeps only the tanh field and two analytic cases (for tests)."""
+    continuous gradients; then the Wasserstein cases of
+    :func:`refimpl.oracle.wasserstein_cases.wasserstein_battery`. ``quick`` keeps only the tanh field and two analytic
+    cases, and no Wasserstein case (for tests)."""
     bases = _neural_bases()[:1] if quick else _neural_bases()
     for base, field, x0, y, theta in bases:
         cont = _fine_grid_solver(field, theta, x0, y, 1.0, BATTERY_N)
@@ -444,6 +446,10 @@ def battery(*, quick: bool = False):
                                 ("leapfrog", "forward_euler"), ("ab2", "matched")):
             yield build_case(OdeProblem(f"analytic-{case.name}__{method}__stage__N{BATTERY_N}", case.field, method,
                                         case.x0, case.loss.y, case.T, BATTERY_N, case, "stage", starter))
+    if not quick:
+        from refimpl.oracle.wasserstein_cases import wasserstein_battery
+
+        yield from wasserstein_battery()
 
 
 def export_battery(directory, *, quick: bool = False) -> list:

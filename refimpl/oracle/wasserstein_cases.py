@@ -1,0 +1,217 @@
+r"""Wasserstein oracle cases (SPEC §4, §5): an energy given as data, a representation (particles or Gaussians), a
+step (forward Euler, or the closed-form Gaussian JKO step) and the reference outputs.
+
+The energy is a sum of terms, each a JSON object (``problem.energy.terms``):
+
+=========================  ====================================  =============================
+``kind``                   keys                                  refimpl object
+=========================  ====================================  =============================
+``quadratic_potential``    ``A`` (d×d, symmetric), ``b`` (d,)     ``QuadraticPotential(A, b)``
+``quadratic_interaction``  ``B`` (d×d, symmetric)                ``QuadraticInteraction(B)``
+``gaussian_interaction``   ``amplitude``, ``width``              ``GaussianInteraction(a, s)``
+``entropy``                ``bandwidth`` (particles: blob ε)     ``Entropy(bandwidth)``
+``kl_to_gaussian``         ``mean``, ``cov``, ``bandwidth``      ``kl_to_gaussian(mean, cov)``
+=========================  ====================================  =============================
+
+(the classes of :mod:`refimpl.wasserstein.energies`).
+
+References and how they are computed (also in each case's ``provenance.how``):
+
+* particles (initial cloud: ``n`` samples of N(mean, cov) from ``numpy.random.default_rng(seed)``, stored as the
+  input ``particles0``): ``energy`` F(ρ_X) (``Energy.value``), ``wasserstein_gradient`` ∇δF/δρ at the particles
+  (closed form; *second route* at build time: N·∂F(ρ_X)/∂x_k by the tape, which the energies module derives to be
+  equal), ``particle_trajectory`` the forward-Euler iterates X_{k+1} = X_k − h∇δF/δρ[ρ_{X_k}](X_k)
+  (:func:`refimpl.wasserstein.particle_steps.forward_euler`);
+* Gaussians: ``energy`` F(N(m₀, Σ₀)) in closed form, ``mean_trajectory``/``cov_trajectory`` the forward-Euler or JKO
+  iterates (:mod:`refimpl.wasserstein.gaussian_flows`), and for quadratic energies ``exact_mean``/``exact_cov``, the
+  exact flow at t_k = kh (closed form; for a KL-to-Gaussian energy cross-checked at build time against the
+  Ornstein–Uhlenbeck formula :func:`~refimpl.wasserstein.gaussian_flows.ou_flow`).
+
+Tolerances: ``rtol = 1e-10``, ``atol = 1e-12·max(1, max|ref|)`` for every quantity — all are finite sums and closed
+forms evaluated in float64, so another implementation differs by rounding only (pairwise sums: ~n·ε per entry, n ≤ 64
+here), while a modelling error (a missing factor ½ in the interaction, the 1/N normalisation, the blob correction of
+the entropy) is O(1).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy
+
+import refimpl
+from refimpl import ad
+from refimpl.oracle.case_io import WASSERSTEIN_INPUTS, WASSERSTEIN_REFERENCES, Case
+from refimpl.wasserstein.energies import (Entropy, GaussianInteraction, QuadraticInteraction, QuadraticPotential,
+                                          kl_to_gaussian)
+from refimpl.wasserstein.gaussian_flows import (gaussian_exact_flow, gaussian_forward_euler, gaussian_jko,
+                                                ou_flow, quadratic_structure)
+from refimpl.wasserstein.measures import GaussianMeasure
+from refimpl.wasserstein.particle_steps import forward_euler
+
+__all__ = ["WassersteinProblem", "energy_from_spec", "build_wasserstein_case", "wasserstein_battery"]
+
+ROUTE_AGREEMENT = 1e-12
+RTOL, ATOL = 1e-10, 1e-12
+
+
+def energy_from_spec(terms):
+    """The refimpl :class:`~refimpl.wasserstein.Energy` for a list of term objects (module docstring table)."""
+    if not isinstance(terms, (list, tuple)) or not terms:
+        raise ValueError("terms must be a non-empty list of energy terms")
+    out = []
+    for i, t in enumerate(terms):
+        kind = t.get("kind") if isinstance(t, dict) else None
+        try:
+            if kind == "quadratic_potential":
+                out.append(QuadraticPotential(np.array(t["A"], dtype=np.float64),
+                                              None if "b" not in t else np.array(t["b"], dtype=np.float64)))
+            elif kind == "quadratic_interaction":
+                out.append(QuadraticInteraction(np.array(t["B"], dtype=np.float64)))
+            elif kind == "gaussian_interaction":
+                out.append(GaussianInteraction(t["amplitude"], t["width"]))
+            elif kind == "entropy":
+                out.append(Entropy(t.get("bandwidth")))
+            elif kind == "kl_to_gaussian":
+                out.append(kl_to_gaussian(np.array(t["mean"], dtype=np.float64), np.array(t["cov"], dtype=np.float64),
+                                          bandwidth=t.get("bandwidth")))
+            else:
+                raise ValueError(f"terms[{i}]: unknown kind {kind!r}")
+        except KeyError as e:
+            raise ValueError(f"terms[{i}] ({kind}): missing key {e}") from None
+    return out[0] if len(out) == 1 else sum(out[1:], out[0])
+
+
+@dataclass(frozen=True, eq=False)
+class WassersteinProblem:
+    """A Wasserstein case to build: ``terms`` (energy term objects), ``representation`` ("particles"/"gaussian"),
+    ``step`` ("forward_euler", or "jko" for Gaussians), step size ``h``, ``n_steps``, the initial Gaussian
+    (``mean0``, ``cov0``) — sampled with ``n`` particles and ``seed`` for the particle representation."""
+
+    name: str
+    terms: tuple
+    representation: str
+    step: str
+    h: float
+    n_steps: int
+    mean0: tuple
+    cov0: tuple
+    n: int | None = None
+    seed: int = 0
+
+
+def _normwise(a, b) -> float:
+    scale = max(float(np.max(np.abs(b))), np.finfo(np.float64).tiny)
+    return float(np.max(np.abs(np.asarray(a) - np.asarray(b))) / scale)
+
+
+def _tolerance(ref) -> dict:
+    scale = float(np.max(np.abs(ref))) if np.size(ref) else 0.0
+    return {"rtol": RTOL, "atol": ATOL * max(1.0, scale),
+            "why": "finite sums and closed forms in float64: rounding only (refimpl.oracle.wasserstein_cases)"}
+
+
+def build_wasserstein_case(problem: WassersteinProblem, description: str = "") -> Case:
+    """Compute the references of ``problem`` (module docstring) and return the validated :class:`Case`."""
+    if not isinstance(problem, WassersteinProblem):
+        raise TypeError(f"problem must be a WassersteinProblem, got {type(problem).__name__}")
+    terms = [dict(t) for t in problem.terms]
+    energy = energy_from_spec(terms)
+    g0 = GaussianMeasure(np.array(problem.mean0, dtype=np.float64), np.array(problem.cov0, dtype=np.float64))
+    d, h, K = g0.dim, float(problem.h), int(problem.n_steps)
+    initial = {"kind": "gaussian", "mean": g0.mean.tolist(), "cov": g0.cov.tolist()}
+    checks, how = {}, {}
+    if problem.representation == "particles":
+        if problem.step != "forward_euler":
+            raise ValueError(f"step: particle cases use 'forward_euler', got {problem.step!r}")
+        X0 = g0.sample(int(problem.n), int(problem.seed))
+        initial.update(kind="gaussian_sample", n=int(problem.n), seed=int(problem.seed))
+        grad = energy.wasserstein_gradient(X0)
+        tape = X0.shape[0] * np.asarray(ad.grad(energy.value)(X0))
+        checks["wasserstein_gradient"] = _normwise(tape, grad)
+        arrays = {"particles0": X0, "energy": np.asarray(float(energy.value(X0))), "wasserstein_gradient": grad,
+                  "particle_trajectory": np.stack(forward_euler(energy, X0, h, K))}
+        how = {"energy": "Energy.value on the empirical measure", "wasserstein_gradient":
+               "Energy.wasserstein_gradient (closed form); cross-checked against N * dF(rho_X)/dx_k by the tape",
+               "particle_trajectory": "refimpl.wasserstein.particle_steps.forward_euler"}
+    elif problem.representation == "gaussian":
+        steps = {"forward_euler": gaussian_forward_euler, "jko": gaussian_jko}
+        if problem.step not in steps:
+            raise ValueError(f"step must be one of {sorted(steps)}, got {problem.step!r}")
+        iterates = steps[problem.step](energy, g0, h, K)
+        arrays = {"mean0": np.array(g0.mean), "cov0": np.array(g0.cov),
+                  "energy": np.asarray(energy.gaussian_value(g0)),
+                  "mean_trajectory": np.stack([g.mean for g in iterates]),
+                  "cov_trajectory": np.stack([g.cov for g in iterates])}
+        how = {"energy": "Energy.gaussian_value (closed form)",
+               "mean_trajectory": f"refimpl.wasserstein.gaussian_flows.gaussian_{problem.step}",
+               "cov_trajectory": f"refimpl.wasserstein.gaussian_flows.gaussian_{problem.step}"}
+        try:
+            quadratic_structure(energy, d)
+        except NotImplementedError:
+            pass  # e.g. a Gaussian interaction: its exact flow leaves the Gaussians
+        else:
+            exact = [gaussian_exact_flow(energy, g0, k * h) for k in range(K + 1)]
+            arrays["exact_mean"] = np.stack([g.mean for g in exact])
+            arrays["exact_cov"] = np.stack([g.cov for g in exact])
+            how["exact_mean"] = how["exact_cov"] = "refimpl.wasserstein.gaussian_flows.gaussian_exact_flow"
+            if len(terms) == 1 and terms[0]["kind"] == "kl_to_gaussian":
+                target = GaussianMeasure(np.array(terms[0]["mean"]), np.array(terms[0]["cov"]))
+                ou = [ou_flow(g0, target, k * h) for k in range(K + 1)]
+                checks["exact_mean"] = _normwise(np.stack([g.mean for g in ou]), arrays["exact_mean"])
+                checks["exact_cov"] = _normwise(np.stack([g.cov for g in ou]), arrays["exact_cov"])
+                how["exact_mean"] += "; cross-checked against the Ornstein-Uhlenbeck formula (ou_flow)"
+                how["exact_cov"] = how["exact_mean"]
+    else:
+        raise ValueError(f"representation must be 'particles' or 'gaussian', got {problem.representation!r}")
+    worst = max(checks.values(), default=0.0)
+    if worst > ROUTE_AGREEMENT:
+        raise RuntimeError(f"case {problem.name!r}: two routes disagree by {worst:.3g} ({checks}); refusing to export")
+    declared = {name: {"role": "input" if name in WASSERSTEIN_INPUTS else "reference", "shape": list(a.shape),
+                       "dtype": str(a.dtype),
+                       "description": WASSERSTEIN_INPUTS.get(name) or WASSERSTEIN_REFERENCES[name]}
+                for name, a in arrays.items()}
+    metadata = {
+        "format": "refimpl-case", "format_version": 1, "name": problem.name, "kind": "wasserstein",
+        "description": description or f"{getattr(energy, 'name', 'energy')}; {problem.representation}, "
+                                      f"{problem.step}, h = {h:g}, {K} steps",
+        "problem": {"energy": {"terms": terms, "formula": "F = sum of the terms (refimpl.oracle.wasserstein_cases)"},
+                    "representation": problem.representation, "dim": d, "step": problem.step, "h": h,
+                    "n_steps": K, "initial": initial},
+        "arrays": declared,
+        "tolerances": {name: _tolerance(a) for name, a in arrays.items() if declared[name]["role"] == "reference"},
+        "provenance": {"refimpl_version": refimpl.__version__, "numpy_version": np.__version__,
+                       "scipy_version": scipy.__version__,
+                       "created_by": "refimpl.oracle.wasserstein_cases.build_wasserstein_case", "how": how,
+                       "route_checks": checks, "notes": []},
+    }
+    return Case(metadata, arrays, source=problem.name)
+
+
+def wasserstein_battery():
+    """The Wasserstein cases of the battery (d = 2): particles (n = 32) under quadratic potential + interaction, a
+    Gaussian interaction with confinement, and KL to a Gaussian with the blob entropy (forward Euler, h = 0.05, 5
+    steps); Gaussians under KL to a Gaussian and under potential + interaction + entropy (forward Euler and JKO, h =
+    0.1, 10 steps, with the exact flow), and a Gaussian interaction (forward Euler, no exact flow)."""
+    A = ((2.0, 0.5), (0.5, 1.0))
+    B = ((0.5, 0.1), (0.1, 0.3))
+    mean0, cov0 = (1.0, -0.5), ((1.0, 0.3), (0.3, 0.5))
+    quad = ({"kind": "quadratic_potential", "A": [list(r) for r in A], "b": [0.2, -0.1]},
+            {"kind": "quadratic_interaction", "B": [list(r) for r in B]})
+    gint = ({"kind": "gaussian_interaction", "amplitude": 1.0, "width": 0.8},
+            {"kind": "quadratic_potential", "A": [[1.0, 0.0], [0.0, 1.0]], "b": [0.0, 0.0]})
+
+    def kl(bandwidth):
+        return ({"kind": "kl_to_gaussian", "mean": [0.0, 0.0], "cov": [[1.0, 0.2], [0.2, 0.7]],
+                 "bandwidth": bandwidth},)
+    particles = {"quadpot-quadint": quad, "gaussint-confined": gint, "kl-blob": kl(0.4)}
+    for label, terms in particles.items():
+        yield build_wasserstein_case(WassersteinProblem(f"w-particles-{label}__forward_euler", terms, "particles",
+                                                        "forward_euler", 0.05, 5, mean0, cov0, n=32, seed=7))
+    gaussians = {"kl": kl(None), "quad-entropy": quad + ({"kind": "entropy", "bandwidth": None},)}
+    for label, terms in gaussians.items():
+        for step in ("forward_euler", "jko"):
+            yield build_wasserstein_case(WassersteinProblem(f"w-gaussian-{label}__{step}", terms, "gaussian", step,
+                                                            0.1, 10, mean0, cov0))
+    yield build_wasserstein_case(WassersteinProblem("w-gaussian-gaussint-confined__forward_euler", gint, "gaussian",
+                                                    "forward_euler", 0.1, 10, mean0, cov0))
