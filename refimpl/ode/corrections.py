@@ -19,6 +19,7 @@ Estimates (formulas; provenance in brackets):
                             used by one stage only) [SPEC §3]; samples with :math:`w_r = 0` (stage 1 of the midpoint
                             rule) carry no first-order information and are *reconstructed* by linear interpolation in
                             time from the neighbouring samples with :math:`w \ne 0` (linear extrapolation at the ends).
+``applicable_estimates``    all of the above that apply to a scheme, by name.
 ``at_times``                piecewise-linear interpolation (linear extrapolation beyond the ends) of any estimate to
                             requested times, e.g. the grid points a training loop updates.
 
