@@ -16,11 +16,9 @@ from hypothesis import given, settings, strategies as st
 
 from refimpl.ad import grad
 from refimpl.ode import corrections as C
-from refimpl.ode.analytic import LinearSystemCase
-from refimpl.ode.continuous_adjoint import continuous_adjoint
 from refimpl.ode.discrete_adjoint import discrete_adjoint
-from refimpl.ode.fields import QuadraticLoss, TanhField
 from refimpl.ode.integrate import discrete_loss
+from refimpl.ode.paper_a_problems import LinearCase, NeuralCase
 from refimpl.ode.samples import parameter_samples
 from refimpl.ode.schemes import (AB2, AB3, FORWARD_EULER, HEUN, LEAPFROG, MIDPOINT, RALSTON, RK4, two_stage)
 
@@ -28,69 +26,7 @@ QUICK_NS = [2 ** k for k in range(5, 10)]
 FULL_NS = [2 ** k for k in range(5, 13)]
 
 
-class NeuralCase:
-    """ẋ = tanh(W(t)x + b(t)), d = 2, T = 1, Φ = ½|x(T) − y|²; θ(t) = θ̄ + Σ_k a_k/(2(k+1)) sin((k+1)πt + φ_k),
-    k = 0..2, every coefficient drawn once from a fixed seed. Reference: DOP853, rtol 1e-12."""
-
-    def __init__(self, seed=20230603):
-        rng = np.random.default_rng(seed)
-        self.field = TanhField(2)
-        p = self.field.n_params
-        self.base = 0.7 * rng.standard_normal(p)
-        self.amp = rng.standard_normal((3, p))
-        self.phase = rng.uniform(0, 2 * np.pi, (3, p))
-        self.x0 = rng.standard_normal(2)
-        self.loss = QuadraticLoss(rng.standard_normal(2))
-        self.T = 1.0
-
-    def theta(self, t):
-        t = np.asarray(t, dtype=np.float64)[..., None]
-        return self.base + sum(self.amp[k] * 0.5 / (k + 1) * np.sin((k + 1) * np.pi * t + self.phase[k])
-                               for k in range(3))
-
-    def reference(self, times):
-        res = continuous_adjoint(self.field, lambda t: self.theta(t), self.x0, self.T, self.loss, times=times,
-                                 error_estimate=None)
-        return res.functional_gradient
-
-
-class LinearCase:
-    """LinearSystemCase (ẋ = Ax + b₀ + b₁t, d = 2, T = 2) and its δL/δθ(t) in closed form, vectorised over times by
-    the eigendecomposition A = VΛV⁻¹ (derived; checked against the case's expm route in
-    test_linear_reference_matches_analytic_case):
-    x(t) = e^{At}x₀ + A⁻¹(e^{At} − I)b₀ + (A⁻²(e^{At} − I) − A⁻¹t)b₁, p(t) = e^{Aᵀ(T−t)}(x(T) − y),
-    δL/δθ = (vec(p xᵀ), p) (LinearField, θ = (vec A, b))."""
-
-    def __init__(self):
-        self.case = LinearSystemCase()
-        self.field, self.x0, self.loss, self.T = self.case.field, self.case.x0, self.case.loss, self.case.T
-        c = self.case.coefficients
-        self.A, self.b0, self.b1 = c[:4].reshape(2, 2), c[4:6], c[6:8]
-
-    def theta(self, t):
-        return np.array([self.case.theta(s) for s in np.atleast_1d(t)])
-
-    def _expA(self, t, transpose=False):
-        lam, V = np.linalg.eig(self.A.T if transpose else self.A)
-        E = np.exp(np.multiply.outer(t, lam))                       # (m, 2)
-        return np.real(np.einsum("ij,mj,jk->mik", V, E, np.linalg.inv(V)))
-
-    def x(self, t):
-        Ainv = np.linalg.inv(self.A)
-        Et = self._expA(t)
-        EmI = Et - np.eye(2)
-        return (Et @ self.x0 + (Ainv @ EmI) @ self.b0 + (Ainv @ Ainv @ EmI) @ self.b1
-                - np.multiply.outer(t, Ainv @ self.b1))
-
-    def reference(self, times):
-        t = np.asarray(times, dtype=np.float64)
-        r = self.x(np.array([self.T]))[0] - self.loss.y
-        p = self._expA(self.T - t, transpose=True) @ r
-        x = self.x(t)
-        return np.concatenate([np.einsum("mi,mj->mij", p, x).reshape(t.size, 4), p], axis=1)
-
-
-NEURAL, LINEAR = NeuralCase(), LinearCase()
+NEURAL, LINEAR = NeuralCase(seed=20230603), LinearCase()
 
 
 def errors(case, method, N, starter=None, layout="stage"):
@@ -182,7 +118,6 @@ def test_leapfrog_corrected_at_grid_points_converges():
 @pytest.mark.slow
 def test_leapfrog_full_range():
     res = sweep(NEURAL, LEAPFROG, FULL_NS, "forward_euler")
-    Ns = FULL_NS
     assert all(r["normalised"].max_error >= 0.45 * r["normalised"].reference_max for r in res)
     assert abs(slope(FULL_NS, [r["corrected"].max_error for r in res]) - 1.0) <= 0.15
 
@@ -225,7 +160,6 @@ def test_midpoint_reconstructed_samples_converge(case):
 @pytest.mark.parametrize("method", [RALSTON, MIDPOINT, two_stage(0.6)], ids=lambda m: m.name)
 def test_two_stage_full_range(method):
     res = sweep(NEURAL, method, FULL_NS)
-    Ns = FULL_NS
     assert abs(slope(FULL_NS, [r["corrected"].max_error for r in res]) - 1.0) <= 0.15
 
 
