@@ -148,7 +148,7 @@ def _check_common(n_steps, record_every, backend):
 
 
 def _coordinate_driver(method, energy, X0, n_steps, *, sampling, seed, step_sizes, coordinate_smoothness,
-                       record_every, backend, proximal):
+                       record_every, backend, proximal, stop_at=None):
     X = _check(energy, X0).copy()
     n_steps, record_every = _check_common(n_steps, record_every, backend)
     n, d = X.shape
@@ -179,34 +179,43 @@ def _coordinate_driver(method, energy, X0, n_steps, *, sampling, seed, step_size
                                    eta, struct["l1w"], struct["l1c"], struct["use_l1"])
         rec.stop()
         rec.record((start + block.shape[0]) / d, energy.value(X))
+        if stop_at is not None and rec.energy[-1] <= stop_at:
+            coords = coords[:start + block.shape[0]]
+            break
     return rec.trace(method, coords, X, probabilities=p, step_sizes=eta, sampling=sampling,
                      backend="numba" if struct is not None else "python")
 
 
 def rwcd(energy: Energy, X0, n_steps: int, *, sampling: str = "uniform", seed: int = 0, step_sizes=None,
-         coordinate_smoothness=None, record_every: int = 1, backend: str = "numba"):
+         coordinate_smoothness=None, record_every: int = 1, backend: str = "numba", stop_at=None):
     """``n_steps`` RWCD steps from the cloud X0; ηᵢ = 1/Lᵢ (Lᵢ = ``energy.coordinate_smoothness`` unless given)
     unless ``step_sizes``. F is recorded every ``record_every`` steps. Returns a ``DescentTrace`` (``final`` = X).
 
     Every term is stepped explicitly (a blob :class:`~refimpl.wasserstein.energies.Entropy` is smooth at fixed
-    bandwidth, but has no known Lᵢ: pass ``coordinate_smoothness``); non-smooth prox terms are refused (use rwcp)."""
+    bandwidth, but has no known Lᵢ: pass ``coordinate_smoothness``); non-smooth prox terms are refused (use rwcp).
+    With ``stop_at`` the run ends at the first record with F ≤ stop_at."""
     _, _, prox = split_composite(energy)
     if prox:
         raise ValueError("energy has a non-smooth prox term: use rwcp")
     return _coordinate_driver(f"RWCD ({sampling})", energy, X0, n_steps, sampling=sampling, seed=seed,
                               step_sizes=step_sizes, coordinate_smoothness=coordinate_smoothness,
-                              record_every=record_every, backend=backend, proximal=False)
+                              record_every=record_every, backend=backend, proximal=False, stop_at=_stop(stop_at))
+
+
+def _stop(stop_at):
+    return None if stop_at is None else as_real_scalar(stop_at, "stop_at")
 
 
 def rwcp(energy: Energy, X0, n_steps: int, *, sampling: str = "uniform", seed: int = 0, step_sizes=None,
-         coordinate_smoothness=None, record_every: int = 1, backend: str = "numba"):
-    """``n_steps`` RWCP steps for F = G + H from X0 (Lᵢ those of G). Returns a ``DescentTrace``."""
+         coordinate_smoothness=None, record_every: int = 1, backend: str = "numba", stop_at=None):
+    """``n_steps`` RWCP steps for F = G + H from X0 (Lᵢ those of G); ``stop_at`` as in :func:`rwcd`. Returns a
+    ``DescentTrace``."""
     return _coordinate_driver(f"RWCP ({sampling})", energy, X0, n_steps, sampling=sampling, seed=seed,
                               step_sizes=step_sizes, coordinate_smoothness=coordinate_smoothness,
-                              record_every=record_every, backend=backend, proximal=True)
+                              record_every=record_every, backend=backend, proximal=True, stop_at=_stop(stop_at))
 
 
-def _full_driver(method, energy, X0, n_steps, step, smoothness, proximal, record_every=1):
+def _full_driver(method, energy, X0, n_steps, step, smoothness, proximal, record_every=1, stop_at=None):
     X = _check(energy, X0).copy()
     n_steps, record_every = _check_common(n_steps, record_every, "python")
     G, H = _split(energy, X) if proximal else (energy, None)
@@ -232,17 +241,22 @@ def _full_driver(method, energy, X0, n_steps, step, smoothness, proximal, record
         rec.stop()
         if k % record_every == 0 or k == n_steps:
             rec.record(float(k), energy.value(X))
+            if stop_at is not None and rec.energy[-1] <= stop_at:
+                break
     return rec.trace(method, [], X, step=eta)
 
 
-def wgd(energy: Energy, X0, n_steps: int, *, step=None, smoothness=None, record_every: int = 1):
-    """Full Wasserstein gradient descent on particles, η = 1/L (``energy.smoothness`` unless ``smoothness``)."""
-    return _full_driver("WGD", energy, X0, n_steps, step, smoothness, proximal=False, record_every=record_every)
+def wgd(energy: Energy, X0, n_steps: int, *, step=None, smoothness=None, record_every: int = 1, stop_at=None):
+    """Full Wasserstein gradient descent on particles, η = 1/L (``energy.smoothness`` unless ``smoothness``);
+    optional early stop at F ≤ ``stop_at``."""
+    return _full_driver("WGD", energy, X0, n_steps, step, smoothness, proximal=False, record_every=record_every,
+                        stop_at=_stop(stop_at))
 
 
-def wpg(energy: Energy, X0, n_steps: int, *, step=None, smoothness=None, record_every: int = 1):
-    """Full Wasserstein proximal gradient for F = G + H on particles, η = 1/L(G) by default."""
-    return _full_driver("WPG", energy, X0, n_steps, step, smoothness, proximal=True, record_every=record_every)
+def wpg(energy: Energy, X0, n_steps: int, *, step=None, smoothness=None, record_every: int = 1, stop_at=None):
+    """Full Wasserstein proximal gradient for F = G + H on particles, η = 1/L(G) by default; optional early stop."""
+    return _full_driver("WPG", energy, X0, n_steps, step, smoothness, proximal=True, record_every=record_every,
+                        stop_at=_stop(stop_at))
 
 
 __all__ = ["SWEEP_BACKENDS", "rwcd_step", "rwcp_step", "wgd_step", "wpg_step", "rwcd", "rwcp", "wgd", "wpg"]
