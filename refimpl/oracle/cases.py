@@ -306,37 +306,28 @@ def build_case(problem: OdeProblem, *, continuous=None, description: str = "") -
     else:
         notes.append("normalised_gradient omitted: some stage weights are 0 (those samples carry no information)")
     if theta_fn is not None:
-        times = np.array(smp.times)
+        if continuous is None:
+            continuous = (_closed_form(analytic_case) if analytic_case is not None
+                          else _dop853(field, theta_fn, x0, T, loss))
+        cont, bound = continuous(np.array(smp.times))
+        cont = np.asarray(cont, dtype=np.float64).reshape(theta.shape)
+        tol = _tolerance("continuous", cont)
+        if bound > tol["atol"] / 100:
+            raise RuntimeError(f"case {problem.name!r}: continuous reference error bound {bound:.3g} is not below "
+                               f"1/100 of the tolerance {tol['atol']:.3g}")
+        arrays["continuous_gradient"] = cont
         if analytic_case is not None:
-            cont = np.asarray(analytic_case.functional_gradient_exact(times), dtype=np.float64).reshape(theta.shape)
             how["continuous_gradient"] = (f"closed form: refimpl.ode.analytic case {analytic_case.name!r}, "
                                           f"functional_gradient_exact at sample_times")
         else:
-            if continuous is not None:
-                cont, bound = continuous(times)
-            else:
-                res = continuous_adjoint(field, theta_fn, x0, T, loss, times=times, rtol=CONTINUOUS_RTOL_SOLVE)
-                cont, bound = res.functional_gradient, res.error.functional_gradient
-            cont = np.asarray(cont, dtype=np.float64).reshape(theta.shape)
-            tol = _tolerance("continuous", cont)
-            if bound > tol["atol"] / 100:
-                raise RuntimeError(f"case {problem.name!r}: continuous reference error bound {bound:.3g} is not below "
-                                   f"1/100 of the tolerance {tol['atol']:.3g}")
             checks["continuous_gradient"] = float(bound)
             how["continuous_gradient"] = (f"refimpl.ode.continuous_adjoint.continuous_adjoint (DOP853, rtol "
                                           f"{CONTINUOUS_RTOL_SOLVE:g}); its 'tighter' error bound (absolute) in "
                                           f"provenance.route_checks")
-        arrays["continuous_gradient"] = cont
         if corrected is not None:
             ct = np.array(corrected.times)
             inside = (ct >= 0) & (ct <= T)
-            if analytic_case is not None:
-                at_ct = np.asarray(analytic_case.functional_gradient_exact(ct[inside])).reshape(-1, field.n_params)
-            elif continuous is not None:
-                at_ct = continuous(ct[inside])[0]
-            else:
-                at_ct = continuous_adjoint(field, theta_fn, x0, T, loss, times=ct[inside], rtol=CONTINUOUS_RTOL_SOLVE,
-                                           error_estimate=None).functional_gradient
+            at_ct = np.asarray(continuous(ct[inside])[0]).reshape(-1, field.n_params)
             err = float(np.max(np.abs(np.asarray(corrected.values)[inside] - at_ct)))
             notes.append(f"corrected_gradient: max |corrected - deltaL/deltatheta| = {err:.3e} at N = {N} "
                          f"(a first-order estimate; SPEC §3)")
@@ -393,19 +384,39 @@ def _neural_bases():
     ]
 
 
-def _fine_grid_solver(field, theta_fn, x0, y, T, N):
-    """One DOP853 solve on the grid t = j T/(6N) (every stage time of the named schemes: offsets in (1/6)Z), shared
-    by every case of a base problem."""
+def _closed_form(case):
+    """times -> (δL/δθ at times in closed form, error bound 0) for an analytic case."""
+    def evaluate(times):
+        return np.asarray(case.functional_gradient_exact(np.asarray(times))).reshape(len(times), -1), 0.0
+    return evaluate
+
+
+def _dop853(field, theta_fn, x0, T, loss):
+    """times -> (δL/δθ at times by DOP853 at rtol 1e-12, its 'tighter' error bound)."""
+    def evaluate(times):
+        res = continuous_adjoint(field, theta_fn, np.asarray(x0, dtype=np.float64), T, loss, times=np.asarray(times),
+                                 rtol=CONTINUOUS_RTOL_SOLVE)
+        return res.functional_gradient, res.error.functional_gradient
+    return evaluate
+
+
+def _on_fine_grid(evaluate, T, N):
+    """Evaluate once on the grid t = j T/(6N) (every stage time and midpoint of the named schemes: offsets in
+    (1/6)Z) and answer later requests on that grid by lookup — shared by every case of a base problem."""
     grid = np.arange(6 * N + 1) * (T / (6 * N))
-    res = continuous_adjoint(field, theta_fn, np.asarray(x0, dtype=np.float64), T,
-                             QuadraticLoss(np.asarray(y, dtype=np.float64)), times=grid, rtol=CONTINUOUS_RTOL_SOLVE)
+    values, bound = evaluate(grid)
 
     def lookup(times):
-        j = np.rint(np.asarray(times) * (6 * N) / T).astype(np.int64)
+        times = np.asarray(times)
+        j = np.rint(times * (6 * N) / T).astype(np.int64)
         if np.max(np.abs(grid[j] - times)) > 1e-14 * T:
             raise ValueError("times: not on the 1/6-step grid")
-        return res.functional_gradient[j], res.error.functional_gradient
+        return values[j], bound
     return lookup
+
+
+def _fine_grid_solver(field, theta_fn, x0, y, T, N):
+    return _on_fine_grid(_dop853(field, theta_fn, x0, T, QuadraticLoss(np.asarray(y, dtype=np.float64))), T, N)
 
 
 def _scheme_variants():
@@ -442,10 +453,12 @@ def battery(*, quick: bool = False):
                                      "continuous_gradient")
     cases = analytic.analytic_cases()
     for case in (cases[:2] if quick else cases):
+        cont = _on_fine_grid(_closed_form(case), case.T, BATTERY_N)
         for method, starter in (("forward_euler", None), ("heun", None), ("rk4", None),
                                 ("leapfrog", "forward_euler"), ("ab2", "matched")):
             yield build_case(OdeProblem(f"analytic-{case.name}__{method}__stage__N{BATTERY_N}", case.field, method,
-                                        case.x0, case.loss.y, case.T, BATTERY_N, case, "stage", starter))
+                                        case.x0, case.loss.y, case.T, BATTERY_N, case, "stage", starter),
+                             continuous=cont)
     if not quick:
         from refimpl.oracle.wasserstein_cases import wasserstein_battery
 
