@@ -332,3 +332,22 @@ def test_bad_input_raises_clear_errors():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         gaussian_rwcd(E, g, 5)  # the default ηᵢ = 1/Lᵢ does not warn
+
+
+def test_full_prox_reading_of_rwcp_is_biased():
+    """Notes §3 left open whether RWCP's prox is restricted to eᵢ or is the full JKO step of ℋ. The full-prox reading
+    (each coordinate step applies the full entropy JKO with τ = ηᵢ) gives the entropy d times the weight of the
+    smooth part per epoch, so π is not a fixed point: one step from π already moves it (KL > 1e-3), and after 200
+    epochs the law sits far from π (KL > 1), while the coordinate reading converges (KL < 1e-8). A finding, not a bug."""
+    d = 5
+    A = np.eye(d) + 2.0 * np.ones((d, d))
+    kl = kl_to_gaussian(np.zeros(d), np.linalg.inv(A))
+    assert kl.gaussian_value(gaussian_rwcp_step(kl, kl.target, 0, 1 / A[0, 0], prox="full").measure()) > 1e-3
+    rng = np.random.default_rng(0)
+    full = coord = GaussianMoments(np.ones(d), np.eye(d))
+    for i in rng.integers(0, d, 200 * d):
+        full = gaussian_rwcp_step(kl, full, i, 1 / A[i, i], prox="full")
+        coord = gaussian_rwcp_step(kl, coord, i, 1 / A[i, i])
+    assert kl.gaussian_value(full.measure()) > 1.0 and kl.gaussian_value(coord.measure()) < 1e-8
+    with pytest.raises(ValueError, match="prox must be one of"):
+        gaussian_rwcp_step(kl, coord, 0, 0.1, prox="partial")

@@ -274,10 +274,10 @@ def _plot(outdir, rows, title, fname, gap_of):
     fig, axes = plt.subplots(1, len(rows), figsize=(4.2 * len(rows), 3.6), squeeze=False)
     for ax, row in zip(axes[0], rows):
         for label, runs in row["curves"].items():
-            grid = np.linspace(0, max(r.cost[-1] for r in runs), 300)
+            grid = np.geomspace(min(r.cost[1] for r in runs), max(r.cost[-1] for r in runs), 300)
             ys = np.array([np.interp(grid, r.cost, np.maximum(gap_of(row, r), 1e-300), right=np.nan) for r in runs])
             med = np.nanmedian(ys, axis=0)
-            line, = ax.semilogy(grid, med, label=label)
+            line, = ax.loglog(grid, med, label=label)
             if len(runs) > 1:
                 ax.fill_between(grid, np.nanmin(ys, axis=0), np.nanmax(ys, axis=0), color=line.get_color(), alpha=0.2)
         ax.axhline(ACCURACY, color="k", lw=0.5, ls=":")

@@ -213,11 +213,30 @@ def gaussian_entropy_prox(state, tau) -> GaussianMoments:
     return GaussianMoments(st.mean, _entropy_full_prox(st.cov, tau))
 
 
-def gaussian_rwcp_step(energy: Energy, state, i, eta) -> GaussianMoments:
-    """One RWCP step for F = G + σℋ: RWCD step on G along eᵢ, then the coordinate entropy prox with τ = ση."""
+#: RWCP prox variants (notes §3: which one [B] uses could not be checked, so both exist)
+PROX_VARIANTS = ("coordinate", "full")
+
+
+def _check_prox(prox):
+    if prox not in PROX_VARIANTS:
+        raise ValueError(f"prox must be one of {PROX_VARIANTS}, got {prox!r}")
+    return prox
+
+
+def gaussian_rwcp_step(energy: Energy, state, i, eta, *, prox: str = "coordinate") -> GaussianMoments:
+    """One RWCP step for F = G + σℋ: RWCD step on G along eᵢ, then the entropy prox with τ = ση — restricted to
+    eᵢ-displacements (``prox="coordinate"``, our reading) or the full JKO step G6 (``prox="full"``, the alternative
+    reading of notes §3; it gives the entropy d times the weight of the smooth part per epoch, so the target is not
+    a fixed point: the tests measure the bias)."""
     st, model, sigma = _model(energy, state, smooth_only=True)
     i = as_coordinate(i, st.dim)
     eta = as_real_scalar(eta, "eta", positive=True)
+    if _check_prox(prox) == "full":
+        m, S = st.mean, st.cov
+        if model is not None:
+            b, M = model.velocity(m, S)
+            m, S = _coordinate_push(m, S, i, eta, b[i], M[i])
+        return GaussianMoments(m, _entropy_full_prox(S, sigma * eta) if sigma > 0 else S)
     return GaussianMoments(*_rwcp_update(model, sigma, st.mean, st.cov, i, eta))
 
 
