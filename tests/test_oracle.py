@@ -221,6 +221,10 @@ def test_build_case_refuses_bad_problems():
         build_case(OdeProblem(**{**good, "field": UserField(lambda x, t: x, 2, 6)}))
     with pytest.raises(ValueError, match="N"):
         build_case(OdeProblem(**{**good, "N": 0}))
+    with pytest.raises(ValueError, match="starter"):  # the starter is part of the problem (SPEC §2)
+        build_case(OdeProblem(**{**good, "method": "leapfrog"}))
+    with pytest.raises(ValueError, match="starter"):
+        build_case(OdeProblem(**{**good, "starter": "forward_euler"}))
     assert build_case(OdeProblem(**good)).N == 4
 
 

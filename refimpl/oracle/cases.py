@@ -239,9 +239,7 @@ def build_case(problem: OdeProblem, *, continuous=None, description: str = "") -
     x0 = np.asarray(problem.x0, dtype=np.float64)
     loss = QuadraticLoss(np.asarray(problem.y, dtype=np.float64))
     T, N, layout = problem.T, problem.N, problem.layout
-    starter = problem.starter if isinstance(method, LinearMultistep) else None
-    if isinstance(method, LinearMultistep) and starter is None:
-        starter = "forward_euler"
+    starter = problem.starter  # part of the problem (SPEC §2): required for a multistep method, refused for ERK
     smp = parameter_samples(method, T, N, layout, starter)
     theta_src = problem.theta
     analytic_case = theta_src if isinstance(theta_src, analytic.AnalyticCase) else None
