@@ -312,3 +312,22 @@ def test_random_check_arguments_exit_2(capsys, argv):
     out = capsys.readouterr()
     assert rc == 2 or (rc == 0 and ("--help" in argv or "-h" in argv)), (argv, out)
     assert "Traceback" not in out.err
+
+
+@pytest.fixture(scope="module")
+def wasserstein_case_dir(tmp_path_factory):
+    from refimpl.oracle.wasserstein_cases import WassersteinProblem, build_wasserstein_case
+    terms = ({"kind": "kl_to_gaussian", "mean": [0.0, 0.0], "cov": [[1.0, 0.2], [0.2, 0.7]], "bandwidth": 0.4},
+             {"kind": "quadratic_interaction", "B": [[0.5, 0.1], [0.1, 0.3]]})
+    case = build_wasserstein_case(WassersteinProblem("fuzz-w", terms, "particles", "forward_euler", 0.05, 2,
+                                                     (1.0, -0.5), ((1.0, 0.3), (0.3, 0.5)), n=8, seed=1))
+    out = tmp_path_factory.mktemp("fuzzw") / "case"
+    save_case(case, out)
+    return out
+
+
+@FUZZ
+@given(data=st.data())
+def test_mutated_wasserstein_metadata_loads_cleanly_or_exits_2(wasserstein_case_dir, capsys, data):
+    test_mutated_metadata_loads_cleanly_or_exits_2.hypothesis.inner_test(
+        wasserstein_case_dir, load_case(wasserstein_case_dir), capsys, data)

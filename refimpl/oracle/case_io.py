@@ -232,6 +232,14 @@ def write_npz(path, arrays: dict) -> None:
 # the case object
 
 
+def _json_shape(value):
+    """The shape of a JSON vector (list of numbers) or matrix (list of equal-length lists); None if ragged."""
+    if value and isinstance(value[0], list):
+        widths = {len(row) if isinstance(row, list) else -1 for row in value}
+        return (len(value), widths.pop()) if len(widths) == 1 and -1 not in widths else None
+    return (len(value),) if not any(isinstance(v, list) for v in value) else None
+
+
 def _rational(v) -> Fraction:
     return Fraction(v) if isinstance(v, str) else Fraction(float(v))
 
@@ -362,13 +370,13 @@ class Case:
             if missing:
                 raise CaseFormatError(f"{where}: problem.energy.terms[{i}] ({term['kind']}) misses {missing}")
             for key, shape in (("A", (d, d)), ("B", (d, d)), ("cov", (d, d)), ("b", (d,)), ("mean", (d,))):
-                if key in term and np.shape(term[key]) != shape:
+                if key in term and _json_shape(term[key]) != shape:
                     raise CaseFormatError(f"{where}: problem.energy.terms[{i}].{key} must have shape {shape}")
             if p["representation"] == "particles" and term["kind"] in ("entropy", "kl_to_gaussian") \
                     and term.get("bandwidth") is None:
                 raise CaseFormatError(f"{where}: problem.energy.terms[{i}]: the particle entropy needs a bandwidth")
         init = p["initial"]
-        if np.shape(init["mean"]) != (d,) or np.shape(init["cov"]) != (d, d):
+        if _json_shape(init["mean"]) != (d,) or _json_shape(init["cov"]) != (d, d):
             raise CaseFormatError(f"{where}: problem.initial.mean/cov must have shapes ({d},) and ({d}, {d})")
         if p["representation"] == "particles":
             n = init.get("n", -1)
