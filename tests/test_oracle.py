@@ -53,6 +53,8 @@ def test_battery_covers_every_named_scheme_layout_field_and_analytic_case(batter
     from refimpl.ode import schemes
     index = json.loads((out / "index.json").read_text())
     assert index["cases"] == names and len(set(names)) == len(names)
+    assert f"{len(names)} cases" in (out / "README.md").read_text()
+    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == sorted(names)
     for field in ("tanh-d2", "linear-d2", "twolayer-d2h3", "poly-d2"):
         for scheme in schemes.TABLEAUX:
             for layout in ("stage", "step"):

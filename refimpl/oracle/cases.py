@@ -476,4 +476,27 @@ def export_battery(directory, *, quick: bool = False) -> list:
     index = {"format": "refimpl-case-index", "refimpl_version": refimpl.__version__,
              "python": platform.python_version(), "cases": names}
     (directory / "index.json").write_text(json.dumps(index, indent=1) + "\n", encoding="utf-8")
+    (directory / "README.md").write_text(_EXPORT_README.format(n=len(names), version=refimpl.__version__),
+                                         encoding="utf-8")
     return names
+
+
+_EXPORT_README = """# refimpl oracle cases
+
+{n} cases exported by refimpl {version} (`python -m refimpl cases export DIR`); their names are in `index.json`.
+
+Each folder is one case:
+
+* `case.json` — the problem (ODE: vector field, scheme coefficients as exact rationals "p/q", starter, parameter
+  layout, T, N, h, loss, the parameter path theta(t); Wasserstein: energy terms, representation, step, h, steps,
+  initial measure), what every array is (`arrays`: role input/reference, shape, dtype, description), the tolerance
+  of every reference quantity, and how each reference was computed (`provenance`). Its JSON Schema ships with
+  refimpl (`refimpl/oracle/case_schema.json`).
+* `arrays.npz` — the inputs (e.g. `x0`, `theta`, `sample_times`, `stage_index`; `particles0`) and the reference
+  quantities (e.g. `trajectory`, `loss`, `discrete_gradient`, `continuous_gradient`; `wasserstein_gradient`).
+  Plain `.npy` members: load with `numpy.load(path, allow_pickle=False)`.
+
+To check your implementation: compute some reference quantities from the inputs, save them under the same names in
+an `.npz`, and run `python -m refimpl check CASE_DIR yours.npz` (add `--json` for a machine-readable report). Exit
+code 0: every provided quantity is within tolerance; 1: some is not (the report names the worst index); 2: bad input.
+"""
