@@ -59,7 +59,7 @@ from refimpl.ode.tableau import ButcherTableau
 from refimpl.oracle.case_io import ODE_INPUTS, ODE_REFERENCES, Case, save_case
 
 __all__ = ["OdeProblem", "Sinusoid", "build_case", "battery", "export_battery", "problem_objects", "field_spec",
-           "field_from_spec", "ROUTE_AGREEMENT"]
+           "field_from_spec", "corrected_estimate", "ROUTE_AGREEMENT"]
 
 #: largest normwise relative disagreement between the hand recursion and the tape/integrator accepted at build time
 ROUTE_AGREEMENT = 1e-12
@@ -209,6 +209,18 @@ class OdeProblem:
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,127}")
 
 
+def corrected_estimate(grad, samples):
+    """(the ``"corrected"`` estimate of :func:`refimpl.ode.corrections.applicable_estimates`, None) — or (None, why)
+    when refimpl defines no correction for the scheme or the grid is too short for it."""
+    try:
+        est = applicable_estimates(grad, samples).get("corrected")
+    except ValueError as e:  # e.g. N = 1: fewer than two usable samples
+        return None, f"the correction does not apply on this grid ({e})"
+    if est is None:
+        return None, f"refimpl.ode.corrections defines no correction for {samples.method.name}"
+    return est, ""
+
+
 def _tolerance(kind: str, ref: np.ndarray) -> dict:
     scale = float(np.max(np.abs(ref))) if ref.size else 0.0
     if kind == "continuous":
@@ -290,14 +302,14 @@ def build_case(problem: OdeProblem, *, continuous=None, description: str = "") -
                          "refimpl.ode.integrate.integrate", "loss": how_discrete, "discrete_gradient": how_discrete,
            "grad_x0": how_discrete}
     notes = []
-    corrected = applicable_estimates(grad, smp).get("corrected")
+    corrected, why_not = corrected_estimate(grad, smp)
     if corrected is not None:
         arrays["corrected_times"] = np.array(corrected.times)
         arrays["corrected_gradient"] = np.array(corrected.values)
         how["corrected_gradient"] = (f"refimpl.ode.corrections.applicable_estimates(...)['corrected'] "
                                      f"({corrected.label}) of discrete_gradient")
     else:
-        notes.append(f"corrected_gradient omitted: refimpl.ode.corrections defines no correction for {method.name}")
+        notes.append(f"corrected_gradient omitted: {why_not}")
     if np.all(smp.weights != 0):
         arrays["normalised_gradient"] = da.normalised_gradient()
         how["normalised_gradient"] = "discrete_gradient[r] / (h * stage_weights[r]) (SPEC §3)"

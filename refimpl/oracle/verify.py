@@ -34,10 +34,9 @@ def _same(name: str, stored, derived, where: str) -> None:
 def _recompute_ode(case: Case) -> dict:
     from refimpl.ode import analytic
     from refimpl.ode.continuous_adjoint import continuous_adjoint
-    from refimpl.ode.corrections import applicable_estimates
     from refimpl.ode.discrete_adjoint import discrete_adjoint
     from refimpl.ode.samples import parameter_samples
-    from refimpl.oracle.cases import Sinusoid, problem_objects
+    from refimpl.oracle.cases import Sinusoid, corrected_estimate, problem_objects
 
     where = case.source or case.name
     o = problem_objects(case)
@@ -67,11 +66,10 @@ def _recompute_ode(case: Case) -> dict:
            "grad_x0": da.grad_x0}
     if "normalised_gradient" in case.arrays:
         out["normalised_gradient"] = da.normalised_gradient()
-    corrected = applicable_estimates(np.asarray(da.grad_theta, dtype=np.float64), smp).get("corrected")
+    corrected, why_not = corrected_estimate(np.asarray(da.grad_theta, dtype=np.float64), smp)
     if "corrected_gradient" in case.arrays:
         if corrected is None:
-            raise CaseFormatError(f"{where}: the case has a corrected gradient but refimpl defines none for "
-                                  f"{o['method'].name}")
+            raise CaseFormatError(f"{where}: the case has a corrected gradient but {why_not}")
         _same("corrected_times", case.arrays["corrected_times"], corrected.times, where)
         out["corrected_gradient"] = corrected.values
     if "continuous_gradient" in case.arrays and theta_fn is not None:
