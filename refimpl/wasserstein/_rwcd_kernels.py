@@ -8,7 +8,9 @@ prox of a weighted L1 term:
   in a step, O(N)) — O(d) per particle, O(Nd) per step against O(Nd²) for a full gradient (1/d);
 * Gaussian interaction W(z) = a exp(−|z|²/(2s²)): ∂ᵢu(x_k) = (1/N) Σ_j −(a/s²) e^{−D_kj/(2s²)} (x_kᵢ − x_jᵢ) with the
   **cached** squared distances D_kj = |x_k − x_j|², updated after the step by D_kj += (x'_kᵢ − x'_jᵢ)² − (x_kᵢ − x_jᵢ)²:
-  O(N²) per step against O(N²d) for a full gradient (1/d) (notes/rwcd-derivations.md §3, "Cost");
+  O(N²) per step against O(N²d) for a full gradient (notes/rwcd-derivations.md §3, "Cost"). Only the flops scale
+  by 1/d: every coordinate step still evaluates all N² kernel values e^{−D/(2s²)} (D changed), as a full gradient
+  does, so the wall-time saving is well below d (measured in validation/paper_b.py);
 * then x_kᵢ ← x_kᵢ − η ∂ᵢu(x_k) for every k (all partials use the state before the step), and with the L1 term
   x_kᵢ ← cᵢ + sign(x_kᵢ − cᵢ) max(|x_kᵢ − cᵢ| − ηλᵢ, 0).
 
