@@ -65,7 +65,7 @@ def test_battery_covers_every_named_scheme_layout_field_and_analytic_case(batter
                     assert f"{field}__{scheme}-{starter}__{layout}__N16" in names
     for case in analytic.analytic_cases():
         assert any(n.startswith(f"analytic-{case.name}__") for n in names)
-    assert sum(n.startswith("w-particles-") for n in names) >= 3
+    assert sum(n.startswith("w-particles-") for n in names) >= 3 and sum(n.endswith("__rwcd") for n in names) >= 3
     assert sum(n.startswith("w-gaussian-") for n in names) >= 5
     # small: "a few MB" (the whole battery, metadata included)
     total = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())

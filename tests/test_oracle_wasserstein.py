@@ -52,6 +52,48 @@ def test_quadratic_particle_case_from_the_json_alone(cases):
     assert report.passed, report
 
 
+def test_quadratic_particle_rwcd_from_the_json_and_the_inputs_alone(cases):
+    """[B]'s RWCD step x_ki <- x_ki - eta_i d_i(deltaF/deltarho)(x_k), with the stored coordinates and step sizes."""
+    case = cases["w-particles-quadpot-quadint__rwcd"]
+    t = {term["kind"]: term for term in case.problem["energy"]["terms"]}
+    A, b = np.array(t["quadratic_potential"]["A"]), np.array(t["quadratic_potential"]["b"])
+    B = np.array(t["quadratic_interaction"]["B"])
+    # L_i = A_ii + B_ii (sup of the second coordinate derivative of V and W), eta_i = 1/L_i
+    assert np.allclose(case.arrays["step_sizes"], 1.0 / (np.diag(A) + np.diag(B)), rtol=1e-15)
+    X = np.array(case.arrays["particles0"])
+    traj = [X]
+    for i in case.arrays["coordinates"]:
+        Y = traj[-1].copy()
+        Y[:, i] -= case.arrays["step_sizes"][i] * ((Y - b) @ A[i] + (Y - Y.mean(axis=0)) @ B[i])
+        traj.append(Y)
+    assert compare(case, {"particle_trajectory": np.stack(traj)}).passed
+    # moving only coordinate i leaves the other column untouched at every step
+    tr = case.arrays["particle_trajectory"]
+    for k, i in enumerate(case.arrays["coordinates"]):
+        assert np.array_equal(tr[k + 1][:, 1 - i], tr[k][:, 1 - i])
+
+
+def test_gaussian_rwcd_is_the_coordinate_affine_push_forward(cases):
+    """Gaussian RWCD with quadratic energies (derived): m_i <- m_i - eta_i (A(m - b))_i, S <- P S P', P = I - eta_i
+    e_i (A + B)_i — written here from the JSON."""
+    case = cases["w-gaussian-quadpot-quadint__rwcd"]
+    t = {term["kind"]: term for term in case.problem["energy"]["terms"]}
+    A, b = np.array(t["quadratic_potential"]["A"]), np.array(t["quadratic_potential"]["b"])
+    M = A + np.array(t["quadratic_interaction"]["B"])
+    m, S = np.array(case.arrays["mean0"]), np.array(case.arrays["cov0"])
+    ms, Ss = [m], [S]
+    for i in case.arrays["coordinates"]:
+        eta = case.arrays["step_sizes"][i]
+        P = np.eye(2)
+        P[i] -= eta * M[i]
+        m = m.copy()
+        m[i] -= eta * (A @ (m - b))[i]
+        S = P @ S @ P.T
+        ms.append(m)
+        Ss.append(S)
+    assert compare(case, {"mean_trajectory": np.stack(ms), "cov_trajectory": np.stack(Ss)}).passed
+
+
 def test_blob_entropy_gradient_is_n_times_the_particle_derivative(cases):
     case = cases["w-particles-kl-blob__forward_euler"]
     energy = energy_from_spec(case.problem["energy"]["terms"])

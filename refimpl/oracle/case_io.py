@@ -74,6 +74,8 @@ WASSERSTEIN_INPUTS = {
     "particles0": "initial particles x_k (rows), the empirical measure (1/n) sum_k delta_{x_k}, shape (n, d)",
     "mean0": "initial Gaussian mean, shape (d,)",
     "cov0": "initial Gaussian covariance, shape (d, d)",
+    "coordinates": "RWCD: the coordinate i_k moved at step k (0-based), shape (K,)",
+    "step_sizes": "RWCD: the step size eta_i of each coordinate, shape (d,)",
 }
 #: reference quantities of a Wasserstein case
 WASSERSTEIN_REFERENCES = {
@@ -385,6 +387,8 @@ class Case:
         else:
             expected = {"mean0": (d,), "cov0": (d, d), "mean_trajectory": (K + 1, d), "cov_trajectory": (K + 1, d, d),
                         "exact_mean": (K + 1, d), "exact_cov": (K + 1, d, d), "energy": ()}
+        if p["step"] == "rwcd":
+            expected.update(coordinates=(K,), step_sizes=(d,))
         for name, arr in a.items():
             if name not in expected:
                 raise CaseFormatError(f"{where}: array {name!r} does not belong to a {p['representation']} case")
@@ -392,9 +396,17 @@ class Case:
                 raise CaseFormatError(f"{where}: array {name!r} must have shape {expected[name]} (d = {d}, "
                                       f"K = {K}), got {arr.shape}")
         needed = ("particles0",) if p["representation"] == "particles" else ("mean0", "cov0")
+        needed += ("coordinates", "step_sizes") if p["step"] == "rwcd" else ()
         for name in needed:
             if name not in a:
-                raise CaseFormatError(f"{where}: a {p['representation']} case needs the input array {name!r}")
+                raise CaseFormatError(f"{where}: a {p['representation']} {p['step']} case needs the input array "
+                                      f"{name!r}")
+        if p["step"] == "rwcd":
+            c = a["coordinates"]
+            if c.dtype != np.int64 or (c.size and (c.min() < 0 or c.max() >= d)):
+                raise CaseFormatError(f"{where}: 'coordinates' must be int64 indices in [0, {d})")
+            if np.any(a["step_sizes"] <= 0):
+                raise CaseFormatError(f"{where}: 'step_sizes' must be > 0")
 
     def _check_ode_problem(self, where: str) -> None:
         p, a = self.metadata["problem"], self.arrays

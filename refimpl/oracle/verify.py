@@ -89,10 +89,11 @@ def _recompute_wasserstein(case: Case) -> dict:
     init = p["initial"]
     problem = WassersteinProblem(case.name, tuple(p["energy"]["terms"]), p["representation"], p["step"], p["h"],
                                  p["n_steps"], tuple(init["mean"]), tuple(tuple(r) for r in init["cov"]),
-                                 init.get("n"), init.get("seed", 0))
+                                 init.get("n"), init.get("seed", 0), p.get("coordinate_seed", 0),
+                                 p.get("step_scale", 1.0))
     fresh = build_wasserstein_case(problem)
     where = case.source or case.name
-    for name in ("particles0", "mean0", "cov0"):
+    for name in ("particles0", "mean0", "cov0", "coordinates", "step_sizes"):
         if name in case.arrays:
             _same(name, case.arrays[name], fresh.arrays[name], where)
     return {k: fresh.arrays[k] for k in fresh.references if k in case.arrays}

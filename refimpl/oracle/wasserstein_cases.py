@@ -22,6 +22,13 @@ References and how they are computed (also in each case's ``provenance.how``):
   (closed form; *second route* at build time: N·∂F(ρ_X)/∂x_k by the tape, which the energies module derives to be
   equal), ``particle_trajectory`` the forward-Euler iterates X_{k+1} = X_k − h∇δF/δρ[ρ_{X_k}](X_k)
   (:func:`refimpl.wasserstein.particle_steps.forward_euler`);
+* RWCD ([B]; ``step = "rwcd"``): the inputs ``coordinates`` (the coordinate moved at each step, drawn uniformly
+  with ``coordinate_seed``) and ``step_sizes`` (ηᵢ = ``step_scale``/Lᵢ, Lᵢ the coordinate-wise smoothness
+  constants) fix the run, so
+  a foreign implementation needs no RNG; references: the iterates of
+  :func:`refimpl.wasserstein.rwcd_particles.rwcd_step` (second route: the i-th column of the full Wasserstein
+  gradient) or :func:`refimpl.wasserstein.rwcd_gaussian.gaussian_rwcd_step` (second route: the affine push-forward
+  by the energy's Bures–Wasserstein gradient field, derived in the code);
 * Gaussians: ``energy`` F(N(m₀, Σ₀)) in closed form, ``mean_trajectory``/``cov_trajectory`` the forward-Euler or JKO
   iterates (:mod:`refimpl.wasserstein.gaussian_flows`), and for quadratic energies ``exact_mean``/``exact_cov``, the
   exact flow at t_k = kh (closed form; for a KL-to-Gaussian energy cross-checked at build time against the
@@ -47,7 +54,10 @@ from refimpl.wasserstein.energies import (Entropy, GaussianInteraction, Quadrati
 from refimpl.wasserstein.gaussian_flows import (gaussian_exact_flow, gaussian_forward_euler, gaussian_jko,
                                                 ou_flow, quadratic_structure)
 from refimpl.wasserstein.measures import GaussianMeasure
+from refimpl.wasserstein.coordinate_descent import coordinate_probabilities, coordinate_sequence
 from refimpl.wasserstein.particle_steps import forward_euler
+from refimpl.wasserstein.rwcd_gaussian import GaussianMoments, gaussian_rwcd_step
+from refimpl.wasserstein.rwcd_particles import rwcd_step
 
 __all__ = ["WassersteinProblem", "energy_from_spec", "build_wasserstein_case", "wasserstein_battery"]
 
@@ -85,8 +95,10 @@ def energy_from_spec(terms):
 @dataclass(frozen=True, eq=False)
 class WassersteinProblem:
     """A Wasserstein case to build: ``terms`` (energy term objects), ``representation`` ("particles"/"gaussian"),
-    ``step`` ("forward_euler", or "jko" for Gaussians), step size ``h``, ``n_steps``, the initial Gaussian
-    (``mean0``, ``cov0``) — sampled with ``n`` particles and ``seed`` for the particle representation."""
+    ``step`` ("forward_euler", "rwcd", or "jko" for Gaussians), step size ``h`` (RWCD: unused, ηᵢ = 1/Lᵢ),
+    ``n_steps``, the initial Gaussian (``mean0``, ``cov0``) — sampled with ``n`` particles and ``seed`` for the
+    particle representation; RWCD coordinates are drawn uniformly with ``coordinate_seed``, step sizes
+    ηᵢ = ``step_scale``/Lᵢ."""
 
     name: str
     terms: tuple
@@ -98,6 +110,8 @@ class WassersteinProblem:
     cov0: tuple
     n: int | None = None
     seed: int = 0
+    coordinate_seed: int = 0
+    step_scale: float = 1.0
 
 
 def _normwise(a, b) -> float:
@@ -120,37 +134,80 @@ def build_wasserstein_case(problem: WassersteinProblem, description: str = "") -
     g0 = GaussianMeasure(np.array(problem.mean0, dtype=np.float64), np.array(problem.cov0, dtype=np.float64))
     d, h, K = g0.dim, float(problem.h), int(problem.n_steps)
     initial = {"kind": "gaussian", "mean": g0.mean.tolist(), "cov": g0.cov.tolist()}
-    checks, how = {}, {}
+    checks, how, extra = {}, {}, {}
+    if problem.step == "rwcd":
+        L = energy.coordinate_smoothness(d)
+        if L is None:
+            raise ValueError("terms: RWCD needs finite coordinate-wise smoothness constants (no entropy term)")
+        eta = float(problem.step_scale) / np.asarray(L, dtype=np.float64)
+        coords = coordinate_sequence(coordinate_probabilities(L, "uniform"), K, int(problem.coordinate_seed))
+        extra = {"coordinate_rule": "i_k drawn uniformly from {0..d-1} by refimpl.wasserstein.coordinate_descent."
+                                    "coordinate_sequence(seed = coordinate_seed); eta_i = step_scale/L_i with "
+                                    "L_i = energy.coordinate_smoothness (both stored as inputs: 'coordinates', "
+                                    "'step_sizes')", "coordinate_seed": int(problem.coordinate_seed),
+                 "step_scale": float(problem.step_scale)}
     if problem.representation == "particles":
-        if problem.step != "forward_euler":
-            raise ValueError(f"step: particle cases use 'forward_euler', got {problem.step!r}")
+        if problem.step not in ("forward_euler", "rwcd"):
+            raise ValueError(f"step: particle cases use 'forward_euler' or 'rwcd', got {problem.step!r}")
         X0 = g0.sample(int(problem.n), int(problem.seed))
         initial.update(kind="gaussian_sample", n=int(problem.n), seed=int(problem.seed))
         grad = energy.wasserstein_gradient(X0)
         tape = X0.shape[0] * np.asarray(ad.grad(energy.value)(X0))
         checks["wasserstein_gradient"] = _normwise(tape, grad)
-        arrays = {"particles0": X0, "energy": np.asarray(float(energy.value(X0))), "wasserstein_gradient": grad,
-                  "particle_trajectory": np.stack(forward_euler(energy, X0, h, K))}
+        arrays = {"particles0": X0, "energy": np.asarray(float(energy.value(X0))), "wasserstein_gradient": grad}
         how = {"energy": "Energy.value on the empirical measure", "wasserstein_gradient":
-               "Energy.wasserstein_gradient (closed form); cross-checked against N * dF(rho_X)/dx_k by the tape",
-               "particle_trajectory": "refimpl.wasserstein.particle_steps.forward_euler"}
+               "Energy.wasserstein_gradient (closed form); cross-checked against N * dF(rho_X)/dx_k by the tape"}
+        if problem.step == "forward_euler":
+            arrays["particle_trajectory"] = np.stack(forward_euler(energy, X0, h, K))
+            how["particle_trajectory"] = "refimpl.wasserstein.particle_steps.forward_euler"
+        else:
+            traj, second = [X0], [X0]
+            for i in coords:
+                traj.append(rwcd_step(energy, traj[-1], int(i), eta[i]))
+                Y = second[-1].copy()  # second route: the i-th column of the full Wasserstein gradient
+                Y[:, i] -= eta[i] * energy.wasserstein_gradient(second[-1])[:, i]
+                second.append(Y)
+            arrays["particle_trajectory"] = np.stack(traj)
+            checks["particle_trajectory"] = _normwise(np.stack(second), arrays["particle_trajectory"])
+            how["particle_trajectory"] = ("refimpl.wasserstein.rwcd_particles.rwcd_step along coordinates[k] with "
+                                          "step_sizes; cross-checked against the full Wasserstein gradient's column")
     elif problem.representation == "gaussian":
-        steps = {"forward_euler": gaussian_forward_euler, "jko": gaussian_jko}
+        steps = {"forward_euler": gaussian_forward_euler, "jko": gaussian_jko, "rwcd": None}
         if problem.step not in steps:
             raise ValueError(f"step must be one of {sorted(steps)}, got {problem.step!r}")
-        iterates = steps[problem.step](energy, g0, h, K)
+        if problem.step == "rwcd":
+            iterates, second = [GaussianMoments(g0.mean, g0.cov)], [g0]
+            for i in coords:
+                iterates.append(gaussian_rwcd_step(energy, iterates[-1], int(i), eta[i]))
+                # second route (derived): the affine push x -> x - eta e_i (b_i + M_i (x - m)), (b, M) the
+                # Bures-Wasserstein gradient field of the energy: m+ = m - eta b_i e_i, S+ = P S P',
+                # P = I - eta e_i M_i
+                b, M = energy.gaussian_velocity(second[-1])
+                P = np.eye(d)
+                P[i] -= eta[i] * M[i]
+                m = second[-1].mean.copy()
+                m[i] -= eta[i] * b[i]
+                C = P @ second[-1].cov @ P.T
+                second.append(GaussianMeasure(m, 0.5 * (C + C.T)))
+            checks["mean_trajectory"] = _normwise(np.stack([g.mean for g in second]),
+                                                  np.stack([g.mean for g in iterates]))
+            checks["cov_trajectory"] = _normwise(np.stack([g.cov for g in second]),
+                                                 np.stack([g.cov for g in iterates]))
+        else:
+            iterates = steps[problem.step](energy, g0, h, K)
         arrays = {"mean0": np.array(g0.mean), "cov0": np.array(g0.cov),
                   "energy": np.asarray(energy.gaussian_value(g0)),
                   "mean_trajectory": np.stack([g.mean for g in iterates]),
                   "cov_trajectory": np.stack([g.cov for g in iterates])}
-        how = {"energy": "Energy.gaussian_value (closed form)",
-               "mean_trajectory": f"refimpl.wasserstein.gaussian_flows.gaussian_{problem.step}",
-               "cov_trajectory": f"refimpl.wasserstein.gaussian_flows.gaussian_{problem.step}"}
+        src = ("refimpl.wasserstein.rwcd_gaussian.gaussian_rwcd_step along coordinates[k] with step_sizes; "
+               "cross-checked against the affine push-forward by the energy's Bures-Wasserstein gradient field"
+               if problem.step == "rwcd" else f"refimpl.wasserstein.gaussian_flows.gaussian_{problem.step}")
+        how = {"energy": "Energy.gaussian_value (closed form)", "mean_trajectory": src, "cov_trajectory": src}
         try:
-            quadratic_structure(energy, d)
+            with_exact = problem.step != "rwcd" and quadratic_structure(energy, d) is not None
         except NotImplementedError:
-            pass  # e.g. a Gaussian interaction: its exact flow leaves the Gaussians
-        else:
+            with_exact = False  # e.g. a Gaussian interaction: its exact flow leaves the Gaussians
+        if with_exact:  # (RWCD is not a time discretisation of the flow: no exact-flow reference)
             exact = [gaussian_exact_flow(energy, g0, k * h) for k in range(K + 1)]
             arrays["exact_mean"] = np.stack([g.mean for g in exact])
             arrays["exact_cov"] = np.stack([g.cov for g in exact])
@@ -167,6 +224,8 @@ def build_wasserstein_case(problem: WassersteinProblem, description: str = "") -
     worst = max(checks.values(), default=0.0)
     if worst > ROUTE_AGREEMENT:
         raise RuntimeError(f"case {problem.name!r}: two routes disagree by {worst:.3g} ({checks}); refusing to export")
+    if problem.step == "rwcd":
+        arrays["coordinates"], arrays["step_sizes"] = coords, eta
     declared = {name: {"role": "input" if name in WASSERSTEIN_INPUTS else "reference", "shape": list(a.shape),
                        "dtype": str(a.dtype),
                        "description": WASSERSTEIN_INPUTS.get(name) or WASSERSTEIN_REFERENCES[name]}
@@ -177,7 +236,7 @@ def build_wasserstein_case(problem: WassersteinProblem, description: str = "") -
                                       f"{problem.step}, h = {h:g}, {K} steps",
         "problem": {"energy": {"terms": terms, "formula": "F = sum of the terms (refimpl.oracle.wasserstein_cases)"},
                     "representation": problem.representation, "dim": d, "step": problem.step, "h": h,
-                    "n_steps": K, "initial": initial},
+                    "n_steps": K, "initial": initial, **extra},
         "arrays": declared,
         "tolerances": {name: _tolerance(a) for name, a in arrays.items() if declared[name]["role"] == "reference"},
         "provenance": {"refimpl_version": refimpl.__version__, "numpy_version": np.__version__,
@@ -192,7 +251,9 @@ def wasserstein_battery():
     """The Wasserstein cases of the battery (d = 2): particles (n = 32) under quadratic potential + interaction, a
     Gaussian interaction with confinement, and KL to a Gaussian with the blob entropy (forward Euler, h = 0.05, 5
     steps); Gaussians under KL to a Gaussian and under potential + interaction + entropy (forward Euler and JKO, h =
-    0.1, 10 steps, with the exact flow), and a Gaussian interaction (forward Euler, no exact flow)."""
+    0.1, 10 steps, with the exact flow), and a Gaussian interaction (forward Euler, no exact flow); RWCD (12 uniform
+    coordinate steps, ηᵢ = 1/Lᵢ) on particles (quadratic; Gaussian interaction) and on a Gaussian (quadratic,
+    ηᵢ = 1/(2Lᵢ): see the comment in the code)."""
     A = ((2.0, 0.5), (0.5, 1.0))
     B = ((0.5, 0.1), (0.1, 0.3))
     mean0, cov0 = (1.0, -0.5), ((1.0, 0.3), (0.3, 0.5))
@@ -215,3 +276,12 @@ def wasserstein_battery():
                                                             0.1, 10, mean0, cov0))
     yield build_wasserstein_case(WassersteinProblem("w-gaussian-gaussint-confined__forward_euler", gint, "gaussian",
                                                     "forward_euler", 0.1, 10, mean0, cov0))
+    # RWCD ([B]): the coordinate sequence and the step sizes 1/L_i are inputs, so no RNG has to be reproduced
+    for label, terms in (("quadpot-quadint", quad), ("gaussint-confined", gint)):
+        yield build_wasserstein_case(WassersteinProblem(f"w-particles-{label}__rwcd", terms, "particles", "rwcd",
+                                                        1.0, 12, mean0, cov0, n=32, seed=7, coordinate_seed=11))
+    # On a Gaussian, eta_i = 1/L_i collapses the moved coordinate's conditional variance (quadratic energies: the
+    # push-forward is x -> (I - eta e_i M_i) x + c with M = A + B, det = 1 - eta M_ii = 0): half steps keep the
+    # covariance positive definite.
+    yield build_wasserstein_case(WassersteinProblem("w-gaussian-quadpot-quadint__rwcd", quad, "gaussian", "rwcd",
+                                                    1.0, 12, mean0, cov0, coordinate_seed=11, step_scale=0.5))
