@@ -1,8 +1,14 @@
-"""Command-line interface: ``python -m refimpl validate [--quick] [--out DIR]``.
+"""Command-line interface of refimpl: the validation report and the oracle.
 
-The CLI composes; nothing imports it. ``validate`` runs every experiment registered in ``validation.EXPERIMENTS`` (the
-``validation/`` folder beside the package) and writes ``DIR/index.md`` with one PASS/FAIL line per claim.
-Exit codes: 0 every claim passed, 1 some claim failed, 2 bad input (usage errors, a missing validation folder).
+``python -m refimpl validate [--quick] [--out DIR] [--only NAME …]``
+    runs every experiment registered in ``validation.EXPERIMENTS`` (the ``validation/`` folder beside the package) and
+    writes ``DIR/index.md`` with one PASS/FAIL line per claim. Exit 0 every claim passed, 1 some claim failed.
+``python -m refimpl cases export DIR [--quick]``
+    writes the battery of oracle cases (JSON metadata + ``.npz`` arrays, SPEC §5) to DIR.
+``python -m refimpl check CASE_DIR THEIRS.npz [--json]``
+    compares a foreign implementation's arrays with a case. Exit 0 pass, 1 mismatch.
+
+Exit code 2 always means bad input (usage errors, missing or malformed files). The CLI composes; nothing imports it.
 """
 from __future__ import annotations
 
