@@ -15,6 +15,14 @@ Modules
 :mod:`~refimpl.wasserstein.regularized_1d`  forward Euler on the Gaussian-regularised KL in 1-D.
 :mod:`~refimpl.wasserstein.counterexamples` the [C] counter-examples and their controls.
 :mod:`~refimpl.wasserstein.arguments`       argument checks.
+
+Random Wasserstein coordinate descent (paper [B]):
+
+:mod:`~refimpl.wasserstein.coordinate_descent` coordinate sampling (uniform, ∝ Lᵢ), step sizes, cost accounting.
+:mod:`~refimpl.wasserstein.rwcd_particles`     RWCD / RWCP / WGD / WPG on particle clouds (Numba sweeps).
+:mod:`~refimpl.wasserstein.rwcd_gaussian`      the same on Gaussians in closed form, exact expectations.
+:mod:`~refimpl.wasserstein.composite`          composite energies G + H (L1 potential, entropy) and their proxes.
+:mod:`~refimpl.wasserstein.rwcd_rates`         the derived rate bounds and predicted speed-ups.
 """
 from refimpl.wasserstein.distances import gaussian_w2, particle_w2, w2_1d
 from refimpl.wasserstein.energies import (Energy, Entropy, GaussianInteraction, KLDivergence, Potential,
@@ -25,9 +33,12 @@ from refimpl.wasserstein.gaussian_flows import (gaussian_exact_flow, gaussian_fo
                                                 gaussian_kl, ou_flow, quadratic_structure)
 from refimpl.wasserstein.measures import GaussianMeasure
 from refimpl.wasserstein.particle_steps import forward_euler, forward_euler_step, particle_jko_step
+from refimpl.wasserstein.rwcd_gaussian import gaussian_rwcd, gaussian_rwcp, gaussian_wgd, gaussian_wpg
+from refimpl.wasserstein.rwcd_particles import rwcd, rwcp, wgd, wpg
 
 __all__ = ["Energy", "Entropy", "GaussianInteraction", "KLDivergence", "Potential", "QuadraticInteraction",
            "QuadraticPotential", "ScaledEnergy", "SumEnergy", "kl_to_gaussian", "silverman_bandwidth",
            "GaussianMeasure", "gaussian_w2", "particle_w2", "w2_1d", "gaussian_exact_flow", "gaussian_forward_euler",
            "gaussian_forward_euler_step", "gaussian_jko", "gaussian_jko_step", "gaussian_kl", "ou_flow",
-           "quadratic_structure", "forward_euler", "forward_euler_step", "particle_jko_step"]
+           "quadratic_structure", "forward_euler", "forward_euler_step", "particle_jko_step",
+           "rwcd", "rwcp", "wgd", "wpg", "gaussian_rwcd", "gaussian_rwcp", "gaussian_wgd", "gaussian_wpg"]
