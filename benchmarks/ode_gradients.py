@@ -5,15 +5,16 @@ for leapfrog (forward-Euler starter), Heun and RK4, by five routes:
 ``refimpl tape``         :func:`refimpl.ad.grad` through :func:`refimpl.ode.integrate.discrete_loss`;
 ``refimpl hand (numba)`` :func:`refimpl.ode.discrete_adjoint.discrete_adjoint` with ``backend="numba"`` (the public
                          call: argument checks, parameter-sample construction, forward and backward kernels);
-``refimpl hand kernels`` the same two checked kernel wrappers of :mod:`refimpl.ode._adjoint_kernels` with the problem set
-                         up once outside the timed call (what the public call costs once its set-up is cached);
+``refimpl hand kernels`` the same two checked kernel wrappers of :mod:`refimpl.ode._adjoint_kernels` with the
+                         problem set up once outside the timed call (what the public call costs once its set-up
+                         is cached);
 ``HIPS autograd``        the same scheme written in ``autograd.numpy`` (Python loop over steps);
 ``torch CPU autograd``   the same scheme in PyTorch (Python loop, ``unbind`` to get the per-step weights);
 ``jax jit(grad)``        the same scheme in JAX with ``lax.scan`` over the steps, ``jit(grad(loss))``, CPU, x64.
 
 All in float64. Before timing, every route's gradient is compared with the hand adjoint:
-``rel_err = max|g − g_hand| / max|g_hand|`` must be ≤ 1e-10 (all routes compute the same discrete gradient exactly in
-exact arithmetic; only rounding differs, and it stays many orders below 1e-10 at these sizes).
+``rel_err = max|g − g_hand| / max|g_hand|`` must be ≤ 1e-10 (all routes compute the same discrete gradient exactly
+in exact arithmetic; only rounding differs, and it stays many orders below 1e-10 at these sizes).
 
 Peer routes are optional: a peer that is not installed is reported as absent, never installed on the fly.
 """
@@ -92,7 +93,9 @@ def _float_tableau(method):
 
 def refimpl_tape(p: GradientProblem):
     field, loss = TanhField(p.d), QuadraticLoss(p.y)
-    f = lambda th: discrete_loss(field, p.method, p.x0, th, p.T, p.N, loss, layout="step", starter=p.starter)  # noqa: E731
+    def f(th):
+        return discrete_loss(field, p.method, p.x0, th, p.T, p.N, loss, layout="step", starter=p.starter)
+
     g = tape_grad(f)
     return lambda: g(p.theta)
 

@@ -3,8 +3,8 @@ r"""Benchmark 2: the two O(N²d) particle kernels of :mod:`refimpl.wasserstein.k
 * Gaussian interaction force :math:`F_k = \frac1N\sum_j \nabla W(x_k - x_j)`, :math:`\nabla W(z) = -\frac{a}{s^2} z
   e^{-|z|^2/2s^2}` (:meth:`GaussianInteraction.wasserstein_gradient`);
 * blob/KDE entropy score :math:`S_k = \frac1N\sum_j -\frac{x_k - x_j}{\varepsilon^2} k(x_k - x_j)
-  (\bar K_k^{-1} + \bar K_j^{-1})`, :math:`\bar K_k = \frac1N\sum_j k(x_k - x_j)`, :math:`k(z) = e^{-|z|^2/2\varepsilon^2}`
-  (:meth:`Entropy.wasserstein_gradient`),
+  (\bar K_k^{-1} + \bar K_j^{-1})`, :math:`\bar K_k = \frac1N\sum_j k(x_k - x_j)`,
+  :math:`k(z) = e^{-|z|^2/2\varepsilon^2}` (:meth:`Entropy.wasserstein_gradient`),
 
 by three routes:
 
@@ -26,7 +26,8 @@ does a different (fewer-subtraction) computation; its "GFLOP/s" uses the same mo
 the same work.
 
 Agreement: each route vs numba, ``max|out − out_numba| / max|out_numba|``; tolerance 1e-10 (the routes differ only in
-exp/summation rounding, and the torch route in the |x|² expansion, whose rounding error ≈ 1e-16·|x|²/s² ≈ 1e-14 here).
+exp/summation rounding, and the torch route in the |x|² expansion, whose rounding error ≈ 1e-16·|x|²/s² ≈ 1e-14
+here).
 """
 from __future__ import annotations
 
@@ -71,7 +72,7 @@ def numba_route(kernel: str, X):
     return lambda: energy.wasserstein_gradient(X)
 
 
-# --- numpy: refimpl's reference formula in row blocks ------------------------------------------------------------------
+# --- numpy: refimpl's reference formula in row blocks ----------------------------------------------------------------
 
 def numpy_route(kernel: str, X):
     n, d = X.shape
@@ -107,7 +108,7 @@ def numpy_route(kernel: str, X):
     return run
 
 
-# --- torch: cdist-style matmul expansion --------------------------------------------------------------------------------
+# --- torch: cdist-style matmul expansion ------------------------------------------------------------------------------
 
 def torch_route(kernel: str, X):
     import torch

@@ -4,10 +4,11 @@ Ax\,d\rho`, :math:`A = I + 10\cdot\mathbb 1\mathbb 1^{\mathsf T}`, d = 50 (κ = 
 :math:`x_k \sim N(\mathbb 1/\sqrt d, I)` (N particles, fixed seed). :math:`F^* = 0`; target :math:`F \le 10^{-6}F_0`.
 
 Routes (all refimpl, :mod:`refimpl.wasserstein.rwcd_particles`): ``wgd`` (η = 1/L, L = λ_max(A)), ``rwcd`` with
-uniform coordinate sampling (ηᵢ = 1/Lᵢ = 1/Aᵢᵢ) on the Numba sweep kernels and on the Python reference path. The
-wall time to the target is :meth:`DescentTrace.time_to_reach` (clock running inside the steps only; energy evaluations
-for the record excluded), the cost in gradient equivalents :meth:`DescentTrace.cost_to_reach`; RWCD is the median over
-seeds. The records are every 10 steps (WGD) / every epoch of d coordinate steps (RWCD), so times are resolved to that.
+uniform coordinate sampling (ηᵢ = 1/Lᵢ = 1/Aᵢᵢ) on the Numba sweep kernels and on the Python reference path.
+The wall time to the target is :meth:`DescentTrace.time_to_reach` (clock running inside the steps only; energy
+evaluations for the record excluded), the cost in gradient equivalents :meth:`DescentTrace.cost_to_reach`; RWCD is the
+median over seeds. The records are every 10 steps (WGD) / every epoch of d coordinate steps (RWCD), so times are
+resolved to that.
 """
 from __future__ import annotations
 
