@@ -195,7 +195,8 @@ def render(res: dict) -> str:
         ts = res.get("test_suite")
         if ts:
             lines += [f"Default test run (`python -m pytest -q`, slow sweeps excluded): **{ts['wall_s']:.0f} s** "
-                      f"wall, `{ts['summary']}` (exit code {ts['returncode']}).", ""]
+                      f"wall, `{ts['summary']}` (exit code {ts['returncode']})."
+                      + (f" Failing: {', '.join(f'`{t}`' for t in ts['failed'])}." if ts.get("failed") else ""), ""]
         nc = res.get("numba_compile")
         if nc:
             cold, warm = nc["cold"], nc["warm"]

@@ -92,4 +92,5 @@ def test_suite_wall_time(timeout_s: float = 1500.0) -> dict:
     lines = [ln.strip() for ln in res.stdout.splitlines() if ln.strip()]
     summary = next((ln for ln in reversed(lines) if re.search(r"\d+ (passed|failed|error)", ln)), lines[-1] if lines
                    else "")
-    return {"wall_s": wall, "summary": summary.strip("= "), "returncode": res.returncode}
+    failed = [ln.split(" - ")[0] for ln in lines if ln.startswith(("FAILED", "ERROR"))]
+    return {"wall_s": wall, "summary": summary.strip("= "), "returncode": res.returncode, "failed": failed}
