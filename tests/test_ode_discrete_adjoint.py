@@ -253,3 +253,57 @@ def test_discrete_adjoint_rejects_bad_input():
 
     with pytest.raises(TypeError, match="not tape Variables"):
         grad(taped)(theta)
+
+
+# ---------------------------------------------------------------------------------------- memoised parameter samples
+def _samples_fields(s):
+    return (s.method, s.starter, s.layout, type(s.T), s.T, s.N, s.times, s.weights, s.stage_index, s.grid_index,
+            s.offsets, s.exact_weights)
+
+
+def _same_samples(a, b):
+    for x, y in zip(_samples_fields(a), _samples_fields(b)):
+        if isinstance(x, np.ndarray) or isinstance(y, np.ndarray):
+            assert x is not None and y is not None and x.dtype == y.dtype and np.array_equal(x, y)
+        else:
+            assert x == y
+
+
+@pytest.mark.parametrize("method, starter", [(RK4, None), (MIDPOINT, None), (LEAPFROG, "forward_euler"),
+                                             (LEAPFROG, "matched")])
+@pytest.mark.parametrize("layout", ["stage", "step"])
+def test_parameter_samples_cache_returns_what_a_fresh_build_returns(method, starter, layout):
+    from fractions import Fraction
+
+    from refimpl.ode.samples import _build_samples
+    from refimpl.ode.schemes import starter as resolve_starter
+
+    resolved = None if starter is None else resolve_starter(method, starter)
+    for T in (1.0, 0.3, Fraction(3, 10), 2):
+        a = parameter_samples(method, T, 7, layout, starter)
+        assert parameter_samples(method, T, 7, layout, starter) is a           # a hit returns the shared object
+        exact_T = Fraction(T) if not isinstance(T, float) else T
+        _same_samples(a, _build_samples(method, resolved, exact_T, 7, layout))   # the uncached build (independent)
+        assert all(not arr.flags.writeable for arr in (a.times, a.weights, a.stage_index, a._codes))
+        with pytest.raises(ValueError):
+            a.times.flags.writeable = True                                     # read-only view of a read-only base
+        with pytest.raises(ValueError):
+            a.weights[0] = 0.0
+    # T compared exactly and by kind: 1 (exact) and 1.0 (float) must not share an entry, nor 0.3 and 3/10
+    assert isinstance(parameter_samples(method, 1, 7, layout, starter).T, Fraction)
+    assert isinstance(parameter_samples(method, 1.0, 7, layout, starter).T, float)
+    assert parameter_samples(method, 0.3, 7, layout, starter).T == 0.3
+    assert parameter_samples(method, Fraction(3, 10), 7, layout, starter).T == Fraction(3, 10)
+
+
+def test_parameter_samples_cache_separates_float_and_exact_tableaux():
+    from fractions import Fraction
+
+    from refimpl.ode.tableau import ButcherTableau
+
+    exact = ButcherTableau("heun2", ((0, 0), (1, 0)), (Fraction(1, 2), Fraction(1, 2)))
+    floats = ButcherTableau("heun2", ((0.0, 0.0), (1.0, 0.0)), (0.5, 0.5))
+    assert exact == floats and hash(exact) == hash(floats)       # equal numbers: dataclass equality cannot tell
+    a, b = parameter_samples(exact, 1.0, 5), parameter_samples(floats, 1.0, 5)
+    assert a.method.exact and a.exact_weights is not None
+    assert not b.method.exact and b.exact_weights is None

@@ -26,7 +26,7 @@ from __future__ import annotations
 import math
 import numbers
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, lru_cache
 from fractions import Fraction
 
 import numpy as np
@@ -143,12 +143,38 @@ def _fractional_parts(*node_lists):
     return sorted(parts)
 
 
+#: how many distinct (method, starter, T, N, layout) results :func:`parameter_samples` keeps (least recently used
+#: dropped first); one result holds O(N·s) int64/float64 entries
+SAMPLES_CACHE_SIZE = 16
+
+
 def parameter_samples(method, T, N, layout: str = "stage", starter=None) -> ParameterSamples:
-    """The :class:`ParameterSamples` of ``method`` on ``N`` steps over ``[0, T]`` (see the module docstring)."""
+    """The :class:`ParameterSamples` of ``method`` on ``N`` steps over ``[0, T]`` (see the module docstring).
+
+    Memoised (the last :data:`SAMPLES_CACHE_SIZE` distinct arguments): building the samples does O(N·s) exact
+    arithmetic in Python, and every call of the integrators and adjoints asks for them. Sharing one result is safe:
+    :class:`ParameterSamples` is frozen, its arrays are read-only views of read-only buffers, and its other fields
+    are tuples, numbers and the (frozen) methods. The key is the *validated* arguments: the method and the resolved
+    starter (frozen dataclasses compared by name and coefficients) together with their ``exact`` flags (so a float
+    tableau never matches an exact one whose coefficients happen to be equal numbers), T with its type (an exact
+    ``Fraction`` and a float never share an entry, and floats are compared exactly), N and the layout.
+    """
     starter = _check_method(method, starter)
-    T, N, _ = check_grid(method, T, N)
+    T, N, exact_T = check_grid(method, T, N)
     if layout not in LAYOUTS:
         raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
+    key = (method, method.exact, starter, None if starter is None else starter.exact, exact_T, T, N, layout)
+    return _cached_samples(key)
+
+
+@lru_cache(maxsize=SAMPLES_CACHE_SIZE)
+def _cached_samples(key) -> ParameterSamples:
+    method, _, starter, _, _, T, N, layout = key
+    return _build_samples(method, starter, T, N, layout)
+
+
+def _build_samples(method, starter, T, N, layout) -> ParameterSamples:
+    """The samples of validated arguments (``starter`` resolved, ``T`` a Fraction or a float)."""
     erk = isinstance(method, ButcherTableau)
     tab = method if erk else starter
     fracs = _fractional_parts(tab.c)
@@ -199,7 +225,16 @@ def parameter_samples(method, T, N, layout: str = "stage", starter=None) -> Para
         numerators, denominator = None, None
     frac_float = np.array([float(f) for f in fracs])
     times = ((codes // F) + frac_float[codes % F]) * (float(T) / N)
-    for a in (times, weights, stage_index, codes) + ((grid_index,) if grid_index is not None else ()):
-        a.flags.writeable = False
+    times, weights, stage_index, codes = (_read_only(a) for a in (times, weights, stage_index, codes))
+    grid_index = None if grid_index is None else _read_only(grid_index)
     return ParameterSamples(method, starter, layout, T, N, times, weights, stage_index, grid_index, codes,
                             tuple(fracs), numerators, denominator)
+
+
+def _read_only(a: np.ndarray) -> np.ndarray:
+    """A read-only view of a read-only ``a``: a view's flag cannot be set back to writeable while its base is not,
+    so a cached (shared) result cannot be modified through ``flags.writeable = True`` either."""
+    a.flags.writeable = False
+    v = a.view()
+    v.flags.writeable = False
+    return v
