@@ -208,7 +208,23 @@ def _scatter_add(g, idx, shape):
     return out
 
 
-getitem = primitive(_getitem, vjp0=lambda g, ans, x, idx: scatter_add(g, idx, _shape(x)))
+def _is_basic_index(idx):
+    """True for ints/slices/None/Ellipsis (and tuples of them): such an index selects each element at most once."""
+    items = idx if isinstance(idx, tuple) else (idx,)
+    return all(isinstance(i, (int, np.integer, slice)) or i is None or i is Ellipsis for i in items)
+
+
+def _getitem_add_into(buf, g, x, idx):
+    """buf[idx] += g in place (np.add.at for advanced indices, which may repeat); the real part for a real input."""
+    g = g if np.iscomplexobj(buf) else np.real(g)
+    if _is_basic_index(idx):
+        buf[idx] += g
+    else:
+        np.add.at(buf, idx, g)
+
+
+getitem = primitive(_getitem, vjp0=lambda g, ans, x, idx: scatter_add(g, idx, _shape(x)),
+                    accumulate={0: _getitem_add_into})
 scatter_add = primitive(_scatter_add, vjp0=lambda g, ans, h, idx, shape: getitem(g, idx))
 
 

@@ -33,14 +33,15 @@ def new_trace_id() -> int:
 class Node:
     """One recorded primitive application: the VJP rules and the parent nodes they feed."""
 
-    __slots__ = ("vjps", "args", "kwargs", "ans", "parents")
+    __slots__ = ("vjps", "args", "kwargs", "ans", "parents", "accumulate")
 
-    def __init__(self, vjps, args, kwargs, ans, parents):
+    def __init__(self, vjps, args, kwargs, ans, parents, accumulate=None):
         self.vjps = vjps  # {argnum: rule(g, ans, *args, **kwargs) -> cotangent of args[argnum]}
         self.args = args  # argument values, unwrapped at this node's trace
         self.kwargs = kwargs
         self.ans = ans  # output value, unwrapped at this node's trace
         self.parents = parents  # [(argnum, parent Node)]
+        self.accumulate = accumulate  # {argnum: add_into(buf, g, *args, **kwargs)} in-place fast paths, or None
 
 
 class Variable:
@@ -133,13 +134,17 @@ def getvalue(x):
     return x
 
 
-def primitive(fun, vjpn=None, **vjps):
+def primitive(fun, vjpn=None, accumulate=None, **vjps):
     """Make ``fun`` a taped primitive.
 
     Each keyword ``vjp<i>`` is the VJP rule of positional argument ``i``: ``rule(g, ans, *args, **kwargs)`` returns the
     cotangent of ``args[i]`` (already reduced to its shape). Rules are written with primitives, so they are themselves
     differentiable. Arguments without a rule are constants (passing a Variable there is a ``TypeError``).
     ``vjpn(i, g, ans, *args, **kwargs)`` is one rule for every positional argument (variadic primitives).
+    ``accumulate`` (optional) maps an argument number to ``add_into(buf, g, *args, **kwargs)``, which adds that
+    argument's cotangent into the array ``buf`` in place. :func:`backward` uses it for plain-array cotangents (first
+    order) so that e.g. N reads ``x[n]`` cost O(N + size) instead of N full-size scatter arrays; the rule stays the
+    definition (and the path for Variable cotangents, i.e. higher order).
     """
     rules = {int(k[3:]): v for k, v in vjps.items()}
 
@@ -163,7 +168,7 @@ def primitive(fun, vjpn=None, **vjps):
                 node_rules[i] = rule_of(i)
                 parents.append((i, a._node))
         ans = wrapped(*argvals, **kwargs)  # records the same call on outer traces, if any
-        return Variable(ans, top, Node(node_rules, tuple(argvals), kwargs, ans, parents))
+        return Variable(ans, top, Node(node_rules, tuple(argvals), kwargs, ans, parents, accumulate))
 
     wrapped.__name__ = fun.__name__
     wrapped.__qualname__ = fun.__name__
@@ -193,10 +198,46 @@ def _toposort(end):
     return order
 
 
+class _Buffer:
+    """A cotangent owned by the backward pass and accumulated in place (no other reference to ``array`` exists)."""
+
+    __slots__ = ("array",)
+
+    def __init__(self, array):
+        self.array = array
+
+
+def _add_cotangent(cot, key, g):
+    """cot[key] += g: in place into an owned buffer when the types allow it, else with the ``add`` primitive (which
+    records on outer traces when g or the running sum is a Variable)."""
+    existing = cot.get(key)
+    if existing is None:
+        cot[key] = g
+    elif (isinstance(existing, _Buffer) and not isinstance(g, Variable) and np.shape(g) == existing.array.shape
+          and np.result_type(existing.array, g) == existing.array.dtype):
+        existing.array += g
+    else:
+        cot[key] = _ops().add(existing.array if isinstance(existing, _Buffer) else existing, g)
+
+
+def _buffer_for(cot, key, like):
+    """The owned buffer for cot[key] (shape and real/complex kind of ``like``), created with the running sum if any;
+    None if the running sum is a Variable (then the ordinary rule path must be taken)."""
+    existing = cot.get(key)
+    if isinstance(existing, _Buffer):
+        return existing
+    if isinstance(existing, Variable):
+        return None
+    buf = np.zeros(np.shape(like), dtype=np.result_type(like, np.float64))
+    if existing is not None:
+        buf += existing if np.iscomplexobj(buf) else np.real(existing)  # a real input's cotangent is real
+    cot[key] = _Buffer(buf)
+    return cot[key]
+
+
 def backward(end_node, g, start_nodes):
     """Cotangents at ``start_nodes`` given the cotangent ``g`` at ``end_node`` (None where the output does not depend on
     a start node)."""
-    add = _ops().add
     wanted = {id(n): k for k, n in enumerate(start_nodes)}
     result = [None] * len(start_nodes)
     cot = {id(end_node): g}
@@ -204,10 +245,16 @@ def backward(end_node, g, start_nodes):
         g_node = cot.pop(id(node), None)
         if g_node is None:
             continue
+        if isinstance(g_node, _Buffer):
+            g_node = g_node.array
         if id(node) in wanted:
             result[wanted[id(node)]] = g_node
         for argnum, parent in node.parents:
-            g_parent = node.vjps[argnum](g_node, node.ans, *node.args, **node.kwargs)
             key = id(parent)
-            cot[key] = g_parent if key not in cot else add(cot[key], g_parent)
+            fast = node.accumulate.get(argnum) if node.accumulate and not isinstance(g_node, Variable) else None
+            buf = _buffer_for(cot, key, node.args[argnum]) if fast is not None else None
+            if buf is not None:
+                fast(buf.array, g_node, *node.args, **node.kwargs)
+            else:
+                _add_cotangent(cot, key, node.vjps[argnum](g_node, node.ans, *node.args, **node.kwargs))
     return result
