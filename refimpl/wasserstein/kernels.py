@@ -22,6 +22,16 @@ import numpy as np
 from numba import njit, prange
 
 
+@njit(inline="always", cache=True)
+def _squared_distance(X, k, j):
+    """|x_k − x_j|², summed over the coordinates in order ℓ = 0 … d−1 (the order every kernel relies on)."""
+    r2 = 0.0
+    for ell in range(X.shape[1]):
+        z = X[k, ell] - X[j, ell]
+        r2 += z * z
+    return r2
+
+
 # --- Gaussian interaction ------------------------------------------------------------------------------------------
 
 @njit(parallel=True, cache=True)
@@ -32,10 +42,7 @@ def _gaussian_interaction_gradient_numba(X, amplitude, width):
     for k in prange(n):
         acc = np.zeros(d)
         for j in range(n):
-            r2 = 0.0
-            for ell in range(d):
-                z = X[k, ell] - X[j, ell]
-                r2 += z * z
+            r2 = _squared_distance(X, k, j)
             w = -amplitude * inv_s2 * np.exp(-0.5 * r2 * inv_s2)
             for ell in range(d):
                 acc[ell] += w * (X[k, ell] - X[j, ell])
@@ -52,10 +59,7 @@ def _gaussian_interaction_partial_numba(X, i, amplitude, width):
     for k in prange(n):
         acc = 0.0
         for j in range(n):
-            r2 = 0.0
-            for ell in range(d):
-                z = X[k, ell] - X[j, ell]
-                r2 += z * z
+            r2 = _squared_distance(X, k, j)
             w = -amplitude * inv_s2 * np.exp(-0.5 * r2 * inv_s2)
             acc += w * (X[k, i] - X[j, i])
         out[k] = acc / n
@@ -96,10 +100,7 @@ def _mean_kernel_numba(X, bandwidth):
     for k in prange(n):
         acc = 0.0
         for j in range(n):
-            r2 = 0.0
-            for ell in range(d):
-                z = X[k, ell] - X[j, ell]
-                r2 += z * z
+            r2 = _squared_distance(X, k, j)
             acc += np.exp(-0.5 * r2 * inv_e2)
         out[k] = acc / n
     return out
@@ -113,10 +114,7 @@ def _blob_score_numba(X, bandwidth, kbar):
     for k in prange(n):
         acc = np.zeros(d)
         for j in range(n):
-            r2 = 0.0
-            for ell in range(d):
-                z = X[k, ell] - X[j, ell]
-                r2 += z * z
+            r2 = _squared_distance(X, k, j)
             w = -inv_e2 * np.exp(-0.5 * r2 * inv_e2) * (1.0 / kbar[k] + 1.0 / kbar[j])
             for ell in range(d):
                 acc[ell] += w * (X[k, ell] - X[j, ell])
@@ -133,10 +131,7 @@ def _blob_score_partial_numba(X, i, bandwidth, kbar):
     for k in prange(n):
         acc = 0.0
         for j in range(n):
-            r2 = 0.0
-            for ell in range(d):
-                z = X[k, ell] - X[j, ell]
-                r2 += z * z
+            r2 = _squared_distance(X, k, j)
             w = -inv_e2 * np.exp(-0.5 * r2 * inv_e2) * (1.0 / kbar[k] + 1.0 / kbar[j])
             acc += w * (X[k, i] - X[j, i])
         out[k] = acc / n

@@ -8,6 +8,17 @@ import numpy as np
 from refimpl.wasserstein.arguments import as_symmetric_matrix, as_vector
 
 
+def freeze_mean_cov(obj, **cov_check) -> None:
+    """Validate ``obj.mean`` (a vector) and ``obj.cov`` (a symmetric d × d matrix; ``cov_check`` e.g.
+    ``positive_definite=True``) and store read-only float64 copies on the frozen dataclass ``obj``."""
+    mean = as_vector(obj.mean, None, "mean").copy()
+    cov = as_symmetric_matrix(obj.cov, mean.shape[0], "cov", **cov_check).copy()
+    mean.setflags(write=False)
+    cov.setflags(write=False)
+    object.__setattr__(obj, "mean", mean)
+    object.__setattr__(obj, "cov", cov)
+
+
 @dataclass(frozen=True, eq=False)
 class GaussianMeasure:
     """The Gaussian measure N(mean, cov) on ℝᵈ; ``cov`` must be symmetric positive definite.
@@ -20,12 +31,7 @@ class GaussianMeasure:
     cov: np.ndarray
 
     def __post_init__(self):
-        mean = as_vector(self.mean, None, "mean").copy()
-        cov = as_symmetric_matrix(self.cov, mean.shape[0], "cov", positive_definite=True).copy()
-        mean.setflags(write=False)
-        cov.setflags(write=False)
-        object.__setattr__(self, "mean", mean)
-        object.__setattr__(self, "cov", cov)
+        freeze_mean_cov(self, positive_definite=True)
 
     @property
     def dim(self) -> int:

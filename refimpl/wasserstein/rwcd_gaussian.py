@@ -37,14 +37,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from refimpl.wasserstein.arguments import as_coordinate, as_real_scalar, as_symmetric_matrix, as_vector
+from refimpl.wasserstein.arguments import as_coordinate, as_real_scalar
 from refimpl.wasserstein.composite import split_composite
 from refimpl.wasserstein.coordinate_descent import (TraceRecorder, check_count, check_step_sizes,
                                                     coordinate_probabilities, coordinate_sequence,
                                                     coordinate_step_sizes)
 from refimpl.wasserstein.energies import Energy
 from refimpl.wasserstein.gaussian_flows import quadratic_structure
-from refimpl.wasserstein.measures import GaussianMeasure
+from refimpl.wasserstein.measures import GaussianMeasure, freeze_mean_cov
 
 
 @dataclass(frozen=True, eq=False)
@@ -55,12 +55,7 @@ class GaussianMoments:
     cov: np.ndarray
 
     def __post_init__(self):
-        mean = as_vector(self.mean, None, "mean").copy()
-        cov = as_symmetric_matrix(self.cov, mean.shape[0], "cov", positive_semidefinite=True).copy()
-        mean.setflags(write=False)
-        cov.setflags(write=False)
-        object.__setattr__(self, "mean", mean)
-        object.__setattr__(self, "cov", cov)
+        freeze_mean_cov(self, positive_semidefinite=True)
 
     @property
     def dim(self) -> int:
