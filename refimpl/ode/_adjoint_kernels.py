@@ -26,69 +26,113 @@ TANH = 1
 
 @njit(cache=True)
 def _f(kind, x, th, out):
+    """out = f(x, theta). Each z_i = b_i + W_i0 x_0 + W_i1 x_1 + ... is summed in this fixed order (bit-identical to a
+    plain row loop); four rows are summed side by side, which gives four independent add chains per j instead of one
+    (the strict-order dot product of a single row is one dependent chain that the CPU cannot overlap)."""
     d = x.shape[0]
-    for i in range(d):
-        z = th[d * d + i]
+    dd = d * d
+    i = 0
+    while i + 4 <= d:
+        r0 = i * d
+        r1 = r0 + d
+        r2 = r1 + d
+        r3 = r2 + d
+        z0 = th[dd + i]
+        z1 = th[dd + i + 1]
+        z2 = th[dd + i + 2]
+        z3 = th[dd + i + 3]
         for j in range(d):
-            z += th[i * d + j] * x[j]
-        out[i] = np.tanh(z) if kind == TANH else z
+            xj = x[j]
+            z0 += th[r0 + j] * xj
+            z1 += th[r1 + j] * xj
+            z2 += th[r2 + j] * xj
+            z3 += th[r3 + j] * xj
+        out[i] = z0
+        out[i + 1] = z1
+        out[i + 2] = z2
+        out[i + 3] = z3
+        i += 4
+    while i < d:
+        z = th[dd + i]
+        r = i * d
+        for j in range(d):
+            z += th[r + j] * x[j]
+        out[i] = z
+        i += 1
+    if kind == TANH:
+        for i in range(d):
+            out[i] = np.tanh(out[i])
 
 
 @njit(cache=True)
-def _vjp(kind, x, th, v, out_x, g_th):
-    """out_x = f_x^T v (overwritten); g_th += f_theta^T v (accumulated)."""
+def _vjp(kind, x, fx, th, v, out_x, g_th):
+    """out_x = f_x^T v (overwritten); g_th += f_theta^T v (accumulated). ``fx`` = f(x, theta) as computed by ``_f``
+    (read for TANH only: 1 - tanh(z)^2 = 1 - fx^2, so z and tanh are not recomputed)."""
     d = x.shape[0]
+    dd = d * d
     for j in range(d):
         out_x[j] = 0.0
     for i in range(d):
-        z = th[d * d + i]
-        for j in range(d):
-            z += th[i * d + j] * x[j]
         if kind == TANH:
-            t = np.tanh(z)
-            u = (1.0 - t * t) * v[i]
+            u = (1.0 - fx[i] * fx[i]) * v[i]
         else:
             u = v[i]
-        g_th[d * d + i] += u
+        g_th[dd + i] += u
+        r = i * d
         for j in range(d):
-            g_th[i * d + j] += u * x[j]
-            out_x[j] += th[i * d + j] * u
+            g_th[r + j] += u * x[j]
+            out_x[j] += th[r + j] * u
 
 
 @njit(cache=True)
 def _erk_stages(kind, x, theta, rows, hA, X, K):
     s = rows.shape[0]
+    d = x.shape[0]
     for i in range(s):
-        X[i, :] = x
+        for m in range(d):
+            X[i, m] = x[m]
         for j in range(i):
-            if hA[i, j] != 0.0:
-                X[i, :] += hA[i, j] * K[j, :]
+            a = hA[i, j]
+            if a != 0.0:
+                for m in range(d):
+                    X[i, m] += a * K[j, m]
         _f(kind, X[i], theta[rows[i]], K[i])
 
 
 @njit(cache=True)
 def _erk_step(kind, x, theta, rows, hA, hb, X, K, out):
     _erk_stages(kind, x, theta, rows, hA, X, K)
-    out[:] = x
+    d = x.shape[0]
+    for m in range(d):
+        out[m] = x[m]
     for i in range(rows.shape[0]):
-        if hb[i] != 0.0:
-            out[:] += hb[i] * K[i, :]
+        c = hb[i]
+        if c != 0.0:
+            for m in range(d):
+                out[m] += c * K[i, m]
 
 
 @njit(cache=True)
 def _erk_step_adjoint(kind, x, theta, rows, hA, hb, lam_next, lam_out, grad_theta, X, K, Xbar, kb):
     """lam_out = lam_next + sum_i Xbar_i (overwritten); grad_theta rows accumulated."""
     s = rows.shape[0]
+    d = x.shape[0]
     _erk_stages(kind, x, theta, rows, hA, X, K)
     for i in range(s - 1, -1, -1):
-        kb[:] = hb[i] * lam_next
+        c = hb[i]
+        for m in range(d):
+            kb[m] = c * lam_next[m]
         for l in range(i + 1, s):
-            if hA[l, i] != 0.0:
-                kb[:] += hA[l, i] * Xbar[l, :]
-        _vjp(kind, X[i], theta[rows[i]], kb, Xbar[i], grad_theta[rows[i]])
-    lam_out[:] = lam_next
+            a = hA[l, i]
+            if a != 0.0:
+                for m in range(d):
+                    kb[m] += a * Xbar[l, m]
+        _vjp(kind, X[i], K[i], theta[rows[i]], kb, Xbar[i], grad_theta[rows[i]])
+    for m in range(d):
+        lam_out[m] = lam_next[m]
     for i in range(s):
-        lam_out[:] += Xbar[i, :]
+        for m in range(d):
+            lam_out[m] += Xbar[i, m]
 
 
 @njit(cache=True)
@@ -132,25 +176,34 @@ def _lmm_forward(kind, x0, theta, s_index, hA, hb, malpha, hbeta, grid_index, xs
     for n in range(k - 1):
         _erk_step(kind, xs[n], theta, s_index[n], hA, hb, X, K, xs[n + 1])
     for n in range(N - k + 1):
-        xs[n + k, :] = 0.0
+        for i in range(d):
+            xs[n + k, i] = 0.0
         for j in range(k):
-            if malpha[j] != 0.0:
-                xs[n + k, :] += malpha[j] * xs[n + j, :]
+            a = malpha[j]
+            if a != 0.0:
+                for i in range(d):
+                    xs[n + k, i] += a * xs[n + j, i]
         for j in range(k):
-            if hbeta[j] != 0.0:
+            c = hbeta[j]
+            if c != 0.0:
                 m = n + j
                 if not have_F[m]:
                     _f(kind, xs[m], theta[grid_index[m]], F[m])
                     have_F[m] = True
-                xs[n + k, :] += hbeta[j] * F[m, :]
+                for i in range(d):
+                    xs[n + k, i] += c * F[m, i]
 
 
 @njit(cache=True)
-def _lmm_add_F_term(kind, m, xs, theta, grid_index, Fbar, lam, grad_theta, tmp):
+def _lmm_add_F_term(kind, m, xs, theta, grid_index, Fbar, lam, grad_theta, tmp, fx):
     N = grid_index.shape[0]
-    if m <= N - 1 and grid_index[m] >= 0:
-        _vjp(kind, xs[m], theta[grid_index[m]], Fbar[m], tmp, grad_theta[grid_index[m]])
-        lam[m, :] += tmp
+    r = grid_index[m] if m <= N - 1 else -1
+    if r >= 0:
+        if kind == TANH:
+            _f(kind, xs[m], theta[r], fx)      # F_m = f(x_m, theta) again (the forward sweep does not keep it)
+        _vjp(kind, xs[m], fx, theta[r], Fbar[m], tmp, grad_theta[r])
+        for i in range(xs.shape[1]):
+            lam[m, i] += tmp[i]
 
 
 @njit(cache=True)
@@ -162,6 +215,7 @@ def _lmm_backward(kind, xs, theta, s_index, hA, hb, malpha, hbeta, grid_index, l
     d = xs.shape[1]
     Fbar = np.zeros((N, d))
     tmp = np.empty(d)
+    fx = np.zeros(d)
     X = np.empty((s, d))
     K = np.empty((s, d))
     Xbar = np.empty((s, d))
@@ -169,18 +223,23 @@ def _lmm_backward(kind, xs, theta, s_index, hA, hb, malpha, hbeta, grid_index, l
     contrib = np.empty(d)
     for n in range(N - k, -1, -1):
         m = n + k
-        _lmm_add_F_term(kind, m, xs, theta, grid_index, Fbar, lam, grad_theta, tmp)
+        _lmm_add_F_term(kind, m, xs, theta, grid_index, Fbar, lam, grad_theta, tmp, fx)
         for j in range(k):
-            if malpha[j] != 0.0:
-                lam[n + j, :] += malpha[j] * lam[m, :]
-            if hbeta[j] != 0.0:
-                Fbar[n + j, :] += hbeta[j] * lam[m, :]
+            a = malpha[j]
+            if a != 0.0:
+                for i in range(d):
+                    lam[n + j, i] += a * lam[m, i]
+            c = hbeta[j]
+            if c != 0.0:
+                for i in range(d):
+                    Fbar[n + j, i] += c * lam[m, i]
     for m in range(k - 1, -1, -1):
-        _lmm_add_F_term(kind, m, xs, theta, grid_index, Fbar, lam, grad_theta, tmp)
+        _lmm_add_F_term(kind, m, xs, theta, grid_index, Fbar, lam, grad_theta, tmp, fx)
         if m >= 1:
             _erk_step_adjoint(kind, xs[m - 1], theta, s_index[m - 1], hA, hb, lam[m], contrib, grad_theta,
                               X, K, Xbar, kb)
-            lam[m - 1, :] += contrib
+            for i in range(d):
+                lam[m - 1, i] += contrib[i]
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -260,10 +319,15 @@ def _check_lmm(theta, s_index, hb, malpha, hbeta, grid_index, N):
     grid_index = _index(grid_index, "grid_index", 1, theta.shape[0], allow_unused=True)
     if grid_index.shape != (N,):
         raise ValueError(f"grid_index must have shape ({N},)")
-    for n in range(N - k + 1):
-        for j in range(k):
-            if hbeta[j] != 0 and grid_index[n + j] < 0:
-                raise ValueError(f"grid_index[{n + j}] = -1 but F at that grid time is used (beta_{j} != 0)")
+    # F_m is used iff m = n + j for some step n in 0..N-k and some j with beta_j != 0
+    used = np.zeros(N, dtype=bool)
+    for j in np.flatnonzero(hbeta != 0):
+        used[j:j + N - k + 1] = True
+    bad = np.flatnonzero(used & (grid_index < 0))
+    if bad.size:
+        m = int(bad[0])
+        j = next(int(j) for j in np.flatnonzero(hbeta != 0) if 0 <= m - j <= N - k)
+        raise ValueError(f"grid_index[{m}] = -1 but F at that grid time is used (beta_{j} != 0)")
     return s_index, malpha, hbeta, grid_index
 
 
