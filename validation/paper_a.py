@@ -30,6 +30,7 @@ from refimpl.ode.samples import parameter_samples
 from refimpl.ode.tableau import ButcherTableau
 from refimpl.ode.schemes import AB2, AB3, FORWARD_EULER, HEUN, LEAPFROG, MIDPOINT, RALSTON, RK4, two_stage
 from validation.claims import Claim
+from validation.progress import progress
 
 
 #: (label, method, starter, layout)
@@ -75,7 +76,7 @@ def _restricted(est, rows_times):
 def study(case, Ns, schemes=SCHEMES):
     """{(scheme label, estimate name): [GradientError per N]} and the N-finest estimates for plots."""
     table, keep = {}, {}
-    for N in Ns:
+    for N in progress(Ns, f"{case.name}: N = {Ns[0]}…{Ns[-1]}"):
         per_scheme = []
         for label, method, starter, layout in schemes:
             smp = parameter_samples(method, case.T, N, layout, starter)
