@@ -1,0 +1,177 @@
+"""Argument checks shared by every public entry point: each raises TypeError/ValueError naming the argument.
+
+Every public function validates what it is given before any arithmetic (developers' guide): a wrong *kind* of value
+(a string, ``None``, an object/bool/complex array, a float where an integer is needed) raises ``TypeError``; a value of
+the right kind but the wrong shape, a non-finite entry, or a parameter out of range raises ``ValueError``. Each
+message starts with the argument's name, so ``pytest.raises(..., match=name)`` finds it.
+
+Checks that belong to one area live with it and build on these (e.g. particle clouds in
+:mod:`refimpl.wasserstein.arguments`, ODE coefficient matrices in :mod:`refimpl.ode.fields`). The AD package keeps its
+own, NumPy-only, checks (it imports nothing above it). Values on the AD tape (:class:`refimpl.ad.Variable`) are seen
+through :func:`underlying_array`.
+"""
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+from refimpl.ad import Variable
+
+__all__ = [
+    "as_coordinate",
+    "as_points_1d",
+    "as_positive_integer",
+    "as_real_array",
+    "as_real_scalar",
+    "as_symmetric_matrix",
+    "as_vector",
+    "check_finite",
+    "underlying_array",
+]
+
+
+def underlying_array(x):
+    """The ndarray under ``x``: ``x`` itself, or the value of a (possibly nested) tape :class:`Variable`."""
+    while isinstance(x, Variable):
+        x = x.value
+    return x
+
+
+def as_real_array(x, name: str, what: str) -> np.ndarray:
+    """``np.asarray(x)`` if it holds real numbers (a floating or integer dtype, not bool/complex/object/str).
+
+    ``what`` describes the expected value for the ``TypeError`` message, e.g. ``"a real 1-D array"``. No shape or
+    finiteness check, no conversion: callers add those.
+    """
+    if isinstance(x, (str, bytes)) or x is None:
+        raise TypeError(f"{name} must be {what}, got {type(x).__name__}")
+    arr = np.asarray(x)
+    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
+        raise TypeError(f"{name} must be {what}, got dtype {arr.dtype}")
+    return arr
+
+
+def check_finite(arr: np.ndarray, name: str) -> None:
+    """Raise ``ValueError`` naming ``name`` and the index of the first NaN/inf entry of the float array ``arr``."""
+    finite = np.isfinite(arr)
+    if not np.all(finite):
+        bad = np.unravel_index(int(np.argmax(~finite)), arr.shape)
+        where = int(bad[0]) if arr.ndim == 1 else tuple(int(b) for b in bad)
+        raise ValueError(f"{name} has a non-finite entry (NaN or inf) at index {where}")
+
+
+def as_real_scalar(value, name: str, *, positive: bool = False, nonnegative: bool = False,
+                   nonzero: bool = False) -> float:
+    """Check a finite real scalar (optionally > 0, ≥ 0 or ≠ 0) and return it as a float.
+
+    Accepted: Python/NumPy reals and integers, and 0-d real ndarrays; rejected with ``TypeError``: bools, complex
+    numbers, strings, arrays of other shapes.
+    """
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Real, np.floating, np.integer)):
+        if isinstance(value, np.ndarray) and value.ndim == 0 and value.dtype.kind in "fiu":
+            value = value.item()
+        else:
+            raise TypeError(f"{name} must be a real scalar, got {type(value).__name__}")
+    value = float(value)
+    if not np.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value}")
+    if positive and value <= 0.0:
+        raise ValueError(f"{name} must be > 0, got {value}")
+    if nonnegative and value < 0.0:
+        raise ValueError(f"{name} must be >= 0, got {value}")
+    if nonzero and value == 0.0:
+        raise ValueError(f"{name} must be nonzero, got {value}")
+    return value
+
+
+def _as_integer(value, name: str, what: str) -> int:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Integral, np.integer)):
+        raise TypeError(f"{name} must be {what}, got {type(value).__name__}")
+    return int(value)
+
+
+def as_positive_integer(value, name: str) -> int:
+    """Check an integer ≥ 1 (a dimension, a count; not a bool, not a float) and return it as an int."""
+    value = _as_integer(value, name, "an integer")
+    if value < 1:
+        raise ValueError(f"{name} must be >= 1, got {value}")
+    return value
+
+
+def as_coordinate(i, d: int, name: str = "i") -> int:
+    """Check a coordinate index 0 ≤ i < d (an integer, not a bool)."""
+    i = _as_integer(i, name, "an integer coordinate index")
+    if not 0 <= i < d:
+        raise ValueError(f"{name} must satisfy 0 <= {name} < d = {d}, got {i}")
+    return i
+
+
+def _owned(arr: np.ndarray, copy: bool, read_only: bool) -> np.ndarray:
+    """``arr``, or a private copy of it (``copy``), or a private copy that cannot be written (``read_only``).
+
+    Freezing always works on a copy, so the caller's array is never made read-only.
+    """
+    if copy or read_only:
+        arr = arr.copy()
+    if read_only:
+        arr.flags.writeable = False
+    return arr
+
+
+def as_points_1d(x, name: str = "x", *, copy: bool = False, read_only: bool = False) -> np.ndarray:
+    """Check a non-empty 1-D array of finite reals (a 1-D particle cloud, a grid, a list of times); returns float64.
+
+    The result shares memory with ``x`` when no conversion was needed, unless ``copy`` (a private copy) or
+    ``read_only`` (a private copy that cannot be written) is asked for.
+    """
+    arr = as_real_array(x, name, "a real 1-D array")
+    if arr.ndim != 1 or arr.size < 1:
+        raise ValueError(f"{name} must be a non-empty 1-D array, got shape {arr.shape}")
+    out = np.ascontiguousarray(arr, dtype=np.float64)
+    check_finite(out, name)
+    return _owned(out, copy, read_only)
+
+
+def as_vector(v, d: int | None, name: str, *, copy: bool = False, read_only: bool = False) -> np.ndarray:
+    """Check a finite real vector of length d (any length ≥ 1 when d is None); returns float64.
+
+    ``copy`` / ``read_only`` as in :func:`as_points_1d`.
+    """
+    arr = as_real_array(v, name, "a real vector")
+    if arr.ndim != 1 or arr.size < 1 or (d is not None and arr.shape[0] != d):
+        want = f"({d},)" if d is not None else "(d,)"
+        raise ValueError(f"{name} must have shape {want}, got shape {arr.shape}")
+    out = np.ascontiguousarray(arr, dtype=np.float64)
+    check_finite(out, name)
+    return _owned(out, copy, read_only)
+
+
+def as_symmetric_matrix(M, d: int | None, name: str, *, positive_definite: bool = False,
+                        positive_semidefinite: bool = False) -> np.ndarray:
+    """Check a finite real symmetric (d, d) matrix; optionally SPD (Cholesky succeeds) or PSD (eigenvalues ≥ −tol).
+
+    Symmetry is required to relative precision 1e-12 (‖M − Mᵀ‖_max ≤ 1e-12 ‖M‖_max); the exactly symmetrised
+    ½(M + Mᵀ) is returned (a new array), so downstream closed forms see an exactly symmetric matrix.
+    """
+    arr = as_real_array(M, name, "a real matrix")
+    if arr.ndim != 2 or arr.shape[0] != arr.shape[1] or arr.shape[0] < 1 or (d is not None and arr.shape[0] != d):
+        want = f"({d}, {d})" if d is not None else "(d, d)"
+        raise ValueError(f"{name} must be a square matrix of shape {want}, got shape {arr.shape}")
+    arr = np.asarray(arr, dtype=np.float64)
+    check_finite(arr, name)
+    scale = float(np.max(np.abs(arr)))
+    if float(np.max(np.abs(arr - arr.T))) > 1e-12 * scale:
+        raise ValueError(f"{name} must be symmetric (max |{name} - {name}^T| = {np.max(np.abs(arr - arr.T)):.3g})")
+    arr = 0.5 * (arr + arr.T)
+    if positive_definite:
+        try:
+            np.linalg.cholesky(arr)
+        except np.linalg.LinAlgError:
+            raise ValueError(f"{name} must be symmetric positive definite (Cholesky failed; smallest eigenvalue "
+                             f"{np.linalg.eigvalsh(arr)[0]:.3g})") from None
+    elif positive_semidefinite:
+        lam = np.linalg.eigvalsh(arr)
+        if lam[0] < -1e-12 * max(scale, 1.0):
+            raise ValueError(f"{name} must be positive semidefinite (smallest eigenvalue {lam[0]:.3g})")
+    return arr
