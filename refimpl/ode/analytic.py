@@ -28,11 +28,10 @@ p(t) are not.
 """
 from __future__ import annotations
 
-import numbers
-
 import numpy as np
 from scipy.linalg import expm
 
+from refimpl.arguments import as_real_scalar, as_vector
 from refimpl.ode.fields import (LinearField, LinearForcingField, QuadraticLoss, ScaledLinearField, _HandField,
                                 _raw)
 
@@ -45,32 +44,6 @@ __all__ = [
     "LogisticCase",
     "analytic_cases",
 ]
-
-
-def _real_vector(a, name: str, length: int | None = None) -> np.ndarray:
-    arr = np.asarray(a, dtype=np.float64) if not isinstance(a, (str, bytes)) else None
-    if arr is None or arr.ndim != 1:
-        raise ValueError(f"{name} must be a real 1-D array, got {a!r}")
-    if length is not None and arr.shape != (length,):
-        raise ValueError(f"{name} must have shape ({length},), got {arr.shape}")
-    if not np.all(np.isfinite(arr)):
-        raise ValueError(f"{name} must be finite")
-    arr = arr.copy()
-    arr.flags.writeable = False
-    return arr
-
-
-def _real_number(a, name: str, *, positive: bool = False, nonzero: bool = False) -> float:
-    if isinstance(a, bool) or not isinstance(a, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {type(a).__name__}")
-    v = float(a)
-    if not np.isfinite(v):
-        raise ValueError(f"{name} must be finite, got {a!r}")
-    if positive and v <= 0:
-        raise ValueError(f"{name} must be > 0, got {a!r}")
-    if nonzero and v == 0:
-        raise ValueError(f"{name} must be nonzero, got {a!r}")
-    return v
 
 
 class LogisticField(_HandField):
@@ -224,12 +197,12 @@ class ScalarLinearCase(AnalyticCase):
 
     def __init__(self, a: float = -0.7, omega: float = 3.0, coefficients=(0.5, 1.2), x0: float = 0.8,
                  T: float = 1.5, y: float = 0.3):
-        self.a = _real_number(a, "a", nonzero=True)
-        self.omega = _real_number(omega, "omega", positive=True)
-        self.coefficients = _real_vector(coefficients, "coefficients", 2)
-        self.x0 = _real_vector([x0], "x0", 1)
-        self.T = _real_number(T, "T", positive=True)
-        self.loss = QuadraticLoss(np.array([_real_number(y, "y")]))
+        self.a = as_real_scalar(a, "a", nonzero=True)
+        self.omega = as_real_scalar(omega, "omega", positive=True)
+        self.coefficients = as_vector(coefficients, 2, "coefficients", read_only=True)
+        self.x0 = as_vector([x0], 1, "x0", read_only=True)
+        self.T = as_real_scalar(T, "T", positive=True)
+        self.loss = QuadraticLoss(np.array([as_real_scalar(y, "y")]))
         self.field = LinearForcingField(np.array([[self.a]]))
         self.theta_is_constant = False
         self.name = "scalar-linear-forcing"
@@ -284,11 +257,11 @@ class ScalarGrowthCase(AnalyticCase):
         self.theta_is_constant = not bool(time_dependent)
         if coefficients is None:
             coefficients = (0.4,) if self.theta_is_constant else (0.4, 0.6)
-        self.coefficients = _real_vector(coefficients, "coefficients", 1 if self.theta_is_constant else 2)
-        self.omega = _real_number(omega, "omega", positive=True)
-        self.x0 = _real_vector([x0], "x0", 1)
-        self.T = _real_number(T, "T", positive=True)
-        self.loss = QuadraticLoss(np.array([_real_number(y, "y")]))
+        self.coefficients = as_vector(coefficients, 1 if self.theta_is_constant else 2, "coefficients", read_only=True)
+        self.omega = as_real_scalar(omega, "omega", positive=True)
+        self.x0 = as_vector([x0], 1, "x0", read_only=True)
+        self.T = as_real_scalar(T, "T", positive=True)
+        self.loss = QuadraticLoss(np.array([as_real_scalar(y, "y")]))
         self.field = ScaledLinearField(np.array([[1.0]]))
         self.name = "scalar-growth-" + ("constant" if self.theta_is_constant else "sin")
 
@@ -367,13 +340,13 @@ class LinearSystemCase(AnalyticCase):
         self.d = d
         self.field = LinearField(d)
         self.theta_is_constant = b1 is None
-        parts = [A.ravel(), _real_vector(b0, "b0", d)]
+        parts = [A.ravel(), as_vector(b0, d, "b0")]
         if b1 is not None:
-            parts.append(_real_vector(b1, "b1", d))
-        self.coefficients = _real_vector(np.concatenate(parts), "coefficients")
-        self.x0 = _real_vector(x0, "x0", d)
-        self.T = _real_number(T, "T", positive=True)
-        self.loss = QuadraticLoss(_real_vector(y, "y", d))
+            parts.append(as_vector(b1, d, "b1"))
+        self.coefficients = as_vector(np.concatenate(parts), None, "coefficients", read_only=True)
+        self.x0 = as_vector(x0, d, "x0", read_only=True)
+        self.T = as_real_scalar(T, "T", positive=True)
+        self.loss = QuadraticLoss(as_vector(y, d, "y", read_only=True))
         self.name = f"linear-system-d{d}-" + ("constant" if self.theta_is_constant else "ramp")
 
     def theta_basis(self, t: float) -> np.ndarray:
@@ -464,16 +437,16 @@ class LogisticCase(AnalyticCase):
         self.theta_is_constant = not bool(time_dependent)
         if coefficients is None:
             coefficients = (1.3, 2.0) if self.theta_is_constant else (1.3, 0.5, 2.0)
-        self.coefficients = _real_vector(coefficients, "coefficients", 2 if self.theta_is_constant else 3)
+        self.coefficients = as_vector(coefficients, 2 if self.theta_is_constant else 3, "coefficients", read_only=True)
         if self.coefficients[-1] <= 0:
             raise ValueError("the capacity K (last coefficient) must be > 0")
-        self.omega = _real_number(omega, "omega", positive=True)
-        x0 = _real_number(x0, "x0", positive=True)
+        self.omega = as_real_scalar(omega, "omega", positive=True)
+        x0 = as_real_scalar(x0, "x0", positive=True)
         if x0 >= self.coefficients[-1]:
             raise ValueError("x0 must lie in (0, K) so that the closed form has no pole")
-        self.x0 = _real_vector([x0], "x0", 1)
-        self.T = _real_number(T, "T", positive=True)
-        self.loss = QuadraticLoss(np.array([_real_number(y, "y")]))
+        self.x0 = as_vector([x0], 1, "x0", read_only=True)
+        self.T = as_real_scalar(T, "T", positive=True)
+        self.loss = QuadraticLoss(np.array([as_real_scalar(y, "y")]))
         self.field = LogisticField()
         self.name = "logistic-" + ("constant" if self.theta_is_constant else "cos")
 
