@@ -54,6 +54,8 @@ from dataclasses import dataclass, field as dataclass_field
 import numpy as np
 from scipy.integrate import solve_ivp
 
+from refimpl.arguments import as_points_1d, as_positive_integer, as_real_scalar, as_vector
+
 __all__ = [
     "AdjointErrorEstimate",
     "ContinuousAdjointResult",
@@ -145,32 +147,7 @@ class ContinuousAdjointResult:
 
 
 # ----------------------------------------------------------------------------------------------------------------------
-# argument checks
-
-
-def _as_finite_vector(a, name: str, length: int | None = None) -> np.ndarray:
-    if isinstance(a, (str, bytes)) or a is None:
-        raise TypeError(f"{name} must be a real 1-D array, got {type(a).__name__}")
-    arr = np.asarray(a)
-    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
-        raise TypeError(f"{name} must be a real 1-D array, got dtype {arr.dtype}")
-    if arr.ndim != 1:
-        raise ValueError(f"{name} must be 1-D, got shape {arr.shape}")
-    if length is not None and arr.shape[0] != length:
-        raise ValueError(f"{name} must have shape ({length},), got shape {arr.shape}")
-    arr = np.array(arr, dtype=np.float64)
-    if not np.all(np.isfinite(arr)):
-        raise ValueError(f"{name} has a non-finite entry at index {int(np.flatnonzero(~np.isfinite(arr))[0])}")
-    return arr
-
-
-def _as_positive_float(a, name: str) -> float:
-    if isinstance(a, bool) or not isinstance(a, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {type(a).__name__}")
-    v = float(a)
-    if not np.isfinite(v) or v <= 0.0:
-        raise ValueError(f"{name} must be finite and > 0, got {a!r}")
-    return v
+# argument checks (the general ones come from refimpl.arguments)
 
 
 def _check_field(field) -> tuple[int, int]:
@@ -201,8 +178,7 @@ def _theta_function(theta, n_p: int):
             return v
 
         return theta_at, False
-    const = _as_finite_vector(theta, "theta", n_p)
-    const.setflags(write=False)
+    const = as_vector(theta, n_p, "theta", read_only=True)
     return (lambda t: const), True
 
 
@@ -240,9 +216,7 @@ def _check_field_outputs(field, x0: np.ndarray, th: np.ndarray, d: int, n_p: int
 def _check_times(times, T: float, default_count: int) -> np.ndarray:
     if times is None:
         return np.linspace(0.0, T, default_count)
-    arr = np.atleast_1d(_as_finite_vector(np.atleast_1d(np.asarray(times)), "times"))
-    if arr.size < 1:
-        raise ValueError("times must hold at least one time")
+    arr = as_points_1d(np.atleast_1d(np.asarray(times)), "times", copy=True)
     if np.any(arr < 0.0) or np.any(arr > T):
         raise ValueError(f"times must lie in [0, T] = [0, {T!r}], got range [{arr.min()!r}, {arr.max()!r}]")
     if arr.size > 1 and np.any(np.diff(arr) <= 0.0):
@@ -265,8 +239,8 @@ class _Problem:
 
 def _make_problem(field, theta, x0, T, loss) -> _Problem:
     d, n_p = _check_field(field)
-    x0 = _as_finite_vector(x0, "x0", d)
-    T = _as_positive_float(T, "T")
+    x0 = as_vector(x0, d, "x0", copy=True)
+    T = as_real_scalar(T, "T", positive=True)
     theta_at, is_const = _theta_function(theta, n_p)
     th0 = theta_at(0.0)
     theta_at(T)
@@ -370,10 +344,10 @@ def continuous_adjoint(field, theta, x0, T, loss, *, times=None, rtol: float = 1
     """
     prob = _make_problem(field, theta, x0, T, loss)
     times = _check_times(times, prob.T, 101)
-    rtol = _as_positive_float(rtol, "rtol")
+    rtol = as_real_scalar(rtol, "rtol", positive=True)
     if rtol < SCIPY_MIN_RTOL:
         raise ValueError(f"rtol must be ≥ 100·eps = {SCIPY_MIN_RTOL:.3g} (SciPy's floor), got {rtol!r}")
-    atol = rtol / 100.0 if atol is None else _as_positive_float(atol, "atol")
+    atol = rtol / 100.0 if atol is None else as_real_scalar(atol, "atol", positive=True)
     if error_estimate not in ("tighter", None):
         raise ValueError(f"error_estimate must be 'tighter' or None, got {error_estimate!r}")
 
@@ -473,9 +447,7 @@ def continuous_adjoint_rk4(field, theta, x0, T, loss, *, n_steps: int = 1024,
     floor), see the module docstring. ``times`` (default: the N+1 grid nodes) must lie on the N-step grid.
     """
     prob = _make_problem(field, theta, x0, T, loss)
-    if isinstance(n_steps, bool) or not isinstance(n_steps, numbers.Integral) or n_steps < 1:
-        raise ValueError(f"n_steps must be a positive integer, got {n_steps!r}")
-    n_steps = int(n_steps)
+    n_steps = as_positive_integer(n_steps, "n_steps")
     grid = np.linspace(0.0, prob.T, n_steps + 1)
     if times is None:
         times, idx = grid, np.arange(n_steps + 1)
