@@ -23,12 +23,12 @@ Terminal losses :math:`L = \Phi(x_N)` implement ``value(x)`` (taped, via ops) an
 """
 from __future__ import annotations
 
-import numbers
 from typing import Callable, Protocol, runtime_checkable
 
 import numpy as np
 
 from refimpl.ad import ops
+from refimpl.arguments import as_positive_integer
 
 __all__ = [
     "VectorField",
@@ -65,14 +65,6 @@ class VectorField(Protocol):
 
 # ---------------------------------------------------------------------------------------------------------------------
 # argument checking shared by the built-in fields
-
-
-def _check_dimension(value, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
-    if value < 1:
-        raise ValueError(f"{name} must be >= 1, got {value}")
-    return int(value)
 
 
 def _as_fixed_matrix(M, name: str, shape=None) -> np.ndarray:
@@ -155,7 +147,7 @@ class LinearField(_HandField):
     """
 
     def __init__(self, dim: int):
-        self.dim = _check_dimension(dim, "dim")
+        self.dim = as_positive_integer(dim, "dim")
         self.n_params = self.dim * self.dim + self.dim
 
     def __repr__(self) -> str:
@@ -293,7 +285,7 @@ class TanhField(_HandField):
     """
 
     def __init__(self, dim: int):
-        self.dim = _check_dimension(dim, "dim")
+        self.dim = as_positive_integer(dim, "dim")
         self.n_params = self.dim * self.dim + self.dim
 
     def __repr__(self) -> str:
@@ -351,8 +343,8 @@ class TwoLayerTanhField(_HandField):
     """
 
     def __init__(self, dim: int, hidden: int, W2=None):
-        self.dim = _check_dimension(dim, "dim")
-        self.hidden = _check_dimension(hidden, "hidden")
+        self.dim = as_positive_integer(dim, "dim")
+        self.hidden = as_positive_integer(hidden, "hidden")
         d, m = self.dim, self.hidden
         self.W2 = None if W2 is None else _as_fixed_matrix(W2, "W2", (d, m))
         self.n_params = m * d + m + (m * d if self.W2 is None else 0)
@@ -444,7 +436,7 @@ class PolynomialField(_HandField):
     """
 
     def __init__(self, dim: int):
-        self.dim = _check_dimension(dim, "dim")
+        self.dim = as_positive_integer(dim, "dim")
         self.n_params = self.dim * self.dim + 2 * self.dim
 
     def __repr__(self) -> str:
@@ -510,8 +502,8 @@ class UserField(_HandField):
         if not callable(f):
             raise TypeError(f"f must be callable, got {type(f).__name__}")
         self._f = f
-        self.dim = _check_dimension(dim, "dim")
-        self.n_params = _check_dimension(n_params, "n_params")
+        self.dim = as_positive_integer(dim, "dim")
+        self.n_params = as_positive_integer(n_params, "n_params")
         self.name = str(name)
 
     def __repr__(self) -> str:
