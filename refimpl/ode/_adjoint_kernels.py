@@ -85,17 +85,22 @@ def _vjp(kind, x, fx, th, v, out_x, g_th):
 
 
 @njit(cache=True)
-def _erk_stages(kind, x, theta, rows, hA, X, K):
-    s = rows.shape[0]
+def _stage_state(i, x, hA, X, K):
+    """X_i = x + sum_{j<i} hA_ij K_j (K_0..K_{i-1} given)."""
     d = x.shape[0]
-    for i in range(s):
-        for m in range(d):
-            X[i, m] = x[m]
-        for j in range(i):
-            a = hA[i, j]
-            if a != 0.0:
-                for m in range(d):
-                    X[i, m] += a * K[j, m]
+    for m in range(d):
+        X[i, m] = x[m]
+    for j in range(i):
+        a = hA[i, j]
+        if a != 0.0:
+            for m in range(d):
+                X[i, m] += a * K[j, m]
+
+
+@njit(cache=True)
+def _erk_stages(kind, x, theta, rows, hA, X, K):
+    for i in range(rows.shape[0]):
+        _stage_state(i, x, hA, X, K)
         _f(kind, X[i], theta[rows[i]], K[i])
 
 
@@ -113,11 +118,17 @@ def _erk_step(kind, x, theta, rows, hA, hb, X, K, out):
 
 
 @njit(cache=True)
-def _erk_step_adjoint(kind, x, theta, rows, hA, hb, lam_next, lam_out, grad_theta, X, K, Xbar, kb):
-    """lam_out = lam_next + sum_i Xbar_i (overwritten); grad_theta rows accumulated."""
+def _erk_step_adjoint(kind, x, theta, rows, hA, hb, lam_next, lam_out, grad_theta, X, K, Xbar, kb, recompute):
+    """lam_out = lam_next + sum_i Xbar_i (overwritten); grad_theta rows accumulated. With ``recompute`` the stage
+    slopes K are computed again from x; otherwise K holds the slopes the forward sweep stored (the same numbers) and
+    only the stage states X are re-formed from them (no f evaluation)."""
     s = rows.shape[0]
     d = x.shape[0]
-    _erk_stages(kind, x, theta, rows, hA, X, K)
+    if recompute:
+        _erk_stages(kind, x, theta, rows, hA, X, K)
+    else:
+        for i in range(s):
+            _stage_state(i, x, hA, X, K)
     for i in range(s - 1, -1, -1):
         c = hb[i]
         for m in range(d):
@@ -136,42 +147,44 @@ def _erk_step_adjoint(kind, x, theta, rows, hA, hb, lam_next, lam_out, grad_thet
 
 
 @njit(cache=True)
-def _erk_forward(kind, x0, theta, stage_index, hA, hb, xs):
+def _erk_forward(kind, x0, theta, stage_index, hA, hb, xs, Ks):
+    """Ks: (N, s, d) to keep every step's stage slopes, or (0, s, d) not to."""
     N = stage_index.shape[0]
     s = hb.shape[0]
     d = x0.shape[0]
+    keep = Ks.shape[0] == N
     X = np.empty((s, d))
     K = np.empty((s, d))
     xs[0, :] = x0
     for n in range(N):
-        _erk_step(kind, xs[n], theta, stage_index[n], hA, hb, X, K, xs[n + 1])
+        _erk_step(kind, xs[n], theta, stage_index[n], hA, hb, X, Ks[n] if keep else K, xs[n + 1])
 
 
 @njit(cache=True)
-def _erk_backward(kind, xs, theta, stage_index, hA, hb, lambdas, grad_theta):
-    """lambdas[N] holds lambda_N on entry."""
+def _erk_backward(kind, xs, theta, stage_index, hA, hb, lambdas, grad_theta, Ks):
+    """lambdas[N] holds lambda_N on entry; Ks: the stored stage slopes (N, s, d), or (0, s, d) to recompute them."""
     N = stage_index.shape[0]
     s = hb.shape[0]
     d = xs.shape[1]
+    stored = Ks.shape[0] == N
     X = np.empty((s, d))
     K = np.empty((s, d))
     Xbar = np.empty((s, d))
     kb = np.empty(d)
     for n in range(N - 1, -1, -1):
         _erk_step_adjoint(kind, xs[n], theta, stage_index[n], hA, hb, lambdas[n + 1], lambdas[n], grad_theta,
-                          X, K, Xbar, kb)
+                          X, Ks[n] if stored else K, Xbar, kb, not stored)
 
 
 @njit(cache=True)
-def _lmm_forward(kind, x0, theta, s_index, hA, hb, malpha, hbeta, grid_index, xs):
+def _lmm_forward(kind, x0, theta, s_index, hA, hb, malpha, hbeta, grid_index, xs, F, have_F):
+    """F (N, d), have_F (N,) zeros on entry; on exit F[m] = f(x_m, theta) where have_F[m]."""
     N = xs.shape[0] - 1
     k = malpha.shape[0]
     s = hb.shape[0]
     d = x0.shape[0]
     X = np.empty((s, d))
     K = np.empty((s, d))
-    F = np.empty((N, d))
-    have_F = np.zeros(N, dtype=np.bool_)
     xs[0, :] = x0
     for n in range(k - 1):
         _erk_step(kind, xs[n], theta, s_index[n], hA, hb, X, K, xs[n + 1])
@@ -195,20 +208,22 @@ def _lmm_forward(kind, x0, theta, s_index, hA, hb, malpha, hbeta, grid_index, xs
 
 
 @njit(cache=True)
-def _lmm_add_F_term(kind, m, xs, theta, grid_index, Fbar, lam, grad_theta, tmp, fx):
+def _lmm_add_F_term(kind, m, xs, theta, grid_index, Fbar, lam, grad_theta, tmp, fx, F, have_F):
     N = grid_index.shape[0]
     r = grid_index[m] if m <= N - 1 else -1
     if r >= 0:
-        if kind == TANH:
-            _f(kind, xs[m], theta[r], fx)      # F_m = f(x_m, theta) again (the forward sweep does not keep it)
-        _vjp(kind, xs[m], fx, theta[r], Fbar[m], tmp, grad_theta[r])
+        stored = m < have_F.shape[0] and have_F[m]
+        if kind == TANH and not stored:
+            _f(kind, xs[m], theta[r], fx)      # F_m = f(x_m, theta) again (the forward sweep did not keep it)
+        _vjp(kind, xs[m], F[m] if stored else fx, theta[r], Fbar[m], tmp, grad_theta[r])
         for i in range(xs.shape[1]):
             lam[m, i] += tmp[i]
 
 
 @njit(cache=True)
-def _lmm_backward(kind, xs, theta, s_index, hA, hb, malpha, hbeta, grid_index, lam, grad_theta):
-    """lam[N] holds lambda_N on entry, lam[:N] zeros."""
+def _lmm_backward(kind, xs, theta, s_index, hA, hb, malpha, hbeta, grid_index, lam, grad_theta, F, have_F):
+    """lam[N] holds lambda_N on entry, lam[:N] zeros; F[m] the stored f(x_m, theta) where have_F[m] (have_F may be
+    empty: recompute every F_m)."""
     N = xs.shape[0] - 1
     k = malpha.shape[0]
     s = hb.shape[0]
@@ -223,7 +238,7 @@ def _lmm_backward(kind, xs, theta, s_index, hA, hb, malpha, hbeta, grid_index, l
     contrib = np.empty(d)
     for n in range(N - k, -1, -1):
         m = n + k
-        _lmm_add_F_term(kind, m, xs, theta, grid_index, Fbar, lam, grad_theta, tmp, fx)
+        _lmm_add_F_term(kind, m, xs, theta, grid_index, Fbar, lam, grad_theta, tmp, fx, F, have_F)
         for j in range(k):
             a = malpha[j]
             if a != 0.0:
@@ -234,10 +249,10 @@ def _lmm_backward(kind, xs, theta, s_index, hA, hb, malpha, hbeta, grid_index, l
                 for i in range(d):
                     Fbar[n + j, i] += c * lam[m, i]
     for m in range(k - 1, -1, -1):
-        _lmm_add_F_term(kind, m, xs, theta, grid_index, Fbar, lam, grad_theta, tmp, fx)
+        _lmm_add_F_term(kind, m, xs, theta, grid_index, Fbar, lam, grad_theta, tmp, fx, F, have_F)
         if m >= 1:
             _erk_step_adjoint(kind, xs[m - 1], theta, s_index[m - 1], hA, hb, lam[m], contrib, grad_theta,
-                              X, K, Xbar, kb)
+                              X, K, Xbar, kb, True)
             for i in range(d):
                 lam[m - 1, i] += contrib[i]
 
@@ -276,33 +291,48 @@ def _check_common(kind, x0_or_xs, theta, hA, hb, d):
     return theta, hA, hb
 
 
-def erk_forward(kind, x0, theta, stage_index, hA, hb) -> np.ndarray:
-    """States (N+1, d) of the ERK recursion with pre-scaled ``hA = h*A``, ``hb = h*b``."""
+def _stored(a, name, shape):
+    a = _f64(a, name, len(shape))
+    if a.shape != shape:
+        raise ValueError(f"{name} must have shape {shape}, got {a.shape}")
+    return a
+
+
+def erk_forward(kind, x0, theta, stage_index, hA, hb, keep_stages: bool = False):
+    """States (N+1, d) of the ERK recursion with pre-scaled ``hA = h*A``, ``hb = h*b``. With ``keep_stages``,
+    returns ``(xs, K)`` with the stage slopes ``K[n, i] = f(X_i, theta)`` of every step, shape (N, s, d), for
+    :func:`erk_backward` (which then re-forms the stage states from them instead of evaluating f again)."""
     x0 = _f64(x0, "x0", 1)
     theta, hA, hb = _check_common(kind, x0, theta, hA, hb, x0.shape[0])
     stage_index = _index(stage_index, "stage_index", 2, theta.shape[0])
     if stage_index.shape[1] != hb.shape[0]:
         raise ValueError("stage_index must have one column per stage")
-    xs = np.empty((stage_index.shape[0] + 1, x0.shape[0]))
-    _erk_forward(kind, x0, theta, stage_index, hA, hb, xs)
-    return xs
+    N, s, d = stage_index.shape[0], hb.shape[0], x0.shape[0]
+    xs = np.empty((N + 1, d))
+    Ks = np.empty((N if keep_stages else 0, s, d))
+    _erk_forward(kind, x0, theta, stage_index, hA, hb, xs, Ks)
+    return (xs, Ks) if keep_stages else xs
 
 
-def erk_backward(kind, xs, theta, stage_index, hA, hb, lam_N):
-    """(grad_theta, lambdas) of the ERK discrete adjoint, given the states ``xs`` and ``lam_N`` = ∇Φ(x_N)."""
+def erk_backward(kind, xs, theta, stage_index, hA, hb, lam_N, stages=None):
+    """(grad_theta, lambdas) of the ERK discrete adjoint, given the states ``xs`` and ``lam_N`` = ∇Φ(x_N).
+    ``stages``: the ``K`` that ``erk_forward(..., keep_stages=True)`` returned for the same arguments (the caller
+    vouches for that; the result is then bit-identical to recomputing them), or None to recompute."""
     xs = _f64(xs, "xs", 2)
     d = xs.shape[1]
     theta, hA, hb = _check_common(kind, xs, theta, hA, hb, d)
     stage_index = _index(stage_index, "stage_index", 2, theta.shape[0])
-    if stage_index.shape != (xs.shape[0] - 1, hb.shape[0]):
-        raise ValueError(f"stage_index must have shape (N, s) = {(xs.shape[0] - 1, hb.shape[0])}")
+    N, s = xs.shape[0] - 1, hb.shape[0]
+    if stage_index.shape != (N, s):
+        raise ValueError(f"stage_index must have shape (N, s) = {(N, s)}")
     lam_N = _f64(lam_N, "lam_N", 1)
     if lam_N.shape != (d,):
         raise ValueError(f"lam_N must have shape ({d},)")
+    Ks = np.empty((0, s, d)) if stages is None else _stored(stages, "stages", (N, s, d))
     lambdas = np.zeros_like(xs)
     lambdas[-1] = lam_N
     grad_theta = np.zeros_like(theta)
-    _erk_backward(kind, xs, theta, stage_index, hA, hb, lambdas, grad_theta)
+    _erk_backward(kind, xs, theta, stage_index, hA, hb, lambdas, grad_theta, Ks)
     return grad_theta, lambdas
 
 
@@ -331,29 +361,44 @@ def _check_lmm(theta, s_index, hb, malpha, hbeta, grid_index, N):
     return s_index, malpha, hbeta, grid_index
 
 
-def lmm_forward(kind, x0, theta, s_index, hA, hb, malpha, hbeta, grid_index) -> np.ndarray:
+def lmm_forward(kind, x0, theta, s_index, hA, hb, malpha, hbeta, grid_index, keep_slopes: bool = False):
     """States (N+1, d) of the LMM recursion (``malpha`` = −α_0..−α_{k−1}, ``hbeta`` = hβ_0..hβ_{k−1}) with the
-    starter ERK (``hA``, ``hb``, ``s_index``)."""
+    starter ERK (``hA``, ``hb``, ``s_index``). With ``keep_slopes``, returns ``(xs, (F, have_F))``: the values
+    ``F[m] = f(x_m, theta)`` the recursion used (where ``have_F[m]``), for :func:`lmm_backward`."""
     x0 = _f64(x0, "x0", 1)
     theta, hA, hb = _check_common(kind, x0, theta, hA, hb, x0.shape[0])
     N = np.shape(grid_index)[0] if np.ndim(grid_index) == 1 else -1
     s_index, malpha, hbeta, grid_index = _check_lmm(theta, s_index, hb, malpha, hbeta, grid_index, N)
-    xs = np.empty((N + 1, x0.shape[0]))
-    _lmm_forward(kind, x0, theta, s_index, hA, hb, malpha, hbeta, grid_index, xs)
-    return xs
+    d = x0.shape[0]
+    xs = np.empty((N + 1, d))
+    F, have_F = np.zeros((N, d)), np.zeros(N, dtype=np.bool_)
+    _lmm_forward(kind, x0, theta, s_index, hA, hb, malpha, hbeta, grid_index, xs, F, have_F)
+    return (xs, (F, have_F)) if keep_slopes else xs
 
 
-def lmm_backward(kind, xs, theta, s_index, hA, hb, malpha, hbeta, grid_index, lam_N):
-    """(grad_theta, lambdas) of the LMM discrete adjoint (starter steps included)."""
+def lmm_backward(kind, xs, theta, s_index, hA, hb, malpha, hbeta, grid_index, lam_N, slopes=None):
+    """(grad_theta, lambdas) of the LMM discrete adjoint (starter steps included). ``slopes``: the ``(F, have_F)``
+    that ``lmm_forward(..., keep_slopes=True)`` returned for the same arguments (the caller vouches for that; the
+    result is then bit-identical to recomputing them), or None to recompute."""
     xs = _f64(xs, "xs", 2)
     d = xs.shape[1]
     theta, hA, hb = _check_common(kind, xs, theta, hA, hb, d)
-    s_index, malpha, hbeta, grid_index = _check_lmm(theta, s_index, hb, malpha, hbeta, grid_index, xs.shape[0] - 1)
+    N = xs.shape[0] - 1
+    s_index, malpha, hbeta, grid_index = _check_lmm(theta, s_index, hb, malpha, hbeta, grid_index, N)
     lam_N = _f64(lam_N, "lam_N", 1)
     if lam_N.shape != (d,):
         raise ValueError(f"lam_N must have shape ({d},)")
+    if slopes is None:
+        F, have_F = np.zeros((0, d)), np.zeros(0, dtype=np.bool_)
+    else:
+        if not isinstance(slopes, tuple) or len(slopes) != 2:
+            raise TypeError("slopes must be the (F, have_F) pair returned by lmm_forward(..., keep_slopes=True)")
+        F, have_F = _stored(slopes[0], "slopes[0] (F)", (N, d)), slopes[1]
+        if not isinstance(have_F, np.ndarray) or have_F.dtype != np.bool_ or have_F.shape != (N,):
+            raise TypeError(f"slopes[1] (have_F) must be a bool ndarray of shape ({N},)")
+        have_F = np.ascontiguousarray(have_F)
     lam = np.zeros_like(xs)
     lam[-1] = lam_N
     grad_theta = np.zeros_like(theta)
-    _lmm_backward(kind, xs, theta, s_index, hA, hb, malpha, hbeta, grid_index, lam, grad_theta)
+    _lmm_backward(kind, xs, theta, s_index, hA, hb, malpha, hbeta, grid_index, lam, grad_theta, F, have_F)
     return grad_theta, lam

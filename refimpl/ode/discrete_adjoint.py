@@ -200,24 +200,35 @@ def _numba_applies(problem: Problem) -> bool:
             and problem.x0.dtype == np.float64 and problem.theta.dtype == np.float64)
 
 
+#: the Numba path keeps the forward sweep's stage slopes for the backward sweep (instead of evaluating f again) when
+#: they take at most this many float64 entries (N·s·d for an ERK, N·d for an LMM); the result is the same either way
+KEEP_STAGES_MAX_ENTRIES = 1 << 23
+
+
 def _numba(problem: Problem, loss):
     kind = _KIND[type(problem.field)]
     smp, h = problem.samples, problem.h
+    d = problem.x0.shape[0]
     if isinstance(problem.method, ButcherTableau):
         hA, hb = _float_erk(problem.method, h)
-        xs = kernels.erk_forward(kind, problem.x0, problem.theta, smp.stage_index, hA, hb)
+        keep = smp.N * len(hb) * d <= KEEP_STAGES_MAX_ENTRIES
+        out = kernels.erk_forward(kind, problem.x0, problem.theta, smp.stage_index, hA, hb, keep_stages=keep)
+        xs, stages = out if keep else (out, None)
         lam_N = _loss_grad(loss, xs[-1])
-        grad_theta, lambdas = kernels.erk_backward(kind, xs, problem.theta, smp.stage_index, hA, hb, lam_N)
+        grad_theta, lambdas = kernels.erk_backward(kind, xs, problem.theta, smp.stage_index, hA, hb, lam_N,
+                                                   stages=stages)
     else:
         method, k = problem.method, problem.method.steps
         hA, hb = _float_erk(smp.starter, h)
         malpha = np.array([-float(a) for a in method.alpha[:k]])
         hbeta = np.array([h * float(b) for b in method.beta])
-        xs = kernels.lmm_forward(kind, problem.x0, problem.theta, smp.stage_index, hA, hb, malpha, hbeta,
-                                 smp.grid_index)
+        keep = smp.N * d <= KEEP_STAGES_MAX_ENTRIES
+        out = kernels.lmm_forward(kind, problem.x0, problem.theta, smp.stage_index, hA, hb, malpha, hbeta,
+                                  smp.grid_index, keep_slopes=keep)
+        xs, slopes = out if keep else (out, None)
         lam_N = _loss_grad(loss, xs[-1])
         grad_theta, lambdas = kernels.lmm_backward(kind, xs, problem.theta, smp.stage_index, hA, hb, malpha, hbeta,
-                                                   smp.grid_index, lam_N)
+                                                   smp.grid_index, lam_N, slopes=slopes)
     return xs, grad_theta, lambdas
 
 
