@@ -25,6 +25,7 @@ from typing import Mapping
 
 import numpy as np
 
+from refimpl.arguments import as_real_array
 from refimpl.oracle.case_io import Case, CaseFormatError, load_case, read_npz
 
 __all__ = ["QuantityComparison", "Comparison", "compare"]
@@ -128,12 +129,17 @@ def _compare_one(name: str, theirs: np.ndarray, ref: np.ndarray, rtol: float, at
 
 
 def _as_real_array(name: str, value) -> np.ndarray:
+    """``theirs[name]`` as float64, any shape, NaN/inf kept (they are reported as failures, not refused).
+
+    The dtype rule is :func:`refimpl.arguments.as_real_array`'s; its errors become :class:`CaseFormatError` (bad input
+    to the oracle), each naming ``theirs[name]``.
+    """
+    where = f"theirs[{name!r}]"
     try:
-        a = np.asarray(value)
+        a = as_real_array(value, where, "an array of real numbers")
     except (ValueError, TypeError) as e:
-        raise CaseFormatError(f"theirs[{name!r}]: not an array ({e})") from None
-    if a.dtype.kind not in "fiu":
-        raise CaseFormatError(f"theirs[{name!r}]: dtype {a.dtype} is not a real number type")
+        msg = str(e)
+        raise CaseFormatError(msg if msg.startswith(where) else f"{where}: not an array ({msg})") from None
     return a.astype(np.float64)
 
 
