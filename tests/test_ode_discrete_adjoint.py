@@ -307,3 +307,74 @@ def test_parameter_samples_cache_separates_float_and_exact_tableaux():
     a, b = parameter_samples(exact, 1.0, 5), parameter_samples(floats, 1.0, 5)
     assert a.method.exact and a.exact_weights is not None
     assert not b.method.exact and b.exact_weights is None
+
+
+# ---------------------------------------------------------------------------------------- Numba kernel variants
+@pytest.mark.parametrize("method, starter", [(RK4, None), (RALSTON, None), (LEAPFROG, "forward_euler"),
+                                             (MULTISTEP_METHODS["ab3"], "matched")])
+@pytest.mark.parametrize("field", [TanhField(5), LinearField(5)])
+def test_stored_stages_give_bit_identical_adjoint(method, starter, field, monkeypatch):
+    """Keeping the forward stage slopes for the backward sweep only skips re-evaluating f on the same inputs, so the
+    result must be bit-identical to the recomputing sweep (and both still equal the tape to TAPE_RTOL). d = 5 also
+    exercises the remainder row of the 4-row matvec."""
+    import refimpl.ode.discrete_adjoint as da
+
+    rng = np.random.default_rng(11)
+    N = 9
+    smp = parameter_samples(method, 1.0, N, "stage", starter)
+    theta = rng.standard_normal((smp.n_samples, field.n_params)) / 2
+    x0, loss = rng.standard_normal(5), QuadraticLoss(rng.standard_normal(5))
+    kept = discrete_adjoint(field, method, x0, theta, 1.0, N, loss, starter=starter, backend="numba")
+    monkeypatch.setattr(da, "KEEP_STAGES_MAX_ENTRIES", -1)
+    again = discrete_adjoint(field, method, x0, theta, 1.0, N, loss, starter=starter, backend="numba")
+    for a, b in ((kept.grad_theta, again.grad_theta), (kept.lambdas, again.lambdas),
+                 (kept.trajectory, again.trajectory)):
+        assert np.array_equal(a, b)
+    ref = discrete_adjoint(field, method, x0, theta, 1.0, N, loss, starter=starter, backend="numpy")
+    assert rel_err(kept.grad_theta, ref.grad_theta) <= TAPE_RTOL
+
+
+def test_lmm_grid_index_check_matches_its_definition():
+    """The vectorised check of _adjoint_kernels rejects exactly the grid indices that leave a used F_m without a
+    sample; the definition is the double loop over steps n and nonzero beta_j (checked on random patterns)."""
+    from refimpl.ode import _adjoint_kernels as kernels
+
+    rng = np.random.default_rng(3)
+    d, N = 2, 8
+    theta = np.zeros((N, d * d + d))
+    for _ in range(60):
+        k = int(rng.integers(2, 4))
+        hbeta = rng.integers(0, 2, size=k).astype(float)
+        grid_index = np.where(rng.random(N) < 0.2, -1, rng.integers(0, N, size=N)).astype(np.int64)
+        s_index = np.zeros((k - 1, 1), dtype=np.int64)
+        bad = [n + j for n in range(N - k + 1) for j in range(k) if hbeta[j] != 0 and grid_index[n + j] < 0]
+        args = (kernels.TANH, np.zeros(d), theta, s_index, np.zeros((1, 1)), np.ones(1), -np.ones(k) / k, hbeta,
+                grid_index)
+        if bad:
+            with pytest.raises(ValueError, match=rf"grid_index\[{min(bad)}\] = -1"):
+                kernels.lmm_forward(*args)
+        else:
+            assert kernels.lmm_forward(*args).shape == (N + 1, d)
+
+
+def test_kernel_wrappers_check_stored_stages():
+    from refimpl.ode import _adjoint_kernels as kernels
+
+    rng = np.random.default_rng(0)
+    smp = parameter_samples(RK4, 1.0, 4, "step")
+    A, b, _ = RK4.arrays()
+    theta, x0 = rng.standard_normal((4, 6)), rng.standard_normal(2)
+    xs, K = kernels.erk_forward(kernels.TANH, x0, theta, smp.stage_index, A / 4, b / 4, keep_stages=True)
+    assert K.shape == (4, 4, 2)
+    with pytest.raises(ValueError, match="stages must have shape"):
+        kernels.erk_backward(kernels.TANH, xs, theta, smp.stage_index, A / 4, b / 4, xs[-1], stages=K[:3])
+    with pytest.raises(ValueError, match="stages must be finite"):
+        kernels.erk_backward(kernels.TANH, xs, theta, smp.stage_index, A / 4, b / 4, xs[-1], stages=K * np.nan)
+    smp = parameter_samples(LEAPFROG, 1.0, 4, "step", "forward_euler")
+    args = (kernels.TANH, x0, theta, smp.stage_index, np.zeros((1, 1)), np.ones(1) / 4, np.array([1.0, 0.0]),
+            np.array([0.0, 0.5]), smp.grid_index)
+    xs, (F, have_F) = kernels.lmm_forward(*args, keep_slopes=True)
+    with pytest.raises(TypeError, match="have_F"):
+        kernels.lmm_backward(*args[:1], xs, *args[2:], xs[-1], slopes=(F, have_F.astype(int)))
+    with pytest.raises(TypeError, match="slopes must be"):
+        kernels.lmm_backward(*args[:1], xs, *args[2:], xs[-1], slopes=F)
