@@ -28,7 +28,7 @@ from typing import Callable, Protocol, runtime_checkable
 import numpy as np
 
 from refimpl.ad import ops
-from refimpl.arguments import as_positive_integer
+from refimpl.arguments import as_positive_integer, check_finite
 
 __all__ = [
     "VectorField",
@@ -67,20 +67,23 @@ class VectorField(Protocol):
 # argument checking shared by the built-in fields
 
 
-def _as_fixed_matrix(M, name: str, shape=None) -> np.ndarray:
-    """A fixed (non-parameter) coefficient matrix: float64/complex128/object ndarray, finite, 2-D, read-only copy."""
+def _as_fixed_array(M, name: str, ndim: int = 2, shape=None) -> np.ndarray:
+    """A fixed (non-parameter) coefficient array: float64/complex128/object ndarray, finite, ``ndim``-D, read-only copy.
+
+    Object (Fraction) arrays are allowed for exact mode, so this is not :func:`refimpl.arguments.as_vector`.
+    """
     if not isinstance(M, np.ndarray):
         M = np.asarray(M)
     if M.dtype.kind in "iub":
         M = M.astype(np.float64)
     if M.dtype.kind not in "fcO":
         raise TypeError(f"{name} must be a real, complex or object (Fraction) array, got dtype {M.dtype}")
-    if M.ndim != 2:
-        raise ValueError(f"{name} must be a 2-D array, got shape {M.shape}")
+    if M.ndim != ndim:
+        raise ValueError(f"{name} must be a {ndim}-D array, got shape {M.shape}")
     if shape is not None and M.shape != shape:
         raise ValueError(f"{name} must have shape {shape}, got {M.shape}")
-    if M.dtype.kind in "fc" and not np.all(np.isfinite(M)):
-        raise ValueError(f"{name} must be finite")
+    if M.dtype.kind in "fc":
+        check_finite(M, name)
     M = M.copy()
     M.flags.writeable = False
     return M
@@ -119,8 +122,8 @@ class _HandField:
             out.append(_raw(v))
             names.append("v")
         for a, name in zip(out, names):
-            if a.dtype.kind in "fc" and not np.all(np.isfinite(a)):
-                raise ValueError(f"{name} must be finite")
+            if a.dtype.kind in "fc":
+                check_finite(a, name)
         return out
 
     def dfdx(self, x, theta) -> np.ndarray:  # pragma: no cover - overridden
@@ -201,7 +204,7 @@ class LinearForcingField(_HandField):
     """
 
     def __init__(self, A):
-        self.A = _as_fixed_matrix(A, "A")
+        self.A = _as_fixed_array(A, "A")
         if self.A.shape[0] != self.A.shape[1]:
             raise ValueError(f"A must be square, got shape {self.A.shape}")
         self.dim = self.A.shape[0]
@@ -242,7 +245,7 @@ class ScaledLinearField(_HandField):
     """
 
     def __init__(self, A):
-        self.A = _as_fixed_matrix(A, "A")
+        self.A = _as_fixed_array(A, "A")
         if self.A.shape[0] != self.A.shape[1]:
             raise ValueError(f"A must be square, got shape {self.A.shape}")
         self.dim = self.A.shape[0]
@@ -346,7 +349,7 @@ class TwoLayerTanhField(_HandField):
         self.dim = as_positive_integer(dim, "dim")
         self.hidden = as_positive_integer(hidden, "hidden")
         d, m = self.dim, self.hidden
-        self.W2 = None if W2 is None else _as_fixed_matrix(W2, "W2", (d, m))
+        self.W2 = None if W2 is None else _as_fixed_array(W2, "W2", 2, (d, m))
         self.n_params = m * d + m + (m * d if self.W2 is None else 0)
 
     def __repr__(self) -> str:
@@ -571,17 +574,7 @@ class QuadraticLoss:
     """
 
     def __init__(self, y):
-        y = np.asarray(y)
-        if y.dtype.kind in "iub":
-            y = y.astype(np.float64)
-        if y.ndim != 1:
-            raise ValueError(f"y must be a 1-D array, got shape {y.shape}")
-        if y.dtype.kind not in "fcO":
-            raise TypeError(f"y must be a real, complex or object (Fraction) array, got dtype {y.dtype}")
-        if y.dtype.kind in "fc" and not np.all(np.isfinite(y)):
-            raise ValueError("y must be finite")
-        self.y = y.copy()
-        self.y.flags.writeable = False
+        self.y = _as_fixed_array(y, "y", 1)
 
     def __repr__(self) -> str:
         return f"QuadraticLoss(dim={self.y.shape[0]})"
