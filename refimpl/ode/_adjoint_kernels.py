@@ -5,6 +5,12 @@ b)`: ``LINEAR`` :math:`f = Wx + b` and ``TANH`` :math:`f = \tanh(Wx + b)`.
 With :math:`z = Wx + b` and :math:`s = 1` (linear) or :math:`s = 1 - \tanh^2 z` (tanh), :math:`u = s\circ v`:
 :math:`\partial_xf^{\mathsf T}v = W^{\mathsf T}u`, :math:`\partial_Wf^{\mathsf T}v = u x^{\mathsf T}`,
 :math:`\partial_bf^{\mathsf T}v = u` (the formulas of :class:`~refimpl.ode.fields.TanhField` / ``LinearField``).
+For tanh the VJP takes :math:`s = 1 - f^2` from the value :math:`f = \tanh z` already computed (the stage slope
+:math:`k_i` or :math:`F_m`) instead of forming :math:`z` and :math:`\tanh z` again (the same numbers).
+
+Summation order is fixed (no reassociation, no ``fastmath``), so results are deterministic and do not depend on the
+loop structure: :math:`z_i = b_i + W_{i0}x_0 + W_{i1}x_1 + \dots` in that order (four rows are summed side by side
+for instruction-level parallelism, each in this order); vector updates are explicit loops (no temporaries).
 
 The ``@njit`` functions are private; the public functions here are the checked wrappers (dtypes, shapes, index ranges,
 contiguity) and are the only way the kernels are called.

@@ -23,7 +23,9 @@ and by nothing else (a one-step method). So, for :math:`i = s, s-1, \dots, 1`,
 
 and :math:`\lambda_n = \lambda_{n+1} + \sum_i \bar X_i`. A sample shared by two steps (stage-time layout, a grid
 time) or by all stages of a step (step layout) accumulates every contribution. :math:`\partial L_h/\partial x_0 =
-\lambda_0`. (The stage states are recomputed from the stored :math:`x_n` during the backward sweep.)
+\lambda_0`. (The NumPy path recomputes the stage states from the stored :math:`x_n` during the backward sweep;
+the Numba path keeps the forward sweep's stage slopes :math:`k_i` — and, for an LMM, the values :math:`F_m` — and
+re-forms :math:`X_i` from them, bounded by ``KEEP_STAGES_MAX_ENTRIES``; both give the same numbers, bit for bit.)
 
 **LMM** (:math:`x_{n+k} = -\sum_{j<k}\alpha_jx_{n+j} + h\sum_{j<k}\beta_j F_{n+j}`, :math:`F_m = f(x_m,\theta_{g(m)})`,
 :math:`n = 0..N-k`; :math:`x_1..x_{k-1}` from :math:`k-1` starter ERK steps). :math:`x_m` is used by the steps
