@@ -157,12 +157,21 @@ def _check_field(field) -> tuple[int, int]:
     for meth in ("f", "dfdx", "dfdtheta", "vjp_x", "vjp_theta"):
         if not callable(getattr(field, meth, None)):
             raise TypeError(f"field must have a method {meth!r} (vector-field protocol)")
-    d, n_p = field.dim, field.n_params
-    if isinstance(d, bool) or not isinstance(d, numbers.Integral) or d < 1:
-        raise ValueError(f"field.dim must be a positive integer, got {d!r}")
-    if isinstance(n_p, bool) or not isinstance(n_p, numbers.Integral) or n_p < 1:
-        raise ValueError(f"field.n_params must be a positive integer, got {n_p!r}")
-    return int(d), int(n_p)
+    for attr in ("dim", "n_params"):
+        value = getattr(field, attr)
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+            raise ValueError(f"field.{attr} must be a positive integer, got {value!r}")
+    return int(field.dim), int(field.n_params)
+
+
+def _checked_output(value, what: str, shape: tuple, where: str = "") -> np.ndarray:
+    """A user callback's return value as float64, checked to have ``shape`` and finite entries (``what`` names it)."""
+    v = np.asarray(value, dtype=np.float64)
+    if v.shape != shape:
+        raise ValueError(f"{what} must return shape {shape}, got {v.shape}{where}")
+    if not np.all(np.isfinite(v)):
+        raise ValueError(f"{what} returned a non-finite value{where}")
+    return v
 
 
 def _theta_function(theta, n_p: int):
@@ -170,12 +179,7 @@ def _theta_function(theta, n_p: int):
     if callable(theta):
 
         def theta_at(t: float) -> np.ndarray:
-            v = np.asarray(theta(t), dtype=np.float64)
-            if v.shape != (n_p,):
-                raise ValueError(f"theta(t) must return shape ({n_p},) (field.n_params), got {v.shape} at t={t!r}")
-            if not np.all(np.isfinite(v)):
-                raise ValueError(f"theta(t) returned a non-finite value at t={t!r}")
-            return v
+            return _checked_output(theta(t), "theta(t)", (n_p,), f" at t={t!r}")
 
         return theta_at, False
     const = as_vector(theta, n_p, "theta", read_only=True)
@@ -187,12 +191,7 @@ def _checked_vector_function(fun, name: str, d: int):
         raise TypeError(f"{name} must be callable x ↦ ({d},) array, got {type(fun).__name__}")
 
     def checked(x: np.ndarray) -> np.ndarray:
-        v = np.asarray(fun(x), dtype=np.float64)
-        if v.shape != (d,):
-            raise ValueError(f"{name}(x) must return shape ({d},), got {v.shape}")
-        if not np.all(np.isfinite(v)):
-            raise ValueError(f"{name}(x) returned a non-finite value")
-        return v
+        return _checked_output(fun(x), f"{name}(x)", (d,))
 
     return checked
 
@@ -206,11 +205,7 @@ def _check_field_outputs(field, x0: np.ndarray, th: np.ndarray, d: int, n_p: int
         "vjp_theta": ((x0, th, np.ones(d)), (n_p,)),
     }
     for meth, (args, shape) in expected.items():
-        out = np.asarray(getattr(field, meth)(*args))
-        if out.shape != shape:
-            raise ValueError(f"field.{meth} must return shape {shape}, got {out.shape} at (x0, theta(0))")
-        if not np.all(np.isfinite(out)):
-            raise ValueError(f"field.{meth} returned a non-finite value at (x0, theta(0))")
+        _checked_output(getattr(field, meth)(*args), f"field.{meth}", shape, " at (x0, theta(0))")
 
 
 def _check_times(times, T: float, default_count: int) -> np.ndarray:
