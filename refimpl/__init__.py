@@ -5,6 +5,8 @@ Sub-packages
 ``refimpl.ad``          tape-based reverse-mode autodiff in pure NumPy, and gradient checks.
 ``refimpl.ode``         explicit ODE schemes as data, discrete and continuous adjoints.
 ``refimpl.wasserstein`` Wasserstein gradient flows on particles and Gaussians.
-``refimpl.testing``     hypothesis strategies for property tests.
+``refimpl.testing``     hypothesis strategies for property tests, ``assert_gradient_matches``.
+``refimpl.oracle``      golden cases as data (JSON + .npz), ``compare`` (CLI: ``cases export``, ``check``).
+``refimpl.arguments``   the argument checks every public entry point shares (errors name the argument).
 """
 __version__ = "0.1.0"
