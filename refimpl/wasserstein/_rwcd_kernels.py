@@ -25,6 +25,19 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from refimpl.wasserstein.kernels import _squared_distance
+
+
+@njit(inline="always", cache=True)
+def _soft_threshold(v, center, thr):
+    """The prox of thr·|· − center|: center + sign(v − center)·max(|v − center| − thr, 0)."""
+    z = v - center
+    if z > thr:
+        return center + (z - thr)
+    if z < -thr:
+        return center + (z + thr)
+    return center
+
 
 @njit(cache=True)
 def quadratic_sweep(X, A, r, B, mean, coords, etas, l1_weights, l1_center, use_l1):
@@ -39,14 +52,7 @@ def quadratic_sweep(X, A, r, B, mean, coords, etas, l1_weights, l1_center, use_l
                 g += A[i, j] * X[k, j] + B[i, j] * (X[k, j] - mean[j])
             v = X[k, i] - eta * g
             if use_l1:
-                z = v - l1_center[i]
-                thr = eta * l1_weights[i]
-                if z > thr:
-                    v = l1_center[i] + (z - thr)
-                elif z < -thr:
-                    v = l1_center[i] + (z + thr)
-                else:
-                    v = l1_center[i]
+                v = _soft_threshold(v, l1_center[i], eta * l1_weights[i])
             new[k] = v
         s = 0.0
         for k in range(n):
@@ -61,11 +67,7 @@ def squared_distances(X):
     D = np.empty((n, n))
     for k in prange(n):
         for j in range(n):
-            acc = 0.0
-            for ell in range(d):
-                z = X[k, ell] - X[j, ell]
-                acc += z * z
-            D[k, j] = acc
+            D[k, j] = _squared_distance(X, k, j)
     return D
 
 
@@ -89,14 +91,7 @@ def pairwise_sweep(X, D, A, r, B, mean, has_quadratic, amplitude, width, coords,
                     g += A[i, j] * X[k, j] + B[i, j] * (X[k, j] - mean[j])
             v = X[k, i] - eta * g
             if use_l1:
-                z = v - l1_center[i]
-                thr = eta * l1_weights[i]
-                if z > thr:
-                    v = l1_center[i] + (z - thr)
-                elif z < -thr:
-                    v = l1_center[i] + (z + thr)
-                else:
-                    v = l1_center[i]
+                v = _soft_threshold(v, l1_center[i], eta * l1_weights[i])
             new[k] = v
         for k in range(n):
             for j in range(n):
