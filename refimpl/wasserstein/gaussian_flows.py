@@ -102,11 +102,16 @@ def gaussian_forward_euler_step(energy: Energy, g: GaussianMeasure, h) -> Gaussi
 
 def gaussian_forward_euler(energy: Energy, g: GaussianMeasure, h, n_steps: int) -> list[GaussianMeasure]:
     """The forward Euler iterates [ρ₀, ρ₁, …, ρ_{n_steps}]."""
+    return _iterate(gaussian_forward_euler_step, energy, g, h, n_steps)
+
+
+def _iterate(step, energy, g, h, n_steps):
+    """[ρ₀, step(ρ₀), step(step(ρ₀)), …] with n_steps steps of size h (arguments checked once)."""
     _check(energy, g, h)
     n_steps = _check_steps(n_steps)
     out = [g]
     for _ in range(n_steps):
-        out.append(gaussian_forward_euler_step(energy, out[-1], h))
+        out.append(step(energy, out[-1], h))
     return out
 
 
@@ -144,12 +149,7 @@ def gaussian_jko_step(energy: Energy, g: GaussianMeasure, h) -> GaussianMeasure:
 
 def gaussian_jko(energy: Energy, g: GaussianMeasure, h, n_steps: int) -> list[GaussianMeasure]:
     """The JKO iterates [ρ₀, ρ₁, …, ρ_{n_steps}]."""
-    _check(energy, g, h)
-    n_steps = _check_steps(n_steps)
-    out = [g]
-    for _ in range(n_steps):
-        out.append(gaussian_jko_step(energy, out[-1], h))
-    return out
+    return _iterate(gaussian_jko_step, energy, g, h, n_steps)
 
 
 def _phi1(z):
