@@ -630,3 +630,19 @@ def kl_to_gaussian(mean, cov, *, bandwidth=None, backend="numba") -> KLDivergenc
     kl.target = target
     kl.name = f"KL(. || N(mu, Sigma), d={target.dim})"
     return kl
+
+
+def weighted_terms(energy: Energy) -> list:
+    """The leaves of a sum/scaled energy tree with their total factors: F = Σ_k c_k F_k + const, as [(c_k, F_k)]
+    (constant offsets dropped). Order: the depth-first order of a stack walk (the last term first), fixed, so that sums
+    built from the list are reproducible."""
+    leaves, stack = [], [(1.0, energy)]
+    while stack:
+        c, e = stack.pop()
+        if isinstance(e, SumEnergy):
+            stack.extend((c, t) for t in e.terms)
+        elif isinstance(e, ScaledEnergy):
+            stack.append((c * e.factor, e.energy))
+        else:
+            leaves.append((c, e))
+    return leaves

@@ -34,8 +34,8 @@ import numpy as np
 
 from refimpl.wasserstein.arguments import as_real_scalar
 from refimpl.wasserstein.distances import spd_sqrt
-from refimpl.wasserstein.energies import (Energy, Entropy, QuadraticInteraction, QuadraticPotential, ScaledEnergy,
-                                          SumEnergy, kl_to_gaussian)
+from refimpl.wasserstein.energies import (Energy, Entropy, QuadraticInteraction, QuadraticPotential, kl_to_gaussian,
+                                          weighted_terms)
 from refimpl.wasserstein.measures import GaussianMeasure
 
 
@@ -58,16 +58,12 @@ def quadratic_structure(energy: Energy, d: int) -> QuadraticStructure:
         raise TypeError(f"energy must be an Energy, got {type(energy).__name__}")
     Am, r, G = np.zeros((d, d)), np.zeros(d), np.zeros((d, d))
     sigma = 0.0
-    stack = [(1.0, energy)]
-    while stack:
-        c, e = stack.pop()
+    if energy.dim is not None and energy.dim != d:
+        raise ValueError(f"{energy.name} is defined on R^{energy.dim}, the Gaussian on R^{d}")
+    for c, e in weighted_terms(energy):
         if e.dim is not None and e.dim != d:
             raise ValueError(f"{e.name} is defined on R^{e.dim}, the Gaussian on R^{d}")
-        if isinstance(e, SumEnergy):
-            stack.extend((c, t) for t in e.terms)
-        elif isinstance(e, ScaledEnergy):
-            stack.append((c * e.factor, e.energy))
-        elif isinstance(e, QuadraticPotential):
+        if isinstance(e, QuadraticPotential):
             Am += c * e.A
             r += c * (e.A @ e.b)
             G += c * e.A

@@ -31,7 +31,7 @@ from refimpl.wasserstein.coordinate_descent import (TraceRecorder, check_count, 
                                                     coordinate_constants, coordinate_probabilities,
                                                     coordinate_sequence, coordinate_step_sizes)
 from refimpl.wasserstein.energies import (Energy, GaussianInteraction, QuadraticInteraction, QuadraticPotential,
-                                          ScaledEnergy, SumEnergy)
+                                          weighted_terms)
 from refimpl.wasserstein.particle_steps import forward_euler_step
 
 #: sweep backends
@@ -106,14 +106,8 @@ def _kernel_structure(G, H, d):
     A, r, B = np.zeros((d, d)), np.zeros(d), np.zeros((d, d))
     gauss = []
     has_quad = False
-    stack = [(1.0, G)]
-    while stack:
-        c, e = stack.pop()
-        if isinstance(e, SumEnergy):
-            stack.extend((c, t) for t in e.terms)
-        elif isinstance(e, ScaledEnergy):
-            stack.append((c * e.factor, e.energy))
-        elif isinstance(e, QuadraticPotential):
+    for c, e in weighted_terms(G):
+        if isinstance(e, QuadraticPotential):
             A += c * e.A
             r += c * (e.A @ e.b)
             has_quad = True
