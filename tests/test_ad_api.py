@@ -135,6 +135,9 @@ def test_rejects_bad_inputs():
         grad(lambda x: x * 2.0)(np.ones(3))
     with pytest.raises(ValueError, match="non-finite"), np.errstate(divide="ignore"):
         grad(lambda x: ops.sum(ops.log(x)))(np.array([0.0, 1.0]))
+    for bad in ("a", None, {"x": 1.0}):
+        with pytest.raises(TypeError, match="`f` must return a number"):
+            grad(lambda x, bad=bad: bad)(np.ones(2))
     with pytest.raises(TypeError, match="`f` must be callable"):
         grad(3.0)(np.ones(2))
     with pytest.raises(ValueError, match="argnum"):

@@ -84,6 +84,9 @@ def _cotangent(g, x):
 
 def _output_value(out, trace):
     """(value, end node) of f's output, or (value, None) when it does not depend on the traced input."""
+    raw = getvalue(out)
+    if raw is None or isinstance(raw, (str, bytes)) or np.asarray(raw).dtype.kind not in "biufc":
+        raise TypeError(f"`f` must return a number or a numeric array, got {type(raw).__name__}")
     if isinstance(out, Variable) and out._trace == trace:
         return out._value, out._node
     return out, None
