@@ -29,6 +29,16 @@ from refimpl.wasserstein.kernels import _squared_distance
 
 
 @njit(inline="always", cache=True)
+def _add_quadratic_partial(g, A, r, B, X, mean, i, k):
+    """g + ∂ᵢu(x_k) of the quadratic part, (A x_k)ᵢ − rᵢ + (B(x_k − m))ᵢ, added term by term in a fixed order
+    (−rᵢ first, then j = 0 … d−1); with g = 0 the first addition is exact, so both sweeps round identically."""
+    g += -r[i]
+    for j in range(X.shape[1]):
+        g += A[i, j] * X[k, j] + B[i, j] * (X[k, j] - mean[j])
+    return g
+
+
+@njit(inline="always", cache=True)
 def _soft_threshold(v, center, thr):
     """The prox of thr·|· − center|: center + sign(v − center)·max(|v − center| − thr, 0)."""
     z = v - center
@@ -47,9 +57,7 @@ def quadratic_sweep(X, A, r, B, mean, coords, etas, l1_weights, l1_center, use_l
         i = coords[t]
         eta = etas[i]
         for k in range(n):
-            g = -r[i]
-            for j in range(d):
-                g += A[i, j] * X[k, j] + B[i, j] * (X[k, j] - mean[j])
+            g = _add_quadratic_partial(0.0, A, r, B, X, mean, i, k)
             v = X[k, i] - eta * g
             if use_l1:
                 v = _soft_threshold(v, l1_center[i], eta * l1_weights[i])
@@ -86,9 +94,7 @@ def pairwise_sweep(X, D, A, r, B, mean, has_quadratic, amplitude, width, coords,
                 acc += -amplitude * inv_s2 * np.exp(-0.5 * D[k, j] * inv_s2) * (X[k, i] - X[j, i])
             g = acc / n
             if has_quadratic:
-                g += -r[i]
-                for j in range(d):
-                    g += A[i, j] * X[k, j] + B[i, j] * (X[k, j] - mean[j])
+                g = _add_quadratic_partial(g, A, r, B, X, mean, i, k)
             v = X[k, i] - eta * g
             if use_l1:
                 v = _soft_threshold(v, l1_center[i], eta * l1_weights[i])
