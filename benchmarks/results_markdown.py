@@ -1,4 +1,4 @@
-"""Markdown tables of a benchmark run (the dict of :func:`benchmarks.run.collect`), the target checks of issue 8, and
+"""Markdown tables of a benchmark run (the dict of :func:`benchmarks.run.collect`), the performance targets, and
 the splice into ``benchmarks/RESULTS.md`` between generated-section markers (hand-written text outside them is kept;
 a ``--quick`` run has its own markers so it never overwrites the full run's tables)."""
 from __future__ import annotations
@@ -50,7 +50,7 @@ def roof_gflops(res: dict):
 
 
 def targets(res: dict) -> list[dict]:
-    """The issue-8 targets, each with the per-case measured ratios and whether every case meets it."""
+    """The performance targets (stated in benchmarks/RESULTS.md), each with the per-case measured ratios and whether every case meets it."""
     out = []
     ode = res.get("ode", [])
     small = [c for c in ode if c["d"] <= 16 and c["N"] == 1000]

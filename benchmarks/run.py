@@ -1,4 +1,4 @@
-"""One entry point for the benchmarks of issue 8:
+"""One entry point for the benchmarks:
 
     python benchmarks/run.py [--quick] [--json out.json] [--no-write] [--sections ode,particles,rwcd,suite]
 
