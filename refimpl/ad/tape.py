@@ -172,9 +172,10 @@ def _toposort(end):
 
 # -- fast path: in-place accumulation of plain-array cotangents ---------------------------------------------------------
 # A cotangent the backward pass owns (a _Buffer) is summed into in place instead of by the ``add`` primitive, and a node
-# whose primitive declares ``accumulate`` (indexing) adds its cotangent into that buffer directly. Only plain arrays take
-# this path (first order); Variable cotangents (higher order) always go through ``add`` so that outer traces record the
-# sum. Both paths perform the same additions in the same order, so the results are bit-identical.
+# whose primitive declares ``accumulate`` (indexing) adds its cotangent into that buffer directly, so N reads x[n] cost
+# O(N + size) instead of N full-size scatter arrays. Only plain arrays take this path (first order); Variable cotangents
+# (higher order) always go through ``add`` so that outer traces record the sum. The VJP rule stays the definition: the
+# fast path adds the same terms (with an index repeated within one read, the partial sums may associate differently).
 
 
 class _Buffer:
