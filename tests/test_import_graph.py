@@ -107,8 +107,8 @@ def find_cycle(graph) -> list[str] | None:
 
 
 def _describe(cycle, graph) -> str:
-    return "\n".join(f"  {a} -> {b}  ({(PACKAGE.parent / (a.replace('.', '/'))).relative_to(ROOT)}"
-                     f"{'/__init__' if (ROOT / a.replace('.', '/')).is_dir() else ''}.py line {graph[a][b]})"
+    paths = _modules()
+    return "\n".join(f"  {a} -> {b}  ({paths[a].relative_to(ROOT)} line {graph[a][b]})"
                      for a, b in zip(cycle, cycle[1:]))
 
 
