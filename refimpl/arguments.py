@@ -1,14 +1,30 @@
 """Argument checks shared by every public entry point: each raises TypeError/ValueError naming the argument.
 
-Every public function validates what it is given before any arithmetic (developers' guide): a wrong *kind* of value
-(a string, ``None``, an object/bool/complex array, a float where an integer is needed) raises ``TypeError``; a value of
-the right kind but the wrong shape, a non-finite entry, or a parameter out of range raises ``ValueError``. Each
-message starts with the argument's name, so ``pytest.raises(..., match=name)`` finds it.
+Dtype policy (one rule for every array argument; implemented once, by :func:`as_float_array`):
+
+* refimpl computes in float64. A float64 array is used as given (no copy unless one is asked for).
+* complex128 is accepted only where a function says it accepts complex input (``allow_complex=True``).
+* Integer inputs (integer arrays, Python ints, lists of ints) are promoted to float64, which is exact: an integer of
+  magnitude above 2**53, which float64 cannot hold exactly, is a ``ValueError``.
+* Other float precisions (float16, float32, longdouble; complex64, clongdouble) are refused with a ``TypeError`` that
+  says to cast explicitly (``x.astype(np.float64)``): a precision is never silently changed.
+* bool, object (e.g. ``Fraction``), string and bytes values, and ``None``, are refused with a ``TypeError``.
+* A NaN or inf entry is refused with a ``ValueError`` naming the argument and the index of the first such entry.
+
+The AD package applies the same policy to the inputs of ``grad`` & co. with its own NumPy-only check
+(:func:`refimpl.ad.api.as_input`), because it imports nothing above it. Scalar parameters (:func:`as_real_scalar`) are
+returned as Python floats and accept any real number type. :func:`as_real_array` is the kind check alone (real numbers,
+any precision, no conversion): it serves data that are compared rather than computed with, such as the float32 output
+of another implementation handed to the oracle.
+
+Every public function validates what it is given before any arithmetic: a wrong *kind* of value (a string, ``None``, an
+object/bool/complex array, a float where an integer is needed, a float32 array) raises ``TypeError``; a value of the
+right kind but the wrong shape, a non-finite entry, or a parameter out of range raises ``ValueError``. Each message
+starts with the argument's name, so ``pytest.raises(..., match=name)`` finds it.
 
 Checks that belong to one area live with it and build on these (e.g. particle clouds in
-:mod:`refimpl.wasserstein.arguments`, ODE coefficient matrices in :mod:`refimpl.ode.fields`). The AD package keeps its
-own, NumPy-only, checks (it imports nothing above it). Values on the AD tape (:class:`refimpl.ad.Variable`) are seen
-through :func:`underlying_array`.
+:mod:`refimpl.wasserstein.arguments`, ODE coefficient matrices in :mod:`refimpl.ode.fields`). Values on the AD tape
+(:class:`refimpl.ad.Variable`) are seen through :func:`underlying_array`.
 """
 from __future__ import annotations
 
@@ -20,6 +36,7 @@ from refimpl.ad import Variable
 
 __all__ = [
     "as_coordinate",
+    "as_float_array",
     "as_points_1d",
     "as_positive_integer",
     "as_real_array",
@@ -39,7 +56,8 @@ def underlying_array(x):
 
 
 def as_real_array(x, name: str, what: str) -> np.ndarray:
-    """``np.asarray(x)`` if it holds real numbers (a floating or integer dtype, not bool/complex/object/str).
+    """``np.asarray(x)`` if it holds real numbers (a floating or integer dtype, not bool/complex/object/str), of any
+    precision: the kind check alone, without the dtype policy (use :func:`as_float_array` for values computed with).
 
     ``what`` describes the expected value for the ``TypeError`` message, e.g. ``"a real 1-D array"``. No shape or
     finiteness check, no conversion: callers add those.
@@ -49,6 +67,49 @@ def as_real_array(x, name: str, what: str) -> np.ndarray:
     arr = np.asarray(x)
     if arr.dtype == object or not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
         raise TypeError(f"{name} must be {what}, got dtype {arr.dtype}")
+    return arr
+
+
+_EXACT_INTEGER_BOUND = 2 ** 53  # every integer of magnitude ≤ 2**53 is a float64, exactly
+
+
+def as_float_array(x, name: str, *, what: str | None = None, allow_complex: bool = False, ndim: int | None = None,
+                   shape: tuple | None = None, finite: bool = True) -> np.ndarray:
+    """``x`` as a float64 (or, with ``allow_complex``, complex128) ndarray, by the dtype policy of this module.
+
+    ``what`` describes the expected value for the ``TypeError`` message (default ``"a real array"`` or ``"a real or
+    complex array"``). ``ndim`` / ``shape`` (entries ``None`` = any length) are checked when given. ``finite=False``
+    leaves the NaN/inf check to the caller (:func:`check_finite`), for checks that report a wrong shape first. The
+    result shares memory with ``x`` when no conversion was needed (a float64/complex128 ndarray in native byte order).
+    """
+    if what is None:
+        what = "a real or complex array" if allow_complex else "a real array"
+    if isinstance(x, (str, bytes)) or x is None:
+        raise TypeError(f"{name} must be {what}, got {type(x).__name__}")
+    arr = np.asarray(x)
+    kind, size = arr.dtype.kind, arr.dtype.itemsize
+    if kind in "iu":
+        if arr.size and (np.any(arr > _EXACT_INTEGER_BOUND) or np.any(arr < -_EXACT_INTEGER_BOUND)):
+            raise ValueError(f"{name} holds integers of magnitude above 2**53, which float64 cannot represent "
+                             f"exactly; convert them deliberately")
+        arr = arr.astype(np.float64)
+    elif (kind == "f" and size == 8) or (kind == "c" and size == 16 and allow_complex):
+        arr = np.asarray(arr, dtype=np.complex128 if kind == "c" else np.float64)  # native byte order; exact
+    elif kind == "f" or (kind == "c" and allow_complex):
+        want = "float64 or complex128" if allow_complex else "float64"
+        target = "np.complex128" if kind == "c" else "np.float64"
+        raise TypeError(f"{name} has dtype {arr.dtype}; refimpl computes in {want} and does not change a precision "
+                        f"silently: cast explicitly, e.g. {name}.astype({target})")
+    else:
+        raise TypeError(f"{name} must be {what}, got dtype {arr.dtype}")
+    if ndim is not None and arr.ndim != ndim:
+        raise ValueError(f"{name} must be a {ndim}-D array, got shape {arr.shape}")
+    if shape is not None and (arr.ndim != len(shape)
+                              or any(n is not None and n != m for n, m in zip(shape, arr.shape))):
+        want = "(" + ", ".join("n" if n is None else str(n) for n in shape) + ("," if len(shape) == 1 else "") + ")"
+        raise ValueError(f"{name} must have shape {want}, got shape {arr.shape}")
+    if finite:
+        check_finite(arr, name)
     return arr
 
 
@@ -120,29 +181,31 @@ def _owned(arr: np.ndarray, copy: bool, read_only: bool) -> np.ndarray:
 
 
 def as_points_1d(x, name: str = "x", *, copy: bool = False, read_only: bool = False) -> np.ndarray:
-    """Check a non-empty 1-D array of finite reals (a 1-D particle cloud, a grid, a list of times); returns float64.
+    """Check a non-empty 1-D array of finite reals (a 1-D particle cloud, a grid, a list of times); returns float64
+    (by the dtype policy of :func:`as_float_array`: integers promoted, other float precisions refused).
 
     The result shares memory with ``x`` when no conversion was needed, unless ``copy`` (a private copy) or
     ``read_only`` (a private copy that cannot be written) is asked for.
     """
-    arr = as_real_array(x, name, "a real 1-D array")
+    arr = as_float_array(x, name, what="a real 1-D array", finite=False)
     if arr.ndim != 1 or arr.size < 1:
         raise ValueError(f"{name} must be a non-empty 1-D array, got shape {arr.shape}")
-    out = np.ascontiguousarray(arr, dtype=np.float64)
+    out = np.ascontiguousarray(arr)
     check_finite(out, name)
     return _owned(out, copy, read_only)
 
 
 def as_vector(v, d: int | None, name: str, *, copy: bool = False, read_only: bool = False) -> np.ndarray:
-    """Check a finite real vector of length d (any length ≥ 1 when d is None); returns float64.
+    """Check a finite real vector of length d (any length ≥ 1 when d is None); returns float64 (by the dtype policy
+    of :func:`as_float_array`).
 
     ``copy`` / ``read_only`` as in :func:`as_points_1d`.
     """
-    arr = as_real_array(v, name, "a real vector")
+    arr = as_float_array(v, name, what="a real vector", finite=False)
     if arr.ndim != 1 or arr.size < 1 or (d is not None and arr.shape[0] != d):
         want = f"({d},)" if d is not None else "(d,)"
         raise ValueError(f"{name} must have shape {want}, got shape {arr.shape}")
-    out = np.ascontiguousarray(arr, dtype=np.float64)
+    out = np.ascontiguousarray(arr)
     check_finite(out, name)
     return _owned(out, copy, read_only)
 
@@ -150,15 +213,15 @@ def as_vector(v, d: int | None, name: str, *, copy: bool = False, read_only: boo
 def as_symmetric_matrix(M, d: int | None, name: str, *, positive_definite: bool = False,
                         positive_semidefinite: bool = False) -> np.ndarray:
     """Check a finite real symmetric (d, d) matrix; optionally SPD (Cholesky succeeds) or PSD (eigenvalues ≥ −tol).
+    The dtype policy is :func:`as_float_array`'s.
 
     Symmetry is required to relative precision 1e-12 (‖M − Mᵀ‖_max ≤ 1e-12 ‖M‖_max); the exactly symmetrised
     ½(M + Mᵀ) is returned (a new array), so downstream closed forms see an exactly symmetric matrix.
     """
-    arr = as_real_array(M, name, "a real matrix")
+    arr = as_float_array(M, name, what="a real matrix", finite=False)
     if arr.ndim != 2 or arr.shape[0] != arr.shape[1] or arr.shape[0] < 1 or (d is not None and arr.shape[0] != d):
         want = f"({d}, {d})" if d is not None else "(d, d)"
         raise ValueError(f"{name} must be a square matrix of shape {want}, got shape {arr.shape}")
-    arr = np.asarray(arr, dtype=np.float64)
     check_finite(arr, name)
     scale = float(np.max(np.abs(arr)))
     if float(np.max(np.abs(arr - arr.T))) > 1e-12 * scale:

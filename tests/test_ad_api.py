@@ -107,7 +107,8 @@ def test_value_and_grad_argnum_and_constant_output():
 
 
 def test_taylor_rates_on_tape_gradient():
-    """SPEC §1: r0 falls at rate 1 and r1 at rate 2 for the correct gradient; a wrong gradient gives r1 rate 1."""
+    """Taylor test (docs/theory/autodiff.md): r0 falls at rate 1 and r1 at rate 2 for the correct gradient; a wrong
+    gradient gives r1 rate 1."""
     f = _composition("trig_pow", 5, 3)
     x = np.linspace(-1.0, 1.0, 5)
     good = taylor_test(f, x, grad(f)(x), seed=1)

@@ -9,8 +9,8 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from refimpl.ad import Variable, grad, hvp, ops
-from refimpl.arguments import (as_coordinate, as_points_1d, as_positive_integer, as_real_array, as_real_scalar,
-                               as_symmetric_matrix, as_vector, check_finite, underlying_array)
+from refimpl.arguments import (as_coordinate, as_float_array, as_points_1d, as_positive_integer, as_real_array,
+                               as_real_scalar, as_symmetric_matrix, as_vector, check_finite, underlying_array)
 
 
 def _raises_naming(exc, fn, name):
@@ -61,6 +61,114 @@ def test_check_finite_names_the_first_bad_index():
         check_finite(np.array([0.0, 1.0, np.nan, np.inf]), "v")
     with pytest.raises(ValueError, match=r"^M has a non-finite entry \(NaN or inf\) at index \(1, 0\)$"):
         check_finite(np.array([[0.0, 1.0], [-np.inf, 2.0]]), "M")
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# the dtype policy: as_float_array, and every array check that follows it
+
+_OTHER_PRECISIONS = [np.float16, np.float32] + ([np.longdouble] if np.dtype(np.longdouble).itemsize > 8 else [])
+_POLICY_CHECKS = {  # name -> (check, a valid float64 value of the right shape)
+    "as_float_array": (lambda x: as_float_array(x, "a"), np.array([[1.0, 2.0]])),
+    "as_vector": (lambda x: as_vector(x, None, "a"), np.array([1.0, 2.0])),
+    "as_points_1d": (lambda x: as_points_1d(x, "a"), np.array([1.0, 2.0])),
+    "as_symmetric_matrix": (lambda x: as_symmetric_matrix(x, None, "a"), np.array([[2.0, 1.0], [1.0, 2.0]])),
+}
+
+
+@pytest.mark.parametrize("check", sorted(_POLICY_CHECKS))
+def test_policy_checks_accept_float64_and_promote_integers_exactly(check):
+    fn, valid = _POLICY_CHECKS[check]
+    out = fn(valid)
+    assert out.dtype == np.float64
+    np.testing.assert_array_equal(out, valid)
+    ints = fn(valid.astype(np.int64))
+    assert ints.dtype == np.float64
+    np.testing.assert_array_equal(ints, valid)
+    np.testing.assert_array_equal(fn(valid.tolist()), valid)  # Python floats are float64
+    big_endian = fn(valid.astype(">f8"))  # float64 in the other byte order: same numbers, converted exactly
+    assert big_endian.dtype == np.float64
+    np.testing.assert_array_equal(big_endian, valid)
+
+
+@pytest.mark.parametrize("dtype", _OTHER_PRECISIONS, ids=lambda t: np.dtype(t).name)
+@pytest.mark.parametrize("check", sorted(_POLICY_CHECKS))
+def test_policy_checks_refuse_other_float_precisions_naming_the_argument(check, dtype):
+    fn, valid = _POLICY_CHECKS[check]
+    with pytest.raises(TypeError) as info:
+        fn(valid.astype(dtype))
+    message = str(info.value)
+    assert type(info.value) is TypeError
+    assert message.startswith(f"a has dtype {np.dtype(dtype).name}"), message
+    assert "cast explicitly" in message and "a.astype(np.float64)" in message
+
+
+@pytest.mark.parametrize("check", sorted(_POLICY_CHECKS))
+def test_policy_checks_refuse_bool_object_str_and_complex(check):
+    fn, valid = _POLICY_CHECKS[check]
+    for bad in (valid > 0, valid.astype(object), valid.astype(str), valid.astype(np.complex128), "abc", None):
+        with pytest.raises(TypeError) as info:
+            fn(bad)
+        assert type(info.value) is TypeError and str(info.value).startswith("a must be a real"), str(info.value)
+
+
+@pytest.mark.parametrize("check", sorted(_POLICY_CHECKS))
+def test_policy_checks_refuse_non_finite_naming_argument_and_index(check):
+    fn, valid = _POLICY_CHECKS[check]
+    bad = valid.copy()
+    bad.flat[-1] = np.nan
+    if check == "as_symmetric_matrix":
+        bad[0, 1] = bad[1, 0] = np.inf
+    where = {1: "1", 2: "(0, 1)"}[valid.ndim]
+    _raises_naming(ValueError, lambda: fn(bad), f"a has a non-finite entry (NaN or inf) at index {where}")
+
+
+def test_as_float_array_returns_the_callers_float64_array_without_a_copy():
+    a = np.arange(6.0).reshape(2, 3)
+    assert as_float_array(a, "a") is a or np.shares_memory(as_float_array(a, "a"), a)
+    assert np.shares_memory(as_float_array(a.T, "a"), a)  # no contiguity is imposed: callers choose it
+
+
+def test_as_float_array_complex_only_where_allowed():
+    z = np.array([1.0 + 2.0j, -0.5j])
+    out = as_float_array(z, "z", allow_complex=True)
+    assert out.dtype == np.complex128 and np.shares_memory(out, z)
+    assert as_float_array([1, 2], "z", allow_complex=True).dtype == np.float64  # real input stays real
+    _raises_naming(TypeError, lambda: as_float_array(z, "z"), "z must be a real array, got dtype complex128")
+    _raises_naming(TypeError, lambda: as_float_array(z.astype(np.complex64), "z", allow_complex=True),
+                   "z has dtype complex64")
+    with pytest.raises(TypeError, match=r"z\.astype\(np\.complex128\)"):
+        as_float_array(z.astype(np.complex64), "z", allow_complex=True)
+    _raises_naming(TypeError, lambda: as_float_array(np.float32([1.0]), "z", allow_complex=True),
+                   "z has dtype float32; refimpl computes in float64 or complex128")
+    _raises_naming(ValueError, lambda: as_float_array([1j, np.nan], "z", allow_complex=True),
+                   "z has a non-finite entry (NaN or inf) at index 1")
+
+
+def test_as_float_array_promotes_integers_only_where_float64_is_exact():
+    edge = np.array([2 ** 53, -2 ** 53, 7], dtype=np.int64)
+    out = as_float_array(edge, "n")
+    assert out.dtype == np.float64 and [int(v) for v in out] == [2 ** 53, -2 ** 53, 7]
+    np.testing.assert_array_equal(as_float_array(np.array([3, 250], dtype=np.uint8), "n"), [3.0, 250.0])
+    for bad in (np.array([2 ** 53 + 1]), np.array([-2 ** 53 - 1]), np.array([2 ** 64 - 1], dtype=np.uint64)):
+        _raises_naming(ValueError, lambda: as_float_array(bad, "n"), "n holds integers of magnitude above 2**53")
+
+
+def test_as_float_array_shape_checks():
+    a = np.zeros((2, 3))
+    assert as_float_array(a, "a", ndim=2, shape=(2, None)) is not None
+    _raises_naming(ValueError, lambda: as_float_array(a, "a", ndim=1), "a must be a 1-D array, got shape (2, 3)")
+    _raises_naming(ValueError, lambda: as_float_array(a, "a", shape=(None, 2)),
+                   "a must have shape (n, 2), got shape (2, 3)")
+    _raises_naming(ValueError, lambda: as_float_array(a, "a", shape=(6,)), "a must have shape (6,), got shape (2, 3)")
+    # finite=False leaves the NaN/inf check to the caller
+    assert np.isnan(as_float_array([np.nan], "a", finite=False)).all()
+
+
+def test_as_float_array_names_the_expected_value_in_its_type_errors():
+    _raises_naming(TypeError, lambda: as_float_array(None, "w", what="a weight vector"),
+                   "w must be a weight vector, got NoneType")
+    _raises_naming(TypeError, lambda: as_float_array([fractions.Fraction(1, 3)], "w"),
+                   "w must be a real array, got dtype object")
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -126,6 +234,11 @@ def test_as_coordinate():
 @given(hnp.arrays(st.sampled_from([np.float64, np.float32, np.int64, np.int16]), st.integers(1, 6),
                   elements=st.integers(-1000, 1000)))
 def test_as_vector_and_as_points_1d_return_the_same_float64_values(a):
+    if a.dtype == np.float32:  # the dtype policy: another float precision is refused, never silently changed
+        for check in (lambda: as_vector(a, a.size, "v"), lambda: as_vector(list(a), None, "v"),
+                      lambda: as_points_1d(a, "v")):
+            _raises_naming(TypeError, check, "v has dtype float32")
+        return
     # independent route: NumPy's own float64 conversion of the same values
     expected = a.astype(np.float64)
     for out in (as_vector(a, a.size, "v"), as_vector(list(a), None, "v"), as_points_1d(a, "v")):

@@ -5,20 +5,20 @@
 >>> grad(lambda x: ops.sum(ops.sin(x) * x))(np.array([0.0, 1.0]))   # sin x + x cos x
 array([0.        , 1.38177329])
 
-Modules: :mod:`~refimpl.ad.tape` (the engine), :mod:`~refimpl.ad.ops` (primitives beside their VJPs),
+Modules, each importing only NumPy and the ones before it: :mod:`~refimpl.ad.tape` (the engine),
+:mod:`~refimpl.ad.ops` (primitives beside their VJPs; installs the operators of :class:`Variable`),
 :mod:`~refimpl.ad.api` (grad, value_and_grad, vjp, jacobian, hvp), :mod:`~refimpl.ad.checks` (finite differences,
-complex step, Taylor test, check_grad).
+complex step, Taylor test, check_grad). The conventions are in docs/theory/autodiff.md.
 """
-from refimpl.ad import ops
+from refimpl.ad import ops  # first: installs the operators of Variable
 from refimpl.ad.api import grad, hvp, jacobian, value_and_grad, vjp
+from refimpl.ad.checks import (GradCheckResult, TaylorResult, central_difference, check_grad, complex_step,
+                               complex_step_gradient, fd_gradient, richardson_difference, taylor_test)
 from refimpl.ad.tape import Variable, getvalue, primitive
 
-__all__ = ["ops", "grad", "value_and_grad", "vjp", "jacobian", "hvp", "Variable", "getvalue", "primitive"]
-
-try:  # the checks module is public too; re-export its names when present
-    from refimpl.ad.checks import *  # noqa: F401,F403
-    from refimpl.ad import checks as _checks
-
-    __all__ += list(getattr(_checks, "__all__", []))
-except ImportError:  # pragma: no cover - during development only
-    pass
+__all__ = [
+    "ops", "grad", "value_and_grad", "vjp", "jacobian", "hvp", "Variable", "getvalue", "primitive",
+    # refimpl.ad.checks
+    "central_difference", "richardson_difference", "complex_step", "fd_gradient", "complex_step_gradient",
+    "taylor_test", "check_grad", "TaylorResult", "GradCheckResult",
+]

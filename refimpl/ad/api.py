@@ -9,6 +9,7 @@ import numbers
 
 import numpy as np
 
+from refimpl.ad import ops
 from refimpl.ad.tape import Node, Variable, backward, getvalue, new_trace_id
 
 _ACCEPTED = (np.dtype(np.float64), np.dtype(np.complex128))
@@ -73,7 +74,6 @@ def _cotangent(g, x):
         return np.zeros(np.shape(getvalue(x)), dtype=getvalue(x).dtype) if not isinstance(x, Variable) \
             else x * 0.0
     if not np.iscomplexobj(getvalue(x)) and np.iscomplexobj(getvalue(g)):
-        from refimpl.ad import ops
         g = ops.real(g)
     if not isinstance(g, Variable):
         g = np.asarray(g, dtype=getvalue(x).dtype)
@@ -107,7 +107,7 @@ def vjp(f, *args):
             g = as_input(g, "g")
         if np.shape(getvalue(g)) != np.shape(getvalue(value)):
             raise ValueError(f"`g` has shape {np.shape(getvalue(g))}, the output has shape {np.shape(getvalue(value))}")
-        cots = backward(end, g, starts) if end is not None else [None] * len(starts)
+        cots = backward(end, g, starts, add=ops.add) if end is not None else [None] * len(starts)
         return tuple(_cotangent(c, x) for c, x in zip(cots, inputs))
 
     return value, vjp_fn
@@ -130,7 +130,7 @@ def value_and_grad(f, argnum: int = 0):
         if not np.isfinite(getvalue(value)):
             raise ValueError(f"`f` returned a non-finite value ({getvalue(value)}) at the given point")
         x = starts[0].ans
-        g = backward(end, 1.0, starts)[0] if end is not None else None
+        g = backward(end, 1.0, starts, add=ops.add)[0] if end is not None else None
         return value, _cotangent(g, x)
 
     return value_and_grad_f
@@ -161,7 +161,6 @@ def jacobian(f, argnum: int = 0):
             e = np.zeros(vshape, dtype=dtype)
             e[np.unravel_index(k, vshape)] = 1.0
             rows.append(pullback(e)[0])
-        from refimpl.ad import ops
         xshape = np.shape(getvalue(args[i]))
         return ops.reshape(ops.stack(rows), vshape + xshape)
 
@@ -172,7 +171,6 @@ def hvp(f, argnum: int = 0):
     """``hvp(f)(*args, v)``: the Hessian-vector product ∇²f(x)·v with x = ``args[argnum]``, by reverse-over-reverse
     (the gradient of x ↦ ⟨∇f(x), v⟩). For complex x it is the product with the (unconjugated) complex Hessian."""
     _check_callable(f)
-    from refimpl.ad import ops
 
     def hvp_f(*args_and_v):
         if len(args_and_v) < 2:

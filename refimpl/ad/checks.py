@@ -13,7 +13,8 @@ Independent routes to a derivative, each with a known error law (``h`` = step, `
   observed rates log2(r(h)/r(h/2)) must approach 1 and 2.  A gradient error δ leaves r1 ≈ h|⟨δ,d⟩|: rate 1.
 
 Every check validates its inputs and returns numbers or a result object with a readable ``repr``; only
-``GradCheckResult.raise_if_failed()`` raises on a failed check.  This module imports only NumPy.
+``GradCheckResult.raise_if_failed()`` raises on a failed check.  At import time this module needs only NumPy;
+:func:`check_grad` takes its default gradient from :func:`refimpl.ad.api.grad`.
 """
 from dataclasses import dataclass, field
 import warnings
@@ -359,7 +360,7 @@ def check_grad(f, x, grad=None, *, rtol=1e-6, complex_rtol=1e-10, atol=None, eps
         raise TypeError(f"use_complex_step must be None, True or False, got {use_complex_step!r}")
     value = _real_scalar(f, x)
     if grad is None:
-        from refimpl.ad import grad as tape_grad  # lazy: this module imports only NumPy
+        from refimpl.ad.api import grad as tape_grad  # lazy: at import time this module needs only NumPy
         grad = tape_grad(f)
     g = _as_array(grad(x.copy()) if callable(grad) else grad, "grad", allow_complex=True)
     if g.shape != x.shape:

@@ -5,15 +5,19 @@ just NumPy (so code written with these functions runs at NumPy speed outside a t
 tape. VJP rules have the signature ``rule(g, ans, *args)`` and are written with these same functions, so they can be
 differentiated again. Broadcasting is undone in one place, :func:`unbroadcast`.
 
+This module also installs the operators and array methods onto :class:`~refimpl.ad.tape.Variable` (last section, the
+pattern of HIPS autograd's ``numpy_boxes.py``): the engine in :mod:`refimpl.ad.tape` imports nothing from here.
+
 Complex numbers: holomorphic primitives use the plain (unconjugated) derivative, e.g. ``exp``: ``g * ans`` — the JAX
 convention, see :mod:`refimpl.ad.tape`. ``abs``, ``maximum``, ``minimum``, ``real``, ``imag`` and ``conj`` are not
 holomorphic; their rules follow from the same convention (a real-valued f of z = x + iy gets ``∂f/∂x − i ∂f/∂y``).
+The convention and the subgradients chosen at kinks are written out in docs/theory/autodiff.md.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from refimpl.ad.tape import getvalue, primitive
+from refimpl.ad.tape import Variable, getvalue, primitive
 
 __all__ = [
     "add", "subtract", "multiply", "divide", "negative", "power", "exp", "log", "sqrt", "sin", "cos", "tanh",
@@ -333,3 +337,36 @@ def einsum(subscripts, a, b):
     so each VJP is again such an einsum (``'ij,jk->ik'``: ḡ_a = einsum('ik,jk->ij', g, b))."""
     _einsum_parse(subscripts)
     return _einsum_p(subscripts, a, b)
+
+
+# -- operators and array methods of Variable ---------------------------------------------------------------------------
+# The engine's Variable defines no arithmetic; the primitive layer installs it here, once, when this module is imported
+# (``import refimpl.ad`` always imports it). ``x + y`` on a Variable is exactly ``add(x, y)``, and so on.
+def _install(name, method):
+    method.__name__ = name
+    method.__qualname__ = f"Variable.{name}"
+    setattr(Variable, name, method)
+
+
+_install("__add__", lambda self, o: add(self, o))
+_install("__radd__", lambda self, o: add(o, self))
+_install("__sub__", lambda self, o: subtract(self, o))
+_install("__rsub__", lambda self, o: subtract(o, self))
+_install("__mul__", lambda self, o: multiply(self, o))
+_install("__rmul__", lambda self, o: multiply(o, self))
+_install("__truediv__", lambda self, o: divide(self, o))
+_install("__rtruediv__", lambda self, o: divide(o, self))
+_install("__pow__", lambda self, o: power(self, o))
+_install("__rpow__", lambda self, o: power(o, self))
+_install("__matmul__", lambda self, o: matmul(self, o))
+_install("__rmatmul__", lambda self, o: matmul(o, self))
+_install("__neg__", lambda self: negative(self))
+_install("__abs__", lambda self: abs(self))
+_install("__getitem__", lambda self, idx: getitem(self, idx))
+_install("reshape", lambda self, *shape: reshape(self, shape[0] if len(shape) == 1 else shape))
+_install("sum", lambda self, axis=None, keepdims=False: sum(self, axis=axis, keepdims=keepdims))
+_install("mean", lambda self, axis=None, keepdims=False: mean(self, axis=axis, keepdims=keepdims))
+_install("transpose", lambda self, *axes: transpose(self, axes if axes else None))
+_install("conj", lambda self: conj(self))
+Variable.T = property(lambda self: transpose(self), doc="The transpose (all axes reversed).")
+Variable.real = property(lambda self: real(self), doc="The real part.")

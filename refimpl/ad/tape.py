@@ -1,20 +1,25 @@
 """The tape: variables, nodes, primitives and the backward pass.
 
-This is the whole reverse-mode engine; it knows nothing of what the primitives compute.
+This is the whole reverse-mode engine; it knows nothing of what the primitives compute, and it imports only NumPy.
+The primitive layer (:mod:`refimpl.ad.ops`) is built on this module and never the reverse: it installs the arithmetic
+operators and array methods onto :class:`Variable` (the pattern of HIPS autograd's ``numpy_boxes.py``), and the caller
+of :func:`backward` passes in the primitive that sums two cotangents.
 
 * A :class:`Variable` wraps a value (an ``ndarray``, or a ``Variable`` of an *outer* trace) together with the
   :class:`Node` that produced it and the id of the trace it belongs to.
 * A *primitive* (:func:`primitive`) is a plain NumPy function plus one VJP rule per differentiable argument. Called on
   Variables it unwraps the arguments of the innermost trace, evaluates itself on the unwrapped values (recursively, so an
   outer trace records the same call), and wraps the result in a new node whose parents are the argument nodes.
-* :func:`backward` walks the nodes reachable from the output in reverse topological order and accumulates cotangents.
-  The VJP rules are written with primitives, so while an inner trace is differentiated the cotangent computation is itself
+* :func:`backward` walks the nodes reachable from the output in reverse topological order and accumulates cotangents
+  with the ``add`` it is given (a primitive, so sums of Variable cotangents are recorded on outer traces). The VJP
+  rules are written with primitives, so while an inner trace is differentiated the cotangent computation is itself
   recorded on every outer trace: ``grad(grad(f))`` and Hessian-vector products need nothing extra.
 
 This is the design of HIPS autograd (``tracer.py``/``core.py``) and micrograd, reduced to what refimpl needs.
 
 Complex convention (as JAX): a VJP is the plain transpose of the (complex-linear) JVP, without conjugation. For a
 holomorphic f, ``grad(f)(z) = f'(z)``; for a real-valued f of a complex z = x + iy it is ``∂f/∂x − i ∂f/∂y``.
+The conventions are written out in docs/theory/autodiff.md.
 """
 from __future__ import annotations
 
@@ -45,7 +50,12 @@ class Node:
 
 
 class Variable:
-    """A value on the tape. Supports NumPy-style operators; see :mod:`refimpl.ad.ops` for functions."""
+    """A value on the tape.
+
+    The arithmetic operators (``+ - * / ** @``, unary ``-``, ``abs``, indexing), the properties ``T`` and ``real`` and
+    the methods ``reshape``, ``sum``, ``mean``, ``transpose`` and ``conj`` are installed onto this class by
+    :mod:`refimpl.ad.ops`, which ``import refimpl.ad`` always loads; see that module for the functions.
+    """
 
     __slots__ = ("_value", "_node", "_trace")
     __array_priority__ = 100.0  # ndarray (op) Variable defers to Variable.__r<op>__
@@ -65,8 +75,6 @@ class Variable:
     ndim = property(lambda self: self._value.ndim)
     size = property(lambda self: self._value.size)
     dtype = property(lambda self: self._value.dtype)
-    T = property(lambda self: _ops().transpose(self))
-    real = property(lambda self: _ops().real(self))
 
     def __len__(self):
         return len(self._value)
@@ -81,50 +89,14 @@ class Variable:
         raise TypeError("a Variable cannot be converted to an ndarray inside a traced function "
                         "(use refimpl.ad.ops functions, or getvalue() to leave the tape deliberately)")
 
-    # -- operators ---------------------------------------------------------------------------------------------
-    def __add__(self, o): return _ops().add(self, o)
-    def __radd__(self, o): return _ops().add(o, self)
-    def __sub__(self, o): return _ops().subtract(self, o)
-    def __rsub__(self, o): return _ops().subtract(o, self)
-    def __mul__(self, o): return _ops().multiply(self, o)
-    def __rmul__(self, o): return _ops().multiply(o, self)
-    def __truediv__(self, o): return _ops().divide(self, o)
-    def __rtruediv__(self, o): return _ops().divide(o, self)
-    def __pow__(self, o): return _ops().power(self, o)
-    def __rpow__(self, o): return _ops().power(o, self)
-    def __matmul__(self, o): return _ops().matmul(self, o)
-    def __rmatmul__(self, o): return _ops().matmul(o, self)
-    def __neg__(self): return _ops().negative(self)
-    def __pos__(self): return self
-    def __abs__(self): return _ops().abs(self)
-    def __getitem__(self, idx): return _ops().getitem(self, idx)
+    def __pos__(self):
+        return self
 
     # comparisons act on values and return plain boolean arrays (they are not differentiable)
     def __lt__(self, o): return getvalue(self) < getvalue(o)
     def __le__(self, o): return getvalue(self) <= getvalue(o)
     def __gt__(self, o): return getvalue(self) > getvalue(o)
     def __ge__(self, o): return getvalue(self) >= getvalue(o)
-
-    def reshape(self, *shape):
-        return _ops().reshape(self, shape[0] if len(shape) == 1 else shape)
-
-    def sum(self, axis=None, keepdims=False):
-        return _ops().sum(self, axis=axis, keepdims=keepdims)
-
-    def mean(self, axis=None, keepdims=False):
-        return _ops().mean(self, axis=axis, keepdims=keepdims)
-
-    def transpose(self, *axes):
-        return _ops().transpose(self, axes if axes else None)
-
-    def conj(self):
-        return _ops().conj(self)
-
-
-def _ops():
-    from refimpl.ad import ops  # late import: ops is built on this module
-
-    return ops
 
 
 def getvalue(x):
@@ -198,6 +170,14 @@ def _toposort(end):
     return order
 
 
+# -- fast path: in-place accumulation of plain-array cotangents ---------------------------------------------------------
+# A cotangent the backward pass owns (a _Buffer) is summed into in place instead of by the ``add`` primitive, and a node
+# whose primitive declares ``accumulate`` (indexing) adds its cotangent into that buffer directly, so N reads x[n] cost
+# O(N + size) instead of N full-size scatter arrays. Only plain arrays take this path (first order); Variable cotangents
+# (higher order) always go through ``add`` so that outer traces record the sum. The VJP rule stays the definition: the
+# fast path adds the same terms (with an index repeated within one read, the partial sums may associate differently).
+
+
 class _Buffer:
     """A cotangent owned by the backward pass and accumulated in place (no other reference to ``array`` exists)."""
 
@@ -207,7 +187,7 @@ class _Buffer:
         self.array = array
 
 
-def _add_cotangent(cot, key, g):
+def _add_cotangent(cot, key, g, add):
     """cot[key] += g: in place into an owned buffer when the types allow it, else with the ``add`` primitive (which
     records on outer traces when g or the running sum is a Variable)."""
     existing = cot.get(key)
@@ -217,7 +197,7 @@ def _add_cotangent(cot, key, g):
           and np.result_type(existing.array, g) == existing.array.dtype):
         existing.array += g
     else:
-        cot[key] = _ops().add(existing.array if isinstance(existing, _Buffer) else existing, g)
+        cot[key] = add(existing.array if isinstance(existing, _Buffer) else existing, g)
 
 
 def _buffer_for(cot, key, like):
@@ -235,9 +215,15 @@ def _buffer_for(cot, key, like):
     return cot[key]
 
 
-def backward(end_node, g, start_nodes):
+# -- the backward pass -------------------------------------------------------------------------------------------------
+def backward(end_node, g, start_nodes, *, add):
     """Cotangents at ``start_nodes`` given the cotangent ``g`` at ``end_node`` (None where the output does not depend on
-    a start node)."""
+    a start node).
+
+    ``add(a, b)`` sums two cotangents; the callers (:mod:`refimpl.ad.api`) pass the ``add`` primitive of the
+    primitive layer, so that the sum is recorded on outer traces when a cotangent is a Variable (higher-order
+    derivatives).
+    """
     wanted = {id(n): k for k, n in enumerate(start_nodes)}
     result = [None] * len(start_nodes)
     cot = {id(end_node): g}
@@ -256,5 +242,5 @@ def backward(end_node, g, start_nodes):
             if buf is not None:
                 fast(buf.array, g_node, *node.args, **node.kwargs)
             else:
-                _add_cotangent(cot, key, node.vjps[argnum](g_node, node.ans, *node.args, **node.kwargs))
+                _add_cotangent(cot, key, node.vjps[argnum](g_node, node.ans, *node.args, **node.kwargs), add)
     return result
