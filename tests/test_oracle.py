@@ -101,6 +101,26 @@ def test_export_is_deterministic(tmp_path):
         assert (a / f).read_bytes() == (b / f).read_bytes(), f
 
 
+def test_exported_readme_is_the_case_format_doc(tmp_path):
+    """The exported README.md is docs/case-format.md byte for byte (shipped as refimpl/oracle/case-format.md), and
+    the doc defines every array name of every built-in case kind."""
+    from refimpl.oracle import CASE_KINDS
+    from refimpl.oracle.battery import case_format_text
+
+    doc = (REPO / "docs" / "case-format.md").read_bytes()
+    assert case_format_text() == doc
+    shipped = REPO / "refimpl" / "oracle" / "case-format.md"
+    assert shipped.is_symlink() and shipped.resolve() == (REPO / "docs" / "case-format.md").resolve()
+    export_battery(tmp_path / "x", quick=True)
+    assert (tmp_path / "x" / "README.md").read_bytes() == doc
+    text = doc.decode("utf-8")
+    assert "SPEC" not in text
+    for kind in ("ode", "wasserstein"):
+        assert f'"kind": "{kind}"' in text
+        for name in (*CASE_KINDS.get(kind).inputs, *CASE_KINDS.get(kind).references):
+            assert f"`{name}`" in text, (kind, name)
+
+
 def test_save_load_round_trip_is_exact(tmp_path):
     case = next(iter(battery(quick=True)))
     save_case(case, tmp_path / "c")
