@@ -114,6 +114,18 @@ def test_unknown_kinds_and_field_families_are_still_refused(ode_case, tmp_path):
         Case(meta, ode_case.arrays)
 
 
+def test_unknown_energy_terms_are_still_refused():
+    from refimpl.oracle.wasserstein_cases import WassersteinProblem, build_wasserstein_case
+
+    case = build_wasserstein_case(WassersteinProblem(
+        "kinds-w", ({"kind": "quadratic_interaction", "B": [[0.5, 0.1], [0.1, 0.3]]},), "gaussian", "forward_euler",
+        0.1, 2, (1.0, -0.5), ((1.0, 0.3), (0.3, 0.5))))
+    meta = json.loads(json.dumps(case.metadata))
+    meta["problem"]["energy"]["terms"][0]["kind"] = "nonesuch"
+    with pytest.raises(CaseFormatError, match="'nonesuch' is not a known energy term"):
+        Case(meta, case.arrays)
+
+
 def test_one_normwise_disagreement_guards_empty_arrays():
     assert normwise_disagreement(np.zeros(0), np.zeros(0)) == 0.0
     assert normwise_disagreement([1.0, 2.0], [1.0, 4.0]) == 0.5

@@ -222,9 +222,8 @@ def problem_objects(case: Case) -> dict:
     p = case.problem
     return {"field": field_from_spec(p["field"]), "method": scheme_from_spec(p["scheme"]),
             "starter": None if p["starter"] is None else scheme_from_spec(p["starter"]),
-            "loss": loss_from_spec(p["loss"]), "layout": p["layout"], "T": p["T"],
-            "N": p["N"], "x0": np.array(case.x0), "theta": np.array(case.theta)}
-
+            "loss": loss_from_spec(p["loss"]), "layout": p["layout"], "T": p["T"], "N": p["N"],
+            "x0": np.array(case.x0), "theta": np.array(case.theta)}
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -251,7 +250,7 @@ class Sinusoid:
 class OdeProblem:
     r"""An ODE problem to turn into a case: ẋ = f(x, θ(t)), x(0) = x₀, L = ½|x(T) − y|².
 
-    ``field`` a built-in vector field; ``method`` a scheme or its name (:func:`refimpl.ode.schemes.scheme`);
+    ``field`` a vector field :func:`field_spec` can store; ``method`` a scheme or its name (:func:`refimpl.ode.schemes.scheme`);
     ``starter`` for a multistep method ("forward_euler", "matched" or a tableau); ``layout`` "stage"/"step";
     ``theta``: a :class:`Sinusoid`, an analytic case of :mod:`refimpl.ode.analytic` (its θ(t) and closed forms are
     used), a callable t ↦ (p,) array, or an (n_samples, p) array of samples (then no continuous gradient).

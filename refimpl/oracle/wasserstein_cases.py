@@ -352,6 +352,9 @@ class WassersteinCaseKind(CaseKind):
         p, a = case.problem, case.arrays
         d, K = p["dim"], p["n_steps"]
         for i, term in enumerate(p["energy"]["terms"]):
+            if term["kind"] not in _TERM_KEYS:
+                raise CaseFormatError(f"{where}: problem.energy.terms[{i}]: {term['kind']!r} is not a known energy term "
+                                      f"(known: {sorted(_TERM_KEYS)})")
             missing = [k for k in _TERM_KEYS[term["kind"]] if k not in term]
             if missing:
                 raise CaseFormatError(f"{where}: problem.energy.terms[{i}] ({term['kind']}) misses {missing}")
