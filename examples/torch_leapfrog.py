@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from refimpl.oracle import compare, load_case
-from refimpl.oracle.cases import OdeProblem, Sinusoid, build_case, problem_objects
+from refimpl.oracle.ode_cases import OdeProblem, Sinusoid, build_case, problem_objects
 from refimpl.ode.corrections import applicable_estimates
 from refimpl.ode.fields import TanhField
 from refimpl.ode.samples import parameter_samples

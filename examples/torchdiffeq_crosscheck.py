@@ -67,7 +67,7 @@ from refimpl.ode.continuous_adjoint import continuous_adjoint
 from refimpl.ode.discrete_adjoint import discrete_adjoint
 from refimpl.ode.fields import QuadraticLoss, TanhField, UserLoss
 from refimpl.ode.schemes import FORWARD_EULER, MIDPOINT, RK38
-from refimpl.oracle.cases import Sinusoid
+from refimpl.oracle.ode_cases import Sinusoid
 
 torch.set_default_dtype(torch.float64)
 

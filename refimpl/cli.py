@@ -4,7 +4,7 @@
     runs every experiment registered in ``validation.EXPERIMENTS`` (the ``validation/`` folder beside the package) and
     writes ``DIR/index.md`` with one PASS/FAIL line per claim. Exit 0 every claim passed, 1 some claim failed.
 ``python -m refimpl cases export DIR [--quick]``
-    writes the battery of oracle cases (JSON metadata + ``.npz`` arrays, SPEC §5) to DIR.
+    writes the battery of oracle cases (JSON metadata + ``.npz`` arrays, ``docs/case-format.md``) to DIR.
 ``python -m refimpl check CASE_DIR THEIRS.npz [--json]``
     compares a foreign implementation's arrays with a case. Exit 0 pass, 1 mismatch.
 
@@ -78,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--quick", action="store_true", help="small sizes, for CI")
     v.add_argument("--out", type=Path, default=REPO_ROOT / "validation" / "report", help="report folder")
     v.add_argument("--only", nargs="+", metavar="NAME", help="run only these experiments")
-    # oracle (SPEC §5): refimpl.oracle.commands
+    # oracle (docs/case-format.md): refimpl.oracle.commands
     cases = sub.add_parser("cases", help="oracle cases as data").add_subparsers(dest="cases_command", required=True)
     ex = cases.add_parser("export", help="write the battery of oracle cases (JSON metadata + .npz arrays) to DIR")
     ex.add_argument("dir", type=Path, metavar="DIR")

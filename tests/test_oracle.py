@@ -1,4 +1,5 @@
-"""The oracle face (SPEC §5): the battery of cases, their numbers against independent routes, ``compare`` and the CLI.
+"""The oracle face (docs/case-format.md): the battery of cases, their numbers against independent routes, ``compare``
+and the CLI.
 
 Independent routes used here (none of them is the code that produced the case):
 * the discrete gradient against the complex-step gradient of the discrete loss (exact to rounding: no subtraction);
@@ -6,7 +7,7 @@ Independent routes used here (none of them is the code that produced the case):
   input arrays (what a foreign implementation has);
 * analytic cases: the closed-form continuous gradient against SciPy DOP853 through ``continuous_adjoint``;
 * the phenomenon of [A]: the leapfrog normalised gradient is O(1) away from the continuous gradient, forward Euler's
-  O(h) (SPEC §3).
+  O(h) (docs/theory/oscillations-and-corrections.md).
 """
 import json
 import subprocess
@@ -23,9 +24,10 @@ from refimpl.ode import analytic
 from refimpl.ode.continuous_adjoint import continuous_adjoint
 from refimpl.ode.integrate import discrete_loss
 from refimpl.oracle import Case, CaseFormatError, compare, load_case, save_case
-from refimpl.oracle.case_io import read_npz, write_npz
-from refimpl.oracle.cases import (OdeProblem, Sinusoid, battery, build_case, export_battery, field_from_spec,
-                                  field_spec, problem_objects)
+from refimpl.oracle.battery import battery, export_battery
+from refimpl.oracle.ode_cases import (OdeProblem, Sinusoid, build_case, field_from_spec, field_spec,
+                                      problem_objects)
+from refimpl.oracle.safe_io import read_npz, write_npz
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -53,7 +55,8 @@ def test_battery_covers_every_named_scheme_layout_field_and_analytic_case(batter
     from refimpl.ode import schemes
     index = json.loads((out / "index.json").read_text())
     assert index["cases"] == names and len(set(names)) == len(names)
-    assert f"{len(names)} cases" in (out / "README.md").read_text()
+    # the README is docs/case-format.md, byte for byte (test_exported_readme_is_the_case_format_doc)
+    assert (out / "README.md").read_bytes() == (REPO / "docs" / "case-format.md").read_bytes()
     assert sorted(p.name for p in out.iterdir() if p.is_dir()) == sorted(names)
     for field in ("tanh-d2", "linear-d2", "twolayer-d2h3", "poly-d2"):
         for scheme in schemes.TABLEAUX:
@@ -79,7 +82,8 @@ def test_every_case_loads_and_passes_against_its_own_arrays(battery_dir):
         report = compare(case, {k: case.arrays[k] for k in case.references})
         assert report.passed and report.exit_code == 0
         assert all(q.max_abs_error == 0 for q in report.quantities)
-        # the two routes agreed when the case was built (SPEC §3: tape vs hand recursion ≤ 1e-13 relative)
+        # the two routes agreed when the case was built (tape vs hand recursion ≤ 1e-13 relative;
+        # docs/theory/discrete-adjoint.md)
         checks = case.metadata["provenance"]["route_checks"]
         if case.metadata["kind"] == "ode":
             assert max(checks[k] for k in ("discrete_gradient", "grad_x0", "trajectory")) <= 1e-13, (name, checks)
@@ -95,6 +99,26 @@ def test_export_is_deterministic(tmp_path):
     assert files and files == sorted(p.relative_to(b) for p in b.rglob("*") if p.is_file())
     for f in files:
         assert (a / f).read_bytes() == (b / f).read_bytes(), f
+
+
+def test_exported_readme_is_the_case_format_doc(tmp_path):
+    """The exported README.md is docs/case-format.md byte for byte (shipped as refimpl/oracle/case-format.md), and
+    the doc defines every array name of every built-in case kind."""
+    from refimpl.oracle import CASE_KINDS
+    from refimpl.oracle.battery import case_format_text
+
+    doc = (REPO / "docs" / "case-format.md").read_bytes()
+    assert case_format_text() == doc
+    shipped = REPO / "refimpl" / "oracle" / "case-format.md"
+    assert shipped.is_symlink() and shipped.resolve() == (REPO / "docs" / "case-format.md").resolve()
+    export_battery(tmp_path / "x", quick=True)
+    assert (tmp_path / "x" / "README.md").read_bytes() == doc
+    text = doc.decode("utf-8")
+    assert "SPEC" not in text
+    for kind in ("ode", "wasserstein"):
+        assert f'"kind": "{kind}"' in text
+        for name in (*CASE_KINDS.get(kind).inputs, *CASE_KINDS.get(kind).references):
+            assert f"`{name}`" in text, (kind, name)
 
 
 def test_save_load_round_trip_is_exact(tmp_path):
@@ -223,7 +247,8 @@ def test_build_case_refuses_bad_problems():
         build_case(OdeProblem(**{**good, "field": UserField(lambda x, t: x, 2, 6)}))
     with pytest.raises(ValueError, match="N"):
         build_case(OdeProblem(**{**good, "N": 0}))
-    with pytest.raises(ValueError, match="starter"):  # the starter is part of the problem (SPEC §2)
+    # the starter is part of the problem (docs/theory/explicit-schemes.md)
+    with pytest.raises(ValueError, match="starter"):
         build_case(OdeProblem(**{**good, "method": "leapfrog"}))
     with pytest.raises(ValueError, match="starter"):
         build_case(OdeProblem(**{**good, "starter": "forward_euler"}))

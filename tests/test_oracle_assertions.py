@@ -7,7 +7,7 @@ from refimpl.ad.checks import complex_step_gradient
 from refimpl.ode.fields import TanhField
 from refimpl.ode.integrate import discrete_loss
 from refimpl.oracle import CaseFormatError, save_case
-from refimpl.oracle.cases import OdeProblem, Sinusoid, problem_objects
+from refimpl.oracle.ode_cases import OdeProblem, Sinusoid, problem_objects
 from refimpl.testing import assert_gradient_matches
 
 PROBLEM = OdeProblem("tanh-leapfrog-small", TanhField(2), "leapfrog", (0.6, -0.4), (0.2, 0.5), 1.0, 8,
@@ -27,7 +27,7 @@ def complex_step_user_gradient(case):
 def test_an_exact_gradient_passes_from_a_problem_a_case_and_a_path(tmp_path):
     report = assert_gradient_matches(complex_step_user_gradient, PROBLEM)
     assert report.passed and report["discrete_gradient"].max_rel_error < 1e-13
-    from refimpl.oracle.cases import build_case
+    from refimpl.oracle.ode_cases import build_case
     case = build_case(PROBLEM)
     assert assert_gradient_matches(complex_step_user_gradient, case).passed
     save_case(case, tmp_path / "c")

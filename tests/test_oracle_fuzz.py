@@ -3,7 +3,7 @@ NaN, huge declared sizes, corrupted archives, path tricks. The contract: ``cli.m
 exit code 2 with one ``error: ...`` line on stderr — and never raises (no traceback, no crash).
 
 For the foreign ``.npz`` fuzz the expected exit code is computed independently in the test from the rules of
-:mod:`refimpl.oracle.compare` (name, dtype, shape → 2; otherwise numpy.isclose with the case tolerance → 0 or 1).
+:func:`refimpl.oracle.compare` (name, dtype, shape → 2; otherwise numpy.isclose with the case tolerance → 0 or 1).
 """
 import copy
 import io
@@ -22,8 +22,8 @@ from hypothesis.extra import numpy as hnp
 from refimpl import cli
 from refimpl.ode.fields import TanhField
 from refimpl.oracle import CaseFormatError, load_case, save_case
-from refimpl.oracle.case_io import ARRAY_NAME, read_json, read_npz
-from refimpl.oracle.cases import OdeProblem, Sinusoid, build_case
+from refimpl.oracle.safe_io import ARRAY_NAME, read_json, read_npz
+from refimpl.oracle.ode_cases import OdeProblem, Sinusoid, build_case
 
 FUZZ = settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 

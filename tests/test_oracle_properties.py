@@ -9,7 +9,7 @@ import numpy as np
 from hypothesis import given, settings
 
 from refimpl.oracle import compare, load_case, save_case
-from refimpl.oracle.cases import OdeProblem, build_case
+from refimpl.oracle.ode_cases import OdeProblem, build_case
 from refimpl.oracle.verify import verify_case
 from refimpl.testing.strategies_ode import ode_problems
 

@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from refimpl.oracle.case_io import case_schema
+from refimpl.oracle.safe_io import case_schema
 from refimpl.oracle.json_schema import SchemaViolation, check_schema, validate
 
 S = {

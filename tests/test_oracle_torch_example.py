@@ -10,7 +10,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from refimpl.oracle import compare, save_case  # noqa: E402
-from refimpl.oracle.cases import build_case  # noqa: E402
+from refimpl.oracle.ode_cases import build_case  # noqa: E402
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "torch_leapfrog.py"
 
@@ -46,10 +46,11 @@ def test_leapfrog_gradient_disagrees_with_the_continuous_one_and_the_correction_
                                      example.torch_gradient(cases["leapfrog", 128])["discrete_gradient"])
     # [A]: g_n = G_n/(2h) oscillates around half of deltaL/deltatheta: O(1) error, not decreasing with N
     assert e32["normalised"] > 0.3 and e128["normalised"] > 0.8 * e32["normalised"]
-    # the pair sum (SPEC §3) is first order: N x4 -> error /4 (accept observed order 0.7..1.4)
+    # the pair sum (docs/theory/oscillations-and-corrections.md) is first order:
+    # N x4 -> error /4 (accept observed order 0.7..1.4)
     order = np.log(e32["corrected"] / e128["corrected"]) / np.log(4)
     assert 0.7 <= order <= 1.4, (e32, e128)
-    # the pair *average* stays wrong by O(1) (SPEC §3: "the factor matters")
+    # the pair *average* stays wrong by O(1) (docs/theory/oscillations-and-corrections.md: the factor matters)
     assert e128["average"] > 0.3
 
 

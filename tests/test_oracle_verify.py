@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from refimpl.oracle import CaseFormatError, load_case, save_case
-from refimpl.oracle.case_io import read_npz, write_npz
-from refimpl.oracle.cases import battery
+from refimpl.oracle.battery import battery
+from refimpl.oracle.safe_io import read_npz, write_npz
 from refimpl.oracle.verify import recompute, verify_case
 from refimpl.oracle.wasserstein_cases import wasserstein_battery
 

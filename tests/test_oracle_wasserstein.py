@@ -1,6 +1,6 @@
 """Wasserstein oracle cases (refimpl.oracle.wasserstein_cases) against routes written here from the case data alone:
-the quadratic energies and their gradient in plain NumPy, SPEC §4's explicit forward-Euler recursion for KL to a
-Gaussian, the Ornstein–Uhlenbeck solution by scipy.linalg.expm, the JKO mean in closed form, and Richardson finite
+the quadratic energies and their gradient in plain NumPy, the explicit Gaussian forward-Euler recursion for KL to a
+Gaussian (docs/theory/forward-euler-breakdown.md), the Ornstein–Uhlenbeck solution by scipy.linalg.expm, the JKO mean in closed form, and Richardson finite
 differences of the particle energy for the blob entropy."""
 import json
 
@@ -109,13 +109,14 @@ def _kl_target(case):
     return np.array(t["mean"]), np.array(t["cov"])
 
 
-def test_gaussian_kl_forward_euler_is_SPECs_explicit_recursion(cases):
+def test_gaussian_kl_forward_euler_is_the_explicit_gaussian_recursion(cases):
     case = cases["w-gaussian-kl__forward_euler"]
     mu, S_pi = _kl_target(case)
     P, h, I = np.linalg.inv(S_pi), case.problem["h"], np.eye(2)
     m, S = np.array(case.arrays["mean0"]), np.array(case.arrays["cov0"])
     ms, Ss = [m], [S]
-    for _ in range(case.problem["n_steps"]):  # SPEC §4 (derived): S+ = (I + h(S^-1 - P)) S (I + h(S^-1 - P))
+    for _ in range(case.problem["n_steps"]):  # docs/theory/forward-euler-breakdown.md:
+        # S+ = (I + h(S^-1 - P)) S (I + h(S^-1 - P))
         T = I + h * (np.linalg.inv(S) - P)
         m, S = m - h * P @ (m - mu), T @ S @ T
         ms.append(m)

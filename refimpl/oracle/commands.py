@@ -10,7 +10,7 @@ import zipfile
 import zlib
 from pathlib import Path
 
-from refimpl.oracle.case_io import CaseFormatError
+from refimpl.oracle.safe_io import CaseFormatError
 
 __all__ = ["export_command", "check_command", "BAD_INPUT_ERRORS"]
 
@@ -28,7 +28,7 @@ def _bad_input(message: str, as_json: bool) -> int:
 
 def export_command(directory, quick: bool = False) -> int:
     """Export the battery to ``directory``; 0 on success, 2 if the directory cannot be written."""
-    from refimpl.oracle.cases import export_battery
+    from refimpl.oracle.battery import export_battery
 
     t0 = time.perf_counter()
     try:
@@ -42,7 +42,7 @@ def export_command(directory, quick: bool = False) -> int:
 
 def check_command(case_dir, theirs, as_json: bool = False) -> int:
     """Compare ``theirs`` (an .npz path) with the case in ``case_dir``; print the report; return 0, 1 or 2."""
-    from refimpl.oracle.compare import compare
+    from refimpl.oracle.comparison import compare
 
     try:
         report = compare(Path(case_dir), Path(theirs))

@@ -1,5 +1,15 @@
-r"""Wasserstein oracle cases (SPEC §4, §5): an energy given as data, a representation (particles or Gaussians), a
-step (forward Euler, or the closed-form Gaussian JKO step) and the reference outputs.
+r"""The Wasserstein case kind: an energy given as data, a representation (particles or Gaussians), a step (forward
+Euler, the closed-form Gaussian JKO step, or random-coordinate descent) and the reference outputs. The format is
+defined in ``docs/case-format.md``; the energies, their first variations and Wasserstein gradients in
+``docs/theory/wasserstein-gradients.md``; RWCD in ``docs/theory/coordinate-descent.md``.
+
+This module owns everything about Wasserstein cases: the array names (:data:`WASSERSTEIN_INPUTS`,
+:data:`WASSERSTEIN_REFERENCES`), the consistency rules (:class:`WassersteinCaseKind`, registered in
+:data:`refimpl.oracle.case.CASE_KINDS` as ``"wasserstein"``), the builder (:class:`WassersteinProblem` →
+:func:`build_wasserstein_case`), the Wasserstein part of the battery and the recomputation used by
+:func:`refimpl.oracle.verify.verify_case`. The energy terms are stored as data through :func:`energy_from_spec` and
+:data:`_TERM_KEYS`, the only code here that knows the term kinds. The Wasserstein stack (Numba) is imported on first
+use, so loading and checking a case stays light.
 
 The energy is a sum of terms, each a JSON object (``problem.energy.terms``):
 
@@ -13,7 +23,7 @@ The energy is a sum of terms, each a JSON object (``problem.energy.terms``):
 ``kl_to_gaussian``         ``mean``, ``cov``, ``bandwidth``      ``kl_to_gaussian(mean, cov)``
 =========================  ====================================  =============================
 
-(the classes of :mod:`refimpl.wasserstein.energies`).
+(the classes of :mod:`refimpl.wasserstein.energies`; [B] is arXiv 2604.01606).
 
 References and how they are computed (also in each case's ``provenance.how``):
 
@@ -44,29 +54,48 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import scipy
 
 import refimpl
-from refimpl import ad
-from refimpl.oracle.case_io import WASSERSTEIN_INPUTS, WASSERSTEIN_REFERENCES, Case
-from refimpl.wasserstein.energies import (Entropy, GaussianInteraction, QuadraticInteraction, QuadraticPotential,
-                                          kl_to_gaussian)
-from refimpl.wasserstein.gaussian_flows import (gaussian_exact_flow, gaussian_forward_euler, gaussian_jko,
-                                                ou_flow, quadratic_structure)
-from refimpl.wasserstein.measures import GaussianMeasure
-from refimpl.wasserstein.coordinate_descent import coordinate_probabilities, coordinate_sequence
-from refimpl.wasserstein.particle_steps import forward_euler
-from refimpl.wasserstein.rwcd_gaussian import GaussianMoments, gaussian_rwcd_step
-from refimpl.wasserstein.rwcd_particles import rwcd_step
+from refimpl.oracle.case import CASE_KINDS, Case, CaseKind
+from refimpl.oracle.comparison import normwise_disagreement, same_input
+from refimpl.oracle.safe_io import CaseFormatError
 
-__all__ = ["WassersteinProblem", "energy_from_spec", "build_wasserstein_case", "wasserstein_battery"]
+__all__ = ["WassersteinCaseKind", "WassersteinProblem", "energy_from_spec", "build_wasserstein_case",
+           "wasserstein_battery", "WASSERSTEIN_INPUTS", "WASSERSTEIN_REFERENCES"]
 
 ROUTE_AGREEMENT = 1e-12
 RTOL, ATOL = 1e-10, 1e-12
 
+#: input arrays of a Wasserstein case
+WASSERSTEIN_INPUTS = {
+    "particles0": "initial particles x_k (rows), the empirical measure (1/n) sum_k delta_{x_k}, shape (n, d)",
+    "mean0": "initial Gaussian mean, shape (d,)",
+    "cov0": "initial Gaussian covariance, shape (d, d)",
+    "coordinates": "RWCD: the coordinate i_k moved at step k (0-based), shape (K,)",
+    "step_sizes": "RWCD: the step size eta_i of each coordinate, shape (d,)",
+}
+#: reference quantities of a Wasserstein case
+WASSERSTEIN_REFERENCES = {
+    "energy": "F(rho_0), shape ()",
+    "wasserstein_gradient": "grad_x deltaF/deltarho[rho_0] at each initial particle, shape (n, d)",
+    "particle_trajectory": "the particles after 0..K steps, shape (K+1, n, d)",
+    "mean_trajectory": "the Gaussian mean after 0..K steps, shape (K+1, d)",
+    "cov_trajectory": "the Gaussian covariance after 0..K steps, shape (K+1, d, d)",
+    "exact_mean": "mean of the exact gradient flow at t_k = k h, shape (K+1, d)",
+    "exact_cov": "covariance of the exact gradient flow at t_k = k h, shape (K+1, d, d)",
+}
+# registry: replaced by ENERGIES (each term class's ``spec_keys``) when ode/wass land
+#: the keys each energy term needs
+_TERM_KEYS = {"quadratic_potential": ("A",), "quadratic_interaction": ("B",),
+              "gaussian_interaction": ("amplitude", "width"), "entropy": (), "kl_to_gaussian": ("mean", "cov")}
 
+
+# registry: replaced by ENERGIES.from_spec (energy_from_terms) when ode/wass land
 def energy_from_spec(terms):
     """The refimpl :class:`~refimpl.wasserstein.Energy` for a list of term objects (module docstring table)."""
+    from refimpl.wasserstein.energies import (Entropy, GaussianInteraction, QuadraticInteraction, QuadraticPotential,
+                                              kl_to_gaussian)
+
     if not isinstance(terms, (list, tuple)) or not terms:
         raise ValueError("terms must be a non-empty list of energy terms")
     out = []
@@ -114,11 +143,6 @@ class WassersteinProblem:
     step_scale: float = 1.0
 
 
-def _normwise(a, b) -> float:
-    scale = max(float(np.max(np.abs(b))), np.finfo(np.float64).tiny)
-    return float(np.max(np.abs(np.asarray(a) - np.asarray(b))) / scale)
-
-
 def _tolerance(ref) -> dict:
     scale = float(np.max(np.abs(ref))) if np.size(ref) else 0.0
     return {"rtol": RTOL, "atol": ATOL * max(1.0, scale),
@@ -127,6 +151,17 @@ def _tolerance(ref) -> dict:
 
 def build_wasserstein_case(problem: WassersteinProblem, description: str = "") -> Case:
     """Compute the references of ``problem`` (module docstring) and return the validated :class:`Case`."""
+    import scipy
+
+    from refimpl import ad
+    from refimpl.wasserstein.coordinate_descent import coordinate_probabilities, coordinate_sequence
+    from refimpl.wasserstein.gaussian_flows import (gaussian_exact_flow, gaussian_forward_euler, gaussian_jko,
+                                                    ou_flow, quadratic_structure)
+    from refimpl.wasserstein.measures import GaussianMeasure
+    from refimpl.wasserstein.particle_steps import forward_euler
+    from refimpl.wasserstein.rwcd_gaussian import GaussianMoments, gaussian_rwcd_step
+    from refimpl.wasserstein.rwcd_particles import rwcd_step
+
     if not isinstance(problem, WassersteinProblem):
         raise TypeError(f"problem must be a WassersteinProblem, got {type(problem).__name__}")
     terms = [dict(t) for t in problem.terms]
@@ -153,7 +188,7 @@ def build_wasserstein_case(problem: WassersteinProblem, description: str = "") -
         initial.update(kind="gaussian_sample", n=int(problem.n), seed=int(problem.seed))
         grad = energy.wasserstein_gradient(X0)
         tape = X0.shape[0] * np.asarray(ad.grad(energy.value)(X0))
-        checks["wasserstein_gradient"] = _normwise(tape, grad)
+        checks["wasserstein_gradient"] = normwise_disagreement(tape, grad)
         arrays = {"particles0": X0, "energy": np.asarray(float(energy.value(X0))), "wasserstein_gradient": grad}
         how = {"energy": "Energy.value on the empirical measure", "wasserstein_gradient":
                "Energy.wasserstein_gradient (closed form); cross-checked against N * dF(rho_X)/dx_k by the tape"}
@@ -168,7 +203,7 @@ def build_wasserstein_case(problem: WassersteinProblem, description: str = "") -
                 Y[:, i] -= eta[i] * energy.wasserstein_gradient(second[-1])[:, i]
                 second.append(Y)
             arrays["particle_trajectory"] = np.stack(traj)
-            checks["particle_trajectory"] = _normwise(np.stack(second), arrays["particle_trajectory"])
+            checks["particle_trajectory"] = normwise_disagreement(np.stack(second), arrays["particle_trajectory"])
             how["particle_trajectory"] = ("refimpl.wasserstein.rwcd_particles.rwcd_step along coordinates[k] with "
                                           "step_sizes; cross-checked against the full Wasserstein gradient's column")
     elif problem.representation == "gaussian":
@@ -189,9 +224,9 @@ def build_wasserstein_case(problem: WassersteinProblem, description: str = "") -
                 m[i] -= eta[i] * b[i]
                 C = P @ second[-1].cov @ P.T
                 second.append(GaussianMeasure(m, 0.5 * (C + C.T)))
-            checks["mean_trajectory"] = _normwise(np.stack([g.mean for g in second]),
+            checks["mean_trajectory"] = normwise_disagreement(np.stack([g.mean for g in second]),
                                                   np.stack([g.mean for g in iterates]))
-            checks["cov_trajectory"] = _normwise(np.stack([g.cov for g in second]),
+            checks["cov_trajectory"] = normwise_disagreement(np.stack([g.cov for g in second]),
                                                  np.stack([g.cov for g in iterates]))
         else:
             iterates = steps[problem.step](energy, g0, h, K)
@@ -215,8 +250,8 @@ def build_wasserstein_case(problem: WassersteinProblem, description: str = "") -
             if len(terms) == 1 and terms[0]["kind"] == "kl_to_gaussian":
                 target = GaussianMeasure(np.array(terms[0]["mean"]), np.array(terms[0]["cov"]))
                 ou = [ou_flow(g0, target, k * h) for k in range(K + 1)]
-                checks["exact_mean"] = _normwise(np.stack([g.mean for g in ou]), arrays["exact_mean"])
-                checks["exact_cov"] = _normwise(np.stack([g.cov for g in ou]), arrays["exact_cov"])
+                checks["exact_mean"] = normwise_disagreement(np.stack([g.mean for g in ou]), arrays["exact_mean"])
+                checks["exact_cov"] = normwise_disagreement(np.stack([g.cov for g in ou]), arrays["exact_cov"])
                 how["exact_mean"] += "; cross-checked against the Ornstein-Uhlenbeck formula (ou_flow)"
                 how["exact_cov"] = how["exact_mean"]
     else:
@@ -226,10 +261,7 @@ def build_wasserstein_case(problem: WassersteinProblem, description: str = "") -
         raise RuntimeError(f"case {problem.name!r}: two routes disagree by {worst:.3g} ({checks}); refusing to export")
     if problem.step == "rwcd":
         arrays["coordinates"], arrays["step_sizes"] = coords, eta
-    declared = {name: {"role": "input" if name in WASSERSTEIN_INPUTS else "reference", "shape": list(a.shape),
-                       "dtype": str(a.dtype),
-                       "description": WASSERSTEIN_INPUTS.get(name) or WASSERSTEIN_REFERENCES[name]}
-                for name, a in arrays.items()}
+    declared = WassersteinCaseKind.declare(arrays)
     metadata = {
         "format": "refimpl-case", "format_version": 1, "name": problem.name, "kind": "wasserstein",
         "description": description or f"{getattr(energy, 'name', 'energy')}; {problem.representation}, "
@@ -285,3 +317,99 @@ def wasserstein_battery():
     # covariance positive definite.
     yield build_wasserstein_case(WassersteinProblem("w-gaussian-quadpot-quadint__rwcd", quad, "gaussian", "rwcd",
                                                     1.0, 12, mean0, cov0, coordinate_seed=11, step_scale=0.5))
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# the case kind
+
+
+def json_shape(value):
+    """The shape of a JSON vector (list of numbers) or matrix (list of equal-length lists); None if ragged."""
+    if value and isinstance(value[0], list):
+        widths = {len(row) if isinstance(row, list) else -1 for row in value}
+        return (len(value), widths.pop()) if len(widths) == 1 and -1 not in widths else None
+    return (len(value),) if not any(isinstance(v, list) for v in value) else None
+
+
+@CASE_KINDS.register
+class WassersteinCaseKind(CaseKind):
+    """``kind = "wasserstein"``: the arrays, the consistency rules, the recomputation and the battery of Wasserstein
+    cases."""
+
+    family = "wasserstein"
+    problem_schema = {"$ref": "#/$defs/wasserstein_problem"}
+    inputs = WASSERSTEIN_INPUTS
+    references = WASSERSTEIN_REFERENCES
+    required = ("energy",)
+
+    @classmethod
+    def summary(cls, case: Case) -> str:
+        p = case.problem
+        return f"{p['representation']} d={p['dim']}, {p['step']}, h={p['h']:g}, {p['n_steps']} steps"
+
+    @classmethod
+    def check_problem(cls, case: Case, where: str) -> None:
+        p, a = case.problem, case.arrays
+        d, K = p["dim"], p["n_steps"]
+        for i, term in enumerate(p["energy"]["terms"]):
+            if term["kind"] not in _TERM_KEYS:
+                raise CaseFormatError(f"{where}: problem.energy.terms[{i}]: {term['kind']!r} is not a known energy term "
+                                      f"(known: {sorted(_TERM_KEYS)})")
+            missing = [k for k in _TERM_KEYS[term["kind"]] if k not in term]
+            if missing:
+                raise CaseFormatError(f"{where}: problem.energy.terms[{i}] ({term['kind']}) misses {missing}")
+            for key, shape in (("A", (d, d)), ("B", (d, d)), ("cov", (d, d)), ("b", (d,)), ("mean", (d,))):
+                if key in term and json_shape(term[key]) != shape:
+                    raise CaseFormatError(f"{where}: problem.energy.terms[{i}].{key} must have shape {shape}")
+            if p["representation"] == "particles" and term["kind"] in ("entropy", "kl_to_gaussian") \
+                    and term.get("bandwidth") is None:
+                raise CaseFormatError(f"{where}: problem.energy.terms[{i}]: the particle entropy needs a bandwidth")
+        init = p["initial"]
+        if json_shape(init["mean"]) != (d,) or json_shape(init["cov"]) != (d, d):
+            raise CaseFormatError(f"{where}: problem.initial.mean/cov must have shapes ({d},) and ({d}, {d})")
+        if p["representation"] == "particles":
+            n = init.get("n", -1)
+            expected = {"particles0": (n, d), "wasserstein_gradient": (n, d), "particle_trajectory": (K + 1, n, d),
+                        "energy": ()}
+        else:
+            expected = {"mean0": (d,), "cov0": (d, d), "mean_trajectory": (K + 1, d), "cov_trajectory": (K + 1, d, d),
+                        "exact_mean": (K + 1, d), "exact_cov": (K + 1, d, d), "energy": ()}
+        if p["step"] == "rwcd":
+            expected.update(coordinates=(K,), step_sizes=(d,))
+        for name, arr in a.items():
+            if name not in expected:
+                raise CaseFormatError(f"{where}: array {name!r} does not belong to a {p['representation']} case")
+            if arr.shape != expected[name]:
+                raise CaseFormatError(f"{where}: array {name!r} must have shape {expected[name]} (d = {d}, "
+                                      f"K = {K}), got {arr.shape}")
+        needed = ("particles0",) if p["representation"] == "particles" else ("mean0", "cov0")
+        needed += ("coordinates", "step_sizes") if p["step"] == "rwcd" else ()
+        for name in needed:
+            if name not in a:
+                raise CaseFormatError(f"{where}: a {p['representation']} {p['step']} case needs the input array "
+                                      f"{name!r}")
+        if p["step"] == "rwcd":
+            c = a["coordinates"]
+            if c.dtype != np.int64 or (c.size and (c.min() < 0 or c.max() >= d)):
+                raise CaseFormatError(f"{where}: 'coordinates' must be int64 indices in [0, {d})")
+            if np.any(a["step_sizes"] <= 0):
+                raise CaseFormatError(f"{where}: 'step_sizes' must be > 0")
+
+    @classmethod
+    def recompute(cls, case: Case) -> dict:
+        p = case.problem
+        init = p["initial"]
+        problem = WassersteinProblem(case.name, tuple(p["energy"]["terms"]), p["representation"], p["step"], p["h"],
+                                     p["n_steps"], tuple(init["mean"]), tuple(tuple(r) for r in init["cov"]),
+                                     init.get("n"), init.get("seed", 0), p.get("coordinate_seed", 0),
+                                     p.get("step_scale", 1.0))
+        fresh = build_wasserstein_case(problem)
+        where = case.source or case.name
+        for name in ("particles0", "mean0", "cov0", "coordinates", "step_sizes"):
+            if name in case.arrays:
+                same_input(name, case.arrays[name], fresh.arrays[name], where)
+        return {k: fresh.arrays[k] for k in fresh.references if k in case.arrays}
+
+    @classmethod
+    def battery(cls, *, quick: bool = False):
+        return iter(()) if quick else wasserstein_battery()

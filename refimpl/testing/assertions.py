@@ -26,8 +26,8 @@ from __future__ import annotations
 import os
 from typing import Mapping
 
-from refimpl.oracle.case_io import Case, load_case
-from refimpl.oracle.compare import Comparison, compare
+from refimpl.oracle.case import Case, load_case
+from refimpl.oracle.comparison import Comparison, compare
 
 __all__ = ["assert_gradient_matches"]
 
@@ -37,8 +37,8 @@ def assert_gradient_matches(their_grad_fn, case_or_problem, *, quantity: str = "
     """Call ``their_grad_fn(case)`` and assert that its output matches the case's reference within the case tolerance.
 
     ``case_or_problem``: a :class:`refimpl.oracle.Case`, a case directory (str/path), or a
-    :class:`refimpl.oracle.cases.OdeProblem` (its references are computed first with
-    :func:`refimpl.oracle.cases.build_case`). ``their_grad_fn`` receives the :class:`~refimpl.oracle.Case` (inputs:
+    :class:`refimpl.oracle.ode_cases.OdeProblem` (its references are computed first with
+    :func:`refimpl.oracle.ode_cases.build_case`). ``their_grad_fn`` receives the :class:`~refimpl.oracle.Case` (inputs:
     ``x0``, ``theta``, ``sample_times``, ``stage_weights``, ``T``, ``N``, ``h``, ``problem``; the reference arrays in
     ``arrays``) and returns an array — compared as ``quantity`` (default ``"discrete_gradient"``, i.e.
     ∂L_h/∂θ_r of shape ``case.theta.shape``) — or a mapping quantity → array. ``tolerances`` overrides the case's
@@ -54,7 +54,7 @@ def assert_gradient_matches(their_grad_fn, case_or_problem, *, quantity: str = "
     elif isinstance(case_or_problem, (str, os.PathLike)):
         case = load_case(case_or_problem)
     else:
-        from refimpl.oracle.cases import OdeProblem, build_case  # the ODE stack, only when a problem is given
+        from refimpl.oracle.ode_cases import OdeProblem, build_case  # the ODE stack, only when a problem is given
 
         if not isinstance(case_or_problem, OdeProblem):
             raise TypeError(f"case_or_problem must be a Case, a case directory or an OdeProblem, got "

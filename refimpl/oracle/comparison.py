@@ -1,5 +1,5 @@
-r"""Compare a foreign implementation's arrays with an oracle case (SPEC §5): per quantity the max abs/rel error, the
-worst index and pass/fail against the case tolerance.
+r"""Compare a foreign implementation's arrays with an oracle case: per quantity the max abs/rel error, the worst index
+and pass/fail against the case tolerance (``docs/case-format.md`` § How ``check`` decides).
 
 For a reference quantity :math:`r` and the foreign array :math:`x` of the same shape, with the case's (or the
 caller's) ``rtol``, ``atol``:
@@ -12,9 +12,12 @@ caller's) ``rtol``, ``atol``:
   mismatch (ratio inf at its first position), not bad input: it is what the foreign code computed.
 
 Bad input — a name that is not a reference quantity of the case, a shape that differs from the reference, a
-non-real dtype, an unreadable file — raises :class:`~refimpl.oracle.case_io.CaseFormatError` (exit code 2 in the CLI).
+non-real dtype, an unreadable file — raises :class:`~refimpl.oracle.safe_io.CaseFormatError` (exit code 2 in the CLI).
 Reference quantities the foreign file does not provide are listed as ``not_provided`` and do not fail the check;
 providing none of them is bad input.
+
+Two helpers the case builders and :mod:`refimpl.oracle.verify` share: :func:`normwise_disagreement` (the number stored
+in ``provenance.route_checks``) and :func:`same_input` (a stored input against the one its problem section describes).
 """
 from __future__ import annotations
 
@@ -26,9 +29,27 @@ from typing import Mapping
 import numpy as np
 
 from refimpl.arguments import as_real_array
-from refimpl.oracle.case_io import Case, CaseFormatError, load_case, read_npz
+from refimpl.oracle.case import Case, load_case
+from refimpl.oracle.safe_io import CaseFormatError, read_npz
 
-__all__ = ["QuantityComparison", "Comparison", "compare"]
+__all__ = ["QuantityComparison", "Comparison", "compare", "normwise_disagreement", "same_input"]
+
+
+def normwise_disagreement(a, b) -> float:
+    r"""The normwise relative disagreement :math:`\max_i |a_i - b_i| / \max_i |b_i|` of two routes to one quantity
+    (``b`` the reference; the denominator is at least the smallest normal float64; 0 for empty arrays)."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    scale = max(float(np.max(np.abs(b))), np.finfo(np.float64).tiny) if b.size else 1.0
+    return float(np.max(np.abs(a - b)) / scale) if a.size else 0.0
+
+
+def same_input(name: str, stored, derived, where: str) -> None:
+    """CaseFormatError unless the stored input array ``name`` equals ``derived`` (what the problem section describes)
+    to within 1e-14·max(1, max|derived|) entrywise, with the same shape."""
+    stored, derived = np.asarray(stored), np.asarray(derived)
+    scale = max(1.0, float(np.max(np.abs(derived)))) if derived.size else 1.0
+    if stored.shape != derived.shape or not np.allclose(stored, derived, rtol=0.0, atol=1e-14 * scale):
+        raise CaseFormatError(f"{where}: input {name!r} is not what the problem section describes")
 
 
 @dataclass(frozen=True)
@@ -146,10 +167,10 @@ def _as_real_array(name: str, value) -> np.ndarray:
 def compare(case, theirs, *, quantities=None, tolerances: Mapping | None = None) -> Comparison:
     """Compare ``theirs`` with the reference arrays of ``case``.
 
-    ``case``: a :class:`~refimpl.oracle.case_io.Case` or a case directory. ``theirs``: a mapping name → array, or the
+    ``case``: a :class:`~refimpl.oracle.case.Case` or a case directory. ``theirs``: a mapping name → array, or the
     path of an ``.npz`` file (read without unpickling). ``quantities``: restrict to these names (each must be provided).
     ``tolerances``: per-quantity overrides ``{name: {"rtol": r, "atol": a}}`` (e.g. for a float32 implementation).
-    Returns a :class:`Comparison`; raises :class:`~refimpl.oracle.case_io.CaseFormatError` on bad input.
+    Returns a :class:`Comparison`; raises :class:`~refimpl.oracle.safe_io.CaseFormatError` on bad input.
 
     >>> from refimpl.oracle import compare, load_case          # doctest: +SKIP
     >>> report = compare(load_case("cases/tanh-d2__rk4__stage__N16"), {"discrete_gradient": my_grad})

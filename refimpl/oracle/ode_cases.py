@@ -1,5 +1,15 @@
-r"""Building oracle cases (SPEC §5): an :class:`OdeProblem` → a :class:`~refimpl.oracle.case_io.Case` holding the
-reference outputs, and the curated battery :func:`battery` / :func:`export_battery`.
+r"""The ODE case kind: ẋ = f(x, θ(t)) on [0, T], N steps of an explicit scheme, L = ½|x_N − y|², and the
+references a foreign solver/adjoint is compared on. The format (every field, every array, the two parameter layouts)
+is defined in ``docs/case-format.md``; the discrete adjoint, the sample layouts and the stage weights in
+``docs/theory/discrete-adjoint.md``; the continuous adjoint in ``docs/theory/continuous-adjoint.md``.
+
+This module owns everything about ODE cases: the array names (:data:`ODE_INPUTS`, :data:`ODE_REFERENCES`), the
+consistency rules (:class:`OdeCaseKind`, registered in :data:`refimpl.oracle.case.CASE_KINDS` as ``"ode"``), the
+builder (:class:`OdeProblem` → :func:`build_case`), the ODE part of the battery and the recomputation used by
+:func:`refimpl.oracle.verify.verify_case`. Fields, schemes and losses are stored as data through the ``*_spec``
+functions below — the only place that knows the families — so a field family registered elsewhere needs no change here
+once those functions read the field registry. The ODE stack (Numba, SciPy) is imported on first use, so loading and
+checking a case stays light.
 
 How each reference is computed (also written into every case's ``provenance.how``):
 
@@ -8,9 +18,10 @@ How each reference is computed (also written into every case's ``provenance.how`
     tanh/linear fields, NumPy for the others). *Second route*, checked at build time: the tape
     (``refimpl.ad.grad`` through the generic integrator :func:`refimpl.ode.integrate.discrete_loss`) for the gradients
     and :func:`refimpl.ode.integrate.integrate` for the trajectory; the normwise relative disagreement is stored in
-    ``provenance.route_checks`` and a case is refused if it exceeds :data:`ROUTE_AGREEMENT` (SPEC §3 asks ≤ 1e-13).
+    ``provenance.route_checks`` and a case is refused if it exceeds :data:`ROUTE_AGREEMENT`.
 ``normalised_gradient``
-    :math:`g_r = G_r/(h w_r)` (SPEC §3); omitted when some stage weight is 0 (midpoint stage layout).
+    :math:`g_r = G_r/(h w_r)` (``docs/theory/discrete-adjoint.md``); omitted when some stage weight is 0 (midpoint
+    stage layout).
 ``continuous_gradient``
     :math:`\delta L/\delta\theta(t_r)` at the sample times: in closed form for the analytic cases
     (:mod:`refimpl.ode.analytic`), else by :func:`refimpl.ode.continuous_adjoint.continuous_adjoint` (DOP853, rtol
@@ -18,10 +29,12 @@ How each reference is computed (also written into every case's ``provenance.how`
 ``corrected_gradient`` (with ``corrected_times``)
     the ``"corrected"`` estimate of :func:`refimpl.ode.corrections.applicable_estimates` (leapfrog pair sum at the
     midpoints, Runge–Kutta :math:`G_r/(h b_i)` with reconstruction where :math:`b_i = 0`) where one applies (not for
-    AB2–AB4: SPEC §3 proposes none); its measured distance to the continuous gradient is written in
-    ``provenance.notes``. Tolerance: the discrete one (it is a fixed post-processing of the discrete gradient).
+    AB2–AB4: ``docs/theory/oscillations-and-corrections.md`` proposes none); its measured distance to the continuous
+    gradient is written in ``provenance.notes``. Tolerance: the discrete one (it is a fixed post-processing of the
+    discrete gradient).
 
-Tolerances (a foreign array passes when :math:`|x - x_{ref}| \le atol + rtol|x_{ref}|` entrywise):
+Tolerances (a foreign array passes when :math:`|x - x_{ref}| \le atol + rtol|x_{ref}|` entrywise; the reasoning is
+in ``docs/case-format.md``):
 
 * discrete quantities: ``rtol = 1e-10``, ``atol = 1e-12·max(1, max|ref|)``. Why: a different but valid float64
   evaluation order changes each of the :math:`N s` stage evaluations by a few ulps; the accumulated difference is
@@ -31,35 +44,26 @@ Tolerances (a foreign array passes when :math:`|x - x_{ref}| \le atol + rtol|x_{
   (``compare(..., tolerances=...)``).
 * continuous gradient: ``rtol = 1e-7``, ``atol = 1e-7·max|ref|``: a continuous-adjoint solver run at rtol ~1e-8
   passes; a discrete gradient (error O(h) or, for the phenomenon of [A], O(1)) does not.
+
+[A] arXiv 2306.02192.
 """
 from __future__ import annotations
 
-import json
-import platform
+import math
 import re
 from dataclasses import dataclass
 from fractions import Fraction
-from pathlib import Path
 
 import numpy as np
-import scipy
 
 import refimpl
-from refimpl import ad
-from refimpl.ode import analytic, schemes
-from refimpl.ode.continuous_adjoint import continuous_adjoint
-from refimpl.ode.corrections import applicable_estimates
-from refimpl.ode.discrete_adjoint import discrete_adjoint
-from refimpl.ode.fields import (LinearField, LinearForcingField, PolynomialField, QuadraticLoss, ScaledLinearField,
-                                TanhField, TwoLayerTanhField)
-from refimpl.ode.integrate import discrete_loss, integrate
-from refimpl.ode.multistep import LinearMultistep
-from refimpl.ode.samples import parameter_samples
-from refimpl.ode.tableau import ButcherTableau
-from refimpl.oracle.case_io import ODE_INPUTS, ODE_REFERENCES, Case, save_case
+from refimpl.oracle.case import CASE_KINDS, Case, CaseKind
+from refimpl.oracle.comparison import normwise_disagreement, same_input
+from refimpl.oracle.safe_io import CaseFormatError
 
-__all__ = ["OdeProblem", "Sinusoid", "build_case", "battery", "export_battery", "problem_objects", "field_spec",
-           "field_from_spec", "corrected_estimate", "ROUTE_AGREEMENT"]
+__all__ = ["OdeCaseKind", "OdeProblem", "Sinusoid", "build_case", "battery", "problem_objects", "field_spec",
+           "field_from_spec", "scheme_spec", "scheme_from_spec", "corrected_estimate", "ROUTE_AGREEMENT",
+           "ODE_INPUTS", "ODE_REFERENCES"]
 
 #: largest normwise relative disagreement between the hand recursion and the tape/integrator accepted at build time
 ROUTE_AGREEMENT = 1e-12
@@ -67,6 +71,34 @@ DISCRETE_RTOL, DISCRETE_ATOL = 1e-10, 1e-12
 CONTINUOUS_TOL = 1e-7
 CONTINUOUS_RTOL_SOLVE = 1e-12
 
+#: input arrays of an ODE case (what a foreign implementation needs besides case.json)
+ODE_INPUTS = {
+    "x0": "initial state x_0, shape (d,)",
+    "theta": "parameter samples theta_r = theta(sample_times[r]), shape (n_samples, p)",
+    "sample_times": "time of each parameter sample, shape (n_samples,)",
+    "stage_weights": "stage weight w_r of each sample (docs/theory/discrete-adjoint.md), shape (n_samples,)",
+    "stage_index": "ERK: row of theta used by stage i of step n, shape (N, s); LMM: the same for the k-1 starter "
+                   "steps, shape (k-1, s_starter)",
+    "grid_index": "LMM only: row of theta used by f(x_m, .) at grid time t_m, or -1 where unused, shape (N,)",
+    "corrected_times": "the times of the rows of corrected_gradient, shape (m,)",
+}
+#: reference quantities of an ODE case (what a foreign implementation is compared on)
+ODE_REFERENCES = {
+    "trajectory": "x_0..x_N of the scheme, shape (N+1, d)",
+    "loss": "L_h = Phi(x_N), shape ()",
+    "discrete_gradient": "dL_h/dtheta_r (discretise-then-optimise), shape (n_samples, p)",
+    "grad_x0": "dL_h/dx_0, shape (d,)",
+    "normalised_gradient": "g_r = (dL_h/dtheta_r)/(h w_r) (docs/theory/discrete-adjoint.md), shape (n_samples, p)",
+    "continuous_gradient": "deltaL/deltatheta(t) at the sample times (optimise-then-discretise), shape (n_samples, p)",
+    "corrected_gradient": "post-processed discrete gradient (docs/theory/oscillations-and-corrections.md), "
+                          "shape (m, p)",
+}
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# fields, schemes and losses as data: the only code here that knows the families
+
+# registry: replaced by FIELDS (each field class's ``formula``) when ode/wass land
 _FORMULAS = {
     "tanh": "f(x, theta) = tanh(W x + b), theta = (W row-major, b)",
     "linear": "f(x, theta) = A x + b, theta = (A row-major, b)",
@@ -79,12 +111,19 @@ _FORMULAS = {
 }
 
 
-# ---------------------------------------------------------------------------------------------------------------------
-# fields, schemes and losses as data
+# registry: replaced by FIELDS.names() when ode/wass land
+def field_families() -> tuple:
+    """The field families a case may name (``problem.field.family``)."""
+    return tuple(_FORMULAS)
 
 
+# registry: replaced by <field>.to_spec() (FIELDS) when ode/wass land
 def field_spec(field) -> dict:
     """The JSON description of a built-in vector field (ValueError for a field that cannot be stored as data)."""
+    from refimpl.ode import analytic
+    from refimpl.ode.fields import (LinearField, LinearForcingField, PolynomialField, ScaledLinearField, TanhField,
+                                    TwoLayerTanhField)
+
     kinds = {TanhField: "tanh", LinearField: "linear", TwoLayerTanhField: "two_layer_tanh",
              PolynomialField: "polynomial", LinearForcingField: "linear_forcing", ScaledLinearField: "scaled_linear",
              analytic.LogisticField: "logistic"}
@@ -102,8 +141,13 @@ def field_spec(field) -> dict:
     return spec
 
 
+# registry: replaced by FIELDS.from_spec when ode/wass land
 def field_from_spec(spec: dict):
     """The refimpl vector field described by ``spec`` (inverse of :func:`field_spec`)."""
+    from refimpl.ode import analytic
+    from refimpl.ode.fields import (LinearField, LinearForcingField, PolynomialField, ScaledLinearField, TanhField,
+                                    TwoLayerTanhField)
+
     family, d, fixed = spec["family"], spec["dim"], spec.get("fixed", {})
     if family == "tanh":
         field = TanhField(d)
@@ -131,8 +175,11 @@ def _rational_text(v) -> str | float:
     return str(v) if isinstance(v, Fraction) else float(v)
 
 
+# registry: replaced by <scheme>.to_spec() (SCHEME_FAMILIES) when ode/wass land
 def scheme_spec(method) -> dict:
     """JSON description of a tableau or multistep method (exact coefficients as "p/q" strings)."""
+    from refimpl.ode.tableau import ButcherTableau
+
     if isinstance(method, ButcherTableau):
         return {"family": "runge_kutta", "name": method.name, "order": method.order,
                 "A": [[_rational_text(v) for v in row] for row in method.A], "b": [_rational_text(v) for v in method.b],
@@ -141,8 +188,12 @@ def scheme_spec(method) -> dict:
             "alpha": [_rational_text(v) for v in method.alpha], "beta": [_rational_text(v) for v in method.beta]}
 
 
+# registry: replaced by SCHEME_FAMILIES.from_spec when ode/wass land
 def scheme_from_spec(spec: dict):
     """The :class:`ButcherTableau` / :class:`LinearMultistep` described by ``spec`` (validated on construction)."""
+    from refimpl.ode.multistep import LinearMultistep
+    from refimpl.ode.tableau import ButcherTableau
+
     def num(v):
         return Fraction(v) if isinstance(v, str) else float(v)
     if spec["family"] == "runge_kutta":
@@ -151,14 +202,28 @@ def scheme_from_spec(spec: dict):
     return LinearMultistep(spec["name"], tuple(num(v) for v in spec["alpha"]), tuple(num(v) for v in spec["beta"]))
 
 
+# registry: replaced by <loss>.to_spec() (LOSSES) when ode/wass land
+def loss_spec(loss) -> dict:
+    """The case.json "loss" object of a :class:`~refimpl.ode.fields.QuadraticLoss`."""
+    return {"kind": "quadratic", "y": loss.y.astype(float).tolist(), "formula": "L = Phi(x_N) = 1/2 |x_N - y|^2"}
+
+
+# registry: replaced by LOSSES.from_spec when ode/wass land
+def loss_from_spec(spec: dict):
+    """The :class:`~refimpl.ode.fields.QuadraticLoss` described by a case.json "loss" object."""
+    from refimpl.ode.fields import QuadraticLoss
+
+    return QuadraticLoss(np.array(spec["y"], dtype=np.float64))
+
+
 def problem_objects(case: Case) -> dict:
     """refimpl objects for a case's problem: ``field``, ``method``, ``starter`` (tableau or None), ``loss``, ``layout``,
     ``T``, ``N``, ``x0``, ``theta`` — the arguments of :func:`refimpl.ode.discrete_adjoint.discrete_adjoint`."""
     p = case.problem
     return {"field": field_from_spec(p["field"]), "method": scheme_from_spec(p["scheme"]),
             "starter": None if p["starter"] is None else scheme_from_spec(p["starter"]),
-            "loss": QuadraticLoss(np.array(p["loss"]["y"], dtype=np.float64)), "layout": p["layout"], "T": p["T"],
-            "N": p["N"], "x0": np.array(case.x0), "theta": np.array(case.theta)}
+            "loss": loss_from_spec(p["loss"]), "layout": p["layout"], "T": p["T"], "N": p["N"],
+            "x0": np.array(case.x0), "theta": np.array(case.theta)}
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -185,7 +250,7 @@ class Sinusoid:
 class OdeProblem:
     r"""An ODE problem to turn into a case: ẋ = f(x, θ(t)), x(0) = x₀, L = ½|x(T) − y|².
 
-    ``field`` a built-in vector field; ``method`` a scheme or its name (:func:`refimpl.ode.schemes.scheme`);
+    ``field`` a vector field :func:`field_spec` can store; ``method`` a scheme or its name (:func:`refimpl.ode.schemes.scheme`);
     ``starter`` for a multistep method ("forward_euler", "matched" or a tableau); ``layout`` "stage"/"step";
     ``theta``: a :class:`Sinusoid`, an analytic case of :mod:`refimpl.ode.analytic` (its θ(t) and closed forms are
     used), a callable t ↦ (p,) array, or an (n_samples, p) array of samples (then no continuous gradient).
@@ -203,6 +268,8 @@ class OdeProblem:
     starter: object = None
 
     def resolved_method(self):
+        from refimpl.ode import schemes
+
         return schemes.scheme(self.method) if isinstance(self.method, str) else self.method
 
 
@@ -212,6 +279,8 @@ _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,127}")
 def corrected_estimate(grad, samples):
     """(the ``"corrected"`` estimate of :func:`refimpl.ode.corrections.applicable_estimates`, None) — or (None, why)
     when refimpl defines no correction for the scheme or the grid is too short for it."""
+    from refimpl.ode.corrections import applicable_estimates
+
     try:
         est = applicable_estimates(grad, samples).get("corrected")
     except ValueError as e:  # e.g. N = 1: fewer than two usable samples
@@ -226,15 +295,9 @@ def _tolerance(kind: str, ref: np.ndarray) -> dict:
     if kind == "continuous":
         return {"rtol": CONTINUOUS_TOL, "atol": CONTINUOUS_TOL * scale if scale > 0 else CONTINUOUS_TOL,
                 "why": "reference error <= 1/100 of this; a continuous-adjoint solver at rtol ~1e-8 passes, an O(h) "
-                       "discrete gradient does not (refimpl.oracle.cases docstring)"}
+                       "discrete gradient does not (docs/case-format.md)"}
     return {"rtol": DISCRETE_RTOL, "atol": DISCRETE_ATOL * max(1.0, scale),
-            "why": "float64 rounding of a different evaluation order, ~N s eps kappa (refimpl.oracle.cases docstring)"}
-
-
-def _normwise(a, b) -> float:
-    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    scale = max(float(np.max(np.abs(b))), np.finfo(np.float64).tiny) if b.size else 1.0
-    return float(np.max(np.abs(a - b)) / scale) if a.size else 0.0
+            "why": "float64 rounding of a different evaluation order, ~N s eps kappa (docs/case-format.md)"}
 
 
 def build_case(problem: OdeProblem, *, continuous=None, description: str = "") -> Case:
@@ -242,6 +305,15 @@ def build_case(problem: OdeProblem, *, continuous=None, description: str = "") -
 
     ``continuous``: optional callable ``times -> (functional_gradient (m, p), error bound)`` replacing the DOP853 solve
     (the battery uses it to solve once per base problem on a fine grid)."""
+    import scipy
+
+    from refimpl import ad
+    from refimpl.ode import analytic
+    from refimpl.ode.discrete_adjoint import discrete_adjoint
+    from refimpl.ode.fields import QuadraticLoss
+    from refimpl.ode.integrate import discrete_loss, integrate
+    from refimpl.ode.samples import parameter_samples
+
     if not isinstance(problem, OdeProblem):
         raise TypeError(f"problem must be an OdeProblem, got {type(problem).__name__}")
     if not isinstance(problem.name, str) or not _NAME.fullmatch(problem.name):
@@ -251,7 +323,7 @@ def build_case(problem: OdeProblem, *, continuous=None, description: str = "") -
     x0 = np.asarray(problem.x0, dtype=np.float64)
     loss = QuadraticLoss(np.asarray(problem.y, dtype=np.float64))
     T, N, layout = problem.T, problem.N, problem.layout
-    starter = problem.starter  # part of the problem (SPEC §2): required for a multistep method, refused for ERK
+    starter = problem.starter  # part of the problem: required for a multistep method, refused for ERK
     smp = parameter_samples(method, T, N, layout, starter)
     theta_src = problem.theta
     analytic_case = theta_src if isinstance(theta_src, analytic.AnalyticCase) else None
@@ -281,8 +353,9 @@ def build_case(problem: OdeProblem, *, continuous=None, description: str = "") -
     tape = ad.grad(packed_loss)(np.concatenate([x0, theta.ravel()]))
     tape_x0, tape_grad = tape[:d], tape[d:].reshape(theta.shape)
     traj2 = np.asarray(integrate(field, method, x0, theta, T, N, layout=layout, starter=starter).x)
-    checks = {"discrete_gradient": _normwise(tape_grad, grad), "grad_x0": _normwise(tape_x0, da.grad_x0),
-              "trajectory": _normwise(traj2, da.trajectory)}
+    checks = {"discrete_gradient": normwise_disagreement(tape_grad, grad),
+              "grad_x0": normwise_disagreement(tape_x0, da.grad_x0),
+              "trajectory": normwise_disagreement(traj2, da.trajectory)}
     worst = max(checks.values())
     if worst > ROUTE_AGREEMENT:
         raise RuntimeError(f"case {problem.name!r}: the hand adjoint and the tape disagree by {worst:.3g} "
@@ -312,7 +385,7 @@ def build_case(problem: OdeProblem, *, continuous=None, description: str = "") -
         notes.append(f"corrected_gradient omitted: {why_not}")
     if np.all(smp.weights != 0):
         arrays["normalised_gradient"] = da.normalised_gradient()
-        how["normalised_gradient"] = "discrete_gradient[r] / (h * stage_weights[r]) (SPEC §3)"
+        how["normalised_gradient"] = "discrete_gradient[r] / (h * stage_weights[r]) (docs/theory/discrete-adjoint.md)"
     else:
         notes.append("normalised_gradient omitted: some stage weights are 0 (those samples carry no information)")
     if theta_fn is not None:
@@ -340,13 +413,9 @@ def build_case(problem: OdeProblem, *, continuous=None, description: str = "") -
             at_ct = np.asarray(continuous(ct[inside])[0]).reshape(-1, field.n_params)
             err = float(np.max(np.abs(np.asarray(corrected.values)[inside] - at_ct)))
             notes.append(f"corrected_gradient: max |corrected - deltaL/deltatheta| = {err:.3e} at N = {N} "
-                         f"(a first-order estimate; SPEC §3)")
+                         f"(a first-order estimate; docs/theory/oscillations-and-corrections.md)")
 
-    declared = {}
-    for name, a in arrays.items():
-        role = "input" if name in ODE_INPUTS else "reference"
-        declared[name] = {"role": role, "shape": list(a.shape), "dtype": str(a.dtype),
-                          "description": ODE_INPUTS.get(name) or ODE_REFERENCES[name]}
+    declared = OdeCaseKind.declare(arrays)
     tolerances = {name: _tolerance("continuous" if name == "continuous_gradient" else "discrete", arrays[name])
                   for name, e in declared.items() if e["role"] == "reference"}
     metadata = {
@@ -357,12 +426,11 @@ def build_case(problem: OdeProblem, *, continuous=None, description: str = "") -
         "problem": {"field": fspec, "scheme": scheme_spec(method),
                     "starter": None if smp.starter is None else scheme_spec(smp.starter), "layout": layout,
                     "T": float(T), "N": int(N), "h": float(T) / int(N),
-                    "loss": {"kind": "quadratic", "y": loss.y.astype(float).tolist(),
-                             "formula": "L = Phi(x_N) = 1/2 |x_N - y|^2"},
+                    "loss": loss_spec(loss),
                     "theta_function": tspec},
         "arrays": declared, "tolerances": tolerances,
         "provenance": {"refimpl_version": refimpl.__version__, "numpy_version": np.__version__,
-                       "scipy_version": scipy.__version__, "created_by": "refimpl.oracle.cases.build_case",
+                       "scipy_version": scipy.__version__, "created_by": "refimpl.oracle.ode_cases.build_case",
                        "how": how, "route_checks": checks, "notes": notes},
     }
     return Case(metadata, arrays, source=problem.name)
@@ -373,12 +441,14 @@ def build_case(problem: OdeProblem, *, continuous=None, description: str = "") -
 
 #: battery grid size (small: the battery must export in seconds and stay small on disk)
 BATTERY_N = 16
-#: the phenomenon cases of SPEC §3 use a larger N
+#: the phenomenon cases of [A] (docs/theory/oscillations-and-corrections.md) use a larger N
 PHENOMENON_N = 64
 
 
 def _neural_bases():
     """(name, field, x0, y, θ path) of the neural/base problems, T = 1."""
+    from refimpl.ode.fields import LinearField, PolynomialField, TanhField, TwoLayerTanhField
+
     rng = np.random.default_rng(20240607)  # fixed seed: the battery is reproducible bit for bit
 
     def path(p, scale=0.6):
@@ -403,6 +473,8 @@ def _closed_form(case):
 
 def _dop853(field, theta_fn, x0, T, loss):
     """times -> (δL/δθ at times by DOP853 at rtol 1e-12, its 'tighter' error bound)."""
+    from refimpl.ode.continuous_adjoint import continuous_adjoint
+
     def evaluate(times):
         res = continuous_adjoint(field, theta_fn, np.asarray(x0, dtype=np.float64), T, loss, times=np.asarray(times),
                                  rtol=CONTINUOUS_RTOL_SOLVE)
@@ -426,25 +498,29 @@ def _on_fine_grid(evaluate, T, N):
 
 
 def _fine_grid_solver(field, theta_fn, x0, y, T, N):
+    from refimpl.ode.fields import QuadraticLoss
+
     return _on_fine_grid(_dop853(field, theta_fn, x0, T, QuadraticLoss(np.asarray(y, dtype=np.float64))), T, N)
 
 
 def _scheme_variants():
     """(method name, starter, label) for every named scheme; multistep methods with both starters."""
+    from refimpl.ode import schemes
+
     out = [(name, None, name) for name in schemes.TABLEAUX]
     for name in schemes.MULTISTEP_METHODS:
         out += [(name, "forward_euler", f"{name}-fe"), (name, "matched", f"{name}-matched")]
     return out
 
 
-def battery(*, quick: bool = False):
-    """Yield the curated battery of cases: every named scheme (multistep methods with the forward-Euler and the matched
+def ode_battery(*, quick: bool = False):
+    """Yield the ODE cases of the battery: every named scheme (multistep methods with the forward-Euler and the matched
     starter) × both layouts × four neural/base fields (tanh, linear, two-layer tanh, polynomial; d = 2) at
     N = :data:`BATTERY_N`; the phenomenon cases of [A] (tanh, leapfrog/Ralston/midpoint/forward Euler, N =
     :data:`PHENOMENON_N`); and every analytic case × (forward Euler, Heun, RK4, leapfrog, AB2) with closed-form
-    continuous gradients; then the Wasserstein cases of
-    :func:`refimpl.oracle.wasserstein_cases.wasserstein_battery`. ``quick`` keeps only the tanh field and two analytic
-    cases, and no Wasserstein case (for tests)."""
+    continuous gradients. ``quick`` keeps only the tanh field and two analytic cases (for tests)."""
+    from refimpl.ode import analytic
+
     bases = _neural_bases()[:1] if quick else _neural_bases()
     for base, field, x0, y, theta in bases:
         cont = _fine_grid_solver(field, theta, x0, y, 1.0, BATTERY_N)
@@ -459,7 +535,8 @@ def battery(*, quick: bool = False):
         label = method + ("-fe" if starter else "")
         yield build_case(OdeProblem(f"phenomenon-tanh-d2__{label}__stage__N{PHENOMENON_N}", field, method, x0, y, 1.0,
                                     PHENOMENON_N, theta, "stage", starter), continuous=cont,
-                         description="the phenomenon of [A] (SPEC §3): compare normalised_gradient with "
+                         description="the phenomenon of [A] (arXiv 2306.02192; see "
+                                     "docs/theory/oscillations-and-corrections.md): compare normalised_gradient with "
                                      "continuous_gradient")
     cases = analytic.analytic_cases()
     for case in (cases[:2] if quick else cases):
@@ -469,46 +546,131 @@ def battery(*, quick: bool = False):
             yield build_case(OdeProblem(f"analytic-{case.name}__{method}__stage__N{BATTERY_N}", case.field, method,
                                         case.x0, case.loss.y, case.T, BATTERY_N, case, "stage", starter),
                              continuous=cont)
-    if not quick:
-        from refimpl.oracle.wasserstein_cases import wasserstein_battery
-
-        yield from wasserstein_battery()
 
 
-def export_battery(directory, *, quick: bool = False) -> list:
-    """Write :func:`battery` under ``directory`` (one sub-folder per case, plus ``index.json``); return the names."""
-    directory = Path(directory)
-    if directory.exists() and not directory.is_dir():
-        raise ValueError(f"directory: {directory} exists and is not a directory")
-    directory.mkdir(parents=True, exist_ok=True)
-    names = []
-    for case in battery(quick=quick):
-        save_case(case, directory / case.name)
-        names.append(case.name)
-    index = {"format": "refimpl-case-index", "refimpl_version": refimpl.__version__,
-             "python": platform.python_version(), "cases": names}
-    (directory / "index.json").write_text(json.dumps(index, indent=1) + "\n", encoding="utf-8")
-    (directory / "README.md").write_text(_EXPORT_README.format(n=len(names), version=refimpl.__version__),
-                                         encoding="utf-8")
-    return names
+# ---------------------------------------------------------------------------------------------------------------------
+# the case kind
 
 
-_EXPORT_README = """# refimpl oracle cases
+def _rational(v) -> Fraction:
+    return Fraction(v) if isinstance(v, str) else Fraction(float(v))
 
-{n} cases exported by refimpl {version} (`python -m refimpl cases export DIR`); their names are in `index.json`.
 
-Each folder is one case:
+@CASE_KINDS.register
+class OdeCaseKind(CaseKind):
+    """``kind = "ode"``: the arrays, the consistency rules, the recomputation and the battery of ODE cases."""
 
-* `case.json` — the problem (ODE: vector field, scheme coefficients as exact rationals "p/q", starter, parameter
-  layout, T, N, h, loss, the parameter path theta(t); Wasserstein: energy terms, representation, step, h, steps,
-  initial measure), what every array is (`arrays`: role input/reference, shape, dtype, description), the tolerance
-  of every reference quantity, and how each reference was computed (`provenance`). Its JSON Schema ships with
-  refimpl (`refimpl/oracle/case_schema.json`).
-* `arrays.npz` — the inputs (e.g. `x0`, `theta`, `sample_times`, `stage_index`; `particles0`) and the reference
-  quantities (e.g. `trajectory`, `loss`, `discrete_gradient`, `continuous_gradient`; `wasserstein_gradient`).
-  Plain `.npy` members: load with `numpy.load(path, allow_pickle=False)`.
+    family = "ode"
+    problem_schema = {"$ref": "#/$defs/ode_problem"}
+    inputs = ODE_INPUTS
+    references = ODE_REFERENCES
+    required = ("x0", "theta", "sample_times", "stage_weights", "trajectory", "loss", "discrete_gradient", "grad_x0")
 
-To check your implementation: compute some reference quantities from the inputs, save them under the same names in
-an `.npz`, and run `python -m refimpl check CASE_DIR yours.npz` (add `--json` for a machine-readable report). Exit
-code 0: every provided quantity is within tolerance; 1: some is not (the report names the worst index); 2: bad input.
-"""
+    @classmethod
+    def summary(cls, case: Case) -> str:
+        p = case.problem
+        st = f", starter={p['starter']['name']!r}" if p["starter"] else ""
+        return (f"{p['field']['family']} d={p['field']['dim']}, {p['scheme']['name']}{st}, layout={p['layout']!r}, "
+                f"N={p['N']}")
+
+    @classmethod
+    def check_problem(cls, case: Case, where: str) -> None:
+        p, a = case.problem, case.arrays
+        fld, d, n_p, N = p["field"], p["field"]["dim"], p["field"]["n_params"], p["N"]
+        if fld["family"] not in field_families():
+            raise CaseFormatError(f"{where}: problem.field.family {fld['family']!r} is not a known vector field "
+                                  f"(known: {sorted(field_families())})")
+        n_s = a["theta"].shape[0] if a["theta"].ndim == 2 else -1
+        expected = {"x0": (d,), "theta": (n_s, n_p), "sample_times": (n_s,), "stage_weights": (n_s,),
+                    "trajectory": (N + 1, d), "loss": (), "discrete_gradient": (n_s, n_p), "grad_x0": (d,),
+                    "normalised_gradient": (n_s, n_p), "continuous_gradient": (n_s, n_p), "grid_index": (N,)}
+        for name, shape in expected.items():
+            if name in a and a[name].shape != shape:
+                raise CaseFormatError(f"{where}: array {name!r} must have shape {shape} (d = {d}, p = {n_p}, N = {N}, "
+                                      f"n_samples = {n_s}), got {a[name].shape}")
+        for name in ("stage_index", "grid_index"):
+            if name in a and a[name].size and (a[name].min() < -1 or a[name].max() >= n_s):
+                raise CaseFormatError(f"{where}: array {name!r} holds indices outside [-1, {n_s})")
+        if ("corrected_gradient" in a) != ("corrected_times" in a):
+            raise CaseFormatError(f"{where}: 'corrected_gradient' and 'corrected_times' come together")
+        if "corrected_gradient" in a:
+            m = a["corrected_times"].shape[0] if a["corrected_times"].ndim == 1 else -1
+            if a["corrected_gradient"].shape != (m, n_p):
+                raise CaseFormatError(f"{where}: array 'corrected_gradient' must have shape (m, p) = ({m}, {n_p}) "
+                                      f"with m = len(corrected_times)")
+        if len(p["loss"]["y"]) != d:
+            raise CaseFormatError(f"{where}: problem.loss.y has {len(p['loss']['y'])} entries, expected dim = {d}")
+        if not math.isclose(p["h"], p["T"] / N, rel_tol=1e-12):
+            raise CaseFormatError(f"{where}: problem.h = {p['h']!r} is not T/N = {p['T'] / N!r}")
+        for name, M in fld.get("fixed", {}).items():
+            if len({len(row) for row in M}) > 1 or not M:
+                raise CaseFormatError(f"{where}: problem.field.fixed.{name} is not a rectangular matrix")
+        scheme, starter = p["scheme"], p["starter"]
+        if (scheme["family"] == "multistep") != (starter is not None):
+            raise CaseFormatError(f"{where}: problem.starter must be a tableau for a multistep scheme and null for a "
+                                  f"Runge-Kutta scheme")
+        try:
+            for tab in [t for t in (scheme, starter) if t and t["family"] == "runge_kutta"]:
+                s = len(tab["b"])
+                if len(tab["A"]) != s or any(len(r) != s for r in tab["A"]) or len(tab["c"]) != s:
+                    raise CaseFormatError(f"{where}: tableau {tab['name']!r}: A must be {s}x{s} and c of length {s}")
+                [_rational(v) for row in tab["A"] for v in row + tab["b"] + tab["c"]]
+            if scheme["family"] == "multistep":
+                [_rational(v) for v in scheme["alpha"] + scheme["beta"]]
+        except (ValueError, ZeroDivisionError, OverflowError) as e:
+            raise CaseFormatError(f"{where}: a scheme coefficient is not a number ({e})") from None
+
+    @classmethod
+    def recompute(cls, case: Case) -> dict:
+        from refimpl.ode import analytic
+        from refimpl.ode.continuous_adjoint import continuous_adjoint
+        from refimpl.ode.discrete_adjoint import discrete_adjoint
+        from refimpl.ode.samples import parameter_samples
+
+        where = case.source or case.name
+        o = problem_objects(case)
+        smp = parameter_samples(o["method"], o["T"], o["N"], o["layout"], o["starter"])
+        same_input("sample_times", case.sample_times, smp.times, where)
+        same_input("stage_weights", case.stage_weights, smp.weights, where)
+        if "stage_index" in case.arrays:
+            same_input("stage_index", case.arrays["stage_index"], smp.stage_index, where)
+        if "grid_index" in case.arrays or smp.grid_index is not None:
+            same_input("grid_index", case.arrays.get("grid_index", np.zeros(0)),
+                  smp.grid_index if smp.grid_index is not None else np.zeros(0), where)
+        tf = case.problem["theta_function"]
+        theta_fn = None
+        if tf["kind"] == "sinusoid":
+            theta_fn = Sinusoid(tuple(tf["a"]), tuple(tf["b"]), tf["omega"])
+        elif tf["kind"] == "analytic":
+            matches = [c for c in analytic.analytic_cases() if c.name == tf.get("case")]
+            if not matches:
+                raise CaseFormatError(f"{where}: unknown analytic case {tf.get('case')!r}")
+            theta_fn = matches[0]
+        if theta_fn is not None:
+            at = theta_fn.theta if tf["kind"] == "analytic" else theta_fn
+            same_input("theta", case.theta,
+                       np.array([at(float(t)) for t in smp.times]).reshape(case.theta.shape), where)
+        da = discrete_adjoint(o["field"], o["method"], o["x0"], o["theta"], o["T"], o["N"], o["loss"],
+                              layout=o["layout"], starter=o["starter"])
+        out = {"trajectory": da.trajectory, "loss": np.asarray(float(da.loss)), "discrete_gradient": da.grad_theta,
+               "grad_x0": da.grad_x0}
+        if "normalised_gradient" in case.arrays:
+            out["normalised_gradient"] = da.normalised_gradient()
+        corrected, why_not = corrected_estimate(np.asarray(da.grad_theta, dtype=np.float64), smp)
+        if "corrected_gradient" in case.arrays:
+            if corrected is None:
+                raise CaseFormatError(f"{where}: the case has a corrected gradient but {why_not}")
+            same_input("corrected_times", case.arrays["corrected_times"], corrected.times, where)
+            out["corrected_gradient"] = corrected.values
+        if "continuous_gradient" in case.arrays and theta_fn is not None:
+            if tf["kind"] == "analytic":
+                out["continuous_gradient"] = theta_fn.functional_gradient_exact(np.array(smp.times))
+            else:
+                out["continuous_gradient"] = continuous_adjoint(o["field"], theta_fn, o["x0"], o["T"], o["loss"],
+                                                                times=np.array(smp.times), rtol=1e-12,
+                                                                error_estimate=None).functional_gradient
+        return {k: np.asarray(v, dtype=np.float64).reshape(case.arrays[k].shape) for k, v in out.items()}
+
+    @classmethod
+    def battery(cls, *, quick: bool = False):
+        return ode_battery(quick=quick)
