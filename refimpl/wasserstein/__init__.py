@@ -14,7 +14,6 @@ Modules
 :mod:`~refimpl.wasserstein.jko_1d`          the 1-D JKO step in quantile form.
 :mod:`~refimpl.wasserstein.regularized_1d`  forward Euler on the Gaussian-regularised KL in 1-D.
 :mod:`~refimpl.wasserstein.counterexamples` the [C] counter-examples and their controls.
-:mod:`~refimpl.wasserstein.arguments`       argument checks.
 
 Random Wasserstein coordinate descent (paper [B]):
 

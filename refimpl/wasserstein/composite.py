@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from refimpl.ad import ops
-from refimpl.wasserstein.arguments import as_coordinate, as_real_scalar, as_vector, underlying_array
+from refimpl.arguments import as_coordinate, as_real_scalar, as_vector, underlying_array
 from refimpl.wasserstein.energies import Energy, Entropy, ScaledEnergy, SumEnergy
 
 

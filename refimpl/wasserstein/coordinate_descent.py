@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from refimpl.wasserstein.arguments import as_real_scalar, as_vector
+from refimpl.arguments import as_real_scalar, as_vector
 
 #: coordinate sampling rules
 SAMPLINGS = ("uniform", "lipschitz")

@@ -21,7 +21,7 @@ import math
 
 import numpy as np
 
-from refimpl.wasserstein.arguments import as_points_1d, as_real_scalar
+from refimpl.arguments import as_points_1d, as_real_scalar
 from refimpl.wasserstein.jko_1d import jko_step_1d, quantile_points
 from refimpl.wasserstein.one_dimensional import (AbsPowerDensity, GaussianDensity1D, GaussianMixtureDensity,
                                                  GaussianTarget1D, LogGrid, TiltedGaussianDensity, branch_density,

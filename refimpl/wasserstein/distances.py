@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from refimpl.wasserstein.arguments import as_particles, as_points_1d
+from refimpl.arguments import as_particles, as_points_1d
 from refimpl.wasserstein.measures import GaussianMeasure
 
 #: largest N for the exact assignment (O(N³) time, O(N²) memory)

@@ -46,7 +46,7 @@ import numpy as np
 
 from refimpl.ad import Variable, ops
 from refimpl.wasserstein import kernels
-from refimpl.wasserstein.arguments import (as_coordinate, as_particles, as_real_scalar, as_symmetric_matrix,
+from refimpl.arguments import (as_coordinate, as_particles, as_real_scalar, as_symmetric_matrix,
                                            as_vector, underlying_array)
 from refimpl.wasserstein.measures import GaussianMeasure
 

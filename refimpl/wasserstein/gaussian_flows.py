@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from refimpl.wasserstein.arguments import as_real_scalar
+from refimpl.arguments import as_real_scalar
 from refimpl.wasserstein.distances import spd_sqrt
 from refimpl.wasserstein.energies import (Energy, Entropy, QuadraticInteraction, QuadraticPotential, kl_to_gaussian,
                                           weighted_terms)

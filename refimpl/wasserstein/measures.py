@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from refimpl.wasserstein.arguments import as_symmetric_matrix, as_vector
+from refimpl.arguments import as_symmetric_matrix, as_vector
 
 
 def freeze_mean_cov(obj, **cov_check) -> None:

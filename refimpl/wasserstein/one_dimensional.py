@@ -33,7 +33,7 @@ import numpy as np
 from scipy import special
 from scipy.integrate import quad
 
-from refimpl.wasserstein.arguments import as_points_1d, as_real_scalar
+from refimpl.arguments import as_points_1d, as_real_scalar
 from refimpl.wasserstein.jets import Jet, abs_power_jet, logsumexp_jets
 
 

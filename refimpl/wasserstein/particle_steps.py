@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.optimize import linear_sum_assignment, minimize
 
-from refimpl.wasserstein.arguments import as_particles, as_real_scalar
+from refimpl.arguments import as_particles, as_real_scalar
 from refimpl.wasserstein.distances import MAX_ASSIGNMENT
 from refimpl.wasserstein.energies import Energy
 

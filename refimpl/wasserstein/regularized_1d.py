@@ -28,7 +28,7 @@ import math
 import numpy as np
 from scipy.interpolate import CubicSpline
 
-from refimpl.wasserstein.arguments import as_real_scalar
+from refimpl.arguments import as_real_scalar
 from refimpl.wasserstein.jets import Jet
 from refimpl.wasserstein.one_dimensional import Density1D, GaussianTarget1D, LagrangianState, LogGrid
 

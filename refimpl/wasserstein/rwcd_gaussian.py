@@ -37,7 +37,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from refimpl.wasserstein.arguments import as_coordinate, as_real_scalar
+from refimpl.arguments import as_coordinate, as_real_scalar
 from refimpl.wasserstein.composite import split_composite
 from refimpl.wasserstein.coordinate_descent import (TraceRecorder, check_count, check_step_sizes,
                                                     coordinate_probabilities, coordinate_sequence,
@@ -383,7 +383,7 @@ def _moments_of(state):
     """(m, Σ) of a Gaussian state or, for an (N, d) particle array, the empirical mean and 1/N covariance."""
     if isinstance(state, (GaussianMoments, GaussianMeasure)):
         return state.mean, state.cov
-    from refimpl.wasserstein.arguments import as_particles
+    from refimpl.arguments import as_particles
     X = as_particles(state, "state")
     m = X.mean(axis=0)
     D = X - m

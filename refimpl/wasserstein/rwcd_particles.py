@@ -25,7 +25,7 @@ from __future__ import annotations
 import numpy as np
 
 from refimpl.wasserstein import _rwcd_kernels as kernels
-from refimpl.wasserstein.arguments import as_coordinate, as_particles, as_real_scalar
+from refimpl.arguments import as_coordinate, as_particles, as_real_scalar
 from refimpl.wasserstein.composite import WeightedL1Potential, ScaledProxTerm, split_composite
 from refimpl.wasserstein.coordinate_descent import (TraceRecorder, check_count, check_step_sizes,
                                                     coordinate_constants, coordinate_probabilities,

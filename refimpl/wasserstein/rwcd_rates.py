@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from refimpl.wasserstein.arguments import as_real_scalar
+from refimpl.arguments import as_real_scalar
 from refimpl.wasserstein.coordinate_descent import check_count, coordinate_constants
 
 #: the methods a bound is stated for
