@@ -53,7 +53,7 @@ def test_structure_velocity_equals_energy_bures_wasserstein_velocity():
         assert abs(model.value(g.mean, g.cov) - E.gaussian_value(g)) <= 1e-12 * (1 + abs(E.gaussian_value(g)))
 
 
-@pytest.mark.parametrize("backend", ["numba", "python"])
+@pytest.mark.parametrize("backend", ["numba", "numpy"])
 def test_particle_rwcd_matches_gaussian_recursion_on_empirical_moments(backend):
     """Notes claim 1: particle RWCD on V + quadratic W moves the empirical mean / 1/N-covariance exactly by G1 (the
     interaction acts through the empirical mean). 200 steps, N = 400, d = 6, ηᵢ = 0.9/Lᵢ. Both routes are affine maps

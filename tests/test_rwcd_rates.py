@@ -86,7 +86,7 @@ def test_geodesically_convex_rate_within_bound():
     R2 = float(np.mean(np.sum(np.arccosh(np.exp(v0[:, None] / c[None, :])) ** 2, axis=1)))
     L = V.coordinate_smoothness(d)
     for sampling in ("uniform", "lipschitz"):
-        runs = np.array([rwcd(V, X0, K, sampling=sampling, seed=s, backend="python").energy for s in range(12)])
+        runs = np.array([rwcd(V, X0, K, sampling=sampling, seed=s, backend="numpy").energy for s in range(12)])
         mean = runs.mean(axis=0)
         bound = geodesic_convex_bound(np.arange(K + 1), mean[0], R2, L, sampling)
         ratio = float(np.max(mean[1:] / bound[1:]))

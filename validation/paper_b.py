@@ -137,7 +137,7 @@ def _geodesic_rates(n_seeds):
     L = V.coordinate_smoothness(d)
     rows, curves = [], {}
     for s in ("uniform", "lipschitz"):
-        runs = np.array([rwcd(V, X0, K, sampling=s, seed=k, backend="python").energy for k in range(n_seeds)])
+        runs = np.array([rwcd(V, X0, K, sampling=s, seed=k, backend="numpy").energy for k in range(n_seeds)])
         mean = runs.mean(0)
         b = geodesic_convex_bound(np.arange(K + 1), mean[0], R2, L, s)
         rows.append((s, float(np.max(mean[1:] / b[1:])), float(mean[-1]), float(b[-1])))

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from refimpl.ad import grad, ops
-from refimpl.wasserstein import kernels
+from refimpl.wasserstein import pairwise_sums
 from refimpl.wasserstein.counterexamples import (abs_power_example, derivative_consumption_example,
                                                  fold_example, gaussian_control, pushforward_particle_check)
 from refimpl.wasserstein.distances import gaussian_w2
@@ -372,8 +372,8 @@ def _kernel_section(claims, quick):
     worst = 0.0
     for n in ((400,) if quick else (500, 1000, 2000)):
         X = np.random.default_rng(n).standard_normal((n, 2))
-        for name, f in (("Gaussian interaction", lambda b: kernels.gaussian_interaction_gradient(X, 0.7, 1.1, b)),
-                        ("blob entropy score", lambda b: kernels.blob_score(X, 0.3, b))):
+        for name, f in (("Gaussian interaction", lambda b: pairwise_sums.gaussian_interaction_gradient(X, 0.7, 1.1, b)),
+                        ("blob entropy score", lambda b: pairwise_sums.blob_score(X, 0.3, b))):
             f("numba")
             t = {}
             for b in ("numpy", "numba"):

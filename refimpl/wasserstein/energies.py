@@ -45,7 +45,8 @@ import math
 import numpy as np
 
 from refimpl.ad import Variable, ops
-from refimpl.wasserstein import kernels
+from refimpl.backends import check_backend
+from refimpl.wasserstein import pairwise_sums
 from refimpl.arguments import (as_coordinate, as_particles, as_real_scalar, as_symmetric_matrix,
                                            as_vector, underlying_array)
 from refimpl.wasserstein.measures import GaussianMeasure
@@ -54,12 +55,6 @@ from refimpl.wasserstein.measures import GaussianMeasure
 def _as_float_if_array(v):
     """A float for a plain NumPy result, the Variable itself on a tape."""
     return v if isinstance(v, Variable) else float(v)
-
-
-def _check_backend(backend):
-    if backend not in kernels.BACKENDS:
-        raise ValueError(f"backend must be one of {kernels.BACKENDS}, got {backend!r}")
-    return backend
 
 
 def _check_gaussian(g, name="g"):
@@ -363,10 +358,10 @@ class GaussianInteraction(Energy):
     𝒲 = (a/2) det(I + 2Σ/s²)^{−1/2},  ∇_m = 0,  ∇_Σ = −𝒲 (s²I + 2Σ)⁻¹.
     """
 
-    def __init__(self, amplitude, width, *, backend="numba"):
+    def __init__(self, amplitude, width, *, backend="auto"):
         self.amplitude = as_real_scalar(amplitude, "amplitude")
         self.width = as_real_scalar(width, "width", positive=True)
-        self.backend = _check_backend(backend)
+        self.backend = check_backend(backend)
         self.name = f"GaussianInteraction(a={self.amplitude:g}, s={self.width:g})"
 
     def _pair_values(self, Y, X):
@@ -383,10 +378,10 @@ class GaussianInteraction(Energy):
         return ops.sum(self._pair_values(Y, X), axis=1) / X.shape[0]
 
     def _wasserstein_gradient(self, X):
-        return kernels.gaussian_interaction_gradient(X, self.amplitude, self.width, self.backend)
+        return pairwise_sums.gaussian_interaction_gradient(X, self.amplitude, self.width, self.backend)
 
     def _coordinate_gradient(self, X, i):
-        return kernels.gaussian_interaction_partial(X, i, self.amplitude, self.width, self.backend)
+        return pairwise_sums.gaussian_interaction_partial(X, i, self.amplitude, self.width, self.backend)
 
     def _L(self):
         a, s2 = self.amplitude, self.width ** 2
@@ -450,9 +445,9 @@ class Entropy(Energy):
     No finite smoothness constants. Coordinate partials cost O(N²d) (K̄ needs full distances).
     """
 
-    def __init__(self, bandwidth=None, *, backend="numba"):
+    def __init__(self, bandwidth=None, *, backend="auto"):
         self.bandwidth = None if bandwidth is None else as_real_scalar(bandwidth, "bandwidth", positive=True)
-        self.backend = _check_backend(backend)
+        self.backend = check_backend(backend)
         self.name = "Entropy" if self.bandwidth is None else f"Entropy(bandwidth={self.bandwidth:g})"
 
     def _eps(self):
@@ -471,23 +466,23 @@ class Entropy(Energy):
             Z = ops.reshape(X, (n, 1, d)) - ops.reshape(X, (1, n, d))
             kbar = ops.mean(ops.exp(ops.sum(Z * Z, axis=2) * (-0.5 / eps ** 2)), axis=1)
             return ops.mean(ops.log(kbar)) - self._log_normaliser(d)
-        kbar = kernels.mean_kernel(X, eps, self.backend)
+        kbar = pairwise_sums.mean_kernel(X, eps, self.backend)
         return float(np.mean(np.log(kbar))) - self._log_normaliser(d)
 
     def _first_variation(self, X, Y):
         eps = self._eps()
         n, d = X.shape
-        kbar_x = kernels.mean_kernel(X, eps, self.backend)
+        kbar_x = pairwise_sums.mean_kernel(X, eps, self.backend)
         Z = ops.reshape(Y, (underlying_array(Y).shape[0], 1, d)) - X.reshape(1, n, d)
         kyx = ops.exp(ops.sum(Z * Z, axis=2) * (-0.5 / eps ** 2))  # (M, N)
         return (ops.log(ops.mean(kyx, axis=1)) - self._log_normaliser(d)
                 + ops.mean(kyx * (1.0 / kbar_x).reshape(1, n), axis=1))
 
     def _wasserstein_gradient(self, X):
-        return kernels.blob_score(X, self._eps(), self.backend)
+        return pairwise_sums.blob_score(X, self._eps(), self.backend)
 
     def _coordinate_gradient(self, X, i):
-        return kernels.blob_score_partial(X, i, self._eps(), self.backend)
+        return pairwise_sums.blob_score_partial(X, i, self._eps(), self.backend)
 
     def _gaussian_value(self, g):
         _, logdet = np.linalg.slogdet(g.cov)
@@ -607,7 +602,7 @@ class KLDivergence(SumEnergy):
     gradients unaffected). Wasserstein gradient ∇ log ρ + ∇U = ∇ log(ρ/π). Particles need ``bandwidth``.
     """
 
-    def __init__(self, potential, *, bandwidth=None, log_normalizer=0.0, backend="numba"):
+    def __init__(self, potential, *, bandwidth=None, log_normalizer=0.0, backend="auto"):
         if not isinstance(potential, Energy):
             raise TypeError(f"potential must be an Energy, got {type(potential).__name__}")
         super().__init__([Entropy(bandwidth, backend=backend), potential], offset=log_normalizer)
@@ -616,7 +611,7 @@ class KLDivergence(SumEnergy):
         self.name = f"KL(. || exp(-{potential.name}))"
 
 
-def kl_to_gaussian(mean, cov, *, bandwidth=None, backend="numba") -> KLDivergence:
+def kl_to_gaussian(mean, cov, *, bandwidth=None, backend="auto") -> KLDivergence:
     r"""KL(· ‖ N(μ, Σ_π)) with its normaliser: U(x) = ½(x − μ)ᵀΣ_π⁻¹(x − μ), log Z = ½ log det(2πΣ_π).
 
     Gaussian closed form (standard): KL = ½[tr(Σ_π⁻¹Σ) + (m − μ)ᵀΣ_π⁻¹(m − μ) − d − log det(Σ_π⁻¹Σ)],

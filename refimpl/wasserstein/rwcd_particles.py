@@ -14,17 +14,19 @@ A cloud X (N, d) stands for ρ_X = (1/N)Σ δ_{x_k}; u = δF/δρ[ρ_X].
 * **Full Wasserstein proximal gradient**: GD step on G, then x_k ← prox_{ηh}(x_k) (the JKO step of ηH).
 
 Drivers draw coordinates by :mod:`~refimpl.wasserstein.coordinate_descent` and return a ``DescentTrace`` with the cost
-in gradient equivalents (1/d per coordinate step, 1 per full step) and wall time. ``backend="numba"`` runs blocks of
-coordinate steps in the kernels of :mod:`~refimpl.wasserstein._rwcd_kernels` when the smooth part is made of quadratic
-potentials / quadratic interactions and at most one Gaussian interaction (O(Nd) resp. O(N²) per coordinate step);
-otherwise, and with ``backend="python"``, each step calls ``energy.coordinate_gradient`` (the reference path the tests
-compare the kernels against).
+in gradient equivalents (1/d per coordinate step, 1 per full step) and wall time. ``backend`` ("auto" | "numpy" |
+"numba", :mod:`refimpl.backends`): the sweep kernels of :mod:`~refimpl.wasserstein._numba` run blocks of coordinate
+steps when every term of the smooth part, and the prox term, carries a sweep descriptor (quadratic potentials /
+quadratic interactions, at most one Gaussian interaction, a weighted-L1 prox term: O(Nd) resp. O(N²) per coordinate
+step); "auto" takes them where they apply; "numpy", and "auto" elsewhere, call ``energy.coordinate_gradient`` at each
+step (the reference path the tests compare the kernels against); "numba" where they do not apply is a ``ValueError``.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from refimpl.wasserstein import _rwcd_kernels as kernels
+from refimpl.backends import check_backend, resolve_backend
+from refimpl.wasserstein import _numba
 from refimpl.arguments import as_coordinate, as_particles, as_real_scalar
 from refimpl.wasserstein.composite import WeightedL1Potential, ScaledProxTerm, split_composite
 from refimpl.wasserstein.coordinate_descent import (TraceRecorder, check_count, check_step_sizes,
@@ -33,10 +35,6 @@ from refimpl.wasserstein.coordinate_descent import (TraceRecorder, check_count, 
 from refimpl.wasserstein.energies import (Energy, GaussianInteraction, QuadraticInteraction, QuadraticPotential,
                                           weighted_terms)
 from refimpl.wasserstein.particle_steps import forward_euler_step
-
-#: sweep backends
-SWEEP_BACKENDS = ("numba", "python")
-
 
 def _split(energy, X):
     """(G, prox term or None), checked for the particle representation."""
@@ -100,6 +98,10 @@ def wpg_step(energy: Energy, X, eta):
 
 
 # ------------------------------------------------------------------------------------------- kernel structure
+_NO_SWEEP_KERNEL = ("the sweep kernels step quadratic potentials and interactions, at most one Gaussian interaction "
+                    "and a weighted-L1 prox term")
+
+
 def _kernel_structure(G, H, d):
     """Arrays for the sweep kernels if G is quadratic potentials/interactions + ≤ 1 Gaussian interaction and H is
     None or a (scaled) WeightedL1Potential; else None."""
@@ -136,8 +138,7 @@ def _check_common(n_steps, record_every, backend):
     record_every = check_count(record_every, "record_every")
     if record_every < 1:
         raise ValueError("record_every must be >= 1")
-    if backend not in SWEEP_BACKENDS:
-        raise ValueError(f"backend must be one of {SWEEP_BACKENDS}, got {backend!r}")
+    check_backend(backend)
     return n_steps, record_every
 
 
@@ -152,11 +153,12 @@ def _coordinate_driver(method, energy, X0, n_steps, *, sampling, seed, step_size
     p = coordinate_probabilities(L, sampling)
     eta = coordinate_step_sizes(L, step_sizes)
     coords = coordinate_sequence(p, n_steps, seed)
-    struct = _kernel_structure(G, H, d) if backend == "numba" else None
+    struct = _kernel_structure(G, H, d) if backend != "numpy" else None
+    backend = resolve_backend(backend, kernel_applies=struct is not None, why_not=_NO_SWEEP_KERNEL)
     rec = TraceRecorder(energy.value(X))
     if struct is not None:
         mean = X.mean(axis=0)
-        D = kernels.squared_distances(X) if struct["gauss"] is not None else None
+        D = _numba.squared_distances(X) if struct["gauss"] is not None else None
     for start in range(0, n_steps, record_every):
         block = coords[start:start + record_every]
         rec.start()
@@ -165,11 +167,11 @@ def _coordinate_driver(method, energy, X0, n_steps, *, sampling, seed, step_size
                 col = X[:, i] - eta[i] * G.coordinate_gradient(X, i)
                 X[:, i] = col if H is None else H.coordinate_prox(col, i, eta[i])
         elif struct["gauss"] is None:
-            kernels.quadratic_sweep(X, struct["A"], struct["r"], struct["B"], mean, block, eta, struct["l1w"],
+            _numba.quadratic_sweep(X, struct["A"], struct["r"], struct["B"], mean, block, eta, struct["l1w"],
                                     struct["l1c"], struct["use_l1"])
         else:
             a, s = struct["gauss"]
-            kernels.pairwise_sweep(X, D, struct["A"], struct["r"], struct["B"], mean, struct["has_quad"], a, s, block,
+            _numba.pairwise_sweep(X, D, struct["A"], struct["r"], struct["B"], mean, struct["has_quad"], a, s, block,
                                    eta, struct["l1w"], struct["l1c"], struct["use_l1"])
         rec.stop()
         rec.record((start + block.shape[0]) / d, energy.value(X))
@@ -177,11 +179,11 @@ def _coordinate_driver(method, energy, X0, n_steps, *, sampling, seed, step_size
             coords = coords[:start + block.shape[0]]
             break
     return rec.trace(method, coords, X, probabilities=p, step_sizes=eta, sampling=sampling,
-                     backend="numba" if struct is not None else "python")
+                     backend=backend)
 
 
 def rwcd(energy: Energy, X0, n_steps: int, *, sampling: str = "uniform", seed: int = 0, step_sizes=None,
-         coordinate_smoothness=None, record_every: int = 1, backend: str = "numba", stop_at=None):
+         coordinate_smoothness=None, record_every: int = 1, backend: str = "auto", stop_at=None):
     """``n_steps`` RWCD steps from the cloud X0; ηᵢ = 1/Lᵢ (Lᵢ = ``energy.coordinate_smoothness`` unless given)
     unless ``step_sizes``. F is recorded every ``record_every`` steps. Returns a ``DescentTrace`` (``final`` = X).
 
@@ -201,7 +203,7 @@ def _stop(stop_at):
 
 
 def rwcp(energy: Energy, X0, n_steps: int, *, sampling: str = "uniform", seed: int = 0, step_sizes=None,
-         coordinate_smoothness=None, record_every: int = 1, backend: str = "numba", stop_at=None):
+         coordinate_smoothness=None, record_every: int = 1, backend: str = "auto", stop_at=None):
     """``n_steps`` RWCP steps for F = G + H from X0 (Lᵢ those of G); ``stop_at`` as in :func:`rwcd`. Returns a
     ``DescentTrace``."""
     return _coordinate_driver(f"RWCP ({sampling})", energy, X0, n_steps, sampling=sampling, seed=seed,
@@ -211,7 +213,7 @@ def rwcp(energy: Energy, X0, n_steps: int, *, sampling: str = "uniform", seed: i
 
 def _full_driver(method, energy, X0, n_steps, step, smoothness, proximal, record_every=1, stop_at=None):
     X = _check(energy, X0).copy()
-    n_steps, record_every = _check_common(n_steps, record_every, "python")
+    n_steps, record_every = _check_common(n_steps, record_every, "numpy")
     G, H = _split(energy, X) if proximal else (energy, None)
     if not proximal:
         _, sigma, prox = split_composite(energy)
@@ -253,4 +255,4 @@ def wpg(energy: Energy, X0, n_steps: int, *, step=None, smoothness=None, record_
                         stop_at=_stop(stop_at))
 
 
-__all__ = ["SWEEP_BACKENDS", "rwcd_step", "rwcp_step", "wgd_step", "wpg_step", "rwcd", "rwcp", "wgd", "wpg"]
+__all__ = ["rwcd_step", "rwcp_step", "wgd_step", "wpg_step", "rwcd", "rwcp", "wgd", "wpg"]
