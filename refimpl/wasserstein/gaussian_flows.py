@@ -36,7 +36,7 @@ from refimpl.arguments import as_real_scalar
 from refimpl.wasserstein.distances import spd_sqrt
 from refimpl.wasserstein.energies import (Energy, Entropy, QuadraticInteraction, QuadraticPotential, kl_to_gaussian,
                                           weighted_terms)
-from refimpl.wasserstein.measures import GaussianMeasure
+from refimpl.wasserstein.measures import GaussianMeasure, as_gaussian_measure
 
 
 @dataclass(frozen=True)
@@ -78,8 +78,7 @@ def quadratic_structure(energy: Energy, d: int) -> QuadraticStructure:
 
 
 def _check(energy, g, h, name="h"):
-    if not isinstance(g, GaussianMeasure):
-        raise TypeError(f"g must be a GaussianMeasure, got {type(g).__name__}")
+    as_gaussian_measure(g, "g")
     if not isinstance(energy, Energy):
         raise TypeError(f"energy must be an Energy, got {type(energy).__name__}")
     return as_real_scalar(h, name, positive=True)
@@ -157,8 +156,7 @@ def _phi1(z):
 
 def gaussian_exact_flow(energy: Energy, g0: GaussianMeasure, t) -> GaussianMeasure:
     """The exact Wasserstein gradient flow of a quadratic energy at time t ≥ 0 from N(m₀, Σ₀) (module docstring)."""
-    if not isinstance(g0, GaussianMeasure):
-        raise TypeError(f"g0 must be a GaussianMeasure, got {type(g0).__name__}")
+    as_gaussian_measure(g0, "g0")
     t = as_real_scalar(t, "t", nonnegative=True)
     q = quadratic_structure(energy, g0.dim)
     lam, Q = np.linalg.eigh(q.mean_hessian)
@@ -173,10 +171,8 @@ def gaussian_exact_flow(energy: Energy, g0: GaussianMeasure, t) -> GaussianMeasu
 def ou_flow(g0: GaussianMeasure, target: GaussianMeasure, t) -> GaussianMeasure:
     """The Fokker–Planck (Ornstein–Uhlenbeck) flow of KL(·‖target) at time t from g0:
     m(t) = μ + e^{−tP}(m₀ − μ), Σ(t) = Σ_π + e^{−tP}(Σ₀ − Σ_π)e^{−tP}, P = Σ_π⁻¹ (module docstring)."""
-    if not isinstance(target, GaussianMeasure):
-        raise TypeError(f"target must be a GaussianMeasure, got {type(target).__name__}")
-    if not isinstance(g0, GaussianMeasure):
-        raise TypeError(f"g0 must be a GaussianMeasure, got {type(g0).__name__}")
+    as_gaussian_measure(target, "target")
+    as_gaussian_measure(g0, "g0")
     if g0.dim != target.dim:
         raise ValueError(f"g0 and target must have the same dimension, got {g0.dim} and {target.dim}")
     t = as_real_scalar(t, "t", nonnegative=True)
@@ -187,8 +183,7 @@ def ou_flow(g0: GaussianMeasure, target: GaussianMeasure, t) -> GaussianMeasure:
 
 def gaussian_kl(g: GaussianMeasure, target: GaussianMeasure) -> float:
     """KL(g ‖ target) in closed form (the value of :func:`kl_to_gaussian` on g)."""
-    if not isinstance(target, GaussianMeasure):
-        raise TypeError(f"target must be a GaussianMeasure, got {type(target).__name__}")
+    as_gaussian_measure(target, "target")
     return kl_to_gaussian(target.mean, target.cov).gaussian_value(g)
 
 

@@ -53,3 +53,11 @@ class GaussianMeasure:
 
     def __repr__(self):
         return f"GaussianMeasure(mean={self.mean.tolist()}, cov={self.cov.tolist()})"
+
+
+def as_gaussian_measure(g, name: str = "g") -> GaussianMeasure:
+    """Check that ``g`` is a :class:`GaussianMeasure` (it validated itself on construction); ``TypeError`` naming
+    ``name`` otherwise."""
+    if not isinstance(g, GaussianMeasure):
+        raise TypeError(f"{name} must be a GaussianMeasure, got {type(g).__name__}")
+    return g
