@@ -17,6 +17,7 @@ import numpy as np
 from refimpl.ad import ops
 from refimpl.arguments import as_coordinate, as_real_scalar, as_vector, underlying_array
 from refimpl.wasserstein.energies import Energy, Entropy, ScaledEnergy, SumEnergy
+from refimpl.wasserstein.sweep_descriptors import WeightedL1SweepPart
 
 
 class WeightedL1Potential(Energy):
@@ -44,6 +45,10 @@ class WeightedL1Potential(Energy):
 
     def _wasserstein_gradient(self, X):
         return np.sign(X - self.center) * self.weights
+
+    def sweep_part(self, factor):
+        """c·H is the weighted-L1 prox term with weights c·λ (centre unchanged)."""
+        return WeightedL1SweepPart(factor * self.weights, self.center.copy())
 
     def coordinate_prox(self, values, i, tau):
         """prox_{τ hᵢ} applied to the coordinate-i values (a 1-D array): soft thresholding at τλᵢ around cᵢ."""

@@ -23,18 +23,17 @@ step (the reference path the tests compare the kernels against); "numba" where t
 """
 from __future__ import annotations
 
-import numpy as np
-
+from refimpl.arguments import as_coordinate, as_particles, as_real_scalar
 from refimpl.backends import check_backend, resolve_backend
 from refimpl.wasserstein import _numba
-from refimpl.arguments import as_coordinate, as_particles, as_real_scalar
-from refimpl.wasserstein.composite import WeightedL1Potential, ScaledProxTerm, split_composite
+from refimpl.wasserstein.composite import split_composite
 from refimpl.wasserstein.coordinate_descent import (TraceRecorder, check_count, check_step_sizes,
                                                     coordinate_constants, coordinate_probabilities,
                                                     coordinate_sequence, coordinate_step_sizes)
-from refimpl.wasserstein.energies import (Energy, GaussianInteraction, QuadraticInteraction, QuadraticPotential,
-                                          weighted_terms)
+from refimpl.wasserstein.energies import Energy, weighted_terms
 from refimpl.wasserstein.particle_steps import forward_euler_step
+from refimpl.wasserstein.sweep_descriptors import sweep_arrays
+
 
 def _split(energy, X):
     """(G, prox term or None), checked for the particle representation."""
@@ -97,39 +96,9 @@ def wpg_step(energy: Energy, X, eta):
     return Y if H is None else H.prox(Y, as_real_scalar(eta, "eta", positive=True))
 
 
-# ------------------------------------------------------------------------------------------- kernel structure
+# ------------------------------------------------------------------------------------- sweep kernel dispatch
 _NO_SWEEP_KERNEL = ("the sweep kernels step quadratic potentials and interactions, at most one Gaussian interaction "
                     "and a weighted-L1 prox term")
-
-
-def _kernel_structure(G, H, d):
-    """Arrays for the sweep kernels if G is quadratic potentials/interactions + ≤ 1 Gaussian interaction and H is
-    None or a (scaled) WeightedL1Potential; else None."""
-    A, r, B = np.zeros((d, d)), np.zeros(d), np.zeros((d, d))
-    gauss = []
-    has_quad = False
-    for c, e in weighted_terms(G):
-        if isinstance(e, QuadraticPotential):
-            A += c * e.A
-            r += c * (e.A @ e.b)
-            has_quad = True
-        elif isinstance(e, QuadraticInteraction):
-            B += c * e.B
-            has_quad = True
-        elif isinstance(e, GaussianInteraction):
-            gauss.append((c * e.amplitude, e.width))
-        else:
-            return None
-    if len(gauss) > 1:
-        return None
-    l1w, l1c, use_l1 = np.zeros(d), np.zeros(d), False
-    if H is not None:
-        factor, base = (H.factor, H.energy) if isinstance(H, ScaledProxTerm) else (1.0, H)
-        if not isinstance(base, WeightedL1Potential):
-            return None
-        l1w, l1c, use_l1 = factor * base.weights, base.center.copy(), True
-    return dict(A=A, r=r, B=B, has_quad=has_quad, gauss=gauss[0] if gauss else None, l1w=l1w, l1c=l1c,
-                use_l1=use_l1)
 
 
 # ------------------------------------------------------------------------------------------------------ drivers
@@ -153,12 +122,13 @@ def _coordinate_driver(method, energy, X0, n_steps, *, sampling, seed, step_size
     p = coordinate_probabilities(L, sampling)
     eta = coordinate_step_sizes(L, step_sizes)
     coords = coordinate_sequence(p, n_steps, seed)
-    struct = _kernel_structure(G, H, d) if backend != "numpy" else None
+    # the kernels' arrays, read from the terms' sweep descriptors (None: some term has none, the reference path runs)
+    struct = sweep_arrays(weighted_terms(G), H, d) if backend != "numpy" else None
     backend = resolve_backend(backend, kernel_applies=struct is not None, why_not=_NO_SWEEP_KERNEL)
     rec = TraceRecorder(energy.value(X))
     if struct is not None:
         mean = X.mean(axis=0)
-        D = _numba.squared_distances(X) if struct["gauss"] is not None else None
+        D = _numba.squared_distances(X) if struct.gauss is not None else None
     for start in range(0, n_steps, record_every):
         block = coords[start:start + record_every]
         rec.start()
@@ -166,13 +136,13 @@ def _coordinate_driver(method, energy, X0, n_steps, *, sampling, seed, step_size
             for i in block:
                 col = X[:, i] - eta[i] * G.coordinate_gradient(X, i)
                 X[:, i] = col if H is None else H.coordinate_prox(col, i, eta[i])
-        elif struct["gauss"] is None:
-            _numba.quadratic_sweep(X, struct["A"], struct["r"], struct["B"], mean, block, eta, struct["l1w"],
-                                    struct["l1c"], struct["use_l1"])
+        elif struct.gauss is None:
+            _numba.quadratic_sweep(X, struct.A, struct.r, struct.B, mean, block, eta, struct.l1w, struct.l1c,
+                                   struct.use_l1)
         else:
-            a, s = struct["gauss"]
-            _numba.pairwise_sweep(X, D, struct["A"], struct["r"], struct["B"], mean, struct["has_quad"], a, s, block,
-                                   eta, struct["l1w"], struct["l1c"], struct["use_l1"])
+            a, s = struct.gauss
+            _numba.pairwise_sweep(X, D, struct.A, struct.r, struct.B, mean, struct.has_quad, a, s, block, eta,
+                                  struct.l1w, struct.l1c, struct.use_l1)
         rec.stop()
         rec.record((start + block.shape[0]) / d, energy.value(X))
         if stop_at is not None and rec.energy[-1] <= stop_at:

@@ -306,6 +306,9 @@ class ScaledEnergy(Energy):
     def _coordinate_gradient(self, X, i):
         return self.factor * self.energy._coordinate_gradient(X, i)
 
+    def sweep_part(self, factor):
+        return self.energy.sweep_part(factor * self.factor)
+
     def _coordinate_smoothness(self, d):
         L = self.energy._coordinate_smoothness(d)
         return None if (L is None or self.factor < 0) else self.factor * np.asarray(L)
