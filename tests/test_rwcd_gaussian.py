@@ -1,5 +1,5 @@
 """RWCD / RWCP on Gaussians: closed forms against particles, enumeration over coordinates, brute-force minimisation,
-the other helper's Gaussian steps, and the KL chain rule (notes/rwcd-derivations.md §6)."""
+the other helper's Gaussian steps, and the KL chain rule (docs/theory/coordinate-descent.md §7)."""
 import itertools
 import math
 import warnings
@@ -74,7 +74,7 @@ def test_particle_rwcd_matches_gaussian_recursion_on_empirical_moments(backend):
 
 
 def test_coordinate_step_with_eta_one_over_L_is_degenerate_and_minimises_coordinate():
-    """With η = 1/Gᵢᵢ the coordinate map is singular (notes G7): the new Σ has rank d − 1 when the energy is a pure
+    """With η = 1/Gᵢᵢ the coordinate map is singular (G7): the new Σ has rank d − 1 when the energy is a pure
     potential, and xᵢ sits at its conditional minimiser: ∂ᵢu ≡ 0 afterwards (mean and variance of the partial are 0)."""
     d = 5
     A = _spd(d, 2)
@@ -110,7 +110,7 @@ def test_expected_one_step_decrease_equals_average_over_all_coordinates(seed, d,
 def test_expected_one_step_decrease_on_particles_at_eta_one_over_L():
     """Same identity on particles at ηᵢ = 1/Lᵢ (degenerate after the step, so measured by energy.value on the cloud):
     enumerated average == closed form in the empirical moments, ≤ 1e-12 relative. The descent lemma holds per coordinate
-    (decrease ≥ ‖∂ᵢu‖²/(2Lᵢ)), with equality for the pure potential (notes G2)."""
+    (decrease ≥ ‖∂ᵢu‖²/(2Lᵢ)), with equality for the pure potential (G2)."""
     d, n = 7, 300
     X = np.random.default_rng(4).standard_normal((n, d)) + 1.0
     for E in (_energy(d, 21), QuadraticPotential(_spd(d, 22), np.ones(d))):
@@ -169,8 +169,9 @@ def test_expected_dynamics_agree_with_monte_carlo():
 
 # ------------------------------------------------------------------------------------------------ entropy prox
 @pytest.mark.parametrize("s,tau,a", [(1.0, 0.1, 1.0916080), (0.01, 0.5, 7.5887234), (4.0, 2.0, 1.3660254)])
-def test_one_dimensional_entropy_jko_values_from_notes(s, tau, a):
-    """Notes G4: the 1-D entropy JKO of N(c, s) scales by a = (1 + √(1 + 4τ/s))/2; values quoted to 7 digits there."""
+def test_one_dimensional_entropy_jko_values_g4(s, tau, a):
+    """G4 (docs/theory/coordinate-descent.md §7): the 1-D entropy JKO of N(c, s) scales by a = (1 + √(1 + 4τ/s))/2;
+    values to 7 digits."""
     out = gaussian_coordinate_entropy_prox(GaussianMeasure([0.3], [[s]]), 0, tau)
     assert abs(math.sqrt(out.cov[0, 0] / s) - a) <= 5e-8
 
@@ -335,8 +336,8 @@ def test_bad_input_raises_clear_errors():
 
 
 def test_full_prox_reading_of_rwcp_is_biased():
-    """Notes §3 left open whether RWCP's prox is restricted to eᵢ or is the full JKO step of ℋ. The full-prox reading
-    (each coordinate step applies the full entropy JKO with τ = ηᵢ) gives the entropy d times the weight of the
+    """docs/theory/coordinate-descent.md §4 has two readings of whether RWCP's prox is restricted to eᵢ or is the full
+    JKO step of ℋ. The full-prox reading (each coordinate step applies the full entropy JKO with τ = ηᵢ) gives the entropy d times the weight of the
     smooth part per epoch, so π is not a fixed point: one step from π already moves it (KL > 1e-3), and after 200
     epochs the law sits far from π (KL > 1), while the coordinate reading converges (KL < 1e-8). A finding, not a bug."""
     d = 5

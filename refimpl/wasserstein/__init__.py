@@ -1,11 +1,16 @@
-"""Wasserstein gradient flows on particles and Gaussians (SPEC §4, papers [B], [C]).
+"""Wasserstein gradient flows on particles and Gaussians (docs/theory/wasserstein-gradients.md,
+docs/theory/forward-euler-breakdown.md, docs/theory/coordinate-descent.md; papers [B] arXiv 2604.01606,
+[C] arXiv 2406.08209).
 
 Modules
 -------
 :mod:`~refimpl.wasserstein.energies`        energies F (potential, interaction, entropy, KL), first variations,
-                                            Wasserstein / Bures–Wasserstein gradients, coordinate partials, Lᵢ.
+                                            Wasserstein / Bures–Wasserstein gradients, coordinate partials, Lᵢ; the
+                                            registry ``ENERGIES`` of storable terms (package: algebra, potentials,
+                                            interactions, entropy).
 :mod:`~refimpl.wasserstein.measures`        the Gaussian representation N(m, Σ).
-:mod:`~refimpl.wasserstein.kernels`         Numba O(N²d) pairwise loops and their NumPy reference.
+:mod:`~refimpl.wasserstein.pairwise_sums`   the O(N²d) pairwise sums: NumPy reference and backend dispatch.
+:mod:`~refimpl.wasserstein._numba`          every Numba kernel (pairwise sums, RWCD/RWCP sweeps).
 :mod:`~refimpl.wasserstein.distances`       W₂: Bures closed form, exact assignment, 1-D sorting.
 :mod:`~refimpl.wasserstein.gaussian_flows`  forward Euler, closed-form JKO and the exact flow on Gaussians.
 :mod:`~refimpl.wasserstein.particle_steps`  forward Euler and inner-solve JKO on particle clouds.
@@ -19,6 +24,7 @@ Random Wasserstein coordinate descent (paper [B]):
 
 :mod:`~refimpl.wasserstein.coordinate_descent` coordinate sampling (uniform, ∝ Lᵢ), step sizes, cost accounting.
 :mod:`~refimpl.wasserstein.rwcd_particles`     RWCD / RWCP / WGD / WPG on particle clouds (Numba sweeps).
+:mod:`~refimpl.wasserstein.sweep_descriptors`  what each energy term contributes to the sweep kernels.
 :mod:`~refimpl.wasserstein.rwcd_gaussian`      the same on Gaussians in closed form, exact expectations.
 :mod:`~refimpl.wasserstein.composite`          composite energies G + H (L1 potential, entropy) and their proxes.
 :mod:`~refimpl.wasserstein.rwcd_rates`         the derived rate bounds and predicted speed-ups.

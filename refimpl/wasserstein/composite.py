@@ -1,4 +1,5 @@
-r"""Composite objectives F = G + σℋ + Σ H_t for RWCP and the proximal-gradient baselines (paper [B], SPEC §4).
+r"""Composite objectives F = G + σℋ + Σ H_t for RWCP and the proximal-gradient baselines (paper [B] arXiv 2604.01606;
+docs/theory/coordinate-descent.md §4).
 
 G is smooth (finite coordinate-wise constants Lᵢ), ℋ the entropy (weight σ ≥ 0) and each H_t a *prox term*: a
 potential energy H(ρ) = ∫ h dρ with a separable convex, possibly non-smooth h(x) = Σⱼ hⱼ(xⱼ).
@@ -7,7 +8,7 @@ potential energy H(ρ) = ∫ h dρ with a separable convex, possibly non-smooth 
 between ρ and ν, ∫h dν + W₂²(ρ, ν)/(2τ) ≥ ∫ min_y [h(y) + |y − x|²/(2τ)] dρ(x), with equality for
 ν = (prox_{τh})#ρ — and prox_{τh} = ∇(½|x|² − τ h_τ) (Moreau) is the gradient of a convex function, hence an optimal
 map, so the coupling (x, prox x) realises W₂. For separable h the prox acts coordinate-wise, so the
-*coordinate-restricted* JKO step along eᵢ (notes/rwcd-derivations.md §3) is x ↦ x with xᵢ replaced by
+*coordinate-restricted* JKO step along eᵢ (docs/theory/coordinate-descent.md §4) is x ↦ x with xᵢ replaced by
 prox_{τhᵢ}(xᵢ): exactly what :meth:`WeightedL1Potential.coordinate_prox` returns.
 """
 from __future__ import annotations

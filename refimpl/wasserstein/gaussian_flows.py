@@ -10,16 +10,18 @@ with A_m = Σ A (potentials), r = Σ A b, G = Σ A + Σ B (potentials and intera
 v(x) = (A_m m − r) + (G − σΣ⁻¹)(x − m) (the sum of the terms' closed forms in :mod:`energies`), so Gaussians stay
 Gaussian under the flow, its JKO step and its forward Euler step.
 
-* Forward Euler (SPEC §4; any energy with a Bures–Wasserstein gradient): the push-forward by
-  x ↦ x − h v(x) = (m − hb) + (I − hM)(x − m), with (b, M) = ``energy.gaussian_velocity``, gives
-  m⁺ = m − hb, Σ⁺ = (I − hM)Σ(I − hM). For KL(·‖N(μ, Σ_π)) this is SPEC's recursion
-  Σ⁺ = (I + h(Σ⁻¹ − Σ_π⁻¹))Σ(I + h(Σ⁻¹ − Σ_π⁻¹)), m⁺ = m − hΣ_π⁻¹(m − μ) (derived).
+* Forward Euler (docs/theory/wasserstein-gradients.md §7; any energy with a Bures–Wasserstein gradient): the
+  push-forward by x ↦ x − h v(x) = (m − hb) + (I − hM)(x − m), with (b, M) = ``energy.gaussian_velocity``, gives
+  m⁺ = m − hb, Σ⁺ = (I − hM)Σ(I − hM). For KL(·‖N(μ, Σ_π)) this is the recursion of
+  docs/theory/forward-euler-breakdown.md §9, Σ⁺ = (I + h(Σ⁻¹ − Σ_π⁻¹))Σ(I + h(Σ⁻¹ − Σ_π⁻¹)),
+  m⁺ = m − hΣ_π⁻¹(m − μ) (derived).
 * JKO: ρ⁺ = argmin F(ρ) + W₂²(ρ, ρₙ)/(2h). Derived: the minimiser is Gaussian; the optimal map from ρ⁺ back to ρₙ is
   x ↦ x + h v⁺(x) (first-order optimality), affine with linear part S = K − hσΣ⁺⁻¹, K = I + hG, which must be
   symmetric positive definite and satisfy SΣ⁺S = Σₙ. With Σ⁺ = K^{−1/2} X K^{−1/2} this is X + h²σ²X⁻¹ = C,
   C = K^{−1/2}ΣₙK^{−1/2} + 2hσI, whose solution with X > hσI (S ≻ 0) is X = ½(C + (C² − 4h²σ²I)^{1/2}).
   The mean solves (I + hA_m)m⁺ = mₙ + hr. Requires K ≻ 0 and I + hA_m ≻ 0 (the JKO problem is then strictly convex).
-  For the entropy alone (G = 0, σ = 1) it reduces to Σ⁺ = ¼(Σ^{1/2} + (Σ + 4hI)^{1/2})² (notes G6).
+  For the entropy alone (G = 0, σ = 1) it reduces to Σ⁺ = ¼(Σ^{1/2} + (Σ + 4hI)^{1/2})²
+  (docs/theory/coordinate-descent.md §7, G6).
 * Exact flow: ṁ = −(A_m m − r), Σ̇ = −(GΣ + ΣG) + 2σI. In the eigenbasis A_m = QΛQᵀ, G = VμVᵀ:
   m(t) = Q[e^{−tΛ}Qᵀm₀ + t φ₁(−tΛ) Qᵀr], and S̃ = VᵀΣV evolves entrywise
   S̃ᵢⱼ(t) = e^{−t(μᵢ+μⱼ)} S̃ᵢⱼ(0) + 2σ δᵢⱼ t φ₁(−2tμᵢ), φ₁(z) = (e^z − 1)/z. For KL(·‖N(μ, Σ_π)) (the

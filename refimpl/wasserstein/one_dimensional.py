@@ -1,4 +1,5 @@
-r"""Exact 1-D forward-Euler push-forwards of KL(·‖π), in Lagrangian coordinates (SPEC §4, paper [C]).
+r"""Exact 1-D forward-Euler push-forwards of KL(·‖π), in Lagrangian coordinates (paper [C] arXiv 2406.08209;
+docs/theory/forward-euler-breakdown.md §2).
 
 Target π = N(μ, s²), U(y) = (y − μ)²/(2s²). A density ρ₀ on ℝ is given by the Taylor jets of its normalised
 log-density ℓ₀ = log ρ₀ (:class:`Density1D`). Forward Euler for KL(·‖π) moves mass by Tₙ = Id − h ∂_y log(ρₙ/π).
@@ -6,7 +7,7 @@ Label mass by its initial position x (Lagrangian coordinate): Φ₀(x) = x, Φ�
 
     wₙ(x) = ∂_y log(ρₙ/π)(Φₙ(x)) = [ℓ₀′(x) − Φₙ″(x)/Φₙ′(x)] / Φₙ′(x) + U′(Φₙ(x))              (derived)
 
-because, while Φₙ is increasing, the change of variables gives ρₙ(Φₙ(x)) = ρ₀(x)/Φₙ′(x) (SPEC: ρ₁(T(x)) = ρ₀(x)/T′(x)),
+because, while Φₙ is increasing, the change of variables gives ρₙ(Φₙ(x)) = ρ₀(x)/Φₙ′(x) (ρ₁(T(x)) = ρ₀(x)/T′(x)),
 so log ρₙ∘Φₙ = ℓ₀ − log Φₙ′ and the chain rule divides by Φₙ′. Every quantity is a :class:`~refimpl.wasserstein.jets.Jet`
 in x, so no numerical differentiation is involved; each step consumes two orders of the jet (w needs Φ″, and Φₙ₊₁′
 needs wₙ′) — the "derivative consumption" of [C]/arXiv 2509.13260, made literal.
@@ -111,7 +112,8 @@ def _check_n_seed(n, seed):
 
 
 class AbsPowerDensity(Density1D):
-    r"""ρ₀(x) = exp(−|x|^p)/Z, Z = 2Γ(1 + 1/p) (p > 1). For p = 3/2: the [C] example of SPEC §4.
+    r"""ρ₀(x) = exp(−|x|^p)/Z, Z = 2Γ(1 + 1/p) (p > 1). For p = 3/2: the [C] example of
+    docs/theory/forward-euler-breakdown.md §4.
 
     Fisher information I(ρ₀) = p² E|x|^{2p−2} = p² Γ((2p−1)/p)/Γ(1/p) (derived with u = |x|^p; p = 3/2 gives
     (9/4)Γ(4/3)/Γ(2/3) ≈ 1.4838). CDF ½ ± ½ P(1/p, |x|^p) (regularised incomplete gamma); samples ±G^{1/p}, G ~ Gamma(1/p).

@@ -1,4 +1,5 @@
-r"""Forward Euler for the Gaussian-regularised KL in 1-D (the remedy of arXiv 2509.13260; SPEC §4, [C]).
+r"""Forward Euler for the Gaussian-regularised KL in 1-D (the remedy of arXiv 2509.13260 for [C];
+docs/theory/forward-euler-breakdown.md §8).
 
 F_ε(ρ) = KL(ρ * φ_ε ‖ π), φ_ε = N(0, ε²). Derived: δF_ε/δρ = φ_ε * log(ρ_ε/π) with ρ_ε = ρ * φ_ε, so the velocity
 

@@ -1,4 +1,5 @@
-r"""RWCD and RWCP on particle clouds, with the full-gradient baselines (paper [B]; notes/rwcd-derivations.md §3).
+r"""RWCD and RWCP on particle clouds, with the full-gradient baselines (paper [B] arXiv 2604.01606;
+docs/theory/coordinate-descent.md §3–§6).
 
 A cloud X (N, d) stands for ρ_X = (1/N)Σ δ_{x_k}; u = δF/δρ[ρ_X].
 
@@ -8,8 +9,8 @@ A cloud X (N, d) stands for ρ_X = (1/N)Σ δ_{x_k}; u = δF/δρ[ρ_X].
   the JKO step of ηH restricted to eᵢ-displacements, which for a separable potential is the pointwise prox of ηhᵢ on
   coordinate i (derived in :mod:`~refimpl.wasserstein.composite`). An entropic H is not supported on particles: the
   conditionals of an empirical measure along eᵢ are single atoms, so the coordinate entropy JKO (1-D JKO of each
-  conditional, notes §3) has no particle analogue without a density model; use the Gaussian representation
-  (:mod:`~refimpl.wasserstein.rwcd_gaussian`).
+  conditional, docs/theory/coordinate-descent.md §4) has no particle analogue without a density model; use the
+  Gaussian representation (:mod:`~refimpl.wasserstein.rwcd_gaussian`).
 * **Full Wasserstein GD**: x_k ← x_k − η∇u(x_k) (:func:`refimpl.wasserstein.particle_steps.forward_euler_step`).
 * **Full Wasserstein proximal gradient**: GD step on G, then x_k ← prox_{ηh}(x_k) (the JKO step of ηH).
 
