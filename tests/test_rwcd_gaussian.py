@@ -1,5 +1,6 @@
 """RWCD / RWCP on Gaussians: closed forms against particles, enumeration over coordinates, brute-force minimisation,
-the other helper's Gaussian steps, and the KL chain rule (docs/theory/coordinate-descent.md §7)."""
+the Gaussian flow steps of refimpl.wasserstein.gaussian_flows, and the KL chain rule. G1–G7 are the Gaussian closed
+forms of docs/theory/coordinate-descent.md §7."""
 import itertools
 import math
 import warnings
@@ -55,7 +56,7 @@ def test_structure_velocity_equals_energy_bures_wasserstein_velocity():
 
 @pytest.mark.parametrize("backend", ["numba", "numpy"])
 def test_particle_rwcd_matches_gaussian_recursion_on_empirical_moments(backend):
-    """Notes claim 1: particle RWCD on V + quadratic W moves the empirical mean / 1/N-covariance exactly by G1 (the
+    """Particle RWCD on V + quadratic W moves the empirical mean / 1/N-covariance exactly by G1 (the
     interaction acts through the empirical mean). 200 steps, N = 400, d = 6, ηᵢ = 0.9/Lᵢ. Both routes are affine maps
     in float64; the differences are rounding, amplified at most by ‖T‖ ≤ 1 per step: 1e-12 relative."""
     d, n = 6, 400
@@ -133,7 +134,7 @@ def test_expected_one_step_decrease_on_particles_at_eta_one_over_L():
 
 @pytest.mark.parametrize("sampling", ["uniform", "lipschitz"])
 def test_expected_dynamics_equal_enumeration_over_all_sequences(sampling):
-    """Notes G3 (generalised to V + W): the linear recursion of expected_rwcd_energy == the probability-weighted sum over
+    """G3 (generalised to V + W): the linear recursion of expected_rwcd_energy == the probability-weighted sum over
     all d^K coordinate sequences of the actual steps (d = 3, K = 5: 243 sequences), ≤ 1e-12 relative (rounding)."""
     d, K = 3, 5
     E = _energy(d, 8)
@@ -154,7 +155,7 @@ def test_expected_dynamics_equal_enumeration_over_all_sequences(sampling):
 
 
 def test_expected_dynamics_agree_with_monte_carlo():
-    """Notes claim 3: d = 5, A rotated with eigenvalues geomspace(1, 30), K = 40; the exact E F_K against the mean of
+    """d = 5, A rotated with eigenvalues geomspace(1, 30), K = 40; the exact E F_K against the mean of
     2000 sampled runs: within 4 standard errors (a 4σ band: false alarm probability ~6e-5)."""
     d, K = 5, 40
     Q, _ = np.linalg.qr(np.random.default_rng(0).standard_normal((d, d)))
@@ -177,7 +178,7 @@ def test_one_dimensional_entropy_jko_values_g4(s, tau, a):
 
 
 def test_coordinate_entropy_prox_against_brute_force_over_linear_coordinate_maps():
-    """Notes G5: minimise ℋ(T#ρ) + (1/2τ)∫|Tᵢ(x) − xᵢ|²dρ over affine maps changing coordinate i only,
+    """G5: minimise ℋ(T#ρ) + (1/2τ)∫|Tᵢ(x) − xᵢ|²dρ over affine maps changing coordinate i only,
     Tᵢ(x) = c + wᵀx (ℋ(T#ρ) = ℋ(ρ) − log|wᵢ|), by BFGS; the closed form must match: covariance within 1e-6 (BFGS
     gradient tolerance 1e-10 → parameter error ~1e-6 at worst), mean and all entries but Σᵢᵢ unchanged exactly, and
     log det changing by exactly 2 log a."""
@@ -210,7 +211,7 @@ def test_coordinate_entropy_prox_against_brute_force_over_linear_coordinate_maps
 
 
 def test_full_entropy_prox_equals_closed_form_jko_of_gaussian_flows():
-    """Notes G6 == gaussian_flows.gaussian_jko_step(σ·Entropy) (a different closed form, via C = Σ + 2τI), ≤ 1e-12."""
+    """G6 == gaussian_flows.gaussian_jko_step(σ·Entropy) (a different closed form, via C = Σ + 2τI), ≤ 1e-12."""
     g = _gaussian(5, 9)
     for sigma, eta in ((1.0, 0.3), (2.5, 0.04)):
         ours = gaussian_entropy_prox(g, sigma * eta)
@@ -235,7 +236,7 @@ def test_full_steps_equal_gaussian_flows_steps():
 
 # ------------------------------------------------------------------------------------------------------ RWCP
 def test_target_is_a_fixed_point_of_rwcp_and_wpg():
-    """Notes claim 8: N(b, A⁻¹) is invariant under every RWCP step with ηᵢ ∈ (0, 1/Aᵢᵢ] and under WPG (1e-12)."""
+    """N(b, A⁻¹) is invariant under every RWCP step with ηᵢ ∈ (0, 1/Aᵢᵢ] and under WPG (1e-12)."""
     d = 5
     A = _spd(d, 30)
     b = np.arange(d, dtype=float)
@@ -257,7 +258,7 @@ def _marginal_kl(m, S, mu, P, keep):
 
 
 def test_rwcp_at_eta_one_over_Aii_is_a_gibbs_update_kl_chain_rule():
-    """Notes G7 via the chain rule of KL (an independent route): after the RWCP step with η = 1/Aᵢᵢ on
+    """G7 via the chain rule of KL (an independent route): after the RWCP step with η = 1/Aᵢᵢ on
     KL(·‖N(b, A⁻¹)) the conditional of xᵢ | x₋ᵢ is the target's, and the x₋ᵢ marginal is unchanged, so
     KL(ρ⁺‖π) = KL(ρ₋ᵢ‖π₋ᵢ). Hence the exact expected one-step decrease is Σᵢ pᵢ [KL(ρ‖π) − KL(ρ₋ᵢ‖π₋ᵢ)].
     Both sides are closed forms; 1e-12 relative to KL(ρ‖π)."""
@@ -357,7 +358,7 @@ def test_full_prox_reading_of_rwcp_is_biased():
 @SETTINGS
 @given(seed=st.integers(0, 10_000), d=st.integers(1, 6), tau=st.floats(1e-3, 5.0))
 def test_coordinate_entropy_prox_equals_linear_map_form(seed, d, tau):
-    """Notes G5, second form: the prox is the push-forward by the map changing row i to
+    """G5, second form: the prox is the push-forward by the map changing row i to
     yᵢ = mᵢ + a(xᵢ − mᵢ) − (1 − a) Σ_{j≠i} (Pᵢⱼ/Pᵢᵢ)(xⱼ − mⱼ), P = Σ⁻¹, a = (1 + √(1 + 4τPᵢᵢ))/2 (the conditional
     mean is kept, the conditional spread scaled by a). TΣTᵀ computed from this map == our Schur-complement update,
     ≤ 1e-10 relative (both O(κ(Σ)·ε) with κ(Σ) ≤ ~1e3 for these draws)."""

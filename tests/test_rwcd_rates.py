@@ -26,7 +26,7 @@ def _rotated(d, eigs, seed=0):
 # ---------------------------------------------------------------------------------------------------------- PL
 @pytest.mark.parametrize("sampling", ["uniform", "lipschitz"])
 def test_pl_rate_exact_expectation_within_bound(sampling):
-    """Notes claim 4. V = ½xᵀAx, A rotated with eigenvalues geomspace(1, 50), d = 20: F is PL with μ = λ_min = 1
+    """V = ½xᵀAx, A rotated with eigenvalues geomspace(1, 50), d = 20: F is PL with μ = λ_min = 1
     (∫|Ax|²dρ ≥ λ_min ∫xᵀAx dρ), F* = 0. E F_k is exact (G3 recursion, no sampling noise), so the check is sharp:
     E F_k ≤ (1 − μ/Λ)ᵏ F₀ for every k ≤ 2000, and the observed contraction per epoch (E F_K/F₀)^{d/K} is below the
     bound's (1 − μ/Λ)^d."""
@@ -95,7 +95,7 @@ def test_geodesically_convex_rate_within_bound():
 
 # ------------------------------------------------------------------------------------------------- non-convex
 def test_nonconvex_average_gradient_norm_within_bound():
-    """Notes claim 5: (1/K)Σ_{k<K} E‖∇_W F(ρₖ)‖² ≤ 2dL_max(F(ρ₀) − F_inf)/K (uniform) and 2S(F₀ − F_inf)/K (∝ Lᵢ).
+    """(1/K)Σ_{k<K} E‖∇_W F(ρₖ)‖² ≤ 2dL_max(F(ρ₀) − F_inf)/K (uniform) and 2S(F₀ − F_inf)/K (∝ Lᵢ).
     F = ∫(½xᵀAx + ½Σcos 3xⱼ)dρ + ½∬½(x−y)ᵀB(x−y): Lᵢ = Aᵢᵢ + 4.5 + Bᵢᵢ; F_inf ≥ −d/2 (quadratics ≥ 0, cos ≥ −1),
     used as the (valid, looser) infimum. Also per step the descent lemma F(ρ⁺) ≤ F(ρ) − ‖∂ᵢu‖²/(2Lᵢ) (never violated
     beyond rounding, 1e-12·|F|). Expectation = mean over 8 sequences; the bound is not tight enough for noise to matter."""

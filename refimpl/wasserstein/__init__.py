@@ -30,9 +30,9 @@ Random Wasserstein coordinate descent (paper [B]):
 :mod:`~refimpl.wasserstein.rwcd_rates`         the derived rate bounds and predicted speed-ups.
 """
 from refimpl.wasserstein.distances import gaussian_w2, particle_w2, w2_1d
-from refimpl.wasserstein.energies import (Energy, Entropy, GaussianInteraction, KLDivergence, Potential,
-                                          QuadraticInteraction, QuadraticPotential, ScaledEnergy, SumEnergy,
-                                          kl_to_gaussian, silverman_bandwidth)
+from refimpl.wasserstein.energies import (ENERGIES, Energy, Entropy, GaussianInteraction, KLDivergence, KLToGaussian,
+                                          Potential, QuadraticInteraction, QuadraticPotential, ScaledEnergy, SumEnergy,
+                                          energy_from_terms, energy_to_terms, kl_to_gaussian, silverman_bandwidth)
 from refimpl.wasserstein.gaussian_flows import (gaussian_exact_flow, gaussian_forward_euler,
                                                 gaussian_forward_euler_step, gaussian_jko, gaussian_jko_step,
                                                 gaussian_kl, ou_flow, quadratic_structure)
@@ -41,8 +41,9 @@ from refimpl.wasserstein.particle_steps import forward_euler, forward_euler_step
 from refimpl.wasserstein.rwcd_gaussian import gaussian_rwcd, gaussian_rwcp, gaussian_wgd, gaussian_wpg
 from refimpl.wasserstein.rwcd_particles import rwcd, rwcp, wgd, wpg
 
-__all__ = ["Energy", "Entropy", "GaussianInteraction", "KLDivergence", "Potential", "QuadraticInteraction",
-           "QuadraticPotential", "ScaledEnergy", "SumEnergy", "kl_to_gaussian", "silverman_bandwidth",
+__all__ = ["ENERGIES", "Energy", "Entropy", "GaussianInteraction", "KLDivergence", "KLToGaussian", "Potential",
+           "QuadraticInteraction", "QuadraticPotential", "ScaledEnergy", "SumEnergy", "energy_from_terms",
+           "energy_to_terms", "kl_to_gaussian", "silverman_bandwidth",
            "GaussianMeasure", "gaussian_w2", "particle_w2", "w2_1d", "gaussian_exact_flow", "gaussian_forward_euler",
            "gaussian_forward_euler_step", "gaussian_jko", "gaussian_jko_step", "gaussian_kl", "ou_flow",
            "quadratic_structure", "forward_euler", "forward_euler_step", "particle_jko_step",
