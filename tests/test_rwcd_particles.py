@@ -11,8 +11,9 @@ from refimpl.wasserstein.composite import WeightedL1Potential, split_composite
 from refimpl.wasserstein.coordinate_descent import StepSizeWarning
 from refimpl.wasserstein.energies import (Energy, Entropy, GaussianInteraction, QuadraticInteraction,
                                           QuadraticPotential, kl_to_gaussian)
+from refimpl.wasserstein.gaussian_flows import quadratic_structure
 from refimpl.wasserstein.rwcd_particles import rwcd, rwcd_step, rwcp, rwcp_step, wgd, wgd_step, wpg, wpg_step
-from refimpl.wasserstein.sweep_descriptors import QuadraticSweepPart
+from refimpl.wasserstein.term_descriptors import QuadraticDescriptor
 
 SETTINGS = settings(max_examples=25, deadline=None)
 
@@ -116,7 +117,8 @@ def test_unrecognised_energy_falls_back_to_numpy_path():
 
 
 class _IsotropicPotential(Energy):
-    """A term defined only here: V(x) = (k/2)|x|², with its sweep descriptor (A = kI) and nothing else in refimpl."""
+    """A term defined only here: V(x) = (k/2)|x|², with its descriptor (quadratic, A = kI) and nothing else in
+    refimpl."""
 
     def __init__(self, k, d):
         self.k, self.dim, self.name = float(k), d, f"Isotropic(k={k:g})"
@@ -130,13 +132,14 @@ class _IsotropicPotential(Energy):
     def _coordinate_smoothness(self, d):
         return np.full(d, self.k)
 
-    def sweep_part(self, factor):
-        return QuadraticSweepPart(A=factor * self.k * np.eye(self.dim))
+    def descriptor(self, factor):
+        return QuadraticDescriptor(A=factor * self.k * np.eye(self.dim), r=np.zeros(self.dim))
 
 
 def test_a_new_term_with_a_sweep_descriptor_runs_on_the_kernels():
     """The sweep dispatch reads the terms' descriptors and knows no energy classes: a term defined in this test file
-    runs on the Numba sweeps (alone and with a Gaussian interaction) and matches the reference path."""
+    runs on the Numba sweeps (alone and with a Gaussian interaction) and matches the reference path; the closed-form
+    Gaussian structure reads the same descriptor."""
     d = 3
     X0 = _cloud(40, d, 4)
     for F in (_IsotropicPotential(2.0, d), 0.5 * _IsotropicPotential(2.0, d) + GaussianInteraction(0.3, 1.0)):
@@ -144,6 +147,9 @@ def test_a_new_term_with_a_sweep_descriptor_runs_on_the_kernels():
         b = rwcd(F, X0, 120, seed=1, record_every=40, backend="numpy")
         assert a.extra["backend"] == "numba" and b.extra["backend"] == "numpy"
         assert np.max(np.abs(a.final - b.final)) <= 1e-12 * (1 + np.max(np.abs(b.final)))
+    q = quadratic_structure(_IsotropicPotential(2.0, d) + 0.5 * Entropy(), d)
+    assert np.array_equal(q.mean_hessian, 2.0 * np.eye(d)) and np.array_equal(q.cov_hessian, 2.0 * np.eye(d))
+    assert q.entropy_weight == 0.5 and np.array_equal(q.mean_linear, np.zeros(d))
 
 
 def test_cost_accounting_and_records():

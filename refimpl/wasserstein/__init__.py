@@ -19,12 +19,13 @@ Modules
 :mod:`~refimpl.wasserstein.jko_1d`          the 1-D JKO step in quantile form.
 :mod:`~refimpl.wasserstein.regularized_1d`  forward Euler on the Gaussian-regularised KL in 1-D.
 :mod:`~refimpl.wasserstein.counterexamples` the [C] counter-examples and their controls.
+:mod:`~refimpl.wasserstein.term_descriptors` what a term is as data (quadratic, Gaussian interaction, L1, entropy),
+                                            read by the sweep kernels and the Gaussian closed forms.
 
 Random Wasserstein coordinate descent (paper [B]):
 
 :mod:`~refimpl.wasserstein.coordinate_descent` coordinate sampling (uniform, ∝ Lᵢ), step sizes, cost accounting.
 :mod:`~refimpl.wasserstein.rwcd_particles`     RWCD / RWCP / WGD / WPG on particle clouds (Numba sweeps).
-:mod:`~refimpl.wasserstein.sweep_descriptors`  what each energy term contributes to the sweep kernels.
 :mod:`~refimpl.wasserstein.rwcd_gaussian`      the same on Gaussians in closed form, exact expectations.
 :mod:`~refimpl.wasserstein.composite`          composite energies G + H (L1 potential, entropy) and their proxes.
 :mod:`~refimpl.wasserstein.rwcd_rates`         the derived rate bounds and predicted speed-ups.

@@ -17,8 +17,8 @@ import numpy as np
 
 from refimpl.ad import ops
 from refimpl.arguments import as_coordinate, as_real_scalar, as_vector, underlying_array
-from refimpl.wasserstein.energies import Energy, Entropy, ScaledEnergy, SumEnergy
-from refimpl.wasserstein.sweep_descriptors import WeightedL1SweepPart
+from refimpl.wasserstein.energies import Energy, ScaledEnergy, SumEnergy
+from refimpl.wasserstein.term_descriptors import EntropyDescriptor, WeightedL1Descriptor
 
 
 class WeightedL1Potential(Energy):
@@ -47,9 +47,9 @@ class WeightedL1Potential(Energy):
     def _wasserstein_gradient(self, X):
         return np.sign(X - self.center) * self.weights
 
-    def sweep_part(self, factor):
+    def descriptor(self, factor):
         """c·H is the weighted-L1 prox term with weights c·λ (centre unchanged)."""
-        return WeightedL1SweepPart(factor * self.weights, self.center.copy())
+        return WeightedL1Descriptor(factor * self.weights, self.center.copy())
 
     def coordinate_prox(self, values, i, tau):
         """prox_{τ hᵢ} applied to the coordinate-i values (a 1-D array): soft thresholding at τλᵢ around cᵢ."""
@@ -86,8 +86,8 @@ class ScaledProxTerm(ScaledEnergy):
 def split_composite(energy: Energy):
     """Split F = G + σℋ + Σ H_t into ``(G or None, σ, [H_t])``.
 
-    Walks sums and factors: :class:`~refimpl.wasserstein.energies.Entropy` terms (weight c ≥ 0) add c to σ; terms with
-    a ``coordinate_prox`` method are prox terms; everything else, and the constant offset, is the smooth part G.
+    Walks sums and factors: entropy terms (descriptor :class:`~refimpl.wasserstein.term_descriptors.EntropyDescriptor`,
+    weight c ≥ 0) add c to σ; terms with a ``coordinate_prox`` method are prox terms; everything else, and the constant offset, is the smooth part G.
     Negative weights on entropy or prox terms raise ``ValueError`` (their proximal steps would be ill-posed).
     """
     if not isinstance(energy, Energy):
@@ -101,7 +101,7 @@ def split_composite(energy: Energy):
             stack.extend((c, t) for t in reversed(e.terms))
         elif isinstance(e, ScaledEnergy) and not hasattr(e, "coordinate_prox"):
             stack.append((c * e.factor, e.energy))
-        elif isinstance(e, Entropy):
+        elif isinstance(e.descriptor(c), EntropyDescriptor):
             if c < 0:
                 raise ValueError("energy has a negative entropy weight: its proximal step is ill-posed")
             sigma += c

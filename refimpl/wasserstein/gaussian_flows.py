@@ -1,7 +1,8 @@
 r"""Wasserstein gradient-flow steps on Gaussians N(m, Σ): forward Euler, JKO in closed form, and the exact flow.
 
-**Quadratic energies.** For F built (by sum and non-negative factors) from :class:`QuadraticPotential`,
-:class:`QuadraticInteraction` and :class:`Entropy` (so KL to a Gaussian too), F restricted to Gaussians is
+**Quadratic energies.** For F built (by sum and non-negative factors) from terms whose descriptors
+(:mod:`~refimpl.wasserstein.term_descriptors`) are quadratic or the entropy — :class:`QuadraticPotential`,
+:class:`QuadraticInteraction`, :class:`Entropy`, so KL to a Gaussian too — F restricted to Gaussians is
 
     F(N(m, Σ)) = ½ mᵀA_m m − rᵀm + ½ tr(GΣ) − (σ/2) log det Σ + const,
 
@@ -36,9 +37,9 @@ import numpy as np
 
 from refimpl.arguments import as_real_scalar
 from refimpl.wasserstein.distances import spd_sqrt
-from refimpl.wasserstein.energies import (Energy, Entropy, QuadraticInteraction, QuadraticPotential, kl_to_gaussian,
-                                          weighted_terms)
+from refimpl.wasserstein.energies import Energy, kl_to_gaussian, weighted_terms
 from refimpl.wasserstein.measures import GaussianMeasure, as_gaussian_measure
+from refimpl.wasserstein.term_descriptors import EntropyDescriptor, QuadraticDescriptor
 
 
 @dataclass(frozen=True)
@@ -52,7 +53,8 @@ class QuadraticStructure:
 
 
 def quadratic_structure(energy: Energy, d: int) -> QuadraticStructure:
-    """Decompose an energy made of quadratic potentials, quadratic interactions and entropy into (A_m, r, G, σ).
+    """Decompose an energy made of quadratic potentials, quadratic interactions and entropy into (A_m, r, G, σ), read
+    from the terms' descriptors (:mod:`~refimpl.wasserstein.term_descriptors`).
 
     Raises ``NotImplementedError`` for any other term (e.g. a Gaussian interaction: its flow leaves the Gaussians).
     """
@@ -65,14 +67,16 @@ def quadratic_structure(energy: Energy, d: int) -> QuadraticStructure:
     for c, e in weighted_terms(energy):
         if e.dim is not None and e.dim != d:
             raise ValueError(f"{e.name} is defined on R^{e.dim}, the Gaussian on R^{d}")
-        if isinstance(e, QuadraticPotential):
-            Am += c * e.A
-            r += c * (e.A @ e.b)
-            G += c * e.A
-        elif isinstance(e, QuadraticInteraction):
-            G += c * e.B
-        elif isinstance(e, Entropy):
-            sigma += c
+        part = e.descriptor(c)
+        if isinstance(part, QuadraticDescriptor):
+            if part.A is not None:  # a potential: ∇_m = A m − r, ∇_Σ = ½A
+                Am += part.A
+                r += part.r
+                G += part.A
+            if part.B is not None:  # an interaction: ∇_Σ = ½B
+                G += part.B
+        elif isinstance(part, EntropyDescriptor):
+            sigma += part.weight
         else:
             raise NotImplementedError(f"{e.name}: closed-form Gaussian steps need quadratic potentials, quadratic "
                                       "interactions and entropy only")

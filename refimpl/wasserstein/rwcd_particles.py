@@ -17,12 +17,14 @@ A cloud X (N, d) stands for ρ_X = (1/N)Σ δ_{x_k}; u = δF/δρ[ρ_X].
 Drivers draw coordinates by :mod:`~refimpl.wasserstein.coordinate_descent` and return a ``DescentTrace`` with the cost
 in gradient equivalents (1/d per coordinate step, 1 per full step) and wall time. ``backend`` ("auto" | "numpy" |
 "numba", :mod:`refimpl.backends`): the sweep kernels of :mod:`~refimpl.wasserstein._numba` run blocks of coordinate
-steps when every term of the smooth part, and the prox term, carries a sweep descriptor (quadratic potentials /
+steps when every term of the smooth part, and the prox term, has a descriptor the kernels step (quadratic potentials /
 quadratic interactions, at most one Gaussian interaction, a weighted-L1 prox term: O(Nd) resp. O(N²) per coordinate
 step); "auto" takes them where they apply; "numpy", and "auto" elsewhere, call ``energy.coordinate_gradient`` at each
 step (the reference path the tests compare the kernels against); "numba" where they do not apply is a ``ValueError``.
 """
 from __future__ import annotations
+
+import numpy as np
 
 from refimpl.arguments import as_coordinate, as_particles, as_real_scalar
 from refimpl.backends import check_backend, resolve_backend
@@ -33,7 +35,8 @@ from refimpl.wasserstein.coordinate_descent import (TraceRecorder, check_count, 
                                                     coordinate_sequence, coordinate_step_sizes)
 from refimpl.wasserstein.energies import Energy, weighted_terms
 from refimpl.wasserstein.particle_steps import forward_euler_step
-from refimpl.wasserstein.sweep_descriptors import sweep_arrays
+from refimpl.wasserstein.term_descriptors import (GaussianInteractionDescriptor, QuadraticDescriptor,
+                                                  WeightedL1Descriptor)
 
 
 def _split(energy, X):
@@ -102,6 +105,49 @@ _NO_SWEEP_KERNEL = ("the sweep kernels step quadratic potentials and interaction
                     "and a weighted-L1 prox term")
 
 
+class SweepArrays:
+    """The arguments of the sweep kernels (:mod:`~refimpl.wasserstein._numba`) for F = quadratic part + (≤ 1)
+    Gaussian interaction + (optional) weighted-L1 prox term in ℝᵈ: ∂ᵢu(x) = (A x)ᵢ − rᵢ + (B(x − m))ᵢ (+ the Gaussian
+    interaction ``gauss`` = (a, s) or ``None``), prox weights/centre ``l1w``/``l1c`` when ``use_l1``."""
+
+    def __init__(self, d: int):
+        self.A, self.r, self.B = np.zeros((d, d)), np.zeros(d), np.zeros((d, d))
+        self.has_quad = False
+        self.gauss = None
+        self.l1w, self.l1c, self.use_l1 = np.zeros(d), np.zeros(d), False
+
+
+def sweep_arrays(G, H, d: int):
+    """The :class:`SweepArrays` of F = G + H read from the terms' descriptors
+    (:mod:`~refimpl.wasserstein.term_descriptors`): every term of G quadratic or a Gaussian interaction (at most one),
+    H ``None`` or a weighted-L1 prox term; ``None`` otherwise (then the reference path runs). The terms are summed in
+    the order of :func:`~refimpl.wasserstein.energies.weighted_terms`."""
+    arrays, gauss = SweepArrays(d), []
+    for c, e in weighted_terms(G):
+        part = e.descriptor(c)
+        if isinstance(part, QuadraticDescriptor):
+            if part.A is not None:
+                arrays.A += part.A
+            if part.r is not None:
+                arrays.r += part.r
+            if part.B is not None:
+                arrays.B += part.B
+            arrays.has_quad = True
+        elif isinstance(part, GaussianInteractionDescriptor):
+            gauss.append((part.amplitude, part.width))
+        else:
+            return None
+    if len(gauss) > 1:
+        return None
+    arrays.gauss = gauss[0] if gauss else None
+    if H is not None:
+        part = H.descriptor(1.0)
+        if not isinstance(part, WeightedL1Descriptor):
+            return None
+        arrays.l1w, arrays.l1c, arrays.use_l1 = part.weights, part.center, True
+    return arrays
+
+
 # ------------------------------------------------------------------------------------------------------ drivers
 def _check_common(n_steps, record_every, backend):
     n_steps = check_count(n_steps, "n_steps")
@@ -123,8 +169,8 @@ def _coordinate_driver(method, energy, X0, n_steps, *, sampling, seed, step_size
     p = coordinate_probabilities(L, sampling)
     eta = coordinate_step_sizes(L, step_sizes)
     coords = coordinate_sequence(p, n_steps, seed)
-    # the kernels' arrays, read from the terms' sweep descriptors (None: some term has none, the reference path runs)
-    struct = sweep_arrays(weighted_terms(G), H, d) if backend != "numpy" else None
+    # the kernels' arrays, read from the terms' descriptors (None: some term has none, the reference path runs)
+    struct = sweep_arrays(G, H, d) if backend != "numpy" else None
     backend = resolve_backend(backend, kernel_applies=struct is not None, why_not=_NO_SWEEP_KERNEL)
     rec = TraceRecorder(energy.value(X))
     if struct is not None:

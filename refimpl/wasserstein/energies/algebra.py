@@ -46,9 +46,10 @@ object), ``to_spec()`` (the term object) and ``from_spec(spec)`` (its inverse), 
 :data:`ENERGIES`; :func:`energy_to_terms` / :func:`energy_from_terms` map a sum of such terms to and from the list of
 term objects. Adding a storable term is one class in one module of this package plus ``@ENERGIES.register``.
 
-**Sweep descriptors.** A term that the RWCD/RWCP coordinate-sweep kernels can step returns its part of the kernels'
-arrays from ``sweep_part(factor)`` (:mod:`refimpl.wasserstein.sweep_descriptors`); the default is ``None`` (no
-kernel), and the sweep dispatch reads only these descriptors.
+**Term descriptors.** A term with a structure that the RWCD/RWCP sweep kernels or the closed-form Gaussian steps
+exploit (quadratic, Gaussian interaction, weighted L1, entropy) describes itself as data through
+``descriptor(factor)`` (:mod:`refimpl.wasserstein.term_descriptors`); the default is ``None`` (no known structure).
+The kernel dispatch and the Gaussian closed forms read only these descriptors.
 """
 from __future__ import annotations
 
@@ -104,9 +105,9 @@ class Energy:
             raise ValueError(f"spec: a {cls.family} term misses the keys {missing}")
         return spec
 
-    def sweep_part(self, factor: float):
-        """What the coordinate-sweep kernels need from ``factor`` × this term (a descriptor of
-        :mod:`refimpl.wasserstein.sweep_descriptors`), or ``None`` if the kernels cannot step it (the default)."""
+    def descriptor(self, factor: float):
+        """``factor`` × this term as a descriptor of :mod:`refimpl.wasserstein.term_descriptors` (what the sweep
+        kernels and the Gaussian closed forms read), or ``None`` if the term has no such structure (the default)."""
         return None
 
     # -- particles: public, validated ------------------------------------------------------------------------------
@@ -306,8 +307,8 @@ class ScaledEnergy(Energy):
     def _coordinate_gradient(self, X, i):
         return self.factor * self.energy._coordinate_gradient(X, i)
 
-    def sweep_part(self, factor):
-        return self.energy.sweep_part(factor * self.factor)
+    def descriptor(self, factor):
+        return self.energy.descriptor(factor * self.factor)
 
     def _coordinate_smoothness(self, d):
         L = self.energy._coordinate_smoothness(d)

@@ -13,6 +13,7 @@ from refimpl.wasserstein import pairwise_sums
 from refimpl.wasserstein.energies.algebra import ENERGIES, Energy, SumEnergy
 from refimpl.wasserstein.energies.potentials import QuadraticPotential
 from refimpl.wasserstein.measures import GaussianMeasure
+from refimpl.wasserstein.term_descriptors import EntropyDescriptor
 
 __all__ = ["silverman_bandwidth", "Entropy", "KLDivergence", "KLToGaussian", "kl_to_gaussian"]
 
@@ -74,6 +75,10 @@ class Entropy(Energy):
     def from_spec(cls, spec: dict) -> "Entropy":
         spec = cls._check_spec(spec)
         return cls(spec.get("bandwidth"))
+
+    def descriptor(self, factor):
+        """c·ℋ: the entropy with weight c."""
+        return EntropyDescriptor(factor)
 
     def _eps(self):
         if self.bandwidth is None:

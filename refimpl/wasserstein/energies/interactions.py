@@ -11,7 +11,7 @@ from refimpl.arguments import as_real_scalar, as_symmetric_matrix, underlying_ar
 from refimpl.backends import check_backend
 from refimpl.wasserstein import pairwise_sums
 from refimpl.wasserstein.energies.algebra import ENERGIES, Energy
-from refimpl.wasserstein.sweep_descriptors import GaussianInteractionSweepPart, QuadraticSweepPart
+from refimpl.wasserstein.term_descriptors import GaussianInteractionDescriptor, QuadraticDescriptor
 
 __all__ = ["QuadraticInteraction", "GaussianInteraction"]
 
@@ -62,9 +62,9 @@ class QuadraticInteraction(Energy):
     def _coordinate_gradient(self, X, i):
         return (X - X.mean(axis=0)) @ self.B[i]
 
-    def sweep_part(self, factor):
+    def descriptor(self, factor):
         """c·𝒲 is quadratic: B ← cB."""
-        return QuadraticSweepPart(B=factor * self.B)
+        return QuadraticDescriptor(B=factor * self.B)
 
     def _coordinate_smoothness(self, d):
         return np.diag(self.B).copy()
@@ -131,9 +131,9 @@ class GaussianInteraction(Energy):
     def _coordinate_gradient(self, X, i):
         return pairwise_sums.gaussian_interaction_partial(X, i, self.amplitude, self.width, self.backend)
 
-    def sweep_part(self, factor):
+    def descriptor(self, factor):
         """c·𝒲 is the Gaussian interaction with amplitude c·a."""
-        return GaussianInteractionSweepPart(factor * self.amplitude, self.width)
+        return GaussianInteractionDescriptor(factor * self.amplitude, self.width)
 
     def _L(self):
         a, s2 = self.amplitude, self.width ** 2

@@ -6,7 +6,7 @@ import numpy as np
 from refimpl.ad import ops
 from refimpl.arguments import as_real_scalar, as_symmetric_matrix, as_vector, underlying_array
 from refimpl.wasserstein.energies.algebra import ENERGIES, Energy
-from refimpl.wasserstein.sweep_descriptors import QuadraticSweepPart
+from refimpl.wasserstein.term_descriptors import QuadraticDescriptor
 
 __all__ = ["QuadraticPotential", "Potential"]
 
@@ -58,9 +58,9 @@ class QuadraticPotential(Energy):
     def _coordinate_gradient(self, X, i):
         return (X - self.b) @ self.A[i]
 
-    def sweep_part(self, factor):
+    def descriptor(self, factor):
         """c·V is quadratic: A ← cA, r ← c A b."""
-        return QuadraticSweepPart(A=factor * self.A, r=factor * (self.A @ self.b))
+        return QuadraticDescriptor(A=factor * self.A, r=factor * (self.A @ self.b))
 
     def _coordinate_smoothness(self, d):
         return np.diag(self.A).copy()
