@@ -36,6 +36,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from refimpl.arguments import as_real_scalar
+from refimpl.wasserstein.coordinate_descent import check_count
 from refimpl.wasserstein.distances import spd_sqrt
 from refimpl.wasserstein.energies import Energy, kl_to_gaussian, weighted_terms
 from refimpl.wasserstein.measures import GaussianMeasure, as_gaussian_measure
@@ -109,17 +110,11 @@ def gaussian_forward_euler(energy: Energy, g: GaussianMeasure, h, n_steps: int) 
 def _iterate(step, energy, g, h, n_steps):
     """[ρ₀, step(ρ₀), step(step(ρ₀)), …] with n_steps steps of size h (arguments checked once)."""
     _check(energy, g, h)
-    n_steps = _check_steps(n_steps)
+    n_steps = check_count(n_steps, "n_steps")
     out = [g]
     for _ in range(n_steps):
         out.append(step(energy, out[-1], h))
     return out
-
-
-def _check_steps(n_steps):
-    if isinstance(n_steps, bool) or not isinstance(n_steps, (int, np.integer)) or n_steps < 0:
-        raise ValueError(f"n_steps must be a non-negative integer, got {n_steps!r}")
-    return int(n_steps)
 
 
 def _sym_fn(S, fn):

@@ -8,6 +8,15 @@ import numpy as np
 from refimpl.arguments import as_symmetric_matrix, as_vector
 
 
+def check_sample_request(n, seed) -> None:
+    """The arguments of a deterministic sampler: ``n`` a positive integer (``ValueError`` otherwise), ``seed`` an
+    integer (``TypeError`` otherwise); bools are refused."""
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise ValueError(f"n must be a positive integer, got {n!r}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise TypeError(f"seed must be an integer, got {type(seed).__name__}")
+
+
 def freeze_mean_cov(obj, **cov_check) -> None:
     """Validate ``obj.mean`` (a vector) and ``obj.cov`` (a symmetric d × d matrix; ``cov_check`` e.g.
     ``positive_definite=True``) and store read-only float64 copies on the frozen dataclass ``obj``."""
@@ -43,10 +52,7 @@ class GaussianMeasure:
 
         x = m + L z with L the Cholesky factor of Σ and z standard normal.
         """
-        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-            raise ValueError(f"n must be a positive integer, got {n!r}")
-        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-            raise TypeError(f"seed must be an integer, got {type(seed).__name__}")
+        check_sample_request(n, seed)
         rng = np.random.default_rng(int(seed))
         z = rng.standard_normal((int(n), self.dim))
         return self.mean + z @ np.linalg.cholesky(self.cov).T

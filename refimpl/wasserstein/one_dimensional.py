@@ -36,6 +36,7 @@ from scipy.integrate import quad
 
 from refimpl.arguments import as_points_1d, as_real_scalar
 from refimpl.wasserstein.jets import Jet, abs_power_jet, logsumexp_jets
+from refimpl.wasserstein.measures import check_sample_request
 
 
 # =================================================================================================================
@@ -104,13 +105,6 @@ class Density1D:
         return 0.5 * (lo + hi)
 
 
-def _check_n_seed(n, seed):
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-        raise ValueError(f"n must be a positive integer, got {n!r}")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-        raise TypeError(f"seed must be an integer, got {type(seed).__name__}")
-
-
 class AbsPowerDensity(Density1D):
     r"""ρ₀(x) = exp(−|x|^p)/Z, Z = 2Γ(1 + 1/p) (p > 1). For p = 3/2: the [C] example of
     docs/theory/forward-euler-breakdown.md §4.
@@ -136,7 +130,7 @@ class AbsPowerDensity(Density1D):
         return 0.5 + 0.5 * np.sign(x) * special.gammainc(1.0 / self.p, np.abs(x) ** self.p)
 
     def sample(self, n, seed):
-        _check_n_seed(n, seed)
+        check_sample_request(n, seed)
         rng = np.random.default_rng(int(seed))
         g = rng.gamma(1.0 / self.p, size=int(n))
         return np.where(rng.random(int(n)) < 0.5, -1.0, 1.0) * g ** (1.0 / self.p)
@@ -184,7 +178,7 @@ class TiltedGaussianDensity(Density1D):
         return np.interp(np.asarray(x, dtype=np.float64), self._grid, self._cum)
 
     def sample(self, n, seed):
-        _check_n_seed(n, seed)
+        check_sample_request(n, seed)
         rng = np.random.default_rng(int(seed))
         out = np.empty(0)
         while out.size < n:
@@ -221,7 +215,7 @@ class GaussianMixtureDensity(Density1D):
         return sum(w * special.ndtr((x - a) / s) for a, s, w in zip(self.means, self.sds, self.weights))
 
     def sample(self, n, seed):
-        _check_n_seed(n, seed)
+        check_sample_request(n, seed)
         rng = np.random.default_rng(int(seed))
         c = rng.choice(self.means.size, size=int(n), p=self.weights)
         return self.means[c] + self.sds[c] * rng.standard_normal(int(n))
