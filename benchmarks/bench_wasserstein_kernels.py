@@ -11,7 +11,7 @@ import time
 import numba
 import numpy as np
 
-from refimpl.wasserstein import kernels
+from refimpl.wasserstein import pairwise_sums
 
 
 def best_time(f, repeat):
@@ -28,8 +28,8 @@ def main(quick=False):
     d, repeat = 2, 3
     threads = numba.get_num_threads()
     cases = {
-        "gaussian_interaction_gradient": lambda X, b: kernels.gaussian_interaction_gradient(X, 0.7, 1.1, b),
-        "blob_score (entropy)": lambda X, b: kernels.blob_score(X, 0.3, b),
+        "gaussian_interaction_gradient": lambda X, b: pairwise_sums.gaussian_interaction_gradient(X, 0.7, 1.1, b),
+        "blob_score (entropy)": lambda X, b: pairwise_sums.blob_score(X, 0.3, b),
     }
     rows = []
     for name, fn in cases.items():

@@ -1,4 +1,4 @@
-r"""Benchmark 2: the two O(N²d) particle kernels of :mod:`refimpl.wasserstein.kernels`,
+r"""Benchmark 2: the two O(N²d) particle kernels of :mod:`refimpl.wasserstein.pairwise_sums`,
 
 * Gaussian interaction force :math:`F_k = \frac1N\sum_j \nabla W(x_k - x_j)`, :math:`\nabla W(z) = -\frac{a}{s^2} z
   e^{-|z|^2/2s^2}` (:meth:`GaussianInteraction.wasserstein_gradient`);
@@ -12,7 +12,7 @@ by three routes:
 ``numpy blocked``  the formula of refimpl's NumPy reference (broadcast (B, N, d) differences, same order of operations)
                    applied to row blocks of B particles so that memory stays O(BNd) (the unblocked reference needs
                    O(N²d) memory: 72 GB at N = 3e4, d = 10); at N = 1e3 it is also checked against the unblocked
-                   reference :func:`refimpl.wasserstein.kernels.gaussian_interaction_gradient_numpy`;
+                   reference :func:`refimpl.wasserstein.pairwise_sums.gaussian_interaction_gradient_numpy`;
 ``torch mm``       PyTorch, cdist-style: :math:`|x_k - x_j|^2 = |x_k|^2 + |x_j|^2 - 2x_k\cdot x_j` by a matmul (what
                    ``torch.cdist`` does in its ``use_mm_for_euclid_dist`` mode), then
                    :math:`\sum_j w_{kj}(x_k - x_j) = x_k\sum_j w_{kj} - (wX)_k` by a second matmul; row blocks as above.
@@ -34,7 +34,7 @@ from __future__ import annotations
 import numpy as np
 
 from refimpl.wasserstein import Entropy, GaussianInteraction
-from refimpl.wasserstein import kernels as refimpl_kernels
+from refimpl.wasserstein import pairwise_sums
 
 from benchmarks.timing import Timing, first_call, time_repeats
 
@@ -159,8 +159,8 @@ REFERENCE_ROUTE = "numba"
 
 def _unblocked_reference(kernel: str, X):
     if kernel == "interaction":
-        return refimpl_kernels.gaussian_interaction_gradient_numpy(X, AMPLITUDE, WIDTH)
-    return refimpl_kernels.blob_score_numpy(X, bandwidth(X))
+        return pairwise_sums.gaussian_interaction_gradient_numpy(X, AMPLITUDE, WIDTH)
+    return pairwise_sums.blob_score_numpy(X, bandwidth(X))
 
 
 def run_case(kernel: str, n: int, d: int, *, routes=None, min_total_s: float = 0.3, min_repeats: int = 3,

@@ -238,3 +238,31 @@ def as_symmetric_matrix(M, d: int | None, name: str, *, positive_definite: bool 
         if lam[0] < -1e-12 * max(scale, 1.0):
             raise ValueError(f"{name} must be positive semidefinite (smallest eigenvalue {lam[0]:.3g})")
     return arr
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# particle clouds (refimpl.wasserstein)
+# ---------------------------------------------------------------------------------------------------------------------
+
+def as_particles(X, name: str = "X", *, allow_variable: bool = False):
+    """Check a particle cloud: a real ``(N, d)`` array, N ≥ 1, d ≥ 1, all entries finite.
+
+    Returns the float64 C-contiguous ndarray (a copy only if a conversion was needed). With ``allow_variable`` a tape
+    :class:`Variable` is accepted, checked through its value, and returned unchanged.
+    """
+    if isinstance(X, Variable):
+        if not allow_variable:
+            raise TypeError(f"{name} must be an ndarray here, not a tape Variable")
+        as_particles(underlying_array(X), name)
+        return X
+    arr = as_real_array(X, name, "a real (N, d) array of particles")
+    if arr.ndim != 2:
+        raise ValueError(f"{name} must have shape (N, d) (one particle per row), got shape {arr.shape}")
+    if arr.shape[0] < 1 or arr.shape[1] < 1:
+        raise ValueError(f"{name} must hold at least one particle in at least one dimension, got shape {arr.shape}")
+    arr = np.ascontiguousarray(arr, dtype=np.float64)
+    check_finite(arr, name)
+    return arr
+
+
+__all__ += ["as_particles"]

@@ -1,5 +1,6 @@
 """RWCD / RWCP on Gaussians: closed forms against particles, enumeration over coordinates, brute-force minimisation,
-the other helper's Gaussian steps, and the KL chain rule (notes/rwcd-derivations.md §6)."""
+the Gaussian flow steps of refimpl.wasserstein.gaussian_flows, and the KL chain rule. G1–G7 are the Gaussian closed
+forms of docs/theory/coordinate-descent.md §7."""
 import itertools
 import math
 import warnings
@@ -53,9 +54,9 @@ def test_structure_velocity_equals_energy_bures_wasserstein_velocity():
         assert abs(model.value(g.mean, g.cov) - E.gaussian_value(g)) <= 1e-12 * (1 + abs(E.gaussian_value(g)))
 
 
-@pytest.mark.parametrize("backend", ["numba", "python"])
+@pytest.mark.parametrize("backend", ["numba", "numpy"])
 def test_particle_rwcd_matches_gaussian_recursion_on_empirical_moments(backend):
-    """Notes claim 1: particle RWCD on V + quadratic W moves the empirical mean / 1/N-covariance exactly by G1 (the
+    """Particle RWCD on V + quadratic W moves the empirical mean / 1/N-covariance exactly by G1 (the
     interaction acts through the empirical mean). 200 steps, N = 400, d = 6, ηᵢ = 0.9/Lᵢ. Both routes are affine maps
     in float64; the differences are rounding, amplified at most by ‖T‖ ≤ 1 per step: 1e-12 relative."""
     d, n = 6, 400
@@ -74,7 +75,7 @@ def test_particle_rwcd_matches_gaussian_recursion_on_empirical_moments(backend):
 
 
 def test_coordinate_step_with_eta_one_over_L_is_degenerate_and_minimises_coordinate():
-    """With η = 1/Gᵢᵢ the coordinate map is singular (notes G7): the new Σ has rank d − 1 when the energy is a pure
+    """With η = 1/Gᵢᵢ the coordinate map is singular (G7): the new Σ has rank d − 1 when the energy is a pure
     potential, and xᵢ sits at its conditional minimiser: ∂ᵢu ≡ 0 afterwards (mean and variance of the partial are 0)."""
     d = 5
     A = _spd(d, 2)
@@ -110,7 +111,7 @@ def test_expected_one_step_decrease_equals_average_over_all_coordinates(seed, d,
 def test_expected_one_step_decrease_on_particles_at_eta_one_over_L():
     """Same identity on particles at ηᵢ = 1/Lᵢ (degenerate after the step, so measured by energy.value on the cloud):
     enumerated average == closed form in the empirical moments, ≤ 1e-12 relative. The descent lemma holds per coordinate
-    (decrease ≥ ‖∂ᵢu‖²/(2Lᵢ)), with equality for the pure potential (notes G2)."""
+    (decrease ≥ ‖∂ᵢu‖²/(2Lᵢ)), with equality for the pure potential (G2)."""
     d, n = 7, 300
     X = np.random.default_rng(4).standard_normal((n, d)) + 1.0
     for E in (_energy(d, 21), QuadraticPotential(_spd(d, 22), np.ones(d))):
@@ -133,7 +134,7 @@ def test_expected_one_step_decrease_on_particles_at_eta_one_over_L():
 
 @pytest.mark.parametrize("sampling", ["uniform", "lipschitz"])
 def test_expected_dynamics_equal_enumeration_over_all_sequences(sampling):
-    """Notes G3 (generalised to V + W): the linear recursion of expected_rwcd_energy == the probability-weighted sum over
+    """G3 (generalised to V + W): the linear recursion of expected_rwcd_energy == the probability-weighted sum over
     all d^K coordinate sequences of the actual steps (d = 3, K = 5: 243 sequences), ≤ 1e-12 relative (rounding)."""
     d, K = 3, 5
     E = _energy(d, 8)
@@ -154,7 +155,7 @@ def test_expected_dynamics_equal_enumeration_over_all_sequences(sampling):
 
 
 def test_expected_dynamics_agree_with_monte_carlo():
-    """Notes claim 3: d = 5, A rotated with eigenvalues geomspace(1, 30), K = 40; the exact E F_K against the mean of
+    """d = 5, A rotated with eigenvalues geomspace(1, 30), K = 40; the exact E F_K against the mean of
     2000 sampled runs: within 4 standard errors (a 4σ band: false alarm probability ~6e-5)."""
     d, K = 5, 40
     Q, _ = np.linalg.qr(np.random.default_rng(0).standard_normal((d, d)))
@@ -169,14 +170,15 @@ def test_expected_dynamics_agree_with_monte_carlo():
 
 # ------------------------------------------------------------------------------------------------ entropy prox
 @pytest.mark.parametrize("s,tau,a", [(1.0, 0.1, 1.0916080), (0.01, 0.5, 7.5887234), (4.0, 2.0, 1.3660254)])
-def test_one_dimensional_entropy_jko_values_from_notes(s, tau, a):
-    """Notes G4: the 1-D entropy JKO of N(c, s) scales by a = (1 + √(1 + 4τ/s))/2; values quoted to 7 digits there."""
+def test_one_dimensional_entropy_jko_values_g4(s, tau, a):
+    """G4 (docs/theory/coordinate-descent.md §7): the 1-D entropy JKO of N(c, s) scales by a = (1 + √(1 + 4τ/s))/2;
+    values to 7 digits."""
     out = gaussian_coordinate_entropy_prox(GaussianMeasure([0.3], [[s]]), 0, tau)
     assert abs(math.sqrt(out.cov[0, 0] / s) - a) <= 5e-8
 
 
 def test_coordinate_entropy_prox_against_brute_force_over_linear_coordinate_maps():
-    """Notes G5: minimise ℋ(T#ρ) + (1/2τ)∫|Tᵢ(x) − xᵢ|²dρ over affine maps changing coordinate i only,
+    """G5: minimise ℋ(T#ρ) + (1/2τ)∫|Tᵢ(x) − xᵢ|²dρ over affine maps changing coordinate i only,
     Tᵢ(x) = c + wᵀx (ℋ(T#ρ) = ℋ(ρ) − log|wᵢ|), by BFGS; the closed form must match: covariance within 1e-6 (BFGS
     gradient tolerance 1e-10 → parameter error ~1e-6 at worst), mean and all entries but Σᵢᵢ unchanged exactly, and
     log det changing by exactly 2 log a."""
@@ -209,7 +211,7 @@ def test_coordinate_entropy_prox_against_brute_force_over_linear_coordinate_maps
 
 
 def test_full_entropy_prox_equals_closed_form_jko_of_gaussian_flows():
-    """Notes G6 == gaussian_flows.gaussian_jko_step(σ·Entropy) (a different closed form, via C = Σ + 2τI), ≤ 1e-12."""
+    """G6 == gaussian_flows.gaussian_jko_step(σ·Entropy) (a different closed form, via C = Σ + 2τI), ≤ 1e-12."""
     g = _gaussian(5, 9)
     for sigma, eta in ((1.0, 0.3), (2.5, 0.04)):
         ours = gaussian_entropy_prox(g, sigma * eta)
@@ -234,7 +236,7 @@ def test_full_steps_equal_gaussian_flows_steps():
 
 # ------------------------------------------------------------------------------------------------------ RWCP
 def test_target_is_a_fixed_point_of_rwcp_and_wpg():
-    """Notes claim 8: N(b, A⁻¹) is invariant under every RWCP step with ηᵢ ∈ (0, 1/Aᵢᵢ] and under WPG (1e-12)."""
+    """N(b, A⁻¹) is invariant under every RWCP step with ηᵢ ∈ (0, 1/Aᵢᵢ] and under WPG (1e-12)."""
     d = 5
     A = _spd(d, 30)
     b = np.arange(d, dtype=float)
@@ -256,7 +258,7 @@ def _marginal_kl(m, S, mu, P, keep):
 
 
 def test_rwcp_at_eta_one_over_Aii_is_a_gibbs_update_kl_chain_rule():
-    """Notes G7 via the chain rule of KL (an independent route): after the RWCP step with η = 1/Aᵢᵢ on
+    """G7 via the chain rule of KL (an independent route): after the RWCP step with η = 1/Aᵢᵢ on
     KL(·‖N(b, A⁻¹)) the conditional of xᵢ | x₋ᵢ is the target's, and the x₋ᵢ marginal is unchanged, so
     KL(ρ⁺‖π) = KL(ρ₋ᵢ‖π₋ᵢ). Hence the exact expected one-step decrease is Σᵢ pᵢ [KL(ρ‖π) − KL(ρ₋ᵢ‖π₋ᵢ)].
     Both sides are closed forms; 1e-12 relative to KL(ρ‖π)."""
@@ -335,8 +337,8 @@ def test_bad_input_raises_clear_errors():
 
 
 def test_full_prox_reading_of_rwcp_is_biased():
-    """Notes §3 left open whether RWCP's prox is restricted to eᵢ or is the full JKO step of ℋ. The full-prox reading
-    (each coordinate step applies the full entropy JKO with τ = ηᵢ) gives the entropy d times the weight of the
+    """docs/theory/coordinate-descent.md §4 has two readings of whether RWCP's prox is restricted to eᵢ or is the full
+    JKO step of ℋ. The full-prox reading (each coordinate step applies the full entropy JKO with τ = ηᵢ) gives the entropy d times the weight of the
     smooth part per epoch, so π is not a fixed point: one step from π already moves it (KL > 1e-3), and after 200
     epochs the law sits far from π (KL > 1), while the coordinate reading converges (KL < 1e-8). A finding, not a bug."""
     d = 5
@@ -356,7 +358,7 @@ def test_full_prox_reading_of_rwcp_is_biased():
 @SETTINGS
 @given(seed=st.integers(0, 10_000), d=st.integers(1, 6), tau=st.floats(1e-3, 5.0))
 def test_coordinate_entropy_prox_equals_linear_map_form(seed, d, tau):
-    """Notes G5, second form: the prox is the push-forward by the map changing row i to
+    """G5, second form: the prox is the push-forward by the map changing row i to
     yᵢ = mᵢ + a(xᵢ − mᵢ) − (1 − a) Σ_{j≠i} (Pᵢⱼ/Pᵢᵢ)(xⱼ − mⱼ), P = Σ⁻¹, a = (1 + √(1 + 4τPᵢᵢ))/2 (the conditional
     mean is kept, the conditional spread scaled by a). TΣTᵀ computed from this map == our Schur-complement update,
     ≤ 1e-10 relative (both O(κ(Σ)·ε) with κ(Σ) ≤ ~1e3 for these draws)."""

@@ -1,5 +1,5 @@
-"""Rates of RWCD / RWCP against the derived bounds (notes/rwcd-derivations.md §4, [INFERRED] theorem forms of [B]) and the
-speed-up over full-gradient methods measured side by side (SPEC §4, notes Table A/B).
+"""Rates of RWCD / RWCP against the derived bounds (docs/theory/coordinate-descent.md §8: the forms of [B]'s theorems,
+derived here) and the speed-up over full-gradient methods measured side by side (docs/theory/coordinate-descent.md §9).
 
 Each test states the observed number and the bound in its assertion message."""
 import math
@@ -26,7 +26,7 @@ def _rotated(d, eigs, seed=0):
 # ---------------------------------------------------------------------------------------------------------- PL
 @pytest.mark.parametrize("sampling", ["uniform", "lipschitz"])
 def test_pl_rate_exact_expectation_within_bound(sampling):
-    """Notes claim 4. V = ½xᵀAx, A rotated with eigenvalues geomspace(1, 50), d = 20: F is PL with μ = λ_min = 1
+    """V = ½xᵀAx, A rotated with eigenvalues geomspace(1, 50), d = 20: F is PL with μ = λ_min = 1
     (∫|Ax|²dρ ≥ λ_min ∫xᵀAx dρ), F* = 0. E F_k is exact (G3 recursion, no sampling noise), so the check is sharp:
     E F_k ≤ (1 − μ/Λ)ᵏ F₀ for every k ≤ 2000, and the observed contraction per epoch (E F_K/F₀)^{d/K} is below the
     bound's (1 − μ/Λ)^d."""
@@ -72,7 +72,7 @@ def _logcosh_potential(d, seed=1):
 
 
 def test_geodesically_convex_rate_within_bound():
-    """Notes §4, geodesically convex case: E Δₖ ≤ 2ΛR²/(k + 2ΛR²/Δ₀), x* = 0, F* = 0.
+    """docs/theory/coordinate-descent.md §8, geodesically convex case: E Δₖ ≤ 2ΛR²/(k + 2ΛR²/Δ₀), x* = 0, F* = 0.
 
     R: for a potential energy each particle runs Euclidean coordinate descent with ηᵢ = 1/Lᵢ, so V(x_k) never
     increases and x_k stays in {V ≤ V(x_k⁰)} ⊂ {|Qx|ⱼ ≤ arccosh(exp(V(x_k⁰)/cⱼ)) ∀j} (drop the other, non-negative
@@ -86,7 +86,7 @@ def test_geodesically_convex_rate_within_bound():
     R2 = float(np.mean(np.sum(np.arccosh(np.exp(v0[:, None] / c[None, :])) ** 2, axis=1)))
     L = V.coordinate_smoothness(d)
     for sampling in ("uniform", "lipschitz"):
-        runs = np.array([rwcd(V, X0, K, sampling=sampling, seed=s, backend="python").energy for s in range(12)])
+        runs = np.array([rwcd(V, X0, K, sampling=sampling, seed=s, backend="numpy").energy for s in range(12)])
         mean = runs.mean(axis=0)
         bound = geodesic_convex_bound(np.arange(K + 1), mean[0], R2, L, sampling)
         ratio = float(np.max(mean[1:] / bound[1:]))
@@ -95,7 +95,7 @@ def test_geodesically_convex_rate_within_bound():
 
 # ------------------------------------------------------------------------------------------------- non-convex
 def test_nonconvex_average_gradient_norm_within_bound():
-    """Notes claim 5: (1/K)Σ_{k<K} E‖∇_W F(ρₖ)‖² ≤ 2dL_max(F(ρ₀) − F_inf)/K (uniform) and 2S(F₀ − F_inf)/K (∝ Lᵢ).
+    """(1/K)Σ_{k<K} E‖∇_W F(ρₖ)‖² ≤ 2dL_max(F(ρ₀) − F_inf)/K (uniform) and 2S(F₀ − F_inf)/K (∝ Lᵢ).
     F = ∫(½xᵀAx + ½Σcos 3xⱼ)dρ + ½∬½(x−y)ᵀB(x−y): Lᵢ = Aᵢᵢ + 4.5 + Bᵢᵢ; F_inf ≥ −d/2 (quadratics ≥ 0, cos ≥ −1),
     used as the (valid, looser) infimum. Also per step the descent lemma F(ρ⁺) ≤ F(ρ) − ‖∂ᵢu‖²/(2Lᵢ) (never violated
     beyond rounding, 1e-12·|F|). Expectation = mean over 8 sequences; the bound is not tight enough for noise to matter."""
@@ -128,10 +128,10 @@ def test_nonconvex_average_gradient_norm_within_bound():
 
 # ------------------------------------------------------------------------------------------------- speed-up
 def test_speedup_rwcd_over_wgd_on_coupled_ill_conditioned_quadratic():
-    """Notes claim 6 / Table A: V = ½xᵀ(I + 10·11ᵀ)x, d = 50 (κ = 501), ρ₀ = N(𝟙/√d, I); cost (gradient
+    """docs/theory/coordinate-descent.md §9: V = ½xᵀ(I + 10·11ᵀ)x, d = 50 (κ = 501), ρ₀ = N(𝟙/√d, I); cost (gradient
     equivalents) to reach F ≤ 1e-6 F₀ for WGD (η = 1/L) and RWCD (ηᵢ = 1/Lᵢ), measured side by side: RWCD by the exact
-    expectation (G3) and by the median of 5 sample paths. Prediction (SPEC §4): L/L_max = L/mean Lᵢ = 45.5; the notes
-    measured ×38.3. The prediction is a ratio of upper-bound rate constants, "≈" in SPEC: we require the measured
+    expectation (G3) and by the median of 5 sample paths. Prediction: L/L_max = L/mean Lᵢ = 45.5; measured there
+    ×38.3. The prediction is a ratio of upper-bound rate constants, "≈" there: we require the measured
     speed-up within a factor 1.5 of it (and > 1), and report it."""
     d = 50
     A = np.eye(d) + 10.0 * np.ones((d, d))
@@ -150,10 +150,10 @@ def test_speedup_rwcd_over_wgd_on_coupled_ill_conditioned_quadratic():
 
 
 def test_no_speedup_on_isotropic_and_importance_worse_on_separable():
-    """Notes Table A reading: A = 3I: GD (η = 1/L) converges in one step, RWCD needs ≥ d coordinate steps (every
-    coordinate must be hit), so RWCD is slower (predicted ratio 1). Separable diag(geomspace(1, 100)), d = 50: ηᵢ = 1/Lᵢ
+    """docs/theory/coordinate-descent.md §9, reading of its table: A = 3I: GD (η = 1/L) converges in one step, RWCD
+    needs ≥ d coordinate steps (every coordinate must be hit), so RWCD is slower (predicted ratio 1). Separable diag(geomspace(1, 100)), d = 50: ηᵢ = 1/Lᵢ
     solves each coordinate exactly, so uniform needs ~ln(d/ε)-ish epochs (coupon collector) while pᵢ ∝ Lᵢ rarely visits
-    the soft coordinates: importance sampling is *worse* there (notes: 13.7 vs 165 epochs)."""
+    the soft coordinates: importance sampling is *worse* there (measured there: 13.7 vs 165 epochs)."""
     d = 50
     g = GaussianMeasure(np.ones(d) / math.sqrt(d), np.eye(d))
     E = QuadraticPotential(3.0 * np.eye(d))
@@ -167,9 +167,9 @@ def test_no_speedup_on_isotropic_and_importance_worse_on_separable():
 
 
 def test_speedup_rwcp_over_wpg_on_kl_with_coupled_target():
-    """Notes claim 9 / Table B: KL(ρ‖N(0, A⁻¹)), A = I + 10·11ᵀ, d = 30; RWCP (ηᵢ = 1/Aᵢᵢ) against full WPG
-    (η = 1/L), cost to KL ≤ 1e-6 KL₀, RWCP by the median of 5 sequences. Prediction L/L_max = 27.4 (notes measured
-    ×25.5); the same factor-1.5 band as for RWCD."""
+    """docs/theory/coordinate-descent.md §9: KL(ρ‖N(0, A⁻¹)), A = I + 10·11ᵀ, d = 30; RWCP (ηᵢ = 1/Aᵢᵢ) against full WPG
+    (η = 1/L), cost to KL ≤ 1e-6 KL₀, RWCP by the median of 5 sequences. Prediction L/L_max = 27.4 (measured
+    there ×25.5); the same factor-1.5 band as for RWCD."""
     d = 30
     A = np.eye(d) + 10.0 * np.ones((d, d))
     kl = kl_to_gaussian(np.zeros(d), np.linalg.inv(A))
@@ -188,8 +188,8 @@ def test_speedup_rwcp_over_wpg_on_kl_with_coupled_target():
 
 @pytest.mark.parametrize("sampling", ["uniform", "lipschitz"])
 def test_rwcp_linear_rate_under_lsi(sampling):
-    """Notes §4, RWCP ([INFERRED] composite analogue): for KL(·‖π), π = N(0, A⁻¹), which satisfies a log-Sobolev
-    inequality with μ = λ_min(A) (the PL inequality of KL), E KL_k ≤ (1 − μ/Λ)ᵏ KL₀ with Λ from the smooth part's Lᵢ = Aᵢᵢ.
+    """docs/theory/coordinate-descent.md §8, RWCP (composite analogue, derived here): for KL(·‖π), π = N(0, A⁻¹),
+    which satisfies a log-Sobolev inequality with μ = λ_min(A) (the PL inequality of KL), E KL_k ≤ (1 − μ/Λ)ᵏ KL₀ with Λ from the smooth part's Lᵢ = Aᵢᵢ.
     A rotated with eigenvalues geomspace(1, 50), d = 10, 40 epochs, expectation = mean of 24 coordinate sequences;
     observed maximum of mean/bound 0.83 (uniform), 0.81 (∝ Lᵢ) in exploration, so sampling noise of the mean (a few %)
     does not decide the outcome."""

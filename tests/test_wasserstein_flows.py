@@ -122,8 +122,8 @@ def test_ou_flow_matches_particles():
 @SETTINGS
 @given(g=gaussian_measures(dims=(1, 3)), h=st.floats(0.01, 0.5))
 def test_forward_euler_step_matches_spec_recursion(g, h):
-    """Generic push-forward step == SPEC's KL recursion Σ⁺ = (I + h(Σ⁻¹ − Σ_π⁻¹))Σ(I + h(Σ⁻¹ − Σ_π⁻¹)),
-    m⁺ = m − hΣ_π⁻¹(m − μ) (derived), to rounding (1e-12 relative)."""
+    """Generic push-forward step == the KL recursion of docs/theory/forward-euler-breakdown.md §9,
+    Σ⁺ = (I + h(Σ⁻¹ − Σ_π⁻¹))Σ(I + h(Σ⁻¹ − Σ_π⁻¹)), m⁺ = m − hΣ_π⁻¹(m − μ) (derived), to rounding (1e-12 relative)."""
     d = g.dim
     target = GaussianMeasure(np.linspace(-1, 1, d), _spd(d, 6))
     out = gaussian_forward_euler_step(kl_to_gaussian(target.mean, target.cov), g, h)
@@ -216,7 +216,7 @@ def test_gaussian_jko_matches_brute_force(case):
 
 
 def test_entropy_jko_is_notes_g6():
-    """Entropy alone: Σ⁺ = ¼(Σ^{1/2} + (Σ + 4hI)^{1/2})² (notes/rwcd-derivations.md G6), to 1e-13."""
+    """Entropy alone: Σ⁺ = ¼(Σ^{1/2} + (Σ + 4hI)^{1/2})² (docs/theory/coordinate-descent.md §7, G6), to 1e-13."""
     from refimpl.wasserstein.distances import spd_sqrt
     g = GaussianMeasure([0.0, 0.0], _spd(2, 16))
     h = 0.3

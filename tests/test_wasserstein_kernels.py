@@ -4,16 +4,16 @@ import numpy as np
 from hypothesis import given, settings
 
 from refimpl.testing.strategies_wasserstein import particle_clouds
-from refimpl.wasserstein import kernels
+from refimpl.wasserstein import pairwise_sums
 
 
 def _cases(X):
     return {
-        "interaction": lambda b: kernels.gaussian_interaction_gradient(X, 0.7, 1.1, b),
-        "interaction_partial": lambda b: kernels.gaussian_interaction_partial(X, X.shape[1] - 1, -0.4, 0.8, b),
-        "mean_kernel": lambda b: kernels.mean_kernel(X, 0.35, b),
-        "blob_score": lambda b: kernels.blob_score(X, 0.35, b),
-        "blob_partial": lambda b: kernels.blob_score_partial(X, 0, 0.35, b),
+        "interaction": lambda b: pairwise_sums.gaussian_interaction_gradient(X, 0.7, 1.1, b),
+        "interaction_partial": lambda b: pairwise_sums.gaussian_interaction_partial(X, X.shape[1] - 1, -0.4, 0.8, b),
+        "mean_kernel": lambda b: pairwise_sums.mean_kernel(X, 0.35, b),
+        "blob_score": lambda b: pairwise_sums.blob_score(X, 0.35, b),
+        "blob_partial": lambda b: pairwise_sums.blob_score_partial(X, 0, 0.35, b),
     }
 
 
@@ -32,11 +32,11 @@ def test_numba_matches_numpy_reference(X):
 def test_partials_are_the_columns_bit_for_bit():
     """The coordinate kernels perform the same operations in the same order as the full ones: bit-identical."""
     X = np.random.default_rng(1).standard_normal((60, 3))
-    full = kernels.gaussian_interaction_gradient(X, 0.7, 1.1)
-    blob = kernels.blob_score(X, 0.4)
+    full = pairwise_sums.gaussian_interaction_gradient(X, 0.7, 1.1)
+    blob = pairwise_sums.blob_score(X, 0.4)
     for i in range(3):
-        assert np.array_equal(kernels.gaussian_interaction_partial(X, i, 0.7, 1.1), full[:, i])
-        assert np.array_equal(kernels.blob_score_partial(X, i, 0.4), blob[:, i])
+        assert np.array_equal(pairwise_sums.gaussian_interaction_partial(X, i, 0.7, 1.1), full[:, i])
+        assert np.array_equal(pairwise_sums.blob_score_partial(X, i, 0.4), blob[:, i])
 
 
 def test_bit_reproducible_across_thread_counts():

@@ -1,4 +1,5 @@
-"""Paper [C] in 1-D: jets, exact Lagrangian forward Euler, the counter-examples of SPEC §4 and their controls."""
+"""Paper [C] in 1-D: jets, exact Lagrangian forward Euler, the counter-examples of
+docs/theory/forward-euler-breakdown.md and their controls."""
 import math
 
 import autograd.numpy as anp
@@ -6,7 +7,7 @@ import numpy as np
 import pytest
 from autograd import elementwise_grad
 
-from refimpl.wasserstein.counterexamples import (SPEC_CUTOFFS, derivative_consumption_example, fold_example,
+from refimpl.wasserstein.counterexamples import (FISHER_CUTOFFS, derivative_consumption_example, fold_example,
                                                  fold_mixture, gaussian_control, pushforward_particle_check)
 from refimpl.wasserstein.energies import kl_to_gaussian
 from refimpl.wasserstein.gaussian_flows import gaussian_jko_step
@@ -56,8 +57,8 @@ def test_jets_match_autograd_derivatives():
 
 # ------------------------------------------------------------------------------------------------ |x|^{3/2} example
 def test_abs_power_rho0_fisher_information(grid, abs_power_states):
-    """I(ρ₀) = (9/4)Γ(4/3)/Γ(2/3) ≈ 1.4838 (SPEC: ≈ 1.48): Lagrangian quadrature vs the Gamma formula to 1e-9
-    (trapezoid in t, Δt ≈ 2.9e-3 on a smooth-in-t integrand); mass 1 to 1e-12."""
+    """I(ρ₀) = (9/4)Γ(4/3)/Γ(2/3) ≈ 1.4838 (docs/theory/forward-euler-breakdown.md §4: ≈ 1.48): Lagrangian quadrature
+    vs the Gamma formula to 1e-9 (trapezoid in t, Δt ≈ 2.9e-3 on a smooth-in-t integrand); mass 1 to 1e-12."""
     st0 = abs_power_states[0]
     assert fisher_information(st0, grid, relative=False) == pytest.approx(2.25 * math.gamma(4 / 3) / math.gamma(2 / 3),
                                                                           rel=1e-9)
@@ -65,13 +66,14 @@ def test_abs_power_rho0_fisher_information(grid, abs_power_states):
     assert grid.integral(np.exp(st0.log_rho0)) == pytest.approx(1.0, abs=1e-12)
 
 
-def test_abs_power_spec_numbers_and_log_divergence(grid, abs_power_states):
-    """SPEC §4: at h = 0.1 the truncated I(ρ₁) grows ≈ 2.9, 71, 261, 483 as the cut-off shrinks 1e-2 → 1e-8.
+def test_abs_power_truncated_fisher_numbers_and_log_divergence(grid, abs_power_states):
+    """docs/theory/forward-euler-breakdown.md §4: at h = 0.1 the truncated I(ρ₁) grows ≈ 2.9, 71, 261, 483 as the
+    cut-off shrinks 1e-2 → 1e-8.
     Reproduced for the *plain* Fisher information I(ρ₁) = ∫|∂log ρ₁|² dρ₁ with a *Lagrangian* cut-off |x| ≥ δ
-    (2.858, 70.56, 260.78, 483.32); SPEC rounds to 2–3 digits (asserted to ±0.5%). Derived asymptotics: ρ₁ ≈ κ|y|,
+    (2.858, 70.56, 260.78, 483.32); the docs round to 2–3 digits (asserted to ±0.5%). Derived asymptotics: ρ₁ ≈ κ|y|,
     κ = 8ρ₀(0)/(9h²), so each factor 100 in δ adds κ·ln 100 (Lagrangian) — the increments reach it to 1e-4."""
     st1 = abs_power_states[1]
-    I = fisher_information(st1, grid, relative=False, cutoffs=SPEC_CUTOFFS)
+    I = fisher_information(st1, grid, relative=False, cutoffs=FISHER_CUTOFFS)
     assert I == pytest.approx([2.858, 70.56, 260.78, 483.32], rel=5e-3)
     cut = 10.0 ** -np.arange(8, 22, 2)
     inc = np.diff(fisher_information(st1, grid, relative=False, cutoffs=cut))
@@ -183,7 +185,7 @@ def test_regularized_forward_euler_does_not_fail(grid):
     for h in (0.01, 0.1, 0.5):
         states, F = regularized_forward_euler_lagrangian(rho0, TARGET, h, 3, grid, 0.3, points_per_epsilon=20)
         assert all(s.monotone_on(core) for s in states)
-        fis = [fisher_information(s, grid, cutoffs=SPEC_CUTOFFS) for s in states]
+        fis = [fisher_information(s, grid, cutoffs=FISHER_CUTOFFS) for s in states]
         assert all(abs(f[-1] - f[-2]) <= 1e-6 * f[-1] for f in fis), fis
         kls = [kl_divergence(s, grid, core) for s in states]
         assert np.all(np.diff(kls) < 0) and np.all(np.diff(F) < 0)
@@ -192,7 +194,7 @@ def test_regularized_forward_euler_does_not_fail(grid):
 
 
 def test_regularized_forward_euler_needs_small_steps(grid):
-    """Finding (not in SPEC): the regularised scheme is stable only for h small against its smoothness scale. With
+    """Finding (not in [C]): the regularised scheme is stable only for h small against its smoothness scale. With
     ε = 0.1 and h = 0.5 the first step expands the cusp (T₀′(0) > 1 makes a dip in ρ₁ of width ~ε), and the second
     map folds near 0 (Φ₂′ < 0); at h = 0.1 it does not."""
     core = np.abs(grid.x) <= 7

@@ -1,11 +1,13 @@
-"""Wasserstein gradient flows (SPEC §4, paper [C]): energies vs the tape, Gaussian controls, the [C] counter-examples.
+"""Wasserstein gradient flows (docs/theory/wasserstein-gradients.md; paper [C] arXiv 2406.08209,
+docs/theory/forward-euler-breakdown.md): energies vs the tape, Gaussian controls, the [C] counter-examples.
 
 Claims:
 * the particle Wasserstein gradient of every energy equals the tape gradient of its first variation (≤ 1e-12);
 * Gaussian control: forward Euler and JKO are first-order accurate against the exact Fokker–Planck/OU flow, JKO
-  decreases KL monotonically, and the forward-Euler recursion of SPEC matches pushed particles;
-* [C], |x|^{3/2} example: SPEC's truncated Fisher numbers at h = 0.1 (≈ 2.9, 71, 261, 483) and the logarithmic
-  divergence rate κ ln(1/δ), κ = 8ρ₀(0)/(9h²), for every h; the second map is not monotone; the JKO step and the
+  decreases KL monotonically, and the forward-Euler recursion of docs/theory/forward-euler-breakdown.md §9 matches
+  pushed particles;
+* [C], |x|^{3/2} example: the truncated Fisher numbers of docs/theory/forward-euler-breakdown.md §4 at h = 0.1
+  (≈ 2.9, 71, 261, 483) and the logarithmic divergence rate κ ln(1/δ), κ = 8ρ₀(0)/(9h²), for every h; the second map is not monotone; the JKO step and the
   regularised-KL forward Euler keep the Fisher information finite;
 * fold example: caustics with truncated Fisher ~ δ^{−3/2}; derivative consumption: failure exactly at step k + 1;
 * change of variables vs particles (KS within the DKW bound);
@@ -20,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from refimpl.ad import grad, ops
-from refimpl.wasserstein import kernels
+from refimpl.wasserstein import pairwise_sums
 from refimpl.wasserstein.counterexamples import (abs_power_example, derivative_consumption_example,
                                                  fold_example, gaussian_control, pushforward_particle_check)
 from refimpl.wasserstein.distances import gaussian_w2
@@ -34,7 +36,9 @@ from refimpl.wasserstein.one_dimensional import (AbsPowerDensity, GaussianTarget
 from refimpl.wasserstein.regularized_1d import regularized_forward_euler_lagrangian
 from validation.claims import Claim
 
-SOURCE_C = "[C] / SPEC §4"
+SOURCE_C = "[C] arXiv 2406.08209"
+WG = "docs/theory/wasserstein-gradients.md"
+FE = "docs/theory/forward-euler-breakdown.md"
 
 
 def _fmt(v, spec="{:.4g}"):
@@ -64,7 +68,7 @@ def _energy_section(claims):
         e2 = np.max(np.abs(g - X.shape[0] * grad(E.value)(X))) / np.max(np.abs(g))
         worst = max(worst, e1, e2)
         rows.append((E.name, f"{e1:.1e}", f"{e2:.1e}"))
-    claims.append(Claim("SPEC §4", "Particle Wasserstein gradients equal the tape gradient of the first variation "
+    claims.append(Claim(f"{WG} §2", "Particle Wasserstein gradients equal the tape gradient of the first variation "
                         "(and N × the tape gradient of the particle energy)", bool(worst <= 1e-12),
                         f"max relative difference {worst:.1e} over {len(energies)} energies (N=12, d=2)"))
     return ["## Energies: closed-form Wasserstein gradient vs the tape", "",
@@ -106,7 +110,7 @@ def _gaussian_section(claims, outdir, plt, quick):
     lines += ["W₂ error at T against the exact OU flow (ratios → 2: first order):", ""]
     lines += _table(["h", "FE", "JKO"], err_rows) + ["", f"error ratios FE {np.round(rf, 3).tolist()}, "
                                                          f"JKO {np.round(rj, 3).tolist()}", ""]
-    claims.append(Claim("SPEC §4", "Gaussian forward Euler and JKO converge at first order to the exact OU flow; "
+    claims.append(Claim(f"{WG} §7", "Gaussian forward Euler and JKO converge at first order to the exact OU flow; "
                         "JKO decreases KL monotonically", bool(np.all(np.abs(rf[-2:] - 2) < 0.2)
                                                               and np.all(np.abs(rj[-2:] - 2) < 0.2) and jko_monotone),
                         f"W2 error ratios per halving: FE {np.round(rf, 2).tolist()}, JKO {np.round(rj, 2).tolist()}"))
@@ -123,7 +127,7 @@ def _gaussian_section(claims, outdir, plt, quick):
     # product of the step gains (≤ gain · √(max var₀ / N))
     se = gain * math.sqrt(np.max(np.diag(g0.cov)) / n_part)
     dev = float(np.max(np.abs(X.mean(0) - g.mean)))
-    claims.append(Claim("SPEC §4 (derived)", "The explicit forward-Euler mean/covariance recursion for Gaussians "
+    claims.append(Claim(f"{FE} §9 (derived)", "The explicit forward-Euler mean/covariance recursion for Gaussians "
                         "matches particles pushed by the same velocity field", bool(dev <= 5 * se),
                         f"5 steps, N={n_part}: max mean deviation {dev:.2e} (MC SE ≈ {se:.1e}, "
                         f"cov deviation {np.max(np.abs(np.cov(X.T) - g.cov)):.1e})"))
@@ -152,8 +156,8 @@ def _abs_power_section(claims, outdir, plt, quick):
     grid = LogGrid(1e-24, 12.0, 8001 if quick else 40_001)
     r = abs_power_example(hs, grid=grid, jko_points=5000 if quick else 40_000)
     lines = ["## [C] example 1: π = N(0,1), ρ₀ ∝ exp(−|x|^{3/2})", "",
-             f"I(ρ₀) = {r['I_rho0']:.6f} by quadrature, (9/4)Γ(4/3)/Γ(2/3) = {r['I_rho0_exact']:.6f} (SPEC: ≈ 1.48; "
-             "this is the plain Fisher information — the relative one I(ρ₀|π) is 0.2223).", "",
+             f"I(ρ₀) = {r['I_rho0']:.6f} by quadrature, (9/4)Γ(4/3)/Γ(2/3) = {r['I_rho0_exact']:.6f} "
+             f"({FE} §4: ≈ 1.48; this is the plain Fisher information — the relative one I(ρ₀|π) is 0.2223).", "",
              "Forward Euler, truncated Fisher information of ρ₁ over |x| ≥ δ (x = Lagrangian label, i.e. initial "
              "position) — plain I(ρ₁) / relative I(ρ₁|π):", ""]
     rows = []
@@ -318,7 +322,8 @@ def _gaussian_1d_section(claims):
         ok &= aff <= 1e-13 and mom <= 1e-7 and fis <= 1e-7
         rows.append((row["h"], f"{aff:.1e}", f"{mom:.1e}", " / ".join(f"{v:.4g}" for v in row["fisher"]),
                      f"{fis:.1e}"))
-    claims.append(Claim("SPEC §4 (derived)", "Gaussian control in 1-D: the exact forward-Euler maps are the affine maps "
+    claims.append(Claim(f"{FE} §9 (derived)",
+                        "Gaussian control in 1-D: the exact forward-Euler maps are the affine maps "
                         "of the recursion m⁺ = m − h(m − μ)/s², v⁺ = (1 + h(1/v − 1/s²))²v, and I(ρₙ|π) stays finite",
                         bool(ok), "max pointwise affine error / moment error / Fisher error over h ∈ {0.1, 0.5, 1.5}, "
                         "5 steps: see table"))
@@ -338,7 +343,7 @@ def _particle_section(claims, quick):
         r = pushforward_particle_check(dens, h, n_samples=n, seed=0)
         ok &= r["ks"] <= r["dkw_bound"]
         rows.append((name, h, f"{r['ks']:.2e}", f"{r['dkw_bound']:.2e}", f"{r['mass']:.6f}", r["folded"]))
-    claims.append(Claim("SPEC §4", "The change-of-variables densities ρ₁(T(x)) = ρ₀(x)/T′(x) (summed over branches "
+    claims.append(Claim(f"{FE} §3", "The change-of-variables densities ρ₁(T(x)) = ρ₀(x)/T′(x) (summed over branches "
                         "after a fold) agree with pushed particles", bool(ok),
                         f"KS ≤ DKW bound (α=1e-6) for all {len(cases)} cases, N={n}"))
     return ["## Change of variables vs particles", "",
@@ -372,8 +377,8 @@ def _kernel_section(claims, quick):
     worst = 0.0
     for n in ((400,) if quick else (500, 1000, 2000)):
         X = np.random.default_rng(n).standard_normal((n, 2))
-        for name, f in (("Gaussian interaction", lambda b: kernels.gaussian_interaction_gradient(X, 0.7, 1.1, b)),
-                        ("blob entropy score", lambda b: kernels.blob_score(X, 0.3, b))):
+        for name, f in (("Gaussian interaction", lambda b: pairwise_sums.gaussian_interaction_gradient(X, 0.7, 1.1, b)),
+                        ("blob entropy score", lambda b: pairwise_sums.blob_score(X, 0.3, b))):
             f("numba")
             t = {}
             for b in ("numpy", "numba"):
@@ -384,7 +389,7 @@ def _kernel_section(claims, quick):
                     ref = out
             worst = max(worst, float(np.max(np.abs(out - ref)) / np.max(np.abs(ref))))
             rows.append((name, n, f"{t['numpy']:.4f}", f"{t['numba']:.4f}", f"{t['numpy'] / t['numba']:.1f}"))
-    claims.append(Claim("SPEC §4", "Numba kernels agree with the NumPy reference", bool(worst <= 1e-14),
+    claims.append(Claim(f"{WG} §9", "Numba kernels agree with the NumPy reference", bool(worst <= 1e-14),
                         f"max relative difference {worst:.1e} (not bit-identical: exp/summation rounding); "
                         "bit-identical across thread counts (tests)"))
     return ["## Numba kernels vs NumPy reference (single timing, shared machine)", "",
@@ -402,7 +407,7 @@ def run(outdir: Path, quick: bool) -> list[Claim]:
     except ImportError:  # pragma: no cover
         plt = None
     claims: list[Claim] = []
-    lines = ["# Wasserstein gradient flows (SPEC §4, paper [C])", "",
+    lines = ["# Wasserstein gradient flows (paper [C], arXiv 2406.08209)", "",
              "Quick mode (coarser grids, fewer h)." if quick else "Full mode.", ""]
     lines += _energy_section(claims)
     lines += _gaussian_section(claims, outdir, plt, quick)

@@ -1,11 +1,16 @@
-"""Wasserstein gradient flows on particles and Gaussians (SPEC §4, papers [B], [C]).
+"""Wasserstein gradient flows on particles and Gaussians (docs/theory/wasserstein-gradients.md,
+docs/theory/forward-euler-breakdown.md, docs/theory/coordinate-descent.md; papers [B] arXiv 2604.01606,
+[C] arXiv 2406.08209).
 
 Modules
 -------
 :mod:`~refimpl.wasserstein.energies`        energies F (potential, interaction, entropy, KL), first variations,
-                                            Wasserstein / Bures–Wasserstein gradients, coordinate partials, Lᵢ.
+                                            Wasserstein / Bures–Wasserstein gradients, coordinate partials, Lᵢ; the
+                                            registry ``ENERGIES`` of storable terms (package: algebra, potentials,
+                                            interactions, entropy).
 :mod:`~refimpl.wasserstein.measures`        the Gaussian representation N(m, Σ).
-:mod:`~refimpl.wasserstein.kernels`         Numba O(N²d) pairwise loops and their NumPy reference.
+:mod:`~refimpl.wasserstein.pairwise_sums`   the O(N²d) pairwise sums: NumPy reference and backend dispatch.
+:mod:`~refimpl.wasserstein._numba`          every Numba kernel (pairwise sums, RWCD/RWCP sweeps).
 :mod:`~refimpl.wasserstein.distances`       W₂: Bures closed form, exact assignment, 1-D sorting.
 :mod:`~refimpl.wasserstein.gaussian_flows`  forward Euler, closed-form JKO and the exact flow on Gaussians.
 :mod:`~refimpl.wasserstein.particle_steps`  forward Euler and inner-solve JKO on particle clouds.
@@ -14,7 +19,8 @@ Modules
 :mod:`~refimpl.wasserstein.jko_1d`          the 1-D JKO step in quantile form.
 :mod:`~refimpl.wasserstein.regularized_1d`  forward Euler on the Gaussian-regularised KL in 1-D.
 :mod:`~refimpl.wasserstein.counterexamples` the [C] counter-examples and their controls.
-:mod:`~refimpl.wasserstein.arguments`       argument checks.
+:mod:`~refimpl.wasserstein.term_descriptors` what a term is as data (quadratic, Gaussian interaction, L1, entropy),
+                                            read by the sweep kernels and the Gaussian closed forms.
 
 Random Wasserstein coordinate descent (paper [B]):
 
@@ -25,9 +31,9 @@ Random Wasserstein coordinate descent (paper [B]):
 :mod:`~refimpl.wasserstein.rwcd_rates`         the derived rate bounds and predicted speed-ups.
 """
 from refimpl.wasserstein.distances import gaussian_w2, particle_w2, w2_1d
-from refimpl.wasserstein.energies import (Energy, Entropy, GaussianInteraction, KLDivergence, Potential,
-                                          QuadraticInteraction, QuadraticPotential, ScaledEnergy, SumEnergy,
-                                          kl_to_gaussian, silverman_bandwidth)
+from refimpl.wasserstein.energies import (ENERGIES, Energy, Entropy, GaussianInteraction, KLDivergence, KLToGaussian,
+                                          Potential, QuadraticInteraction, QuadraticPotential, ScaledEnergy, SumEnergy,
+                                          energy_from_terms, energy_to_terms, kl_to_gaussian, silverman_bandwidth)
 from refimpl.wasserstein.gaussian_flows import (gaussian_exact_flow, gaussian_forward_euler,
                                                 gaussian_forward_euler_step, gaussian_jko, gaussian_jko_step,
                                                 gaussian_kl, ou_flow, quadratic_structure)
@@ -36,8 +42,9 @@ from refimpl.wasserstein.particle_steps import forward_euler, forward_euler_step
 from refimpl.wasserstein.rwcd_gaussian import gaussian_rwcd, gaussian_rwcp, gaussian_wgd, gaussian_wpg
 from refimpl.wasserstein.rwcd_particles import rwcd, rwcp, wgd, wpg
 
-__all__ = ["Energy", "Entropy", "GaussianInteraction", "KLDivergence", "Potential", "QuadraticInteraction",
-           "QuadraticPotential", "ScaledEnergy", "SumEnergy", "kl_to_gaussian", "silverman_bandwidth",
+__all__ = ["ENERGIES", "Energy", "Entropy", "GaussianInteraction", "KLDivergence", "KLToGaussian", "Potential",
+           "QuadraticInteraction", "QuadraticPotential", "ScaledEnergy", "SumEnergy", "energy_from_terms",
+           "energy_to_terms", "kl_to_gaussian", "silverman_bandwidth",
            "GaussianMeasure", "gaussian_w2", "particle_w2", "w2_1d", "gaussian_exact_flow", "gaussian_forward_euler",
            "gaussian_forward_euler_step", "gaussian_jko", "gaussian_jko_step", "gaussian_kl", "ou_flow",
            "quadratic_structure", "forward_euler", "forward_euler_step", "particle_jko_step",

@@ -1,4 +1,5 @@
-r"""Composite objectives F = G + σℋ + Σ H_t for RWCP and the proximal-gradient baselines (paper [B], SPEC §4).
+r"""Composite objectives F = G + σℋ + Σ H_t for RWCP and the proximal-gradient baselines (paper [B] arXiv 2604.01606;
+docs/theory/coordinate-descent.md §4).
 
 G is smooth (finite coordinate-wise constants Lᵢ), ℋ the entropy (weight σ ≥ 0) and each H_t a *prox term*: a
 potential energy H(ρ) = ∫ h dρ with a separable convex, possibly non-smooth h(x) = Σⱼ hⱼ(xⱼ).
@@ -7,7 +8,7 @@ potential energy H(ρ) = ∫ h dρ with a separable convex, possibly non-smooth 
 between ρ and ν, ∫h dν + W₂²(ρ, ν)/(2τ) ≥ ∫ min_y [h(y) + |y − x|²/(2τ)] dρ(x), with equality for
 ν = (prox_{τh})#ρ — and prox_{τh} = ∇(½|x|² − τ h_τ) (Moreau) is the gradient of a convex function, hence an optimal
 map, so the coupling (x, prox x) realises W₂. For separable h the prox acts coordinate-wise, so the
-*coordinate-restricted* JKO step along eᵢ (notes/rwcd-derivations.md §3) is x ↦ x with xᵢ replaced by
+*coordinate-restricted* JKO step along eᵢ (docs/theory/coordinate-descent.md §4) is x ↦ x with xᵢ replaced by
 prox_{τhᵢ}(xᵢ): exactly what :meth:`WeightedL1Potential.coordinate_prox` returns.
 """
 from __future__ import annotations
@@ -15,8 +16,9 @@ from __future__ import annotations
 import numpy as np
 
 from refimpl.ad import ops
-from refimpl.wasserstein.arguments import as_coordinate, as_real_scalar, as_vector, underlying_array
-from refimpl.wasserstein.energies import Energy, Entropy, ScaledEnergy, SumEnergy
+from refimpl.arguments import as_coordinate, as_real_scalar, as_vector, underlying_array
+from refimpl.wasserstein.energies import Energy, ScaledEnergy, SumEnergy
+from refimpl.wasserstein.term_descriptors import EntropyDescriptor, WeightedL1Descriptor
 
 
 class WeightedL1Potential(Energy):
@@ -44,6 +46,10 @@ class WeightedL1Potential(Energy):
 
     def _wasserstein_gradient(self, X):
         return np.sign(X - self.center) * self.weights
+
+    def descriptor(self, factor):
+        """c·H is the weighted-L1 prox term with weights c·λ (centre unchanged)."""
+        return WeightedL1Descriptor(factor * self.weights, self.center.copy())
 
     def coordinate_prox(self, values, i, tau):
         """prox_{τ hᵢ} applied to the coordinate-i values (a 1-D array): soft thresholding at τλᵢ around cᵢ."""
@@ -80,8 +86,8 @@ class ScaledProxTerm(ScaledEnergy):
 def split_composite(energy: Energy):
     """Split F = G + σℋ + Σ H_t into ``(G or None, σ, [H_t])``.
 
-    Walks sums and factors: :class:`~refimpl.wasserstein.energies.Entropy` terms (weight c ≥ 0) add c to σ; terms with
-    a ``coordinate_prox`` method are prox terms; everything else, and the constant offset, is the smooth part G.
+    Walks sums and factors: entropy terms (descriptor :class:`~refimpl.wasserstein.term_descriptors.EntropyDescriptor`,
+    weight c ≥ 0) add c to σ; terms with a ``coordinate_prox`` method are prox terms; everything else, and the constant offset, is the smooth part G.
     Negative weights on entropy or prox terms raise ``ValueError`` (their proximal steps would be ill-posed).
     """
     if not isinstance(energy, Energy):
@@ -95,7 +101,7 @@ def split_composite(energy: Energy):
             stack.extend((c, t) for t in reversed(e.terms))
         elif isinstance(e, ScaledEnergy) and not hasattr(e, "coordinate_prox"):
             stack.append((c * e.factor, e.energy))
-        elif isinstance(e, Entropy):
+        elif isinstance(e.descriptor(c), EntropyDescriptor):
             if c < 0:
                 raise ValueError("energy has a negative entropy weight: its proximal step is ill-posed")
             sigma += c

@@ -1,9 +1,10 @@
-r"""Random coordinate descent on Wasserstein space (paper [B], SPEC §4): sampling, step sizes, cost accounting.
+r"""Random coordinate descent on Wasserstein space: sampling, step sizes, cost accounting (paper [B] arXiv 2604.01606;
+docs/theory/coordinate-descent.md).
 
 The pieces every RWCD / RWCP driver shares, on particles (:mod:`~refimpl.wasserstein.rwcd_particles`) and on
 Gaussians (:mod:`~refimpl.wasserstein.rwcd_gaussian`):
 
-* **Coordinate sampling** (notes/rwcd-derivations.md §3, [INFERRED] from [B]'s abstract and Ding–Li–Lu–Wright 2021):
+* **Coordinate sampling** (docs/theory/coordinate-descent.md §3; after [B] and Ding–Li–Lu–Wright 2021):
   at step k draw iₖ ∈ {0, …, d−1} i.i.d. with pᵢ = 1/d ("uniform") or pᵢ = Lᵢ/ΣⱼLⱼ ("lipschitz"), Lᵢ the
   coordinate-wise smoothness constants of condition (C). The sequence comes from ``numpy.random.default_rng(seed)``,
   so a run is a deterministic function of its seed.
@@ -12,9 +13,9 @@ Gaussians (:mod:`~refimpl.wasserstein.rwcd_gaussian`):
   F(ρ⁺) ≤ F(ρ) − ηᵢ(1 − ηᵢLᵢ/2)‖∂ᵢu‖², so ηᵢ < 2/Lᵢ still decreases F and ηᵢ ≥ 2/Lᵢ may increase it (it does, for a
   quadratic with Lᵢ attained). Policy: ηᵢ ≥ 2/Lᵢ raises ``ValueError``; 1/Lᵢ < ηᵢ < 2/Lᵢ is allowed with a
   :class:`StepSizeWarning` (outside the range the rate bounds cover); ηᵢ ≤ 0, Lᵢ ≤ 0 or non-finite raise.
-* **Cost** in the paper's unit (SPEC §4): one coordinate partial at every particle = 1/d of a full Wasserstein gradient,
-  so a coordinate step costs 1/d and a full-gradient (or proximal-gradient) step costs 1 "gradient equivalent"; an
-  *epoch* is d coordinate steps. Evaluating F for the record is not counted (it is bookkeeping, not part of the
+* **Cost** in the paper's unit (docs/theory/coordinate-descent.md §6): one coordinate partial at every particle = 1/d
+  of a full Wasserstein gradient, so a coordinate step costs 1/d and a full-gradient (or proximal-gradient) step
+  costs 1 "gradient equivalent"; an *epoch* is d coordinate steps. Evaluating F for the record is not counted (it is bookkeeping, not part of the
   method). Wall time is measured separately, around the steps only.
 """
 from __future__ import annotations
@@ -25,7 +26,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from refimpl.wasserstein.arguments import as_real_scalar, as_vector
+from refimpl.arguments import as_real_scalar, as_vector
 
 #: coordinate sampling rules
 SAMPLINGS = ("uniform", "lipschitz")

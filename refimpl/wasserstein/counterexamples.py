@@ -1,4 +1,5 @@
-r"""The counter-examples of paper [C] (SPEC §4), built from the mechanism of arXiv 2509.13260, and their controls.
+r"""The counter-examples of paper [C] (arXiv 2406.08209; docs/theory/forward-euler-breakdown.md), built from the
+mechanism of arXiv 2509.13260, and their controls.
 
 Each function computes, for a range of step sizes h, the quantity that fails and returns plain data (dicts of
 arrays) for tests and the validation report:
@@ -21,7 +22,7 @@ import math
 
 import numpy as np
 
-from refimpl.wasserstein.arguments import as_points_1d, as_real_scalar
+from refimpl.arguments import as_points_1d, as_real_scalar
 from refimpl.wasserstein.jko_1d import jko_step_1d, quantile_points
 from refimpl.wasserstein.one_dimensional import (AbsPowerDensity, GaussianDensity1D, GaussianMixtureDensity,
                                                  GaussianTarget1D, LogGrid, TiltedGaussianDensity, branch_density,
@@ -29,8 +30,8 @@ from refimpl.wasserstein.one_dimensional import (AbsPowerDensity, GaussianDensit
                                                  kl_divergence)
 from refimpl.wasserstein.regularized_1d import regularized_forward_euler_lagrangian
 
-#: the cut-off sequence of SPEC §4
-SPEC_CUTOFFS = np.array([1e-2, 1e-4, 1e-6, 1e-8])
+#: the truncation cut-offs of the Fisher information in docs/theory/forward-euler-breakdown.md §4
+FISHER_CUTOFFS = np.array([1e-2, 1e-4, 1e-6, 1e-8])
 
 
 def _h_values(h_values):
@@ -40,7 +41,7 @@ def _h_values(h_values):
     return h
 
 
-def abs_power_example(h_values, *, cutoffs=SPEC_CUTOFFS, grid: LogGrid | None = None, jko_points: int = 20_000,
+def abs_power_example(h_values, *, cutoffs=FISHER_CUTOFFS, grid: LogGrid | None = None, jko_points: int = 20_000,
                       eps: float = 0.3, points_per_epsilon: int = 20):
     """The |x|^{3/2} example for each h: FE (plain and relative Fisher of ρ₁, Lagrangian and Eulerian cut-offs,
     monotonicity of Φ₁, Φ₂; ``fe_deep_increment`` = I(ρ₁) over |x| ≥ 1e-22 minus over |x| ≥ 1e-20, which tends to
@@ -179,7 +180,7 @@ def _fold_measurements(density, target, h, cut, xs):
     return res
 
 
-def derivative_consumption_example(h_values, *, powers=(3.5, 5.5), n_steps: int = 3, cutoffs=SPEC_CUTOFFS,
+def derivative_consumption_example(h_values, *, powers=(3.5, 5.5), n_steps: int = 3, cutoffs=FISHER_CUTOFFS,
                                    grid: LogGrid | None = None):
     """ρ₀ ∝ π exp(−|x|^p): the truncated relative Fisher information of ρₙ, n = 0..n_steps, for each p and h
     (module docstring: p = 3/2 + 2k becomes infinite at n = k + 1)."""
@@ -200,8 +201,9 @@ def derivative_consumption_example(h_values, *, powers=(3.5, 5.5), n_steps: int 
 
 def gaussian_control(h_values, *, m0=1.5, var0=0.2, n_steps=5, target=GaussianTarget1D(0.0, 1.0),
                      grid: LogGrid | None = None):
-    """Gaussian ρ₀ = N(m0, var0), π Gaussian: the jet-exact Lagrangian FE iterates are affine and match SPEC's
-    recursion m⁺ = m − h(m − μ)/s², v⁺ = (1 + h(1/v − 1/s²))² v; the Fisher information stays finite
+    """Gaussian ρ₀ = N(m0, var0), π Gaussian: the jet-exact Lagrangian FE iterates are affine and match the
+    recursion m⁺ = m − h(m − μ)/s², v⁺ = (1 + h(1/v − 1/s²))² v (docs/theory/forward-euler-breakdown.md §9); the
+    Fisher information stays finite
     (I(N(m, v)|π) = (m − μ)²/s⁴ + v(1/v − 1/s²)², derived). Returns the recursion and the Lagrangian values."""
     hs = _h_values(h_values)
     grid = grid or LogGrid(1e-9, 12.0, 4001, center=m0)
@@ -256,5 +258,5 @@ def pushforward_particle_check(density, h, *, n_samples: int = 100_000, seed: in
             "folded": not st.monotone}
 
 
-__all__ = ["SPEC_CUTOFFS", "pushforward_particle_check", "abs_power_example", "fold_mixture", "fold_example", "derivative_consumption_example",
+__all__ = ["FISHER_CUTOFFS", "pushforward_particle_check", "abs_power_example", "fold_mixture", "fold_example", "derivative_consumption_example",
            "gaussian_control"]

@@ -12,8 +12,8 @@ from __future__ import annotations
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from refimpl.wasserstein.arguments import as_particles, as_points_1d
-from refimpl.wasserstein.measures import GaussianMeasure
+from refimpl.arguments import as_particles, as_points_1d
+from refimpl.wasserstein.measures import GaussianMeasure, as_gaussian_measure
 
 #: largest N for the exact assignment (O(N³) time, O(N²) memory)
 MAX_ASSIGNMENT = 3000
@@ -28,8 +28,7 @@ def spd_sqrt(S):
 def gaussian_w2(g1: GaussianMeasure, g2: GaussianMeasure) -> float:
     """W₂(N(m₁, Σ₁), N(m₂, Σ₂)) in closed form (module docstring)."""
     for name, g in (("g1", g1), ("g2", g2)):
-        if not isinstance(g, GaussianMeasure):
-            raise TypeError(f"{name} must be a GaussianMeasure, got {type(g).__name__}")
+        as_gaussian_measure(g, name)
     if g1.dim != g2.dim:
         raise ValueError(f"g1 and g2 must have the same dimension, got {g1.dim} and {g2.dim}")
     r1 = spd_sqrt(g1.cov)

@@ -1,7 +1,8 @@
 r"""Wasserstein gradient-flow steps on Gaussians N(m, Σ): forward Euler, JKO in closed form, and the exact flow.
 
-**Quadratic energies.** For F built (by sum and non-negative factors) from :class:`QuadraticPotential`,
-:class:`QuadraticInteraction` and :class:`Entropy` (so KL to a Gaussian too), F restricted to Gaussians is
+**Quadratic energies.** For F built (by sum and non-negative factors) from terms whose descriptors
+(:mod:`~refimpl.wasserstein.term_descriptors`) are quadratic or the entropy — :class:`QuadraticPotential`,
+:class:`QuadraticInteraction`, :class:`Entropy`, so KL to a Gaussian too — F restricted to Gaussians is
 
     F(N(m, Σ)) = ½ mᵀA_m m − rᵀm + ½ tr(GΣ) − (σ/2) log det Σ + const,
 
@@ -10,16 +11,18 @@ with A_m = Σ A (potentials), r = Σ A b, G = Σ A + Σ B (potentials and intera
 v(x) = (A_m m − r) + (G − σΣ⁻¹)(x − m) (the sum of the terms' closed forms in :mod:`energies`), so Gaussians stay
 Gaussian under the flow, its JKO step and its forward Euler step.
 
-* Forward Euler (SPEC §4; any energy with a Bures–Wasserstein gradient): the push-forward by
-  x ↦ x − h v(x) = (m − hb) + (I − hM)(x − m), with (b, M) = ``energy.gaussian_velocity``, gives
-  m⁺ = m − hb, Σ⁺ = (I − hM)Σ(I − hM). For KL(·‖N(μ, Σ_π)) this is SPEC's recursion
-  Σ⁺ = (I + h(Σ⁻¹ − Σ_π⁻¹))Σ(I + h(Σ⁻¹ − Σ_π⁻¹)), m⁺ = m − hΣ_π⁻¹(m − μ) (derived).
+* Forward Euler (docs/theory/wasserstein-gradients.md §7; any energy with a Bures–Wasserstein gradient): the
+  push-forward by x ↦ x − h v(x) = (m − hb) + (I − hM)(x − m), with (b, M) = ``energy.gaussian_velocity``, gives
+  m⁺ = m − hb, Σ⁺ = (I − hM)Σ(I − hM). For KL(·‖N(μ, Σ_π)) this is the recursion of
+  docs/theory/forward-euler-breakdown.md §9, Σ⁺ = (I + h(Σ⁻¹ − Σ_π⁻¹))Σ(I + h(Σ⁻¹ − Σ_π⁻¹)),
+  m⁺ = m − hΣ_π⁻¹(m − μ) (derived).
 * JKO: ρ⁺ = argmin F(ρ) + W₂²(ρ, ρₙ)/(2h). Derived: the minimiser is Gaussian; the optimal map from ρ⁺ back to ρₙ is
   x ↦ x + h v⁺(x) (first-order optimality), affine with linear part S = K − hσΣ⁺⁻¹, K = I + hG, which must be
   symmetric positive definite and satisfy SΣ⁺S = Σₙ. With Σ⁺ = K^{−1/2} X K^{−1/2} this is X + h²σ²X⁻¹ = C,
   C = K^{−1/2}ΣₙK^{−1/2} + 2hσI, whose solution with X > hσI (S ≻ 0) is X = ½(C + (C² − 4h²σ²I)^{1/2}).
   The mean solves (I + hA_m)m⁺ = mₙ + hr. Requires K ≻ 0 and I + hA_m ≻ 0 (the JKO problem is then strictly convex).
-  For the entropy alone (G = 0, σ = 1) it reduces to Σ⁺ = ¼(Σ^{1/2} + (Σ + 4hI)^{1/2})² (notes G6).
+  For the entropy alone (G = 0, σ = 1) it reduces to Σ⁺ = ¼(Σ^{1/2} + (Σ + 4hI)^{1/2})²
+  (docs/theory/coordinate-descent.md §7, G6).
 * Exact flow: ṁ = −(A_m m − r), Σ̇ = −(GΣ + ΣG) + 2σI. In the eigenbasis A_m = QΛQᵀ, G = VμVᵀ:
   m(t) = Q[e^{−tΛ}Qᵀm₀ + t φ₁(−tΛ) Qᵀr], and S̃ = VᵀΣV evolves entrywise
   S̃ᵢⱼ(t) = e^{−t(μᵢ+μⱼ)} S̃ᵢⱼ(0) + 2σ δᵢⱼ t φ₁(−2tμᵢ), φ₁(z) = (e^z − 1)/z. For KL(·‖N(μ, Σ_π)) (the
@@ -32,11 +35,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from refimpl.wasserstein.arguments import as_real_scalar
+from refimpl.arguments import as_real_scalar
+from refimpl.wasserstein.coordinate_descent import check_count
 from refimpl.wasserstein.distances import spd_sqrt
-from refimpl.wasserstein.energies import (Energy, Entropy, QuadraticInteraction, QuadraticPotential, kl_to_gaussian,
-                                          weighted_terms)
-from refimpl.wasserstein.measures import GaussianMeasure
+from refimpl.wasserstein.energies import Energy, kl_to_gaussian, weighted_terms
+from refimpl.wasserstein.measures import GaussianMeasure, as_gaussian_measure
+from refimpl.wasserstein.term_descriptors import EntropyDescriptor, QuadraticDescriptor
 
 
 @dataclass(frozen=True)
@@ -50,7 +54,8 @@ class QuadraticStructure:
 
 
 def quadratic_structure(energy: Energy, d: int) -> QuadraticStructure:
-    """Decompose an energy made of quadratic potentials, quadratic interactions and entropy into (A_m, r, G, σ).
+    """Decompose an energy made of quadratic potentials, quadratic interactions and entropy into (A_m, r, G, σ), read
+    from the terms' descriptors (:mod:`~refimpl.wasserstein.term_descriptors`).
 
     Raises ``NotImplementedError`` for any other term (e.g. a Gaussian interaction: its flow leaves the Gaussians).
     """
@@ -63,14 +68,16 @@ def quadratic_structure(energy: Energy, d: int) -> QuadraticStructure:
     for c, e in weighted_terms(energy):
         if e.dim is not None and e.dim != d:
             raise ValueError(f"{e.name} is defined on R^{e.dim}, the Gaussian on R^{d}")
-        if isinstance(e, QuadraticPotential):
-            Am += c * e.A
-            r += c * (e.A @ e.b)
-            G += c * e.A
-        elif isinstance(e, QuadraticInteraction):
-            G += c * e.B
-        elif isinstance(e, Entropy):
-            sigma += c
+        part = e.descriptor(c)
+        if isinstance(part, QuadraticDescriptor):
+            if part.A is not None:  # a potential: ∇_m = A m − r, ∇_Σ = ½A
+                Am += part.A
+                r += part.r
+                G += part.A
+            if part.B is not None:  # an interaction: ∇_Σ = ½B
+                G += part.B
+        elif isinstance(part, EntropyDescriptor):
+            sigma += part.weight
         else:
             raise NotImplementedError(f"{e.name}: closed-form Gaussian steps need quadratic potentials, quadratic "
                                       "interactions and entropy only")
@@ -78,8 +85,7 @@ def quadratic_structure(energy: Energy, d: int) -> QuadraticStructure:
 
 
 def _check(energy, g, h, name="h"):
-    if not isinstance(g, GaussianMeasure):
-        raise TypeError(f"g must be a GaussianMeasure, got {type(g).__name__}")
+    as_gaussian_measure(g, "g")
     if not isinstance(energy, Energy):
         raise TypeError(f"energy must be an Energy, got {type(energy).__name__}")
     return as_real_scalar(h, name, positive=True)
@@ -104,17 +110,11 @@ def gaussian_forward_euler(energy: Energy, g: GaussianMeasure, h, n_steps: int) 
 def _iterate(step, energy, g, h, n_steps):
     """[ρ₀, step(ρ₀), step(step(ρ₀)), …] with n_steps steps of size h (arguments checked once)."""
     _check(energy, g, h)
-    n_steps = _check_steps(n_steps)
+    n_steps = check_count(n_steps, "n_steps")
     out = [g]
     for _ in range(n_steps):
         out.append(step(energy, out[-1], h))
     return out
-
-
-def _check_steps(n_steps):
-    if isinstance(n_steps, bool) or not isinstance(n_steps, (int, np.integer)) or n_steps < 0:
-        raise ValueError(f"n_steps must be a non-negative integer, got {n_steps!r}")
-    return int(n_steps)
 
 
 def _sym_fn(S, fn):
@@ -157,8 +157,7 @@ def _phi1(z):
 
 def gaussian_exact_flow(energy: Energy, g0: GaussianMeasure, t) -> GaussianMeasure:
     """The exact Wasserstein gradient flow of a quadratic energy at time t ≥ 0 from N(m₀, Σ₀) (module docstring)."""
-    if not isinstance(g0, GaussianMeasure):
-        raise TypeError(f"g0 must be a GaussianMeasure, got {type(g0).__name__}")
+    as_gaussian_measure(g0, "g0")
     t = as_real_scalar(t, "t", nonnegative=True)
     q = quadratic_structure(energy, g0.dim)
     lam, Q = np.linalg.eigh(q.mean_hessian)
@@ -173,10 +172,8 @@ def gaussian_exact_flow(energy: Energy, g0: GaussianMeasure, t) -> GaussianMeasu
 def ou_flow(g0: GaussianMeasure, target: GaussianMeasure, t) -> GaussianMeasure:
     """The Fokker–Planck (Ornstein–Uhlenbeck) flow of KL(·‖target) at time t from g0:
     m(t) = μ + e^{−tP}(m₀ − μ), Σ(t) = Σ_π + e^{−tP}(Σ₀ − Σ_π)e^{−tP}, P = Σ_π⁻¹ (module docstring)."""
-    if not isinstance(target, GaussianMeasure):
-        raise TypeError(f"target must be a GaussianMeasure, got {type(target).__name__}")
-    if not isinstance(g0, GaussianMeasure):
-        raise TypeError(f"g0 must be a GaussianMeasure, got {type(g0).__name__}")
+    as_gaussian_measure(target, "target")
+    as_gaussian_measure(g0, "g0")
     if g0.dim != target.dim:
         raise ValueError(f"g0 and target must have the same dimension, got {g0.dim} and {target.dim}")
     t = as_real_scalar(t, "t", nonnegative=True)
@@ -187,8 +184,7 @@ def ou_flow(g0: GaussianMeasure, target: GaussianMeasure, t) -> GaussianMeasure:
 
 def gaussian_kl(g: GaussianMeasure, target: GaussianMeasure) -> float:
     """KL(g ‖ target) in closed form (the value of :func:`kl_to_gaussian` on g)."""
-    if not isinstance(target, GaussianMeasure):
-        raise TypeError(f"target must be a GaussianMeasure, got {type(target).__name__}")
+    as_gaussian_measure(target, "target")
     return kl_to_gaussian(target.mean, target.cov).gaussian_value(g)
 
 

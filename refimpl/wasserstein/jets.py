@@ -8,7 +8,8 @@ c_k = f^{(k)}(x)/k!, k = 0..K, of a function f: shape (K+1,) + x.shape. Arithmet
 * (log f)_0 = log f_0, (log f)_k = (f_k − (1/k)Σ_{j=1}^{k−1} j (log f)_j f_{k−j}) / f_0;
 * (exp f)_0 = e^{f_0}, (exp f)_k = (1/k) Σ_{j=1}^{k} j f_j (exp f)_{k−j};
 * derivative: (f′)_k = (k+1) f_{k+1} — it lowers the order by one, which is how the "derivative consumption" of
-  forward Euler (SPEC §4, [C]) shows up here: each step needs two more derivatives of the previous density.
+  forward Euler ([C], docs/theory/forward-euler-breakdown.md §6) shows up here: each step needs two more derivatives
+  of the previous density.
 
 The result of a binary operation has the lower order of its operands. Exact inputs (like the identity map x ↦ x) are
 built with :func:`Jet.variable` at any order.

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.linalg import solve_banded
 
-from refimpl.wasserstein.arguments import as_points_1d, as_real_scalar
+from refimpl.arguments import as_points_1d, as_real_scalar
 from refimpl.wasserstein.one_dimensional import Density1D, GaussianTarget1D
 
 

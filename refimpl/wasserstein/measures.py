@@ -5,7 +5,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from refimpl.wasserstein.arguments import as_symmetric_matrix, as_vector
+from refimpl.arguments import as_symmetric_matrix, as_vector
+
+
+def check_sample_request(n, seed) -> None:
+    """The arguments of a deterministic sampler: ``n`` a positive integer (``ValueError`` otherwise), ``seed`` an
+    integer (``TypeError`` otherwise); bools are refused."""
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise ValueError(f"n must be a positive integer, got {n!r}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise TypeError(f"seed must be an integer, got {type(seed).__name__}")
 
 
 def freeze_mean_cov(obj, **cov_check) -> None:
@@ -43,13 +52,18 @@ class GaussianMeasure:
 
         x = m + L z with L the Cholesky factor of Σ and z standard normal.
         """
-        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-            raise ValueError(f"n must be a positive integer, got {n!r}")
-        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-            raise TypeError(f"seed must be an integer, got {type(seed).__name__}")
+        check_sample_request(n, seed)
         rng = np.random.default_rng(int(seed))
         z = rng.standard_normal((int(n), self.dim))
         return self.mean + z @ np.linalg.cholesky(self.cov).T
 
     def __repr__(self):
         return f"GaussianMeasure(mean={self.mean.tolist()}, cov={self.cov.tolist()})"
+
+
+def as_gaussian_measure(g, name: str = "g") -> GaussianMeasure:
+    """Check that ``g`` is a :class:`GaussianMeasure` (it validated itself on construction); ``TypeError`` naming
+    ``name`` otherwise."""
+    if not isinstance(g, GaussianMeasure):
+        raise TypeError(f"{name} must be a GaussianMeasure, got {type(g).__name__}")
+    return g

