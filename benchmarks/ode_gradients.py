@@ -2,10 +2,10 @@ r"""Benchmark 1: the gradient of :math:`L_h = \tfrac12|x_N - y|^2` with respect 
 :math:`\theta_0..\theta_{N-1}` (``layout="step"``) of the tanh neural field :math:`f(x,\theta_n) = \tanh(W_nx + b_n)`,
 for leapfrog (forward-Euler starter), Heun and RK4, by five routes:
 
-``refimpl tape``         :func:`refimpl.ad.grad` through :func:`refimpl.ode.integrate.discrete_loss`;
-``refimpl hand (numba)`` :func:`refimpl.ode.discrete_adjoint.discrete_adjoint` with ``backend="numba"`` (the public
+``refimpl tape``         :func:`refimpl.ad.grad` through :func:`refimpl.ode.integrators.discrete_loss`;
+``refimpl hand (numba)`` :func:`refimpl.ode.adjoint_recursions.discrete_adjoint` with ``backend="numba"`` (the public
                          call: argument checks, parameter-sample construction, forward and backward kernels);
-``refimpl hand kernels`` the same two checked kernel wrappers of :mod:`refimpl.ode._adjoint_kernels` with the
+``refimpl hand kernels`` the same two checked kernel wrappers of :mod:`refimpl.ode._numba` with the
                          problem set up once outside the timed call (what the public call costs once its set-up
                          is cached);
 ``HIPS autograd``        the same scheme written in ``autograd.numpy`` (Python loop over steps);
@@ -25,10 +25,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from refimpl.ad import grad as tape_grad
-from refimpl.ode import _adjoint_kernels as adjoint_kernels
-from refimpl.ode.discrete_adjoint import discrete_adjoint
+from refimpl.ode import _numba as adjoint_kernels
+from refimpl.ode.adjoint_recursions import discrete_adjoint
 from refimpl.ode.fields import QuadraticLoss, TanhField
-from refimpl.ode.integrate import discrete_loss
+from refimpl.ode.integrators import discrete_loss
 from refimpl.ode.samples import parameter_samples
 from refimpl.ode.schemes import HEUN, LEAPFROG, RK4
 

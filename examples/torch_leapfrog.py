@@ -115,7 +115,7 @@ def continuous_errors(case, grad: np.ndarray) -> dict:
     """max |estimate − δL/δθ| for each estimate of :func:`refimpl.ode.corrections.applicable_estimates` built from
     ``grad`` (the torch gradient); the reference δL/δθ is evaluated at each estimate's own times by refimpl's
     continuous adjoint (DOP853)."""
-    from refimpl.ode.continuous_adjoint import continuous_adjoint
+    from refimpl.ode.adjoint_ode import continuous_adjoint
     from refimpl.ode.fields import QuadraticLoss
 
     o = problem_objects(case)

@@ -1,7 +1,7 @@
 """refimpl.ode.corrections: the AD-gradient phenomenon of [A] and its corrections (SPEC §3).
 
-Independent routes: the continuous δL/δθ(t) in closed form (refimpl.ode.analytic.LinearSystemCase, matrix
-exponentials) and by DOP853 at rtol 1e-12 (refimpl.ode.continuous_adjoint) on the neural field tanh(W(t)x + b(t));
+Independent routes: the continuous δL/δθ(t) in closed form (refimpl.problems.analytic_ode.LinearSystemCase, matrix
+exponentials) and by DOP853 at rtol 1e-12 (refimpl.ode.adjoint_ode) on the neural field tanh(W(t)x + b(t));
 the discrete gradient G = ∂L_h/∂θ by the hand adjoint, checked against the tape (refimpl.ad.grad through the
 integrator) to 1e-13.
 
@@ -16,9 +16,9 @@ from hypothesis import given, settings, strategies as st
 
 from refimpl.ad import grad
 from refimpl.ode import corrections as C
-from refimpl.ode.discrete_adjoint import discrete_adjoint
-from refimpl.ode.integrate import discrete_loss
-from refimpl.ode.paper_a_problems import LinearCase, NeuralCase
+from refimpl.ode.adjoint_recursions import discrete_adjoint
+from refimpl.ode.integrators import discrete_loss
+from refimpl.problems.neural_ode import LinearCase, NeuralCase
 from refimpl.ode.samples import parameter_samples
 from refimpl.ode.schemes import (AB2, AB3, FORWARD_EULER, HEUN, LEAPFROG, MIDPOINT, RALSTON, RK4, two_stage)
 
@@ -50,7 +50,7 @@ def slope(Ns, errs):
 
 
 def test_linear_reference_matches_analytic_case():
-    # two closed forms of the same quantity (eigendecomposition here, expm/Van Loan in refimpl.ode.analytic):
+    # two closed forms of the same quantity (eigendecomposition here, expm/Van Loan in refimpl.problems.analytic_ode):
     # agreement to rounding amplified by cond(V) (≈ 1 here), 1e-12 relative
     t = np.linspace(0, LINEAR.T, 7)
     ref = LINEAR.case.functional_gradient_exact(t)

@@ -1,16 +1,16 @@
-"""The continuous adjoint (SPEC §3) against the closed forms of refimpl.ode.analytic, its error estimate against the
+"""The continuous adjoint (SPEC §3) against the closed forms of refimpl.problems.analytic_ode, its error estimate against the
 true error, the DOP853 route against the independent RK4 + Richardson route, input validation, and the convergence
-of normalised discrete gradients (tape through refimpl.ode.integrate) to the closed-form δL/δθ(t).
+of normalised discrete gradients (tape through refimpl.ode.integrators) to the closed-form δL/δθ(t).
 """
 import numpy as np
 import pytest
 
 from refimpl.ad import grad
-from refimpl.ode.analytic import LinearSystemCase, LogisticCase, ScalarLinearCase, analytic_cases
-from refimpl.ode.continuous_adjoint import (AdjointErrorEstimate, ContinuousAdjointResult, continuous_adjoint,
-                                            continuous_adjoint_rk4)
+from refimpl.problems.analytic_ode import LinearSystemCase, LogisticCase, ScalarLinearCase, analytic_cases
+from refimpl.ode.adjoint_ode import (AdjointErrorEstimate, ContinuousAdjointResult, continuous_adjoint,
+                                     continuous_adjoint_rk4)
 from refimpl.ode.fields import QuadraticLoss, TanhField, UserLoss
-from refimpl.ode.integrate import discrete_loss
+from refimpl.ode.integrators import discrete_loss
 from refimpl.ode.samples import parameter_samples
 from refimpl.ode.schemes import FORWARD_EULER, RK4
 
@@ -244,7 +244,7 @@ class TestValidation:
 
 
 def _normalised_gradient_errors(case, method, layout, Ns, at_midpoint=False):
-    """max over samples of |G/(h·w) − δL/δθ(τ)| for each N (G by the tape through refimpl.ode.integrate).
+    """max over samples of |G/(h·w) − δL/δθ(τ)| for each N (G by the tape through refimpl.ode.integrators).
 
     τ is the sample time, or (``at_midpoint``, one-θ-per-step layout) the middle of the sample's step."""
     errors = []

@@ -18,10 +18,10 @@ from hypothesis import strategies as st
 
 from refimpl.ad import grad, ops
 from refimpl.ad.checks import complex_step, complex_step_gradient, taylor_test
-from refimpl.ode.discrete_adjoint import discrete_adjoint
+from refimpl.ode.adjoint_recursions import discrete_adjoint
 from refimpl.ode.fields import (LinearField, PolynomialField, QuadraticLoss, TanhField, TwoLayerTanhField, UserField,
                                 UserLoss)
-from refimpl.ode.integrate import discrete_loss
+from refimpl.ode.integrators import discrete_loss
 from refimpl.ode.samples import parameter_samples
 from refimpl.ode.schemes import LEAPFROG, MIDPOINT, MULTISTEP_METHODS, RALSTON, RK4, TABLEAUX, FORWARD_EULER
 from refimpl.testing.strategies_ode import explicit_tableaux, multistep_methods, ode_problems, vector_fields
@@ -178,7 +178,7 @@ def test_spec_leapfrog_recursion_agrees_with_general_recursion(field):
     for n in range(1, N):
         assert rel_err(adj.lambdas[n], lam[n]) <= 1e-13
         assert rel_err(adj.grad_theta[n], G[n]) <= 1e-13
-    # the starter terms (derived, see refimpl.ode.discrete_adjoint): forward-Euler start x_1 = x_0 + h f(x_0, θ_0)
+    # the starter terms (derived, see refimpl.ode.adjoint_recursions): forward-Euler start x_1 = x_0 + h f(x_0, θ_0)
     lam0 = lam[2] + lam[1] + h * field.dfdx(xs[0], theta[0]).T @ lam[1]
     G0 = h * field.dfdtheta(xs[0], theta[0]).T @ lam[1]
     assert rel_err(adj.lambdas[0], lam0) <= 1e-13 and rel_err(adj.grad_theta[0], G0) <= 1e-13
@@ -317,7 +317,7 @@ def test_stored_stages_give_bit_identical_adjoint(method, starter, field, monkey
     """Keeping the forward stage slopes for the backward sweep only skips re-evaluating f on the same inputs, so the
     result must be bit-identical to the recomputing sweep (and both still equal the tape to TAPE_RTOL). d = 5 also
     exercises the remainder row of the 4-row matvec."""
-    import refimpl.ode.discrete_adjoint as da
+    import refimpl.ode.adjoint_recursions as da
 
     rng = np.random.default_rng(11)
     N = 9
@@ -337,7 +337,7 @@ def test_stored_stages_give_bit_identical_adjoint(method, starter, field, monkey
 def test_lmm_grid_index_check_matches_its_definition():
     """The vectorised check of _adjoint_kernels rejects exactly the grid indices that leave a used F_m without a
     sample; the definition is the double loop over steps n and nonzero beta_j (checked on random patterns)."""
-    from refimpl.ode import _adjoint_kernels as kernels
+    from refimpl.ode import _numba as kernels
 
     rng = np.random.default_rng(3)
     d, N = 2, 8
@@ -358,7 +358,7 @@ def test_lmm_grid_index_check_matches_its_definition():
 
 
 def test_kernel_wrappers_check_stored_stages():
-    from refimpl.ode import _adjoint_kernels as kernels
+    from refimpl.ode import _numba as kernels
 
     rng = np.random.default_rng(0)
     smp = parameter_samples(RK4, 1.0, 4, "step")

@@ -14,9 +14,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from refimpl.ode.discrete_adjoint import discrete_adjoint
+from refimpl.ode.adjoint_recursions import discrete_adjoint
 from refimpl.ode.fields import LinearField, PolynomialField, QuadraticLoss
-from refimpl.ode.integrate import discrete_loss, integrate
+from refimpl.ode.integrators import discrete_loss, integrate
 from refimpl.ode.samples import parameter_samples
 from refimpl.ode.schemes import AB2, HEUN, KUTTA_RK3, LEAPFROG, MIDPOINT, RALSTON, RK4, RK38
 from refimpl.testing.strategies_ode import explicit_tableaux

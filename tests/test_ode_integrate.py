@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from refimpl.ad import Variable, grad, ops
 from refimpl.ode.fields import LinearForcingField, PolynomialField, QuadraticLoss, ScaledLinearField, TanhField
-from refimpl.ode.integrate import discrete_loss, integrate
+from refimpl.ode.integrators import discrete_loss, integrate
 from refimpl.ode.samples import parameter_samples
 from refimpl.ode.schemes import (AB2, AB3, AB4, FORWARD_EULER, HEUN, LEAPFROG, MIDPOINT, MULTISTEP_METHODS, RK4,
                                  TABLEAUX)

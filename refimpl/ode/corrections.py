@@ -3,7 +3,7 @@ the oscillations the raw ones carry — the phenomenon and the corrections of [A
 auto-differentiation in neural-ODE training*, arXiv 2306.02192), in the form written down in SPEC §3.
 
 Input is always the exact gradient :math:`G_r = \partial L_h/\partial\theta_r` of the discrete loss with respect to the
-parameter samples of :mod:`refimpl.ode.samples` (from :func:`refimpl.ode.discrete_adjoint.discrete_adjoint` or from the
+parameter samples of :mod:`refimpl.ode.samples` (from :func:`refimpl.ode.adjoint_recursions.discrete_adjoint` or from the
 tape), together with its :class:`~refimpl.ode.samples.ParameterSamples` (sample times :math:`\tau_r`, stage weights
 :math:`w_r`, index maps). Every function returns a :class:`GradientSamples` — values at times — so all estimates are
 compared with :math:`\delta L/\delta\theta` the same way (:func:`gradient_error`, :func:`oscillation_amplitude`).
@@ -25,12 +25,12 @@ Estimates (formulas; provenance in brackets):
 
 The paper's own text beyond its abstract is not available to us (SPEC §3), so the formulas are SPEC's, and we could
 not check whether [A] normalises the leapfrog correction as the pair *sum* (SPEC) or the pair *average*; both are
-implemented, and the validation (``validation/paper_a.py``) reports both.
+implemented, and the validation (``validation/neural_ode_oscillations.py``) reports both.
 
 **Derivation, leapfrog** (derived; SPEC §3). For :math:`x_{n+1} = x_{n-1} + 2hf(x_n,\theta_n)` the discrete adjoint is
 :math:`\lambda_n = \lambda_{n+2} + 2h\,J_{n+1}^{\mathsf T}\lambda_{n+1}` (:math:`J = \partial_x f`), :math:`\lambda_N =
 \nabla\Phi`, :math:`\lambda_{N+1} = 0`, and :math:`G_n = 2h\,\partial_\theta f(x_n,\theta_n)^{\mathsf T}\lambda_{n+1}`
-(see :mod:`refimpl.ode.discrete_adjoint`). Insert :math:`\lambda_n = u(t_n) + (-1)^n v(t_n)` with smooth :math:`u, v`:
+(see :mod:`refimpl.ode.adjoint_recursions`). Insert :math:`\lambda_n = u(t_n) + (-1)^n v(t_n)` with smooth :math:`u, v`:
 the smooth part gives :math:`-2hu' = 2hJ^{\mathsf T}u`, i.e. :math:`u' = -J^{\mathsf T}u`, the alternating part
 :math:`v' = +J^{\mathsf T}v`, up to :math:`O(h)`. The terminal data give :math:`u + (-1)^N v = \nabla\Phi` and
 :math:`u - (-1)^N v = 0` at :math:`T`, so :math:`u(T) = \nabla\Phi/2` and :math:`u = p/2` (:math:`p` the continuous
@@ -43,7 +43,7 @@ g_{n+1})` converges to :math:`\tfrac12\delta L/\delta\theta` instead. Only pairs
 differ), and :func:`at_times` extrapolates there.
 
 **Derivation, 2-stage ERK** (derived; SPEC §3). With samples at :math:`t_n` and :math:`t_n + \alpha h`, the ERK adjoint
-(:mod:`refimpl.ode.discrete_adjoint`) gives :math:`\bar k_2 = hb_2\lambda_{n+1}`, :math:`\bar k_1 = hb_1\lambda_{n+1} +
+(:mod:`refimpl.ode.adjoint_recursions`) gives :math:`\bar k_2 = hb_2\lambda_{n+1}`, :math:`\bar k_1 = hb_1\lambda_{n+1} +
 h\alpha J_2^{\mathsf T}\bar k_2`, so :math:`G^{(2)} = hb_2\,\partial_\theta f(X_2)^{\mathsf T}\lambda_{n+1}` and
 :math:`G^{(1)} = hb_1\,\partial_\theta f(x_n)^{\mathsf T}\lambda_{n+1} + h^2\alpha b_2\,\partial_\theta
 f^{\mathsf T}J_2^{\mathsf T}\lambda_{n+1}`. The one-step adjoint :math:`\lambda_{n+1}` converges to :math:`p` (no
@@ -162,7 +162,7 @@ def per_step_gradient(grad_theta, samples: ParameterSamples) -> GradientSamples:
 def normalised_gradient(grad_theta, samples: ParameterSamples) -> GradientSamples:
     r"""The normalised AD gradient :math:`g(\tau_r) = G_r/(h\,w_r)` (SPEC §3): :math:`w_r` is the stage weight of
     sample :math:`r` summed over every step that uses it (:mod:`refimpl.ode.samples`). NaN rows where :math:`w_r = 0`.
-    Same formula as :meth:`refimpl.ode.discrete_adjoint.DiscreteAdjoint.normalised_gradient`."""
+    Same formula as :meth:`refimpl.ode.adjoint_recursions.DiscreteAdjoint.normalised_gradient`."""
     G = _check(grad_theta, samples)
     w = samples.weights
     out = np.full(G.shape, np.nan)

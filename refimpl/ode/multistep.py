@@ -30,7 +30,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from refimpl.ode.coefficients import coefficient_array, normalise_coefficients
+from refimpl.ode.coefficients import (coefficient_array, coefficient_from_text, coefficient_text,
+                                      normalise_coefficients)
 
 __all__ = ["LinearMultistep", "MultistepCondition"]
 
@@ -188,6 +189,23 @@ class LinearMultistep:
                 ok = abs(value) <= _FLOAT_TOL * scale
             out.append(MultistepCondition(q, value, ok))
         return out
+
+    # -- as data --------------------------------------------------------------------------------------------------------
+    #: the scheme family name in a case file (``SCHEME_FAMILIES`` of :mod:`refimpl.ode.schemes`)
+    family = "multistep"
+
+    def to_spec(self) -> dict:
+        """JSON description: ``family``, ``name``, ``order``, ``alpha``, ``beta`` (exact coefficients as "p/q")."""
+        return {"family": self.family, "name": self.name, "order": self.order,
+                "alpha": [coefficient_text(v) for v in self.alpha], "beta": [coefficient_text(v) for v in self.beta]}
+
+    @classmethod
+    def from_spec(cls, spec: dict) -> "LinearMultistep":
+        """The method described by ``spec`` (inverse of :meth:`to_spec`; validated on construction)."""
+        if spec["family"] != cls.family:
+            raise ValueError(f"scheme.family: a LinearMultistep is {cls.family!r}, the spec says {spec['family']!r}")
+        num = coefficient_from_text
+        return cls(spec["name"], tuple(num(v) for v in spec["alpha"]), tuple(num(v) for v in spec["beta"]))
 
     def __repr__(self) -> str:
         kind = "exact" if self.exact else "float"

@@ -19,12 +19,19 @@ from fractions import Fraction as Fr
 
 from refimpl.ode.multistep import LinearMultistep
 from refimpl.ode.tableau import ButcherTableau, two_stage
+from refimpl.registry import Registry
 
 __all__ = [
     "FORWARD_EULER", "MIDPOINT", "HEUN", "RALSTON", "KUTTA_RK3", "RK4", "RK38",
     "LEAPFROG", "AB2", "AB3", "AB4",
     "TABLEAUX", "MULTISTEP_METHODS", "STARTER_NAMES", "two_stage", "starter", "scheme",
+    "SCHEME_FAMILIES", "SCHEMES",
 ]
+
+#: the scheme families of a case file: family name -> class (``SCHEME_FAMILIES.from_spec(spec)`` rebuilds a scheme)
+SCHEME_FAMILIES = Registry("scheme family")
+SCHEME_FAMILIES.register(ButcherTableau)
+SCHEME_FAMILIES.register(LinearMultistep)
 
 FORWARD_EULER = ButcherTableau("forward_euler", ((0,),), (1,))
 MIDPOINT = two_stage(Fr(1, 2), name="midpoint")
@@ -57,6 +64,12 @@ AB4 = LinearMultistep("ab4", (0, 0, 0, -1, 1), (Fr(-9, 24), Fr(37, 24), Fr(-59, 
 TABLEAUX = {t.name: t for t in (FORWARD_EULER, MIDPOINT, HEUN, RALSTON, KUTTA_RK3, RK4, RK38)}
 #: the multistep instances by name
 MULTISTEP_METHODS = {m.name: m for m in (LEAPFROG, AB2, AB3, AB4)}
+#: every named instance: name -> tableau or multistep method
+SCHEMES = Registry("scheme")
+for _method in (*TABLEAUX.values(), *MULTISTEP_METHODS.values()):
+    SCHEMES.register(_method, name=_method.name)
+del _method
+
 #: starter names understood by :func:`starter`
 STARTER_NAMES = ("forward_euler", "matched")
 

@@ -46,16 +46,17 @@ import scipy
 
 import refimpl
 from refimpl import ad
-from refimpl.ode import analytic, schemes
-from refimpl.ode.continuous_adjoint import continuous_adjoint
+from refimpl.ode import schemes
+from refimpl.ode.adjoint_ode import continuous_adjoint
 from refimpl.ode.corrections import applicable_estimates
-from refimpl.ode.discrete_adjoint import discrete_adjoint
+from refimpl.ode.adjoint_recursions import discrete_adjoint
 from refimpl.ode.fields import (LinearField, LinearForcingField, PolynomialField, QuadraticLoss, ScaledLinearField,
                                 TanhField, TwoLayerTanhField)
-from refimpl.ode.integrate import discrete_loss, integrate
+from refimpl.ode.integrators import discrete_loss, integrate
 from refimpl.ode.multistep import LinearMultistep
 from refimpl.ode.samples import parameter_samples
 from refimpl.ode.tableau import ButcherTableau
+from refimpl.problems import analytic_ode as analytic
 from refimpl.oracle.case_io import ODE_INPUTS, ODE_REFERENCES, Case, save_case
 
 __all__ = ["OdeProblem", "Sinusoid", "build_case", "battery", "export_battery", "problem_objects", "field_spec",

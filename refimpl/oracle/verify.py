@@ -32,9 +32,9 @@ def _same(name: str, stored, derived, where: str) -> None:
 
 
 def _recompute_ode(case: Case) -> dict:
-    from refimpl.ode import analytic
-    from refimpl.ode.continuous_adjoint import continuous_adjoint
-    from refimpl.ode.discrete_adjoint import discrete_adjoint
+    from refimpl.problems import analytic_ode as analytic
+    from refimpl.ode.adjoint_ode import continuous_adjoint
+    from refimpl.ode.adjoint_recursions import discrete_adjoint
     from refimpl.ode.samples import parameter_samples
     from refimpl.oracle.cases import Sinusoid, corrected_estimate, problem_objects
 

@@ -56,7 +56,7 @@ Leapfrog (:math:`\alpha = (-1,0,1)`, :math:`\beta = (0,2)`) gives :math:`\lambda
 
 Backends: ``"numpy"`` runs for any :class:`~refimpl.ode.fields.VectorField` through its ``vjp_x``/``vjp_theta`` (float64,
 complex128, or exact on Fraction ``object`` arrays); ``"numba"`` runs the same recursion compiled
-(:mod:`refimpl.ode._adjoint_kernels`) for the built-in :class:`~refimpl.ode.fields.TanhField` and
+(:mod:`refimpl.ode._numba`) for the built-in :class:`~refimpl.ode.fields.TanhField` and
 :class:`~refimpl.ode.fields.LinearField` in float64; ``"auto"`` picks numba when it applies.
 """
 from __future__ import annotations
@@ -66,9 +66,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from refimpl.ad import Variable, ops
-from refimpl.ode import _adjoint_kernels as kernels
+from refimpl.ode import _numba as kernels
 from refimpl.ode.fields import LinearField, TanhField, TerminalLoss
-from refimpl.ode.integrate import Problem, erk_step, prepare_problem, run, _erk_coefficients, _scaled
+from refimpl.ode.integrators import Problem, erk_step, prepare_problem, run, _erk_coefficients, _scaled
 from refimpl.ode.samples import ParameterSamples
 from refimpl.ode.tableau import ButcherTableau
 
@@ -253,13 +253,13 @@ def discrete_adjoint(field, method, x0, theta, T, N, loss, *, layout: str = "sta
                      backend: str = "auto") -> DiscreteAdjoint:
     r"""The discrete adjoint of :math:`L_h = \Phi(x_N)` by the hand-derived recursion (module docstring).
 
-    Arguments as :func:`refimpl.ode.integrate.integrate` (plain ndarrays only: float64, complex128, or Fraction
+    Arguments as :func:`refimpl.ode.integrators.integrate` (plain ndarrays only: float64, complex128, or Fraction
     ``object`` arrays for exact mode), plus the terminal ``loss`` (``value``/``grad``) and the ``backend``
     (``"auto"``, ``"numpy"``, ``"numba"``). Returns a :class:`DiscreteAdjoint`.
     """
     if isinstance(x0, Variable) or isinstance(theta, Variable):
         raise TypeError("x0, theta: the hand adjoint takes plain arrays, not tape Variables (use refimpl.ad.grad "
-                        "through refimpl.ode.integrate for the tape route)")
+                        "through refimpl.ode.integrators for the tape route)")
     if not isinstance(loss, TerminalLoss):
         raise TypeError(f"loss must implement value(x) and grad(x), got {type(loss).__name__}")
     if backend not in BACKENDS:

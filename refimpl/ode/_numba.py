@@ -1,5 +1,5 @@
 r"""Numba kernels of the ERK / LMM forward sweep and discrete-adjoint backward sweep (the recursions of
-:mod:`refimpl.ode.discrete_adjoint`) for the two built-in fields with parameter layout :math:`\theta = (\mathrm{vec}\,W,
+:mod:`refimpl.ode.adjoint_recursions`) for the two built-in fields with parameter layout :math:`\theta = (\mathrm{vec}\,W,
 b)`: ``LINEAR`` :math:`f = Wx + b` and ``TANH`` :math:`f = \tanh(Wx + b)`.
 
 With :math:`z = Wx + b` and :math:`s = 1` (linear) or :math:`s = 1 - \tanh^2 z` (tanh), :math:`u = s\circ v`:

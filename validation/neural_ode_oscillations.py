@@ -5,7 +5,7 @@ an α sweep) and RK4 (stage-time and one-θ-per-step samples), the exact gradien
 (hand adjoint, checked against the tape) is turned into estimates of the continuous δL/δθ(t):
 G/h ("per step"), G/(h w) ("normalised", SPEC §3), and the corrections of refimpl.ode.corrections; each is compared
 with δL/δθ over N = 2^k (k = 5…12; quick: 5…9) on
-(a) an analytic linear case (refimpl.ode.analytic.LinearSystemCase, δL/δθ in closed form), and
+(a) an analytic linear case (refimpl.problems.analytic_ode.LinearSystemCase, δL/δθ in closed form), and
 (b) the neural field ẋ = tanh(W(t)x + b(t)), d = 2, T = 1, random smooth W(t), b(t) (fixed seed), δL/δθ by DOP853 at
     rtol 1e-12.
 Then a small training experiment: gradient descent on the leapfrog samples θ(t_n) to fit x(T) from several initial
@@ -21,11 +21,11 @@ import numpy as np
 
 from refimpl.ad import grad
 from refimpl.ode import corrections as C
-from refimpl.ode.continuous_adjoint import continuous_adjoint, continuous_adjoint_rk4
-from refimpl.ode.discrete_adjoint import discrete_adjoint
+from refimpl.ode.adjoint_ode import continuous_adjoint, continuous_adjoint_rk4
+from refimpl.ode.adjoint_recursions import discrete_adjoint
 from refimpl.ode.fields import QuadraticLoss
-from refimpl.ode.integrate import discrete_loss
-from refimpl.ode.paper_a_problems import SEED, LinearCase, NeuralCase
+from refimpl.ode.integrators import discrete_loss
+from refimpl.problems.neural_ode import SEED, LinearCase, NeuralCase
 from refimpl.ode.samples import parameter_samples
 from refimpl.ode.tableau import ButcherTableau
 from refimpl.ode.schemes import AB2, AB3, FORWARD_EULER, HEUN, LEAPFROG, MIDPOINT, RALSTON, RK4, two_stage
@@ -211,7 +211,7 @@ def _plots(outdir, keep, train, train_info):
         ax.set_xlabel("t")
         ax.legend(fontsize=7)
     fig.tight_layout()
-    f = outdir / "paper_a_gradients.png"
+    f = outdir / "neural_ode_oscillations_gradients.png"
     fig.savefig(f, dpi=110)
     plt.close(fig)
     files.append(f.name)
@@ -229,7 +229,7 @@ def _plots(outdir, keep, train, train_info):
         ax.legend(fontsize=7)
         ax.set_xlabel("iteration" if ax is not axes[2] else "t")
     fig.tight_layout()
-    f = outdir / "paper_a_training.png"
+    f = outdir / "neural_ode_oscillations_training.png"
     fig.savefig(f, dpi=110)
     plt.close(fig)
     files.append(f.name)
@@ -279,7 +279,7 @@ def run(outdir: Path, quick: bool) -> list[Claim]:
              f"of log error vs log N over {span}.", ""]
     for case in (linear, neural):
         table, keep, secs = results[case.name]
-        ref_note = ("closed form (eigendecomposition; agrees with the expm route of refimpl.ode.analytic to "
+        ref_note = ("closed form (eigendecomposition; agrees with the expm route of refimpl.problems.analytic_ode to "
                     f"{lin_check:.1e})" if case is linear else
                     f"DOP853 rtol 1e-12, estimated error ≤ {case.reference_error:.1e} at N={Ns[-1]}")
         lines += [f"## ({'a' if case is linear else 'b'}) {case.name}", "", f"Reference: {ref_note}. "
@@ -362,7 +362,7 @@ def run(outdir: Path, quick: bool) -> list[Claim]:
               "updates follow the continuous-adjoint updates closely at a fraction of the cost."]
     files = _plots(outdir, results[neural.name][1], train, train_info)
     lines += [""] + [f"![{f}]({f})" for f in files] + [""]
-    (outdir / "paper_a.md").write_text("\n".join(lines))
+    (outdir / "neural_ode_oscillations.md").write_text("\n".join(lines))
 
     # claims
     claims = [Claim("SPEC §3", "discrete gradient = exact gradient of L_h (tape == hand adjoint ≤ 1e-13)",
