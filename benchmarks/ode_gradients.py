@@ -109,7 +109,7 @@ def refimpl_hand(p: GradientProblem):
 def refimpl_hand_kernels(p: GradientProblem):
     """Only the checked kernel wrappers (forward sweep, ∇Φ, backward sweep); samples and coefficients set up once."""
     smp = parameter_samples(p.method, p.T, p.N, "step", p.starter)
-    kind, h, x0, theta, y = adjoint_kernels.TANH, p.h, p.x0, p.theta, p.y
+    kernel, h, x0, theta, y = TanhField.kernel, p.h, p.x0, p.theta, p.y
     if p.scheme == "leapfrog":
         A, b, _ = smp.starter.arrays()
         hA, hb = np.ascontiguousarray(h * A), np.ascontiguousarray(h * b)
@@ -119,8 +119,8 @@ def refimpl_hand_kernels(p: GradientProblem):
         s_index, g_index = np.asarray(smp.stage_index), np.asarray(smp.grid_index)
 
         def run():
-            xs = adjoint_kernels.lmm_forward(kind, x0, theta, s_index, hA, hb, malpha, hbeta, g_index)
-            return adjoint_kernels.lmm_backward(kind, xs, theta, s_index, hA, hb, malpha, hbeta, g_index,
+            xs = adjoint_kernels.lmm_forward(kernel, x0, theta, s_index, hA, hb, malpha, hbeta, g_index)
+            return adjoint_kernels.lmm_backward(kernel, xs, theta, s_index, hA, hb, malpha, hbeta, g_index,
                                                 xs[-1] - y)[0]
     else:
         A, b, _ = p.method.arrays()
@@ -128,8 +128,8 @@ def refimpl_hand_kernels(p: GradientProblem):
         s_index = np.asarray(smp.stage_index)
 
         def run():
-            xs = adjoint_kernels.erk_forward(kind, x0, theta, s_index, hA, hb)
-            return adjoint_kernels.erk_backward(kind, xs, theta, s_index, hA, hb, xs[-1] - y)[0]
+            xs = adjoint_kernels.erk_forward(kernel, x0, theta, s_index, hA, hb)
+            return adjoint_kernels.erk_backward(kernel, xs, theta, s_index, hA, hb, xs[-1] - y)[0]
     return run
 
 

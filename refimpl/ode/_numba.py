@@ -1,38 +1,54 @@
-r"""Numba kernels of the ERK / LMM forward sweep and discrete-adjoint backward sweep (the recursions of
-:mod:`refimpl.ode.adjoint_recursions`) for the two built-in fields with parameter layout :math:`\theta = (\mathrm{vec}\,W,
-b)`: ``LINEAR`` :math:`f = Wx + b` and ``TANH`` :math:`f = \tanh(Wx + b)`.
+r"""Compiled (Numba) ERK / LMM forward sweeps and discrete-adjoint backward sweeps — the recursions of
+:mod:`refimpl.ode.adjoint_recursions` (derivation: docs/theory/discrete-adjoint.md) — generic over the vector field.
 
-With :math:`z = Wx + b` and :math:`s = 1` (linear) or :math:`s = 1 - \tanh^2 z` (tanh), :math:`u = s\circ v`:
-:math:`\partial_xf^{\mathsf T}v = W^{\mathsf T}u`, :math:`\partial_Wf^{\mathsf T}v = u x^{\mathsf T}`,
-:math:`\partial_bf^{\mathsf T}v = u` (the formulas of :class:`~refimpl.ode.fields.TanhField` / ``LinearField``).
-For tanh the VJP takes :math:`s = 1 - f^2` from the value :math:`f = \tanh z` already computed (the stage slope
-:math:`k_i` or :math:`F_m`) instead of forming :math:`z` and :math:`\tanh z` again (the same numbers).
+The sweeps know no field. A field with a compiled path carries a :class:`~refimpl.ode.fields.NumbaKernel`
+descriptor naming two point functions, ``f(x, th, out)`` and ``vjp(x, fx, th, v, out_x, g_th)``, written for
+:func:`numba.extending.register_jitable`; :func:`sweeps` builds the four sweeps for one descriptor (once: the result is
+cached per descriptor in the process, and Numba's on-disk cache keeps the compiled code between processes, since the
+sweeps close over the point functions by reference only).
+
+The point functions of the built-in fields are here too (section "field point functions"): the affine map
+:math:`z = Wx + b` of :class:`~refimpl.ode.fields.LinearField` and :class:`~refimpl.ode.fields.TanhField`
+(:math:`\theta = (\mathrm{vec}\,W, b)`), and :math:`\tanh z`. With :math:`s = 1` (linear) or
+:math:`s = 1 - \tanh^2 z` (tanh), :math:`u = s\circ v`: :math:`\partial_xf^{\mathsf T}v = W^{\mathsf T}u`,
+:math:`\partial_Wf^{\mathsf T}v = u x^{\mathsf T}`, :math:`\partial_bf^{\mathsf T}v = u`. For tanh the VJP takes
+:math:`s = 1 - f^2` from the value :math:`f = \tanh z` already computed (the stage slope :math:`k_i` or :math:`F_m`)
+instead of forming :math:`z` and :math:`\tanh z` again (the same numbers).
 
 Summation order is fixed (no reassociation, no ``fastmath``), so results are deterministic and do not depend on the
 loop structure: :math:`z_i = b_i + W_{i0}x_0 + W_{i1}x_1 + \dots` in that order (four rows are summed side by side
 for instruction-level parallelism, each in this order); vector updates are explicit loops (no temporaries).
 
-The ``@njit`` functions are private; the public functions here are the checked wrappers (dtypes, shapes, index ranges,
-contiguity) and are the only way the kernels are called.
+The compiled functions are private; the public functions here are the checked wrappers (dtypes, shapes, index ranges,
+contiguity), which take the field's descriptor first and are the only way the sweeps are called.
+
+Everything a sweep calls is a module-level ``register_jitable`` function or a closure of :func:`sweeps` over such
+functions: Numba keys its on-disk cache of a closure on the pickled closure contents, and module-level plain functions
+pickle by reference (the same bytes in every process), whereas a jitted dispatcher pickles with a per-process id.
 """
 from __future__ import annotations
 
+import functools
+from types import SimpleNamespace
+
 import numpy as np
 from numba import njit
+from numba.extending import register_jitable
 
-__all__ = ["LINEAR", "TANH", "erk_forward", "erk_backward", "lmm_forward", "lmm_backward"]
+from refimpl.ode._checks import f64_array as _f64, index_array as _index
+from refimpl.ode.fields.base import NumbaKernel
 
-LINEAR = 0
-TANH = 1
+__all__ = ["sweeps", "erk_forward", "erk_backward", "lmm_forward", "lmm_backward",
+           "linear_f", "linear_vjp", "tanh_f", "tanh_vjp"]
 
 
 # ---------------------------------------------------------------------------------------------------------------------
-# kernels
+# field point functions (named by the NumbaKernel descriptors of LinearField and TanhField)
 
 
-@njit(cache=True)
-def _f(kind, x, th, out):
-    """out = f(x, theta). Each z_i = b_i + W_i0 x_0 + W_i1 x_1 + ... is summed in this fixed order (bit-identical to a
+@register_jitable
+def linear_f(x, th, out):
+    """out = W x + b. Each z_i = b_i + W_i0 x_0 + W_i1 x_1 + ... is summed in this fixed order (bit-identical to a
     plain row loop); four rows are summed side by side, which gives four independent add chains per j instead of one
     (the strict-order dot product of a single row is one dependent chain that the CPU cannot overlap)."""
     d = x.shape[0]
@@ -65,32 +81,51 @@ def _f(kind, x, th, out):
             z += th[r + j] * x[j]
         out[i] = z
         i += 1
-    if kind == TANH:
-        for i in range(d):
-            out[i] = np.tanh(out[i])
 
 
-@njit(cache=True)
-def _vjp(kind, x, fx, th, v, out_x, g_th):
-    """out_x = f_x^T v (overwritten); g_th += f_theta^T v (accumulated). ``fx`` = f(x, theta) as computed by ``_f``
-    (read for TANH only: 1 - tanh(z)^2 = 1 - fx^2, so z and tanh are not recomputed)."""
+@register_jitable
+def tanh_f(x, th, out):
+    """out = tanh(W x + b)."""
+    linear_f(x, th, out)
+    for i in range(x.shape[0]):
+        out[i] = np.tanh(out[i])
+
+
+@register_jitable
+def _affine_vjp_row(i, u, x, th, out_x, g_th):
+    """Row i of the affine VJP with u = s_i v_i: g_b[i] += u, g_W[i, :] += u x, out_x += W[i, :] u."""
     d = x.shape[0]
-    dd = d * d
+    g_th[d * d + i] += u
+    r = i * d
     for j in range(d):
+        g_th[r + j] += u * x[j]
+        out_x[j] += th[r + j] * u
+
+
+@register_jitable
+def linear_vjp(x, fx, th, v, out_x, g_th):
+    """out_x = W^T v (overwritten); g_th += (vec(v x^T), v) (accumulated); ``fx`` is not read."""
+    for j in range(x.shape[0]):
         out_x[j] = 0.0
-    for i in range(d):
-        if kind == TANH:
-            u = (1.0 - fx[i] * fx[i]) * v[i]
-        else:
-            u = v[i]
-        g_th[dd + i] += u
-        r = i * d
-        for j in range(d):
-            g_th[r + j] += u * x[j]
-            out_x[j] += th[r + j] * u
+    for i in range(x.shape[0]):
+        _affine_vjp_row(i, v[i], x, th, out_x, g_th)
 
 
-@njit(cache=True)
+@register_jitable
+def tanh_vjp(x, fx, th, v, out_x, g_th):
+    """With u = (1 - fx^2) v (fx = tanh(W x + b) as tanh_f computed it): out_x = W^T u (overwritten);
+    g_th += (vec(u x^T), u) (accumulated)."""
+    for j in range(x.shape[0]):
+        out_x[j] = 0.0
+    for i in range(x.shape[0]):
+        _affine_vjp_row(i, (1.0 - fx[i] * fx[i]) * v[i], x, th, out_x, g_th)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# generic sweeps
+
+
+@register_jitable
 def _stage_state(i, x, hA, X, K):
     """X_i = x + sum_{j<i} hA_ij K_j (K_0..K_{i-1} given)."""
     d = x.shape[0]
@@ -103,193 +138,181 @@ def _stage_state(i, x, hA, X, K):
                 X[i, m] += a * K[j, m]
 
 
-@njit(cache=True)
-def _erk_stages(kind, x, theta, rows, hA, X, K):
-    for i in range(rows.shape[0]):
-        _stage_state(i, x, hA, X, K)
-        _f(kind, X[i], theta[rows[i]], K[i])
+@functools.lru_cache(maxsize=None)
+def sweeps(kernel: NumbaKernel) -> SimpleNamespace:
+    """The compiled sweeps ``erk_forward``, ``erk_backward``, ``lmm_forward``, ``lmm_backward`` (unchecked; use the
+    wrappers below) for the field point functions named by ``kernel``; built once per descriptor."""
+    f, vjp = kernel.functions()
+    vjp_reads_fx = bool(kernel.vjp_reads_fx)
 
-
-@njit(cache=True)
-def _erk_step(kind, x, theta, rows, hA, hb, X, K, out):
-    _erk_stages(kind, x, theta, rows, hA, X, K)
-    d = x.shape[0]
-    for m in range(d):
-        out[m] = x[m]
-    for i in range(rows.shape[0]):
-        c = hb[i]
-        if c != 0.0:
-            for m in range(d):
-                out[m] += c * K[i, m]
-
-
-@njit(cache=True)
-def _erk_step_adjoint(kind, x, theta, rows, hA, hb, lam_next, lam_out, grad_theta, X, K, Xbar, kb, recompute):
-    """lam_out = lam_next + sum_i Xbar_i (overwritten); grad_theta rows accumulated. With ``recompute`` the stage
-    slopes K are computed again from x; otherwise K holds the slopes the forward sweep stored (the same numbers) and
-    only the stage states X are re-formed from them (no f evaluation)."""
-    s = rows.shape[0]
-    d = x.shape[0]
-    if recompute:
-        _erk_stages(kind, x, theta, rows, hA, X, K)
-    else:
-        for i in range(s):
+    @register_jitable
+    def erk_stages(x, theta, rows, hA, X, K):
+        for i in range(rows.shape[0]):
             _stage_state(i, x, hA, X, K)
-    for i in range(s - 1, -1, -1):
-        c = hb[i]
+            f(X[i], theta[rows[i]], K[i])
+
+    @register_jitable
+    def erk_step(x, theta, rows, hA, hb, X, K, out):
+        erk_stages(x, theta, rows, hA, X, K)
+        d = x.shape[0]
         for m in range(d):
-            kb[m] = c * lam_next[m]
-        for l in range(i + 1, s):
-            a = hA[l, i]
-            if a != 0.0:
+            out[m] = x[m]
+        for i in range(rows.shape[0]):
+            c = hb[i]
+            if c != 0.0:
                 for m in range(d):
-                    kb[m] += a * Xbar[l, m]
-        _vjp(kind, X[i], K[i], theta[rows[i]], kb, Xbar[i], grad_theta[rows[i]])
-    for m in range(d):
-        lam_out[m] = lam_next[m]
-    for i in range(s):
+                    out[m] += c * K[i, m]
+
+    @register_jitable
+    def erk_step_adjoint(x, theta, rows, hA, hb, lam_next, lam_out, grad_theta, X, K, Xbar, kb, recompute):
+        """lam_out = lam_next + sum_i Xbar_i (overwritten); grad_theta rows accumulated. With ``recompute`` the stage
+        slopes K are computed again from x; otherwise K holds the slopes the forward sweep stored (the same numbers)
+        and only the stage states X are re-formed from them (no f evaluation)."""
+        s = rows.shape[0]
+        d = x.shape[0]
+        if recompute:
+            erk_stages(x, theta, rows, hA, X, K)
+        else:
+            for i in range(s):
+                _stage_state(i, x, hA, X, K)
+        for i in range(s - 1, -1, -1):
+            c = hb[i]
+            for m in range(d):
+                kb[m] = c * lam_next[m]
+            for l in range(i + 1, s):
+                a = hA[l, i]
+                if a != 0.0:
+                    for m in range(d):
+                        kb[m] += a * Xbar[l, m]
+            vjp(X[i], K[i], theta[rows[i]], kb, Xbar[i], grad_theta[rows[i]])
         for m in range(d):
-            lam_out[m] += Xbar[i, m]
+            lam_out[m] = lam_next[m]
+        for i in range(s):
+            for m in range(d):
+                lam_out[m] += Xbar[i, m]
 
+    @njit(cache=True)
+    def erk_forward(x0, theta, stage_index, hA, hb, xs, Ks):
+        """Ks: (N, s, d) to keep every step's stage slopes, or (0, s, d) not to."""
+        N = stage_index.shape[0]
+        s = hb.shape[0]
+        d = x0.shape[0]
+        keep = Ks.shape[0] == N
+        X = np.empty((s, d))
+        K = np.empty((s, d))
+        xs[0, :] = x0
+        for n in range(N):
+            erk_step(xs[n], theta, stage_index[n], hA, hb, X, Ks[n] if keep else K, xs[n + 1])
 
-@njit(cache=True)
-def _erk_forward(kind, x0, theta, stage_index, hA, hb, xs, Ks):
-    """Ks: (N, s, d) to keep every step's stage slopes, or (0, s, d) not to."""
-    N = stage_index.shape[0]
-    s = hb.shape[0]
-    d = x0.shape[0]
-    keep = Ks.shape[0] == N
-    X = np.empty((s, d))
-    K = np.empty((s, d))
-    xs[0, :] = x0
-    for n in range(N):
-        _erk_step(kind, xs[n], theta, stage_index[n], hA, hb, X, Ks[n] if keep else K, xs[n + 1])
+    @njit(cache=True)
+    def erk_backward(xs, theta, stage_index, hA, hb, lambdas, grad_theta, Ks):
+        """lambdas[N] holds lambda_N on entry; Ks: the stored stage slopes (N, s, d), or (0, s, d) to recompute."""
+        N = stage_index.shape[0]
+        s = hb.shape[0]
+        d = xs.shape[1]
+        stored = Ks.shape[0] == N
+        X = np.empty((s, d))
+        K = np.empty((s, d))
+        Xbar = np.empty((s, d))
+        kb = np.empty(d)
+        for n in range(N - 1, -1, -1):
+            erk_step_adjoint(xs[n], theta, stage_index[n], hA, hb, lambdas[n + 1], lambdas[n], grad_theta,
+                             X, Ks[n] if stored else K, Xbar, kb, not stored)
 
-
-@njit(cache=True)
-def _erk_backward(kind, xs, theta, stage_index, hA, hb, lambdas, grad_theta, Ks):
-    """lambdas[N] holds lambda_N on entry; Ks: the stored stage slopes (N, s, d), or (0, s, d) to recompute them."""
-    N = stage_index.shape[0]
-    s = hb.shape[0]
-    d = xs.shape[1]
-    stored = Ks.shape[0] == N
-    X = np.empty((s, d))
-    K = np.empty((s, d))
-    Xbar = np.empty((s, d))
-    kb = np.empty(d)
-    for n in range(N - 1, -1, -1):
-        _erk_step_adjoint(kind, xs[n], theta, stage_index[n], hA, hb, lambdas[n + 1], lambdas[n], grad_theta,
-                          X, Ks[n] if stored else K, Xbar, kb, not stored)
-
-
-@njit(cache=True)
-def _lmm_forward(kind, x0, theta, s_index, hA, hb, malpha, hbeta, grid_index, xs, F, have_F):
-    """F (N, d), have_F (N,) zeros on entry; on exit F[m] = f(x_m, theta) where have_F[m]."""
-    N = xs.shape[0] - 1
-    k = malpha.shape[0]
-    s = hb.shape[0]
-    d = x0.shape[0]
-    X = np.empty((s, d))
-    K = np.empty((s, d))
-    xs[0, :] = x0
-    for n in range(k - 1):
-        _erk_step(kind, xs[n], theta, s_index[n], hA, hb, X, K, xs[n + 1])
-    for n in range(N - k + 1):
-        for i in range(d):
-            xs[n + k, i] = 0.0
-        for j in range(k):
-            a = malpha[j]
-            if a != 0.0:
-                for i in range(d):
-                    xs[n + k, i] += a * xs[n + j, i]
-        for j in range(k):
-            c = hbeta[j]
-            if c != 0.0:
-                m = n + j
-                if not have_F[m]:
-                    _f(kind, xs[m], theta[grid_index[m]], F[m])
-                    have_F[m] = True
-                for i in range(d):
-                    xs[n + k, i] += c * F[m, i]
-
-
-@njit(cache=True)
-def _lmm_add_F_term(kind, m, xs, theta, grid_index, Fbar, lam, grad_theta, tmp, fx, F, have_F):
-    N = grid_index.shape[0]
-    r = grid_index[m] if m <= N - 1 else -1
-    if r >= 0:
-        stored = m < have_F.shape[0] and have_F[m]
-        if kind == TANH and not stored:
-            _f(kind, xs[m], theta[r], fx)      # F_m = f(x_m, theta) again (the forward sweep did not keep it)
-        _vjp(kind, xs[m], F[m] if stored else fx, theta[r], Fbar[m], tmp, grad_theta[r])
-        for i in range(xs.shape[1]):
-            lam[m, i] += tmp[i]
-
-
-@njit(cache=True)
-def _lmm_backward(kind, xs, theta, s_index, hA, hb, malpha, hbeta, grid_index, lam, grad_theta, F, have_F):
-    """lam[N] holds lambda_N on entry, lam[:N] zeros; F[m] the stored f(x_m, theta) where have_F[m] (have_F may be
-    empty: recompute every F_m)."""
-    N = xs.shape[0] - 1
-    k = malpha.shape[0]
-    s = hb.shape[0]
-    d = xs.shape[1]
-    Fbar = np.zeros((N, d))
-    tmp = np.empty(d)
-    fx = np.zeros(d)
-    X = np.empty((s, d))
-    K = np.empty((s, d))
-    Xbar = np.empty((s, d))
-    kb = np.empty(d)
-    contrib = np.empty(d)
-    for n in range(N - k, -1, -1):
-        m = n + k
-        _lmm_add_F_term(kind, m, xs, theta, grid_index, Fbar, lam, grad_theta, tmp, fx, F, have_F)
-        for j in range(k):
-            a = malpha[j]
-            if a != 0.0:
-                for i in range(d):
-                    lam[n + j, i] += a * lam[m, i]
-            c = hbeta[j]
-            if c != 0.0:
-                for i in range(d):
-                    Fbar[n + j, i] += c * lam[m, i]
-    for m in range(k - 1, -1, -1):
-        _lmm_add_F_term(kind, m, xs, theta, grid_index, Fbar, lam, grad_theta, tmp, fx, F, have_F)
-        if m >= 1:
-            _erk_step_adjoint(kind, xs[m - 1], theta, s_index[m - 1], hA, hb, lam[m], contrib, grad_theta,
-                              X, K, Xbar, kb, True)
+    @njit(cache=True)
+    def lmm_forward(x0, theta, s_index, hA, hb, malpha, hbeta, grid_index, xs, F, have_F):
+        """F (N, d), have_F (N,) zeros on entry; on exit F[m] = f(x_m, theta) where have_F[m]."""
+        N = xs.shape[0] - 1
+        k = malpha.shape[0]
+        s = hb.shape[0]
+        d = x0.shape[0]
+        X = np.empty((s, d))
+        K = np.empty((s, d))
+        xs[0, :] = x0
+        for n in range(k - 1):
+            erk_step(xs[n], theta, s_index[n], hA, hb, X, K, xs[n + 1])
+        for n in range(N - k + 1):
             for i in range(d):
-                lam[m - 1, i] += contrib[i]
+                xs[n + k, i] = 0.0
+            for j in range(k):
+                a = malpha[j]
+                if a != 0.0:
+                    for i in range(d):
+                        xs[n + k, i] += a * xs[n + j, i]
+            for j in range(k):
+                c = hbeta[j]
+                if c != 0.0:
+                    m = n + j
+                    if not have_F[m]:
+                        f(xs[m], theta[grid_index[m]], F[m])
+                        have_F[m] = True
+                    for i in range(d):
+                        xs[n + k, i] += c * F[m, i]
+
+    @register_jitable
+    def lmm_add_F_term(m, xs, theta, grid_index, Fbar, lam, grad_theta, tmp, fx, F, have_F):
+        N = grid_index.shape[0]
+        r = grid_index[m] if m <= N - 1 else -1
+        if r >= 0:
+            stored = m < have_F.shape[0] and have_F[m]
+            if vjp_reads_fx and not stored:
+                f(xs[m], theta[r], fx)      # F_m = f(x_m, theta) again (the forward sweep did not keep it)
+            vjp(xs[m], F[m] if stored else fx, theta[r], Fbar[m], tmp, grad_theta[r])
+            for i in range(xs.shape[1]):
+                lam[m, i] += tmp[i]
+
+    @njit(cache=True)
+    def lmm_backward(xs, theta, s_index, hA, hb, malpha, hbeta, grid_index, lam, grad_theta, F, have_F):
+        """lam[N] holds lambda_N on entry, lam[:N] zeros; F[m] the stored f(x_m, theta) where have_F[m] (have_F may
+        be empty: recompute every F_m)."""
+        N = xs.shape[0] - 1
+        k = malpha.shape[0]
+        s = hb.shape[0]
+        d = xs.shape[1]
+        Fbar = np.zeros((N, d))
+        tmp = np.empty(d)
+        fx = np.zeros(d)
+        X = np.empty((s, d))
+        K = np.empty((s, d))
+        Xbar = np.empty((s, d))
+        kb = np.empty(d)
+        contrib = np.empty(d)
+        for n in range(N - k, -1, -1):
+            m = n + k
+            lmm_add_F_term(m, xs, theta, grid_index, Fbar, lam, grad_theta, tmp, fx, F, have_F)
+            for j in range(k):
+                a = malpha[j]
+                if a != 0.0:
+                    for i in range(d):
+                        lam[n + j, i] += a * lam[m, i]
+                c = hbeta[j]
+                if c != 0.0:
+                    for i in range(d):
+                        Fbar[n + j, i] += c * lam[m, i]
+        for m in range(k - 1, -1, -1):
+            lmm_add_F_term(m, xs, theta, grid_index, Fbar, lam, grad_theta, tmp, fx, F, have_F)
+            if m >= 1:
+                erk_step_adjoint(xs[m - 1], theta, s_index[m - 1], hA, hb, lam[m], contrib, grad_theta,
+                                 X, K, Xbar, kb, True)
+                for i in range(d):
+                    lam[m - 1, i] += contrib[i]
+
+    return SimpleNamespace(erk_forward=erk_forward, erk_backward=erk_backward, lmm_forward=lmm_forward,
+                           lmm_backward=lmm_backward)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
 # checked wrappers
 
 
-def _f64(a, name, ndim):
-    if not isinstance(a, np.ndarray) or a.dtype != np.float64 or a.ndim != ndim:
-        raise TypeError(f"{name} must be a {ndim}-D float64 ndarray")
-    if not np.all(np.isfinite(a)):
-        raise ValueError(f"{name} must be finite")
-    return np.ascontiguousarray(a)
-
-
-def _index(a, name, ndim, n_samples, allow_unused=False):
-    if not isinstance(a, np.ndarray) or a.dtype != np.int64 or a.ndim != ndim:
-        raise TypeError(f"{name} must be a {ndim}-D int64 ndarray")
-    lo = -1 if allow_unused else 0
-    if a.size and (a.min() < lo or a.max() >= n_samples):
-        raise ValueError(f"{name} has entries outside [{lo}, {n_samples})")
-    return np.ascontiguousarray(a)
-
-
-def _check_common(kind, x0_or_xs, theta, hA, hb, d):
-    if kind not in (LINEAR, TANH):
-        raise ValueError(f"kind must be LINEAR ({LINEAR}) or TANH ({TANH}), got {kind!r}")
+def _check_common(kernel, x0_or_xs, theta, hA, hb, d):
+    if not isinstance(kernel, NumbaKernel):
+        raise TypeError(f"kernel must be a field's NumbaKernel descriptor (e.g. TanhField.kernel), got "
+                        f"{type(kernel).__name__}")
     theta = _f64(theta, "theta", 2)
-    if theta.shape[1] != d * d + d:
-        raise ValueError(f"theta must have d*d + d = {d * d + d} columns for d = {d}, got {theta.shape[1]}")
+    p = kernel.n_params(d)
+    if theta.shape[1] != p:
+        raise ValueError(f"theta must have n_params = {p} columns for d = {d}, got {theta.shape[1]}")
     hA, hb = _f64(hA, "hA", 2), _f64(hb, "hb", 1)
     s = hb.shape[0]
     if hA.shape != (s, s) or np.any(np.triu(hA) != 0):
@@ -304,29 +327,29 @@ def _stored(a, name, shape):
     return a
 
 
-def erk_forward(kind, x0, theta, stage_index, hA, hb, keep_stages: bool = False):
-    """States (N+1, d) of the ERK recursion with pre-scaled ``hA = h*A``, ``hb = h*b``. With ``keep_stages``,
+def erk_forward(kernel, x0, theta, stage_index, hA, hb, keep_stages: bool = False):
+    """States (N+1, d) of the ERK recursion for the field of ``kernel`` (its NumbaKernel) with pre-scaled ``hA = h*A``, ``hb = h*b``. With ``keep_stages``,
     returns ``(xs, K)`` with the stage slopes ``K[n, i] = f(X_i, theta)`` of every step, shape (N, s, d), for
     :func:`erk_backward` (which then re-forms the stage states from them instead of evaluating f again)."""
     x0 = _f64(x0, "x0", 1)
-    theta, hA, hb = _check_common(kind, x0, theta, hA, hb, x0.shape[0])
+    theta, hA, hb = _check_common(kernel, x0, theta, hA, hb, x0.shape[0])
     stage_index = _index(stage_index, "stage_index", 2, theta.shape[0])
     if stage_index.shape[1] != hb.shape[0]:
         raise ValueError("stage_index must have one column per stage")
     N, s, d = stage_index.shape[0], hb.shape[0], x0.shape[0]
     xs = np.empty((N + 1, d))
     Ks = np.empty((N if keep_stages else 0, s, d))
-    _erk_forward(kind, x0, theta, stage_index, hA, hb, xs, Ks)
+    sweeps(kernel).erk_forward(x0, theta, stage_index, hA, hb, xs, Ks)
     return (xs, Ks) if keep_stages else xs
 
 
-def erk_backward(kind, xs, theta, stage_index, hA, hb, lam_N, stages=None):
+def erk_backward(kernel, xs, theta, stage_index, hA, hb, lam_N, stages=None):
     """(grad_theta, lambdas) of the ERK discrete adjoint, given the states ``xs`` and ``lam_N`` = ∇Φ(x_N).
     ``stages``: the ``K`` that ``erk_forward(..., keep_stages=True)`` returned for the same arguments (the caller
     vouches for that; the result is then bit-identical to recomputing them), or None to recompute."""
     xs = _f64(xs, "xs", 2)
     d = xs.shape[1]
-    theta, hA, hb = _check_common(kind, xs, theta, hA, hb, d)
+    theta, hA, hb = _check_common(kernel, xs, theta, hA, hb, d)
     stage_index = _index(stage_index, "stage_index", 2, theta.shape[0])
     N, s = xs.shape[0] - 1, hb.shape[0]
     if stage_index.shape != (N, s):
@@ -338,7 +361,7 @@ def erk_backward(kind, xs, theta, stage_index, hA, hb, lam_N, stages=None):
     lambdas = np.zeros_like(xs)
     lambdas[-1] = lam_N
     grad_theta = np.zeros_like(theta)
-    _erk_backward(kind, xs, theta, stage_index, hA, hb, lambdas, grad_theta, Ks)
+    sweeps(kernel).erk_backward(xs, theta, stage_index, hA, hb, lambdas, grad_theta, Ks)
     return grad_theta, lambdas
 
 
@@ -367,28 +390,28 @@ def _check_lmm(theta, s_index, hb, malpha, hbeta, grid_index, N):
     return s_index, malpha, hbeta, grid_index
 
 
-def lmm_forward(kind, x0, theta, s_index, hA, hb, malpha, hbeta, grid_index, keep_slopes: bool = False):
+def lmm_forward(kernel, x0, theta, s_index, hA, hb, malpha, hbeta, grid_index, keep_slopes: bool = False):
     """States (N+1, d) of the LMM recursion (``malpha`` = −α_0..−α_{k−1}, ``hbeta`` = hβ_0..hβ_{k−1}) with the
     starter ERK (``hA``, ``hb``, ``s_index``). With ``keep_slopes``, returns ``(xs, (F, have_F))``: the values
     ``F[m] = f(x_m, theta)`` the recursion used (where ``have_F[m]``), for :func:`lmm_backward`."""
     x0 = _f64(x0, "x0", 1)
-    theta, hA, hb = _check_common(kind, x0, theta, hA, hb, x0.shape[0])
+    theta, hA, hb = _check_common(kernel, x0, theta, hA, hb, x0.shape[0])
     N = np.shape(grid_index)[0] if np.ndim(grid_index) == 1 else -1
     s_index, malpha, hbeta, grid_index = _check_lmm(theta, s_index, hb, malpha, hbeta, grid_index, N)
     d = x0.shape[0]
     xs = np.empty((N + 1, d))
     F, have_F = np.zeros((N, d)), np.zeros(N, dtype=np.bool_)
-    _lmm_forward(kind, x0, theta, s_index, hA, hb, malpha, hbeta, grid_index, xs, F, have_F)
+    sweeps(kernel).lmm_forward(x0, theta, s_index, hA, hb, malpha, hbeta, grid_index, xs, F, have_F)
     return (xs, (F, have_F)) if keep_slopes else xs
 
 
-def lmm_backward(kind, xs, theta, s_index, hA, hb, malpha, hbeta, grid_index, lam_N, slopes=None):
+def lmm_backward(kernel, xs, theta, s_index, hA, hb, malpha, hbeta, grid_index, lam_N, slopes=None):
     """(grad_theta, lambdas) of the LMM discrete adjoint (starter steps included). ``slopes``: the ``(F, have_F)``
     that ``lmm_forward(..., keep_slopes=True)`` returned for the same arguments (the caller vouches for that; the
     result is then bit-identical to recomputing them), or None to recompute."""
     xs = _f64(xs, "xs", 2)
     d = xs.shape[1]
-    theta, hA, hb = _check_common(kind, xs, theta, hA, hb, d)
+    theta, hA, hb = _check_common(kernel, xs, theta, hA, hb, d)
     N = xs.shape[0] - 1
     s_index, malpha, hbeta, grid_index = _check_lmm(theta, s_index, hb, malpha, hbeta, grid_index, N)
     lam_N = _f64(lam_N, "lam_N", 1)
@@ -406,5 +429,5 @@ def lmm_backward(kind, xs, theta, s_index, hA, hb, malpha, hbeta, grid_index, la
     lam = np.zeros_like(xs)
     lam[-1] = lam_N
     grad_theta = np.zeros_like(theta)
-    _lmm_backward(kind, xs, theta, s_index, hA, hb, malpha, hbeta, grid_index, lam, grad_theta, F, have_F)
+    sweeps(kernel).lmm_backward(xs, theta, s_index, hA, hb, malpha, hbeta, grid_index, lam, grad_theta, F, have_F)
     return grad_theta, lam

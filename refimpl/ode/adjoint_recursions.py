@@ -66,15 +66,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from refimpl.ad import Variable, ops
-from refimpl.ode import _numba as kernels
-from refimpl.ode.fields import LinearField, TanhField, TerminalLoss
+from refimpl.backends import BACKENDS, check_backend, resolve_backend
+from refimpl.ode.fields import TerminalLoss
 from refimpl.ode.integrators import Problem, erk_step, prepare_problem, run, _erk_coefficients, _scaled
 from refimpl.ode.samples import ParameterSamples
 from refimpl.ode.tableau import ButcherTableau
 
 __all__ = ["DiscreteAdjoint", "discrete_adjoint", "BACKENDS"]
-
-BACKENDS = ("auto", "numpy", "numba")
 
 
 @dataclass(frozen=True, eq=False)
@@ -192,13 +190,16 @@ def _accumulator_dtype(theta, lam):
 
 
 # ---------------------------------------------------------------------------------------------------------------------
-# Numba path (built-in tanh / linear fields, float64)
+# Numba path (a field with a kernel descriptor, float64)
 
-_KIND = {LinearField: kernels.LINEAR, TanhField: kernels.TANH}
+
+def _kernel_of(field):
+    """The field's :class:`~refimpl.ode.fields.NumbaKernel` descriptor, or None."""
+    return getattr(field, "kernel", None)
 
 
 def _numba_applies(problem: Problem) -> bool:
-    return (type(problem.field) in _KIND and not problem.exact
+    return (_kernel_of(problem.field) is not None and not problem.exact
             and problem.x0.dtype == np.float64 and problem.theta.dtype == np.float64)
 
 
@@ -208,16 +209,18 @@ KEEP_STAGES_MAX_ENTRIES = 1 << 23
 
 
 def _numba(problem: Problem, loss):
-    kind = _KIND[type(problem.field)]
+    from refimpl.ode import _numba as kernels  # imports Numba: only when the compiled path runs
+
+    kernel = _kernel_of(problem.field)
     smp, h = problem.samples, problem.h
     d = problem.x0.shape[0]
     if isinstance(problem.method, ButcherTableau):
         hA, hb = _float_erk(problem.method, h)
         keep = smp.N * len(hb) * d <= KEEP_STAGES_MAX_ENTRIES
-        out = kernels.erk_forward(kind, problem.x0, problem.theta, smp.stage_index, hA, hb, keep_stages=keep)
+        out = kernels.erk_forward(kernel, problem.x0, problem.theta, smp.stage_index, hA, hb, keep_stages=keep)
         xs, stages = out if keep else (out, None)
         lam_N = _loss_grad(loss, xs[-1])
-        grad_theta, lambdas = kernels.erk_backward(kind, xs, problem.theta, smp.stage_index, hA, hb, lam_N,
+        grad_theta, lambdas = kernels.erk_backward(kernel, xs, problem.theta, smp.stage_index, hA, hb, lam_N,
                                                    stages=stages)
     else:
         method, k = problem.method, problem.method.steps
@@ -225,11 +228,11 @@ def _numba(problem: Problem, loss):
         malpha = np.array([-float(a) for a in method.alpha[:k]])
         hbeta = np.array([h * float(b) for b in method.beta])
         keep = smp.N * d <= KEEP_STAGES_MAX_ENTRIES
-        out = kernels.lmm_forward(kind, problem.x0, problem.theta, smp.stage_index, hA, hb, malpha, hbeta,
+        out = kernels.lmm_forward(kernel, problem.x0, problem.theta, smp.stage_index, hA, hb, malpha, hbeta,
                                   smp.grid_index, keep_slopes=keep)
         xs, slopes = out if keep else (out, None)
         lam_N = _loss_grad(loss, xs[-1])
-        grad_theta, lambdas = kernels.lmm_backward(kind, xs, problem.theta, smp.stage_index, hA, hb, malpha, hbeta,
+        grad_theta, lambdas = kernels.lmm_backward(kernel, xs, problem.theta, smp.stage_index, hA, hb, malpha, hbeta,
                                                    smp.grid_index, lam_N, slopes=slopes)
     return xs, grad_theta, lambdas
 
@@ -262,14 +265,12 @@ def discrete_adjoint(field, method, x0, theta, T, N, loss, *, layout: str = "sta
                         "through refimpl.ode.integrators for the tape route)")
     if not isinstance(loss, TerminalLoss):
         raise TypeError(f"loss must implement value(x) and grad(x), got {type(loss).__name__}")
-    if backend not in BACKENDS:
-        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    check_backend(backend)
     problem = prepare_problem(field, method, x0, theta, T, N, layout, starter)
-    use_numba = backend == "numba" or (backend == "auto" and _numba_applies(problem))
+    use_numba = resolve_backend(backend, kernel_applies=_numba_applies(problem),
+                                why_not="it needs a field with a kernel descriptor (e.g. TanhField, LinearField) "
+                                        "and float64 x0/theta") == "numba"
     if use_numba:
-        if not _numba_applies(problem):
-            raise ValueError("backend: 'numba' needs a built-in TanhField or LinearField and float64 x0/theta "
-                             "(use backend='numpy')")
         xs, grad_theta, lambdas = _numba(problem, loss)
         value = loss.value(xs[-1])
     else:
