@@ -36,10 +36,10 @@ from benchmarks.timing import Timing, first_call, time_repeats
 
 __all__ = ["GradientProblem", "make_problem", "ROUTES", "SCHEMES", "AGREEMENT_TOL", "run_case"]
 
-#: scheme name -> (method, starter); leapfrog starts with one forward-Euler step (SPEC §3)
+#: scheme name -> (method, starter); leapfrog starts with one forward-Euler step (docs/theory/discrete-adjoint.md)
 SCHEMES = {"leapfrog": (LEAPFROG, "forward_euler"), "heun": (HEUN, None), "rk4": (RK4, None)}
 
-#: every route must agree with the hand adjoint to this relative error before it is timed (issue 8)
+#: every route must agree with the hand adjoint to this relative error before it is timed
 AGREEMENT_TOL = 1e-10
 
 

@@ -1,6 +1,6 @@
 """The hand-derived discrete adjoint against independent routes: the tape gradient through the integrator
 (refimpl.ad.grad), the complex-step derivative of L_h (numpy integrator in complex128), the Taylor test, and the leapfrog
-recursion written in SPEC §3.
+recursion written in docs/theory/discrete-adjoint.md.
 
 Tolerances. Hand adjoint vs tape: the same sums of products, accumulated in a different order; the rounding
 difference is a few ulps times the number of accumulated terms (N·s ≲ 50 here) times the conditioning of the backward
@@ -148,10 +148,10 @@ def test_taylor_rate_two(method, starter):
     assert not bad.passed
 
 
-# --------------------------------------------------------------------------------------- SPEC §3 leapfrog example
+# ------------------------------------------------------------------ leapfrog example of docs/theory/discrete-adjoint.md
 def spec_leapfrog(field, xs, theta, h, grad_phi):
-    """SPEC §3: λ_N = ∇Φ, λ_{N+1} = 0, λ_n = λ_{n+2} + 2h ∂ₓf(xₙ,θₙ)ᵀλ_{n+1}, ∂L_h/∂θₙ = 2h ∂_θf(xₙ,θₙ)ᵀλ_{n+1},
-    for n = N−1 … 1 (the recursion as written; no starter terms)."""
+    """docs/theory/discrete-adjoint.md: λ_N = ∇Φ, λ_{N+1} = 0, λ_n = λ_{n+2} + 2h ∂ₓf(xₙ,θₙ)ᵀλ_{n+1}, ∂L_h/∂θₙ = 2h
+    ∂_θf(xₙ,θₙ)ᵀλ_{n+1}, for n = N−1 … 1 (the recursion as written; no starter terms)."""
     N = len(xs) - 1
     lam = {N + 1: np.zeros_like(xs[0]), N: grad_phi}
     G = {}
@@ -182,7 +182,7 @@ def test_spec_leapfrog_recursion_agrees_with_general_recursion(field):
     lam0 = lam[2] + lam[1] + h * field.dfdx(xs[0], theta[0]).T @ lam[1]
     G0 = h * field.dfdtheta(xs[0], theta[0]).T @ lam[1]
     assert rel_err(adj.lambdas[0], lam0) <= 1e-13 and rel_err(adj.grad_theta[0], G0) <= 1e-13
-    # and SPEC's interior formula continued to n = 0 is *not* the gradient (λ_1 enters with weight I + h∂f, not 2h∂f)
+    # and the interior formula continued to n = 0 is *not* the gradient (λ_1 enters with weight I + h∂f, not 2h∂f)
     naive0 = lam[2] + 2 * h * field.dfdx(xs[0], theta[0]).T @ lam[1]
     assert rel_err(naive0, adj.lambdas[0]) > 1e-3
 

@@ -1,4 +1,4 @@
-"""Exact mode (SPEC §1, issue item 7): rational tableaux, the polynomial field and Fraction ``object`` arrays.
+"""Exact mode (docs/theory/discrete-adjoint.md): rational tableaux, the polynomial field and Fraction ``object`` arrays.
 
 The discrete adjoint computed exactly (NumPy path on Fractions) is compared with an exact independent route: forward-mode
 differentiation with dual numbers a + bε (ε² = 0) over the rationals, run through the *integrator* — L_h(θ + εδ) =

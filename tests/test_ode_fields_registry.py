@@ -36,13 +36,14 @@ except ImportError:  # pragma: no cover - after the switch the literal dicts bel
 
 
 def one_of_each_field():
-    return [TanhField(3), LinearField(2), TwoLayerTanhField(2, 3), TwoLayerTanhField(2, 3, np.arange(6.0).reshape(2, 3)),
+    return [TanhField(3), LinearField(2), TwoLayerTanhField(2, 3), TwoLayerTanhField(2, 3, np.arange(6.0).reshape(2,
+    3)),
             PolynomialField(2), LinearForcingField(np.array([[0.0, 1.0], [-1.0, 0.5]])),
             ScaledLinearField(np.array([[2.0]])), LogisticField()]
 
 
 #: what a case file stores for each family today (literal: the format must not drift)
-EXPECTED_FIELD_SPECS = {
+EXPECTED_FIELD_DESCRIPTIONS = {
     "tanh": {"family": "tanh", "dim": 3, "n_params": 12,
              "formula": "f(x, theta) = tanh(W x + b), theta = (W row-major, b)"},
     "linear": {"family": "linear", "dim": 2, "n_params": 6,
@@ -82,7 +83,7 @@ def test_every_builtin_family_is_registered():
 def test_field_to_spec_is_the_case_format(field):
     spec = field.to_spec()
     key = field.family + ("/fixed" if getattr(field, "W2", None) is not None else "")
-    assert _same(spec, EXPECTED_FIELD_SPECS[key])
+    assert _same(spec, EXPECTED_FIELD_DESCRIPTIONS[key])
     if oracle_field_spec is not None:
         assert _same(spec, oracle_field_spec(field))
 

@@ -12,7 +12,7 @@ Submodules (each holds one kind of thing):
 ``refimpl.ode.integrators``         the generic ERK / LMM integrator (NumPy, complex, Fraction, tape Variables).
 ``refimpl.ode.adjoint_recursions``  the hand-derived discrete adjoints (NumPy path for any field; compiled path for a
                                     field with a kernel descriptor, :mod:`refimpl.ode._numba`).
-``refimpl.ode.adjoint_ode``         the backward adjoint ODE p′ = −∂ₓfᵀp (DOP853 with an error estimate; RK4+Richardson).
+``refimpl.ode.adjoint_ode``         the backward adjoint ODE p′ = −∂ₓfᵀp (DOP853 + error estimate; RK4+Richardson).
 ``refimpl.ode.corrections``         normalised AD gradients, leapfrog / 2-stage ERK corrections, diagnostics ([A]).
 
 The test problems with closed-form answers live in :mod:`refimpl.problems`.

@@ -328,9 +328,10 @@ def _stored(a, name, shape):
 
 
 def erk_forward(kernel, x0, theta, stage_index, hA, hb, keep_stages: bool = False):
-    """States (N+1, d) of the ERK recursion for the field of ``kernel`` (its NumbaKernel) with pre-scaled ``hA = h*A``, ``hb = h*b``. With ``keep_stages``,
-    returns ``(xs, K)`` with the stage slopes ``K[n, i] = f(X_i, theta)`` of every step, shape (N, s, d), for
-    :func:`erk_backward` (which then re-forms the stage states from them instead of evaluating f again)."""
+    """States (N+1, d) of the ERK recursion for the field of ``kernel`` (its NumbaKernel) with pre-scaled ``hA = h*A``,
+    ``hb = h*b``. With ``keep_stages``, returns ``(xs, K)`` with the stage slopes ``K[n, i] = f(X_i, theta)`` of every
+    step, shape (N, s, d), for :func:`erk_backward` (which then re-forms the stage states from them instead of
+    evaluating f again)."""
     x0 = _f64(x0, "x0", 1)
     theta, hA, hb = _check_common(kernel, x0, theta, hA, hb, x0.shape[0])
     stage_index = _index(stage_index, "stage_index", 2, theta.shape[0])

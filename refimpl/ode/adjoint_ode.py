@@ -1,11 +1,13 @@
-r"""Continuous (optimise-then-discretise) gradient of L = Φ(x(T)) for ẋ = f(x, θ(t)) — SPEC §3.
+r"""Continuous (optimise-then-discretise) gradient of L = Φ(x(T)) for ẋ = f(x, θ(t))
+(docs/theory/continuous-adjoint.md).
 
 Problem. ẋ = f(x, θ(t)), x(0) = x₀, t ∈ [0, T], loss L = Φ(x(T)); θ is a callable t ↦ (p,) array (or a constant
 (p,) array). The field follows the vector-field protocol of :mod:`refimpl.ode.fields`: ``dim`` (d), ``n_params`` (p),
 ``f(x, θ)`` → (d,), ``vjp_x(x, θ, v)`` = ∂ₓfᵀv, ``vjp_theta(x, θ, v)`` = ∂_θfᵀv (``dfdx``/``dfdtheta`` are only used
 to check shapes).
 
-Formulas (standard; e.g. Pontryagin / Chen et al. 2018, and SPEC §3). The adjoint p(t) = ∇_{x(t)} L solves
+Formulas (standard; e.g. Pontryagin / Chen et al. 2018; docs/theory/continuous-adjoint.md). The adjoint p(t) = ∇_{x(t)}
+L solves
 
     p′(t) = −∂ₓf(x(t), θ(t))ᵀ p(t),     p(T) = ∇Φ(x(T)),
 
@@ -22,7 +24,7 @@ With η ≡ e_k constant this gives the *integrated gradient*
 which is dL/dθ when θ is constant (and, for a time-dependent θ, the derivative of L along the constant shift θ + c).
 G is computed by augmenting the backward ODE with the quadrature s′ = −∂_θfᵀp, s(T) = 0, so G = s(0).
 
-Numerical route (choice documented, as SPEC §3 asks):
+Numerical route (the choice and its error estimate: docs/theory/continuous-adjoint.md):
 
 * :func:`continuous_adjoint` — a forward DOP853 solve with dense output (SciPy ``solve_ivp``) gives x(t) anywhere;
   the augmented backward system (p, s) is then solved by DOP853 from T to 0 reading x(t) from that dense output.

@@ -50,8 +50,8 @@ run the ERK step adjoint of starter step :math:`m-1` with incoming :math:`\lambd
 Leapfrog (:math:`\alpha = (-1,0,1)`, :math:`\beta = (0,2)`) gives :math:`\lambda_{N+1} := 0`,
 :math:`\lambda_n = \lambda_{n+2} + 2h\,\partial_xf(x_n,\theta_n)^{\mathsf T}\lambda_{n+1}` and
 :math:`\partial L_h/\partial\theta_n = 2h\,\partial_\theta f(x_n,\theta_n)^{\mathsf T}\lambda_{n+1}` for
-:math:`1 \le n \le N-1` — the recursion of SPEC §3 — and, with the forward-Euler starter,
-:math:`\lambda_0 = \lambda_2 + \lambda_1 + h\,\partial_xf(x_0,\theta_0)^{\mathsf T}\lambda_1`,
+:math:`1 \le n \le N-1` — the leapfrog recursion of docs/theory/discrete-adjoint.md — and, with the forward-Euler
+starter, :math:`\lambda_0 = \lambda_2 + \lambda_1 + h\,\partial_xf(x_0,\theta_0)^{\mathsf T}\lambda_1`,
 :math:`\partial L_h/\partial\theta_0 = h\,\partial_\theta f(x_0,\theta_0)^{\mathsf T}\lambda_1` (the starter terms).
 
 Backends: ``"numpy"`` runs for any :class:`~refimpl.ode.fields.VectorField` through its ``vjp_x``/``vjp_theta`` (float64,
@@ -94,8 +94,8 @@ class DiscreteAdjoint:
     backend: str
 
     def normalised_gradient(self) -> np.ndarray:
-        r""":math:`g_r = (\partial L_h/\partial\theta_r)/(h\,w_r)` (SPEC §3), NaN where the stage weight
-        :math:`w_r = 0` (e.g. the stage-1 samples of the midpoint rule: they carry no information)."""
+        r""":math:`g_r = (\partial L_h/\partial\theta_r)/(h\,w_r)` (docs/theory/discrete-adjoint.md), NaN where the
+        stage weight :math:`w_r = 0` (e.g. the stage-1 samples of the midpoint rule: they carry no information)."""
         w = self.samples.weights
         hw = float(self.h) * w
         out = np.full(self.grad_theta.shape, np.nan, dtype=np.result_type(self.grad_theta.dtype, np.float64)

@@ -8,7 +8,7 @@ r"""One generic integrator per family (explicit Runge–Kutta, explicit linear m
 All array math goes through :mod:`refimpl.ad.ops` and Python operators; the trajectory is built from a list with
 ``ops.stack`` (no in-place writes).
 
-ERK (SPEC §2), step n with the parameter rows of :class:`~refimpl.ode.samples.ParameterSamples`:
+ERK (docs/theory/explicit-schemes.md), step n with the parameter rows of :class:`~refimpl.ode.samples.ParameterSamples`:
 
 .. math::
     X_{n,i} = x_n + h\sum_{j<i} a_{ij} k_{n,j},\quad k_{n,i} = f(X_{n,i}, \theta_{r(n,i)}),\quad

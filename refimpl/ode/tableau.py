@@ -1,6 +1,7 @@
 r"""Explicit Runge–Kutta methods as data: a frozen, self-validating Butcher tableau.
 
-An :math:`s`-stage explicit Runge–Kutta (ERK) step for :math:`\dot x = f(x, \theta(t))` (SPEC §2):
+An :math:`s`-stage explicit Runge–Kutta (ERK) step for :math:`\dot x = f(x, \theta(t))`
+(docs/theory/explicit-schemes.md):
 
 .. math::
     k_i = f\Big(x_n + h\sum_{j<i} a_{ij} k_j,\ \theta(t_n + c_i h)\Big),\qquad x_{n+1} = x_n + h\sum_i b_i k_i .
@@ -178,7 +179,7 @@ class ButcherTableau:
             out.append(OrderCondition(order, text, value, required, residual, _holds(residual, scale, self.exact)))
         return out
 
-    # -- as data --------------------------------------------------------------------------------------------------------
+    # -- as data -------------------------------------------------------------------------------------------------------
     #: the scheme family name in a case file (``SCHEME_FAMILIES`` of :mod:`refimpl.ode.schemes`)
     family = "runge_kutta"
 

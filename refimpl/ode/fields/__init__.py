@@ -11,7 +11,8 @@ One module per kind of field; this package only re-exports them:
 ``polynomial``  :class:`PolynomialField` (:math:`c + Bx + q\circ x\circ x`, exact on Fractions);
 ``logistic``    :class:`LogisticField` (:math:`rx(1 - x/K)`);
 ``user``        :class:`UserField` (a user's taped ``f``, derivatives by the tape);
-``losses``      :class:`TerminalLoss` (protocol), :class:`QuadraticLoss`, :class:`UserLoss`, the registry :data:`LOSSES`.
+``losses``      :class:`TerminalLoss` (protocol), :class:`QuadraticLoss`, :class:`UserLoss`; registry
+                :data:`LOSSES`.
 
 A new storable field family is one :class:`HandField` subclass with ``family``, ``formula`` (and, if its constructor
 needs more than ``dim``, ``_spec_extra`` / ``_from_spec``), registered with ``@FIELDS.register``.

@@ -18,7 +18,8 @@ class TanhField(HandField):
 
     With :math:`z = Wx + b`, :math:`s = 1 - \tanh^2 z`: :math:`\partial_x f = \mathrm{diag}(s) W`,
     :math:`\partial_x f^{\mathsf T} v = W^{\mathsf T}(s\circ v)`, :math:`\partial_\theta f^{\mathsf T} v =
-    (\mathrm{vec}((s\circ v) x^{\mathsf T}), s\circ v)`. The field of the oscillation phenomenon of [A] (arXiv 2306.02192; docs/theory/oscillations-and-corrections.md).
+    (\mathrm{vec}((s\circ v) x^{\mathsf T}), s\circ v)`. The field of the oscillation phenomenon of [A] (arXiv
+    2306.02192; docs/theory/oscillations-and-corrections.md).
     """
 
     family = "tanh"
