@@ -253,3 +253,57 @@ def test_kernel_descriptors_of_the_builtin_fields():
     with pytest.raises(TypeError, match="NumbaKernel"):
         _numba.erk_forward("tanh", np.zeros(2), np.zeros((1, 6)), np.zeros((1, 1), dtype=np.int64),
                            np.zeros((1, 1)), np.ones(1))
+
+
+def test_compiled_paths_of_different_fields_do_not_mix():
+    """The sweeps are built per descriptor from the same closure code; each field must get its own point functions
+    (a shared compilation cache keyed on the closure's name would hand the second field the first one's f)."""
+    rng = np.random.default_rng(5)
+    x0, loss = rng.standard_normal(3), QuadraticLoss(rng.standard_normal(3))
+    for field in (TanhField(3), LinearField(3), SineField(3), TanhField(3)):
+        for method, starter in ((RK4, None), (LEAPFROG, "forward_euler")):
+            smp = parameter_samples(method, 1.0, 6, "step", starter)
+            theta = 0.4 * rng.standard_normal((smp.n_samples, field.n_params))
+            fast = discrete_adjoint(field, method, x0, theta, 1.0, 6, loss, layout="step", starter=starter)
+            ref = discrete_adjoint(field, method, x0, theta, 1.0, 6, loss, layout="step", starter=starter,
+                                   backend="numpy")
+            assert fast.backend == "numba"
+            assert np.max(np.abs(fast.grad_theta - ref.grad_theta)) <= 1e-13 * np.max(np.abs(ref.grad_theta))
+            assert np.max(np.abs(fast.trajectory - ref.trajectory)) <= 1e-13 * np.max(np.abs(ref.trajectory))
+
+
+def test_each_descriptor_compiles_under_its_own_name():
+    """Numba names compiled symbols and cache files after the function's qualified name; two closures of `sweeps`
+    with one name, compiled in different processes, clash when both are loaded from the on-disk cache."""
+    names = {k: {n: getattr(_numba.sweeps(k), n).py_func.__qualname__
+                 for n in ("erk_forward", "erk_backward", "lmm_forward", "lmm_backward")}
+             for k in (TanhField.kernel, LinearField.kernel, SineField.kernel)}
+    flat = [q for per in names.values() for q in per.values()]
+    assert len(set(flat)) == len(flat)
+
+
+_CROSS_PROCESS = """
+import sys, numpy as np
+from refimpl.ode.adjoint_recursions import discrete_adjoint
+from refimpl.ode.fields import LinearField, QuadraticLoss, TanhField
+from refimpl.ode.schemes import LEAPFROG, RK4
+for name in sys.argv[1:]:
+    field = {"tanh": TanhField, "linear": LinearField}[name](2)
+    for method, starter in ((RK4, None), (LEAPFROG, "forward_euler")):
+        theta = 0.3 * np.random.default_rng(0).standard_normal((3, field.n_params))
+        args = (field, method, np.ones(2), theta, 1.0, 3, QuadraticLoss(np.zeros(2)))
+        a = discrete_adjoint(*args, layout="step", starter=starter, backend="numba").grad_theta
+        b = discrete_adjoint(*args, layout="step", starter=starter, backend="numpy").grad_theta
+        assert np.max(np.abs(a - b)) <= 1e-13 * np.max(np.abs(b)), (name, method.name)
+"""
+
+
+@pytest.mark.slow
+def test_fields_compiled_in_different_processes_load_correctly_from_the_cache(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))
+    for fields in (["tanh"], ["linear"], ["tanh", "linear"], ["linear", "tanh"]):
+        subprocess.run([sys.executable, "-c", _CROSS_PROCESS, *fields], env=env, check=True)

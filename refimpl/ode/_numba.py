@@ -24,11 +24,14 @@ contiguity), which take the field's descriptor first and are the only way the sw
 
 Everything a sweep calls is a module-level ``register_jitable`` function or a closure of :func:`sweeps` over such
 functions: Numba keys its on-disk cache of a closure on the pickled closure contents, and module-level plain functions
-pickle by reference (the same bytes in every process), whereas a jitted dispatcher pickles with a per-process id.
+pickle by reference (the same bytes in every process), whereas a jitted dispatcher pickles with a per-process id. The
+closures of one descriptor carry a qualified name of their own (``erk_forward__refimpl_ode__numba_tanh_f_...``), so
+the compiled code and the cache files of different fields never share a name.
 """
 from __future__ import annotations
 
 import functools
+import re
 from types import SimpleNamespace
 
 import numpy as np
@@ -44,10 +47,14 @@ __all__ = ["sweeps", "erk_forward", "erk_backward", "lmm_forward", "lmm_backward
 
 # ---------------------------------------------------------------------------------------------------------------------
 # field point functions (named by the NumbaKernel descriptors of LinearField and TanhField)
+#
+# The sweeps call f and vjp once per evaluation; a further call inside them costs measurably (~5% at d = 16), so the
+# shared affine map is inlined into linear_f and tanh_f at the Numba IR level (inline="always": same operations, same
+# order). Only module-level functions are inlined this way; the closures of `sweeps` are not.
 
 
-@register_jitable
-def linear_f(x, th, out):
+@register_jitable(inline="always")
+def _affine(x, th, out):
     """out = W x + b. Each z_i = b_i + W_i0 x_0 + W_i1 x_1 + ... is summed in this fixed order (bit-identical to a
     plain row loop); four rows are summed side by side, which gives four independent add chains per j instead of one
     (the strict-order dot product of a single row is one dependent chain that the CPU cannot overlap)."""
@@ -84,41 +91,54 @@ def linear_f(x, th, out):
 
 
 @register_jitable
+def linear_f(x, th, out):
+    """out = W x + b."""
+    _affine(x, th, out)
+
+
+@register_jitable
 def tanh_f(x, th, out):
     """out = tanh(W x + b)."""
-    linear_f(x, th, out)
+    _affine(x, th, out)
     for i in range(x.shape[0]):
         out[i] = np.tanh(out[i])
 
 
-@register_jitable
-def _affine_vjp_row(i, u, x, th, out_x, g_th):
-    """Row i of the affine VJP with u = s_i v_i: g_b[i] += u, g_W[i, :] += u x, out_x += W[i, :] u."""
-    d = x.shape[0]
-    g_th[d * d + i] += u
-    r = i * d
-    for j in range(d):
-        g_th[r + j] += u * x[j]
-        out_x[j] += th[r + j] * u
+# The two VJPs share the accumulation u -> (g_W += u x^T, g_b += u, out_x += W^T u) but are written out in full:
+# a shared per-row helper (or a flag argument) measurably slowed the backward sweep (~1.3x at d = 16).
 
 
 @register_jitable
 def linear_vjp(x, fx, th, v, out_x, g_th):
-    """out_x = W^T v (overwritten); g_th += (vec(v x^T), v) (accumulated); ``fx`` is not read."""
-    for j in range(x.shape[0]):
+    """With u = v: out_x = W^T u (overwritten); g_th += (vec(u x^T), u) (accumulated); ``fx`` is not read."""
+    d = x.shape[0]
+    dd = d * d
+    for j in range(d):
         out_x[j] = 0.0
-    for i in range(x.shape[0]):
-        _affine_vjp_row(i, v[i], x, th, out_x, g_th)
+    for i in range(d):
+        u = v[i]
+        g_th[dd + i] += u
+        r = i * d
+        for j in range(d):
+            g_th[r + j] += u * x[j]
+            out_x[j] += th[r + j] * u
 
 
 @register_jitable
 def tanh_vjp(x, fx, th, v, out_x, g_th):
-    """With u = (1 - fx^2) v (fx = tanh(W x + b) as tanh_f computed it): out_x = W^T u (overwritten);
-    g_th += (vec(u x^T), u) (accumulated)."""
-    for j in range(x.shape[0]):
+    """With u = (1 - fx^2) v (fx = tanh(W x + b) as tanh_f computed it, so z and tanh are not recomputed):
+    out_x = W^T u (overwritten); g_th += (vec(u x^T), u) (accumulated)."""
+    d = x.shape[0]
+    dd = d * d
+    for j in range(d):
         out_x[j] = 0.0
-    for i in range(x.shape[0]):
-        _affine_vjp_row(i, (1.0 - fx[i] * fx[i]) * v[i], x, th, out_x, g_th)
+    for i in range(d):
+        u = (1.0 - fx[i] * fx[i]) * v[i]
+        g_th[dd + i] += u
+        r = i * d
+        for j in range(d):
+            g_th[r + j] += u * x[j]
+            out_x[j] += th[r + j] * u
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -144,14 +164,27 @@ def sweeps(kernel: NumbaKernel) -> SimpleNamespace:
     wrappers below) for the field point functions named by ``kernel``; built once per descriptor."""
     f, vjp = kernel.functions()
     vjp_reads_fx = bool(kernel.vjp_reads_fx)
+    tag = re.sub(r"\W", "_", f"{kernel.module}.{kernel.f}.{kernel.vjp}.{int(vjp_reads_fx)}")
 
-    @register_jitable
+    def named(fn):
+        # one qualified name per descriptor: Numba names the compiled symbols and the cache files after it, and two
+        # closures of the same name compiled in different processes would otherwise clash when loaded from the cache
+        fn.__qualname__ = f"{fn.__qualname__}__{tag}"
+        return fn
+
+    def helper(fn):
+        return register_jitable(named(fn))
+
+    def entry(fn):
+        return njit(cache=True)(named(fn))
+
+    @helper
     def erk_stages(x, theta, rows, hA, X, K):
         for i in range(rows.shape[0]):
             _stage_state(i, x, hA, X, K)
             f(X[i], theta[rows[i]], K[i])
 
-    @register_jitable
+    @helper
     def erk_step(x, theta, rows, hA, hb, X, K, out):
         erk_stages(x, theta, rows, hA, X, K)
         d = x.shape[0]
@@ -163,7 +196,7 @@ def sweeps(kernel: NumbaKernel) -> SimpleNamespace:
                 for m in range(d):
                     out[m] += c * K[i, m]
 
-    @register_jitable
+    @helper
     def erk_step_adjoint(x, theta, rows, hA, hb, lam_next, lam_out, grad_theta, X, K, Xbar, kb, recompute):
         """lam_out = lam_next + sum_i Xbar_i (overwritten); grad_theta rows accumulated. With ``recompute`` the stage
         slopes K are computed again from x; otherwise K holds the slopes the forward sweep stored (the same numbers)
@@ -191,7 +224,7 @@ def sweeps(kernel: NumbaKernel) -> SimpleNamespace:
             for m in range(d):
                 lam_out[m] += Xbar[i, m]
 
-    @njit(cache=True)
+    @entry
     def erk_forward(x0, theta, stage_index, hA, hb, xs, Ks):
         """Ks: (N, s, d) to keep every step's stage slopes, or (0, s, d) not to."""
         N = stage_index.shape[0]
@@ -204,7 +237,7 @@ def sweeps(kernel: NumbaKernel) -> SimpleNamespace:
         for n in range(N):
             erk_step(xs[n], theta, stage_index[n], hA, hb, X, Ks[n] if keep else K, xs[n + 1])
 
-    @njit(cache=True)
+    @entry
     def erk_backward(xs, theta, stage_index, hA, hb, lambdas, grad_theta, Ks):
         """lambdas[N] holds lambda_N on entry; Ks: the stored stage slopes (N, s, d), or (0, s, d) to recompute."""
         N = stage_index.shape[0]
@@ -219,7 +252,7 @@ def sweeps(kernel: NumbaKernel) -> SimpleNamespace:
             erk_step_adjoint(xs[n], theta, stage_index[n], hA, hb, lambdas[n + 1], lambdas[n], grad_theta,
                              X, Ks[n] if stored else K, Xbar, kb, not stored)
 
-    @njit(cache=True)
+    @entry
     def lmm_forward(x0, theta, s_index, hA, hb, malpha, hbeta, grid_index, xs, F, have_F):
         """F (N, d), have_F (N,) zeros on entry; on exit F[m] = f(x_m, theta) where have_F[m]."""
         N = xs.shape[0] - 1
@@ -249,7 +282,7 @@ def sweeps(kernel: NumbaKernel) -> SimpleNamespace:
                     for i in range(d):
                         xs[n + k, i] += c * F[m, i]
 
-    @register_jitable
+    @helper
     def lmm_add_F_term(m, xs, theta, grid_index, Fbar, lam, grad_theta, tmp, fx, F, have_F):
         N = grid_index.shape[0]
         r = grid_index[m] if m <= N - 1 else -1
@@ -261,7 +294,7 @@ def sweeps(kernel: NumbaKernel) -> SimpleNamespace:
             for i in range(xs.shape[1]):
                 lam[m, i] += tmp[i]
 
-    @njit(cache=True)
+    @entry
     def lmm_backward(xs, theta, s_index, hA, hb, malpha, hbeta, grid_index, lam, grad_theta, F, have_F):
         """lam[N] holds lambda_N on entry, lam[:N] zeros; F[m] the stored f(x_m, theta) where have_F[m] (have_F may
         be empty: recompute every F_m)."""

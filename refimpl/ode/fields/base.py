@@ -74,6 +74,7 @@ class NumbaKernel:
       (accumulated); ``fx`` is ``f(x, θ)`` as ``f`` computed it, read only when ``vjp_reads_fx``.
 
     ``n_params(d)`` is the parameter length for state dimension ``d`` (the kernels check ``theta`` against it).
+    ``register_jitable(inline="always")`` on ``f`` avoids a call per stage evaluation (the built-in fields do this).
     The descriptor is hashable, so the compiled sweeps are built once per descriptor.
     """
 
