@@ -2,10 +2,10 @@ r"""Benchmark 1: the gradient of :math:`L_h = \tfrac12|x_N - y|^2` with respect 
 :math:`\theta_0..\theta_{N-1}` (``layout="step"``) of the tanh neural field :math:`f(x,\theta_n) = \tanh(W_nx + b_n)`,
 for leapfrog (forward-Euler starter), Heun and RK4, by five routes:
 
-``refimpl tape``         :func:`refimpl.ad.grad` through :func:`refimpl.ode.integrate.discrete_loss`;
-``refimpl hand (numba)`` :func:`refimpl.ode.discrete_adjoint.discrete_adjoint` with ``backend="numba"`` (the public
+``refimpl tape``         :func:`refimpl.ad.grad` through :func:`refimpl.ode.integrators.discrete_loss`;
+``refimpl hand (numba)`` :func:`refimpl.ode.adjoint_recursions.discrete_adjoint` with ``backend="numba"`` (the public
                          call: argument checks, parameter-sample construction, forward and backward kernels);
-``refimpl hand kernels`` the same two checked kernel wrappers of :mod:`refimpl.ode._adjoint_kernels` with the
+``refimpl hand kernels`` the same two checked kernel wrappers of :mod:`refimpl.ode._numba` with the
                          problem set up once outside the timed call (what the public call costs once its set-up
                          is cached);
 ``HIPS autograd``        the same scheme written in ``autograd.numpy`` (Python loop over steps);
@@ -25,10 +25,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from refimpl.ad import grad as tape_grad
-from refimpl.ode import _adjoint_kernels as adjoint_kernels
-from refimpl.ode.discrete_adjoint import discrete_adjoint
+from refimpl.ode import _numba as adjoint_kernels
+from refimpl.ode.adjoint_recursions import discrete_adjoint
 from refimpl.ode.fields import QuadraticLoss, TanhField
-from refimpl.ode.integrate import discrete_loss
+from refimpl.ode.integrators import discrete_loss
 from refimpl.ode.samples import parameter_samples
 from refimpl.ode.schemes import HEUN, LEAPFROG, RK4
 
@@ -36,10 +36,10 @@ from benchmarks.timing import Timing, first_call, time_repeats
 
 __all__ = ["GradientProblem", "make_problem", "ROUTES", "SCHEMES", "AGREEMENT_TOL", "run_case"]
 
-#: scheme name -> (method, starter); leapfrog starts with one forward-Euler step (SPEC §3)
+#: scheme name -> (method, starter); leapfrog starts with one forward-Euler step (docs/theory/discrete-adjoint.md)
 SCHEMES = {"leapfrog": (LEAPFROG, "forward_euler"), "heun": (HEUN, None), "rk4": (RK4, None)}
 
-#: every route must agree with the hand adjoint to this relative error before it is timed (issue 8)
+#: every route must agree with the hand adjoint to this relative error before it is timed
 AGREEMENT_TOL = 1e-10
 
 
@@ -109,7 +109,7 @@ def refimpl_hand(p: GradientProblem):
 def refimpl_hand_kernels(p: GradientProblem):
     """Only the checked kernel wrappers (forward sweep, ∇Φ, backward sweep); samples and coefficients set up once."""
     smp = parameter_samples(p.method, p.T, p.N, "step", p.starter)
-    kind, h, x0, theta, y = adjoint_kernels.TANH, p.h, p.x0, p.theta, p.y
+    kernel, h, x0, theta, y = TanhField.kernel, p.h, p.x0, p.theta, p.y
     if p.scheme == "leapfrog":
         A, b, _ = smp.starter.arrays()
         hA, hb = np.ascontiguousarray(h * A), np.ascontiguousarray(h * b)
@@ -119,8 +119,8 @@ def refimpl_hand_kernels(p: GradientProblem):
         s_index, g_index = np.asarray(smp.stage_index), np.asarray(smp.grid_index)
 
         def run():
-            xs = adjoint_kernels.lmm_forward(kind, x0, theta, s_index, hA, hb, malpha, hbeta, g_index)
-            return adjoint_kernels.lmm_backward(kind, xs, theta, s_index, hA, hb, malpha, hbeta, g_index,
+            xs = adjoint_kernels.lmm_forward(kernel, x0, theta, s_index, hA, hb, malpha, hbeta, g_index)
+            return adjoint_kernels.lmm_backward(kernel, xs, theta, s_index, hA, hb, malpha, hbeta, g_index,
                                                 xs[-1] - y)[0]
     else:
         A, b, _ = p.method.arrays()
@@ -128,8 +128,8 @@ def refimpl_hand_kernels(p: GradientProblem):
         s_index = np.asarray(smp.stage_index)
 
         def run():
-            xs = adjoint_kernels.erk_forward(kind, x0, theta, s_index, hA, hb)
-            return adjoint_kernels.erk_backward(kind, xs, theta, s_index, hA, hb, xs[-1] - y)[0]
+            xs = adjoint_kernels.erk_forward(kernel, x0, theta, s_index, hA, hb)
+            return adjoint_kernels.erk_backward(kernel, xs, theta, s_index, hA, hb, xs[-1] - y)[0]
     return run
 
 

@@ -28,8 +28,8 @@ _PROBE = r"""
 import json, sys, time
 t0 = time.perf_counter()
 import numpy as np
-from refimpl.ode import _adjoint_kernels as K
-from refimpl.ode.discrete_adjoint import discrete_adjoint
+from refimpl.ode import _numba as K
+from refimpl.ode.adjoint_recursions import discrete_adjoint
 from refimpl.ode.fields import QuadraticLoss, TanhField
 from refimpl.ode.schemes import LEAPFROG, RK4
 from refimpl.wasserstein import Entropy, GaussianInteraction

@@ -9,12 +9,12 @@ What it shows (the numbers are printed, and ``tests/test_oracle_torch_example.py
 
 1. ``theta.grad`` *is* refimpl's discrete adjoint :math:`\partial L_h/\partial\theta_r` (discretise-then-optimise):
    ``refimpl check`` passes, relative error at the rounding level (~1e-16; the case tolerance is 1e-10).
-2. Read as "the gradient at time :math:`t_r`" (normalised by :math:`h w_r`, SPEC §3), it is *not* the continuous
-   gradient :math:`\delta L/\delta\theta(t)` when the scheme has a parasitic mode — as [A] (Xu, Chen, Li, arXiv
-   2306.02192) predicts: for leapfrog it oscillates around half of :math:`\delta L/\delta\theta` and the error stays
-   O(1) as N grows; the pair-sum correction of SPEC §3 (:mod:`refimpl.ode.corrections`), applied to the *torch*
-   gradient, converges at first order. For the RK2 Ralston rule with stage-time samples, :math:`G/h` carries the
-   stage weight :math:`b_i` (O(1) error), :math:`G/(h b_i)` converges.
+2. Read as "the gradient at time :math:`t_r`" (normalised by :math:`h w_r`, docs/theory/discrete-adjoint.md), it is
+   *not* the continuous gradient :math:`\delta L/\delta\theta(t)` when the scheme has a parasitic mode — as [A] (Xu,
+   Chen, Li, arXiv 2306.02192) predicts: for leapfrog it oscillates around half of :math:`\delta L/\delta\theta` and the
+   error stays O(1) as N grows; the pair-sum correction (docs/theory/oscillations-and-corrections.md;
+   :mod:`refimpl.ode.corrections`), applied to the *torch* gradient, converges at first order. For the RK2 Ralston rule
+   with stage-time samples, :math:`G/h` carries the stage weight :math:`b_i` (O(1) error), :math:`G/(h b_i)` converges.
 
 Run: ``python examples/torch_leapfrog.py [CASE_DIR ...]`` (without arguments it builds its own cases with refimpl).
 Needs ``torch`` (CPU is enough); everything is float64.
@@ -115,7 +115,7 @@ def continuous_errors(case, grad: np.ndarray) -> dict:
     """max |estimate − δL/δθ| for each estimate of :func:`refimpl.ode.corrections.applicable_estimates` built from
     ``grad`` (the torch gradient); the reference δL/δθ is evaluated at each estimate's own times by refimpl's
     continuous adjoint (DOP853)."""
-    from refimpl.ode.continuous_adjoint import continuous_adjoint
+    from refimpl.ode.adjoint_ode import continuous_adjoint
     from refimpl.ode.fields import QuadraticLoss
 
     o = problem_objects(case)

@@ -35,11 +35,11 @@ Two torchdiffeq gradients (torchdiffeq 0.2.5, source read in ``torchdiffeq/_impl
   consistent, but the exact gradient of neither :math:`L_h` nor :math:`L`.
 
 refimpl references: the discrete adjoint :math:`\partial L_h/\partial\theta_n` by
-:func:`refimpl.ode.discrete_adjoint.discrete_adjoint` (``layout="step"``), and the continuous gradient with respect
+:func:`refimpl.ode.adjoint_recursions.discrete_adjoint` (``layout="step"``), and the continuous gradient with respect
 to :math:`\theta_n`, :math:`G_n = \int_{t_n}^{t_{n+1}} \partial_\theta f(x(t), \theta_n)^{\mathsf T} p(t)\,dt`
 (derived: :math:`\theta_n` enters only on step n, and :math:`\delta L/\delta\theta(t) = \partial_\theta f^{\mathsf T}p`,
-refimpl.ode.continuous_adjoint), by :func:`continuous_gradient_per_step`: the ODE is smooth on each step, so it is
-solved step by step with :func:`refimpl.ode.continuous_adjoint.continuous_adjoint` (DOP853, rtol 1e-12) on
+refimpl.ode.adjoint_ode), by :func:`continuous_gradient_per_step`: the ODE is smooth on each step, so it is
+solved step by step with :func:`refimpl.ode.adjoint_ode.continuous_adjoint` (DOP853, rtol 1e-12) on
 :math:`[0, h]` with the constant :math:`\theta_n` — forward to chain :math:`x(t_n)`, then backward with the linear
 terminal loss :math:`p(t_{n+1})^{\mathsf T}x`, whose adjoint at the start is :math:`p(t_n)` and whose integrated
 gradient is :math:`G_n`.
@@ -63,8 +63,8 @@ import numpy as np
 import torch
 from torchdiffeq import odeint, odeint_adjoint
 
-from refimpl.ode.continuous_adjoint import continuous_adjoint
-from refimpl.ode.discrete_adjoint import discrete_adjoint
+from refimpl.ode.adjoint_ode import continuous_adjoint
+from refimpl.ode.adjoint_recursions import discrete_adjoint
 from refimpl.ode.fields import QuadraticLoss, TanhField, UserLoss
 from refimpl.ode.schemes import FORWARD_EULER, MIDPOINT, RK38
 from refimpl.oracle.ode_cases import Sinusoid

@@ -1,7 +1,8 @@
-"""refimpl.ode.corrections: the AD-gradient phenomenon of [A] and its corrections (SPEC §3).
+"""refimpl.ode.corrections: the AD-gradient phenomenon of [A] and its corrections
+(docs/theory/oscillations-and-corrections.md).
 
-Independent routes: the continuous δL/δθ(t) in closed form (refimpl.ode.analytic.LinearSystemCase, matrix
-exponentials) and by DOP853 at rtol 1e-12 (refimpl.ode.continuous_adjoint) on the neural field tanh(W(t)x + b(t));
+Independent routes: the continuous δL/δθ(t) in closed form (refimpl.problems.analytic_ode.LinearSystemCase, matrix
+exponentials) and by DOP853 at rtol 1e-12 (refimpl.ode.adjoint_ode) on the neural field tanh(W(t)x + b(t));
 the discrete gradient G = ∂L_h/∂θ by the hand adjoint, checked against the tape (refimpl.ad.grad through the
 integrator) to 1e-13.
 
@@ -16,9 +17,9 @@ from hypothesis import given, settings, strategies as st
 
 from refimpl.ad import grad
 from refimpl.ode import corrections as C
-from refimpl.ode.discrete_adjoint import discrete_adjoint
-from refimpl.ode.integrate import discrete_loss
-from refimpl.ode.paper_a_problems import LinearCase, NeuralCase
+from refimpl.ode.adjoint_recursions import discrete_adjoint
+from refimpl.ode.integrators import discrete_loss
+from refimpl.problems.neural_ode import LinearCase, NeuralCase
 from refimpl.ode.samples import parameter_samples
 from refimpl.ode.schemes import (AB2, AB3, FORWARD_EULER, HEUN, LEAPFROG, MIDPOINT, RALSTON, RK4, two_stage)
 
@@ -50,7 +51,7 @@ def slope(Ns, errs):
 
 
 def test_linear_reference_matches_analytic_case():
-    # two closed forms of the same quantity (eigendecomposition here, expm/Van Loan in refimpl.ode.analytic):
+    # two closed forms of the same quantity (eigendecomposition here, expm/Van Loan in refimpl.problems.analytic_ode):
     # agreement to rounding amplified by cond(V) (≈ 1 here), 1e-12 relative
     t = np.linspace(0, LINEAR.T, 7)
     ref = LINEAR.case.functional_gradient_exact(t)
@@ -68,7 +69,8 @@ SCHEMES = [(FORWARD_EULER, None, "stage"), (LEAPFROG, "forward_euler", "stage"),
 @pytest.mark.parametrize("method,starter,layout", SCHEMES,
                          ids=[f"{m.name}-{s}-{l}" for m, s, l in SCHEMES])
 def test_hand_adjoint_equals_tape(method, starter, layout):
-    # SPEC §3: tape and hand recursion agree to ≤ 1e-13 relative; both evaluate the same float operations up to
+    # docs/theory/discrete-adjoint.md: tape and hand recursion agree to ≤ 1e-13 relative; both evaluate the same float
+    # operations up to
     # reassociation, so the difference is a few ulps of max|G|.
     N = 7
     smp = parameter_samples(method, NEURAL.T, N, layout, starter)
@@ -174,7 +176,7 @@ def test_controls_converge_without_correction(case, method, layout):
     # one θ per step (or shared grid samples with weight 1): G/(h w) converges to δL/δθ without correction. Euler and
     # one-θ-per-step RK4 (the sample stands for [t_n, t_{n+1}) but is compared at t_n): first order. Heun with shared
     # grid samples: measured second order (each grid sample gets b₂ = ½ from the step before and b₁ = ½ from the step
-    # after, a centred combination) — more than SPEC's "first order", reported as a finding.
+    # after, a centred combination) — more than the "first order" of the general statement, reported as a finding.
     Ns = QUICK_NS
     res = sweep(case, method, Ns, layout=layout)
     expected = 2.0 if method is HEUN else 1.0

@@ -1,4 +1,4 @@
-"""The closed forms of refimpl.ode.analytic, each checked against an independent route.
+"""The closed forms of refimpl.problems.analytic_ode, each checked against an independent route.
 
 * trajectory: a DOP853 forward solve of the case's own field at rtol 1e-13 (SciPy, not our adjoint code), and the ODE
   residual x′ − f(x, θ(t)) by a Richardson difference quotient in t;
@@ -17,8 +17,9 @@ from scipy.integrate import quad, solve_ivp
 
 from refimpl.ad import jacobian
 from refimpl.ad.checks import complex_step_gradient, fd_gradient
-from refimpl.ode.analytic import (LinearSystemCase, LogisticCase, LogisticField, ScalarGrowthCase, ScalarLinearCase,
-                                  analytic_cases)
+from refimpl.ode.fields import LogisticField
+from refimpl.problems.analytic_ode import (LinearSystemCase, LogisticCase, ScalarGrowthCase, ScalarLinearCase,
+                                           analytic_cases)
 
 CASES = analytic_cases()
 IDS = [c.name for c in CASES]

@@ -1,16 +1,17 @@
-"""The continuous adjoint (SPEC §3) against the closed forms of refimpl.ode.analytic, its error estimate against the
-true error, the DOP853 route against the independent RK4 + Richardson route, input validation, and the convergence
-of normalised discrete gradients (tape through refimpl.ode.integrate) to the closed-form δL/δθ(t).
+"""The continuous adjoint (docs/theory/continuous-adjoint.md) against the closed forms of refimpl.problems.analytic_ode,
+its error estimate against the true error, the DOP853 route against the independent RK4 + Richardson route, input
+validation, and the convergence of normalised discrete gradients (tape through refimpl.ode.integrators) to the
+closed-form δL/δθ(t).
 """
 import numpy as np
 import pytest
 
 from refimpl.ad import grad
-from refimpl.ode.analytic import LinearSystemCase, LogisticCase, ScalarLinearCase, analytic_cases
-from refimpl.ode.continuous_adjoint import (AdjointErrorEstimate, ContinuousAdjointResult, continuous_adjoint,
-                                            continuous_adjoint_rk4)
+from refimpl.problems.analytic_ode import LinearSystemCase, LogisticCase, ScalarLinearCase, analytic_cases
+from refimpl.ode.adjoint_ode import (AdjointErrorEstimate, ContinuousAdjointResult, continuous_adjoint,
+                                     continuous_adjoint_rk4)
 from refimpl.ode.fields import QuadraticLoss, TanhField, UserLoss
-from refimpl.ode.integrate import discrete_loss
+from refimpl.ode.integrators import discrete_loss
 from refimpl.ode.samples import parameter_samples
 from refimpl.ode.schemes import FORWARD_EULER, RK4
 
@@ -240,11 +241,11 @@ class TestValidation:
 
 
 # ----------------------------------------------------------------------------------------------------------------------
-# discrete gradients → continuous gradient (SPEC §3 "control" cases)
+# discrete gradients → continuous gradient (the "control" cases of docs/theory/oscillations-and-corrections.md)
 
 
 def _normalised_gradient_errors(case, method, layout, Ns, at_midpoint=False):
-    """max over samples of |G/(h·w) − δL/δθ(τ)| for each N (G by the tape through refimpl.ode.integrate).
+    """max over samples of |G/(h·w) − δL/δθ(τ)| for each N (G by the tape through refimpl.ode.integrators).
 
     τ is the sample time, or (``at_midpoint``, one-θ-per-step layout) the middle of the sample's step."""
     errors = []
@@ -262,7 +263,8 @@ def _normalised_gradient_errors(case, method, layout, Ns, at_midpoint=False):
 
 @pytest.mark.parametrize("case", CASES, ids=IDS)
 def test_forward_euler_one_theta_per_step_converges_at_first_order(case):
-    # SPEC §3: forward Euler with θ_n = θ(t_n), g_n = G_n/h (w = 1) → δL/δθ(t_n) at first order. Measured orders for
+    # docs/theory/oscillations-and-corrections.md: forward Euler with θ_n = θ(t_n), g_n = G_n/h (w = 1) → δL/δθ(t_n) at
+    # first order. Measured orders for
     # N = 64 → 128 → 256 are 0.99–1.06 on every case; the issue asks for |order − 1| ≤ 0.15.
     errors, orders = _normalised_gradient_errors(case, FORWARD_EULER, "step", [64, 128, 256])
     assert abs(orders[-1] - 1.0) <= 0.15, (errors, orders)

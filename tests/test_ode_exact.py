@@ -1,4 +1,4 @@
-"""Exact mode (SPEC §1, issue item 7): rational tableaux, the polynomial field and Fraction ``object`` arrays.
+"""Exact mode (docs/theory/discrete-adjoint.md): rational tableaux, the polynomial field and Fraction ``object`` arrays.
 
 The discrete adjoint computed exactly (NumPy path on Fractions) is compared with an exact independent route: forward-mode
 differentiation with dual numbers a + bε (ε² = 0) over the rationals, run through the *integrator* — L_h(θ + εδ) =
@@ -14,9 +14,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from refimpl.ode.discrete_adjoint import discrete_adjoint
+from refimpl.ode.adjoint_recursions import discrete_adjoint
 from refimpl.ode.fields import LinearField, PolynomialField, QuadraticLoss
-from refimpl.ode.integrate import discrete_loss, integrate
+from refimpl.ode.integrators import discrete_loss, integrate
 from refimpl.ode.samples import parameter_samples
 from refimpl.ode.schemes import AB2, HEUN, KUTTA_RK3, LEAPFROG, MIDPOINT, RALSTON, RK4, RK38
 from refimpl.testing.strategies_ode import explicit_tableaux

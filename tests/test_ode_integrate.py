@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from refimpl.ad import Variable, grad, ops
 from refimpl.ode.fields import LinearForcingField, PolynomialField, QuadraticLoss, ScaledLinearField, TanhField
-from refimpl.ode.integrate import discrete_loss, integrate
+from refimpl.ode.integrators import discrete_loss, integrate
 from refimpl.ode.samples import parameter_samples
 from refimpl.ode.schemes import (AB2, AB3, AB4, FORWARD_EULER, HEUN, LEAPFROG, MIDPOINT, MULTISTEP_METHODS, RK4,
                                  TABLEAUX)
@@ -104,8 +104,9 @@ def test_sample_times_of_named_schemes():
 
 
 def test_stage_weights_of_named_schemes():
-    """The weights of SPEC §3: FE 1; Heun 1 (1/2 at the ends); RK4 1/3 at grid times, 2/3 at half steps; midpoint 0 on
-    stage 1; leapfrog 2 (1 for θ_0, used only by the forward-Euler starter); AB2 σ(1) = 1 in the interior."""
+    """The stage weights (docs/theory/discrete-adjoint.md): FE 1; Heun 1 (1/2 at the ends); RK4 1/3 at grid times, 2/3
+    at half steps; midpoint 0 on stage 1; leapfrog 2 (1 for θ_0, used only by the forward-Euler starter); AB2 σ(1) = 1
+    in the interior."""
     N = 6
     F = Fraction
     assert parameter_samples(FORWARD_EULER, 1, N).exact_weights == (1,) * N

@@ -20,9 +20,9 @@ import pytest
 
 from refimpl import cli
 from refimpl.ad.checks import complex_step_gradient
-from refimpl.ode import analytic
-from refimpl.ode.continuous_adjoint import continuous_adjoint
-from refimpl.ode.integrate import discrete_loss
+from refimpl.problems import analytic_ode as analytic
+from refimpl.ode.adjoint_ode import continuous_adjoint
+from refimpl.ode.integrators import discrete_loss
 from refimpl.oracle import Case, CaseFormatError, compare, load_case, save_case
 from refimpl.oracle.battery import battery, export_battery
 from refimpl.oracle.ode_cases import (OdeProblem, Sinusoid, build_case, field_from_spec, field_spec,

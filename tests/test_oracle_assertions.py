@@ -5,7 +5,7 @@ import pytest
 
 from refimpl.ad.checks import complex_step_gradient
 from refimpl.ode.fields import TanhField
-from refimpl.ode.integrate import discrete_loss
+from refimpl.ode.integrators import discrete_loss
 from refimpl.oracle import CaseFormatError, save_case
 from refimpl.oracle.ode_cases import OdeProblem, Sinusoid, problem_objects
 from refimpl.testing import assert_gradient_matches

@@ -41,7 +41,7 @@ def test_the_mapping_needs_perturb_and_the_three_eighths_rule(example):
     and torchdiffeq's "rk4" is not the classical RK4 tableau."""
     from torchdiffeq import odeint
 
-    from refimpl.ode.discrete_adjoint import discrete_adjoint
+    from refimpl.ode.adjoint_recursions import discrete_adjoint
     from refimpl.ode.fields import QuadraticLoss, TanhField
     from refimpl.ode.schemes import RK4
 

@@ -8,10 +8,10 @@ from validation.claims import Claim
 
 #: experiment modules, in report order (module names inside the ``validation`` package)
 EXPERIMENTS = [
-    "ad_selfcheck",  # SPEC §1: every primitive's VJP, Taylor rates, hvp
-    "paper_a",  # [A]: AD oscillations in neural-ODE training and their corrections
+    "ad_selfcheck",  # docs/theory/autodiff.md: every primitive's VJP, Taylor rates, hvp
+    "neural_ode_oscillations",  # [A]: AD oscillations in neural-ODE training and their corrections
     "wasserstein_flows",  # [C]: forward Euler for Wasserstein gradient flows can be wrong; Gaussian controls
-    "paper_b",  # [B]: random coordinate descent on the Wasserstein space (RWCD, RWCP)
+    "wasserstein_coordinate_descent",  # [B]: random coordinate descent on the Wasserstein space (RWCD, RWCP)
 ]
 
 __all__ = ["Claim", "EXPERIMENTS"]

@@ -4,9 +4,9 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Claim:
-    """One paper (or SPEC) claim and the evidence for it.
+    """One claim (of a paper, or derived in docs/theory) and the evidence for it.
 
-    ``source`` names the paper/section ("[A] §3", "SPEC §1"), ``statement`` the claim in one sentence, ``passed``
+    ``source`` names the paper (by arXiv number) or the docs/theory file that states the claim, ``statement`` the claim in one sentence, ``passed``
     whether the measured evidence supports it, and ``evidence`` the numbers (one line, e.g. "rate 0.99 over N=32..4096").
     """
 

@@ -1,26 +1,28 @@
-"""Explicit ODE schemes as data, generic integrators, vector fields and discrete adjoints.
+"""Explicit ODE schemes as data, generic integrators, vector fields and discrete and continuous adjoints.
 
-Submodules (each does one thing):
+Submodules (each holds one kind of thing):
 
-``refimpl.ode.tableau``            :class:`ButcherTableau` (explicit RK, self-validating), :func:`two_stage`.
-``refimpl.ode.multistep``          :class:`LinearMultistep` (explicit LMM, self-validating, root condition).
-``refimpl.ode.schemes``            the named instances (FORWARD_EULER … RK38, LEAPFROG, AB2–AB4) and starters.
-``refimpl.ode.fields``             vector fields with hand-written Jacobians/VJPs, terminal losses.
-``refimpl.ode.samples``            parameter sample layouts ("stage", "step"), sample times and stage weights.
-``refimpl.ode.integrate``          the generic ERK / LMM integrator (NumPy, complex, Fraction, tape Variables).
-``refimpl.ode.discrete_adjoint``   hand-derived discrete adjoints (NumPy path for any field, Numba for tanh/linear).
+``refimpl.ode.tableau``             :class:`ButcherTableau` (explicit RK, self-validating), :func:`two_stage`.
+``refimpl.ode.multistep``           :class:`LinearMultistep` (explicit LMM, self-validating, root condition).
+``refimpl.ode.schemes``             the named instances (FORWARD_EULER … RK38, LEAPFROG, AB2–AB4), starters, and the
+                                    registries ``SCHEMES`` (name -> instance) and ``SCHEME_FAMILIES``.
+``refimpl.ode.fields``              vector fields with hand-written Jacobians/VJPs (registry ``FIELDS``), terminal
+                                    losses (registry ``LOSSES``).
+``refimpl.ode.samples``             parameter sample layouts ("stage", "step"), sample times and stage weights.
+``refimpl.ode.integrators``         the generic ERK / LMM integrator (NumPy, complex, Fraction, tape Variables).
+``refimpl.ode.adjoint_recursions``  the hand-derived discrete adjoints (NumPy path for any field; compiled path for a
+                                    field with a kernel descriptor, :mod:`refimpl.ode._numba`).
+``refimpl.ode.adjoint_ode``         the backward adjoint ODE p′ = −∂ₓfᵀp (DOP853 + error estimate; RK4+Richardson).
+``refimpl.ode.corrections``         normalised AD gradients, leapfrog / 2-stage ERK corrections, diagnostics ([A]).
 
-``refimpl.ode.continuous_adjoint`` the backward adjoint ODE p′ = −∂ₓfᵀp (DOP853 with an error estimate; RK4+Richardson).
-``refimpl.ode.analytic``           closed-form cases (trajectory, loss, δL/δθ) the gradients are measured against.
-``refimpl.ode.corrections``        paper [A]: normalised AD gradients, leapfrog / 2-stage ERK corrections, diagnostics.
+The test problems with closed-form answers live in :mod:`refimpl.problems`.
 
-These further modules are imported directly from their submodules.
 The names below are loaded lazily on first access, so ``import refimpl.ode`` stays cheap (no Numba compilation).
-The two main functions share their module's name, so import them from the module (a package attribute of that name is
-the submodule once it has been imported)::
+The main functions are imported from their modules::
 
-    from refimpl.ode.integrate import integrate
-    from refimpl.ode.discrete_adjoint import discrete_adjoint
+    from refimpl.ode.integrators import integrate
+    from refimpl.ode.adjoint_recursions import discrete_adjoint
+    from refimpl.ode.adjoint_ode import continuous_adjoint
 """
 from __future__ import annotations
 
@@ -32,13 +34,15 @@ _EXPORTS = {
     "FORWARD_EULER": "schemes", "MIDPOINT": "schemes", "HEUN": "schemes", "RALSTON": "schemes",
     "KUTTA_RK3": "schemes", "RK4": "schemes", "RK38": "schemes", "LEAPFROG": "schemes", "AB2": "schemes",
     "AB3": "schemes", "AB4": "schemes", "TABLEAUX": "schemes", "MULTISTEP_METHODS": "schemes", "starter": "schemes",
-    "scheme": "schemes",
+    "scheme": "schemes", "SCHEMES": "schemes", "SCHEME_FAMILIES": "schemes",
     "VectorField": "fields", "LinearField": "fields", "LinearForcingField": "fields", "ScaledLinearField": "fields",
-    "TanhField": "fields", "TwoLayerTanhField": "fields", "PolynomialField": "fields", "UserField": "fields",
-    "TerminalLoss": "fields", "QuadraticLoss": "fields", "UserLoss": "fields",
+    "TanhField": "fields", "TwoLayerTanhField": "fields", "PolynomialField": "fields", "LogisticField": "fields",
+    "UserField": "fields", "TerminalLoss": "fields", "QuadraticLoss": "fields", "UserLoss": "fields",
+    "FIELDS": "fields", "LOSSES": "fields",
     "ParameterSamples": "samples", "parameter_samples": "samples",
-    "Trajectory": "integrate", "discrete_loss": "integrate",
-    "DiscreteAdjoint": "discrete_adjoint",
+    "Trajectory": "integrators", "integrate": "integrators", "discrete_loss": "integrators",
+    "DiscreteAdjoint": "adjoint_recursions", "discrete_adjoint": "adjoint_recursions",
+    "continuous_adjoint": "adjoint_ode",
 }
 
 __all__ = sorted(_EXPORTS)

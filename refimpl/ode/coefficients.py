@@ -12,7 +12,7 @@ from fractions import Fraction
 
 import numpy as np
 
-__all__ = ["normalise_coefficients", "coefficient_array"]
+__all__ = ["normalise_coefficients", "coefficient_array", "coefficient_text", "coefficient_from_text"]
 
 
 def _is_exact(v) -> bool:
@@ -49,3 +49,14 @@ def coefficient_array(values, exact: bool) -> np.ndarray:
         arr = np.array(values, dtype=np.float64)
     arr.flags.writeable = False
     return arr
+
+
+def coefficient_text(v) -> str | float:
+    """A coefficient as it is written into a case file: an exact one as the string ``"p/q"`` (or ``"p"``), a float
+    as a JSON number."""
+    return str(v) if isinstance(v, Fraction) else float(v)
+
+
+def coefficient_from_text(v) -> Fraction | float:
+    """Inverse of :func:`coefficient_text`: a string is an exact rational, a number a float."""
+    return Fraction(v) if isinstance(v, str) else float(v)

@@ -1,36 +1,40 @@
 r"""Post-processing of discrete (AD) gradients into estimates of the continuous gradient δL/δθ(t), and a diagnostic of
 the oscillations the raw ones carry — the phenomenon and the corrections of [A] (Xu, Chen, Li, *Correcting
-auto-differentiation in neural-ODE training*, arXiv 2306.02192), in the form written down in SPEC §3.
+auto-differentiation in neural-ODE training*, arXiv 2306.02192), in the form derived in
+docs/theory/oscillations-and-corrections.md.
 
 Input is always the exact gradient :math:`G_r = \partial L_h/\partial\theta_r` of the discrete loss with respect to the
-parameter samples of :mod:`refimpl.ode.samples` (from :func:`refimpl.ode.discrete_adjoint.discrete_adjoint` or from the
-tape), together with its :class:`~refimpl.ode.samples.ParameterSamples` (sample times :math:`\tau_r`, stage weights
+parameter samples of :mod:`refimpl.ode.samples` (from :func:`refimpl.ode.adjoint_recursions.discrete_adjoint` or from
+the tape), together with its :class:`~refimpl.ode.samples.ParameterSamples` (sample times :math:`\tau_r`, stage weights
 :math:`w_r`, index maps). Every function returns a :class:`GradientSamples` — values at times — so all estimates are
 compared with :math:`\delta L/\delta\theta` the same way (:func:`gradient_error`, :func:`oscillation_amplitude`).
 
 Estimates (formulas; provenance in brackets):
 
-``per_step_gradient``       :math:`G_r/h` — the gradient read "per unit step", what SPEC §3 calls raw for the 2-stage
+``per_step_gradient``       :math:`G_r/h` — the gradient read "per unit step", the "raw" reading for the 2-stage
                             ERK with stage-time samples (it carries the stage weight :math:`b_i`).
-``normalised_gradient``     :math:`g_r = G_r/(h\,w_r)` [SPEC §3]; NaN where :math:`w_r = 0`.
-``leapfrog_corrected_gradient``  :math:`\hat g(t_{n+1/2}) = (G_n + G_{n+1})/(2h) = g_n + g_{n+1}` [SPEC §3, derived
-                            below]; ``variant="average"`` gives :math:`\tfrac12(g_n + g_{n+1})` for comparison.
+``normalised_gradient``     :math:`g_r = G_r/(h\,w_r)` [docs/theory/discrete-adjoint.md]; NaN where :math:`w_r = 0`.
+``leapfrog_corrected_gradient``  :math:`\hat g(t_{n+1/2}) = (G_n + G_{n+1})/(2h) = g_n + g_{n+1}` [derived below;
+                            docs/theory/oscillations-and-corrections.md]; ``variant="average"`` gives
+                            :math:`\tfrac12(g_n + g_{n+1})` for comparison.
 ``erk_corrected_gradient``  :math:`\hat g = G_r/(h\,w_r)` at every stage sample (:math:`w_r = b_i` for a stage time
-                            used by one stage only) [SPEC §3]; samples with :math:`w_r = 0` (stage 1 of the midpoint
-                            rule) carry no first-order information and are *reconstructed* by linear interpolation in
-                            time from the neighbouring samples with :math:`w \ne 0` (linear extrapolation at the ends).
+                            used by one stage only) [docs/theory/oscillations-and-corrections.md]; samples with
+                            :math:`w_r = 0` (stage 1 of the midpoint rule) carry no first-order information and are
+                            *reconstructed* by linear interpolation in time from the neighbouring samples with :math:`w
+                            \ne 0` (linear extrapolation at the ends).
 ``applicable_estimates``    all of the above that apply to a scheme, by name.
 ``at_times``                piecewise-linear interpolation (linear extrapolation beyond the ends) of any estimate to
                             requested times, e.g. the grid points a training loop updates.
 
-The paper's own text beyond its abstract is not available to us (SPEC §3), so the formulas are SPEC's, and we could
-not check whether [A] normalises the leapfrog correction as the pair *sum* (SPEC) or the pair *average*; both are
-implemented, and the validation (``validation/paper_a.py``) reports both.
+The leapfrog correction is the pair *sum* (derived below: it converges to δL/δθ); the pair *average*, which converges
+to ½δL/δθ, is implemented too for comparison, and the validation (``validation/neural_ode_oscillations.py``) reports
+both.
 
-**Derivation, leapfrog** (derived; SPEC §3). For :math:`x_{n+1} = x_{n-1} + 2hf(x_n,\theta_n)` the discrete adjoint is
+**Derivation, leapfrog** (derived here; docs/theory/oscillations-and-corrections.md). For :math:`x_{n+1} = x_{n-1} +
+2hf(x_n,\theta_n)` the discrete adjoint is
 :math:`\lambda_n = \lambda_{n+2} + 2h\,J_{n+1}^{\mathsf T}\lambda_{n+1}` (:math:`J = \partial_x f`), :math:`\lambda_N =
 \nabla\Phi`, :math:`\lambda_{N+1} = 0`, and :math:`G_n = 2h\,\partial_\theta f(x_n,\theta_n)^{\mathsf T}\lambda_{n+1}`
-(see :mod:`refimpl.ode.discrete_adjoint`). Insert :math:`\lambda_n = u(t_n) + (-1)^n v(t_n)` with smooth :math:`u, v`:
+(see :mod:`refimpl.ode.adjoint_recursions`). Insert :math:`\lambda_n = u(t_n) + (-1)^n v(t_n)` with smooth :math:`u, v`:
 the smooth part gives :math:`-2hu' = 2hJ^{\mathsf T}u`, i.e. :math:`u' = -J^{\mathsf T}u`, the alternating part
 :math:`v' = +J^{\mathsf T}v`, up to :math:`O(h)`. The terminal data give :math:`u + (-1)^N v = \nabla\Phi` and
 :math:`u - (-1)^N v = 0` at :math:`T`, so :math:`u(T) = \nabla\Phi/2` and :math:`u = p/2` (:math:`p` the continuous
@@ -42,9 +46,10 @@ g_{n+1})` converges to :math:`\tfrac12\delta L/\delta\theta` instead. Only pairs
 (weight exactly 2, untouched by the starter) are combined; the starter's samples are not (their weight and adjoint
 differ), and :func:`at_times` extrapolates there.
 
-**Derivation, 2-stage ERK** (derived; SPEC §3). With samples at :math:`t_n` and :math:`t_n + \alpha h`, the ERK adjoint
-(:mod:`refimpl.ode.discrete_adjoint`) gives :math:`\bar k_2 = hb_2\lambda_{n+1}`, :math:`\bar k_1 = hb_1\lambda_{n+1} +
-h\alpha J_2^{\mathsf T}\bar k_2`, so :math:`G^{(2)} = hb_2\,\partial_\theta f(X_2)^{\mathsf T}\lambda_{n+1}` and
+**Derivation, 2-stage ERK** (derived here; docs/theory/oscillations-and-corrections.md). With samples at :math:`t_n` and
+:math:`t_n + \alpha h`, the ERK adjoint (:mod:`refimpl.ode.adjoint_recursions`) gives :math:`\bar k_2 =
+hb_2\lambda_{n+1}`, :math:`\bar k_1 = hb_1\lambda_{n+1} + h\alpha J_2^{\mathsf T}\bar k_2`, so :math:`G^{(2)} =
+hb_2\,\partial_\theta f(X_2)^{\mathsf T}\lambda_{n+1}` and
 :math:`G^{(1)} = hb_1\,\partial_\theta f(x_n)^{\mathsf T}\lambda_{n+1} + h^2\alpha b_2\,\partial_\theta
 f^{\mathsf T}J_2^{\mathsf T}\lambda_{n+1}`. The one-step adjoint :math:`\lambda_{n+1}` converges to :math:`p` (no
 parasitic mode), so :math:`G/h \approx b_i\,\delta L/\delta\theta` (wrong by the factor :math:`b_i`, alternating between
@@ -154,15 +159,16 @@ def _result(times, values, label, reconstructed=None) -> GradientSamples:
 
 
 def per_step_gradient(grad_theta, samples: ParameterSamples) -> GradientSamples:
-    r""":math:`G_r/h` at the sample times :math:`\tau_r` (no stage weight; SPEC §3 "raw" for stage-time ERK)."""
+    r""":math:`G_r/h` at the sample times :math:`\tau_r` (no stage weight; the "raw" reading for stage-time ERK)."""
     G = _check(grad_theta, samples)
     return _result(samples.times, G / float(samples.h), "G/h")
 
 
 def normalised_gradient(grad_theta, samples: ParameterSamples) -> GradientSamples:
-    r"""The normalised AD gradient :math:`g(\tau_r) = G_r/(h\,w_r)` (SPEC §3): :math:`w_r` is the stage weight of
-    sample :math:`r` summed over every step that uses it (:mod:`refimpl.ode.samples`). NaN rows where :math:`w_r = 0`.
-    Same formula as :meth:`refimpl.ode.discrete_adjoint.DiscreteAdjoint.normalised_gradient`."""
+    r"""The normalised AD gradient :math:`g(\tau_r) = G_r/(h\,w_r)` (docs/theory/discrete-adjoint.md): :math:`w_r` is
+    the stage weight of sample :math:`r` summed over every step that uses it (:mod:`refimpl.ode.samples`). NaN rows
+    where :math:`w_r = 0`. Same formula as
+    :meth:`refimpl.ode.adjoint_recursions.DiscreteAdjoint.normalised_gradient`."""
     G = _check(grad_theta, samples)
     w = samples.weights
     out = np.full(G.shape, np.nan)
@@ -177,10 +183,11 @@ def _is_leapfrog(method) -> bool:
 
 
 def leapfrog_corrected_gradient(grad_theta, samples: ParameterSamples, variant: str = "sum") -> GradientSamples:
-    r"""Leapfrog correction (SPEC §3; phenomenon [A]): :math:`\hat g(t_{m+1/2}) = (G_m + G_{m+1})/(2h)` for every
-    pair of consecutive grid samples used only by leapfrog steps (stage weight 2, not used by the starter), at the
-    midpoint :math:`t_{m+1/2}`. ``variant="average"``: :math:`(G_m + G_{m+1})/(4h) = \tfrac12(g_m + g_{m+1})` (wrong by
-    the factor ½, kept for the comparison of SPEC §3). Derivation in the module docstring. Values at grid points:
+    r"""Leapfrog correction (docs/theory/oscillations-and-corrections.md; phenomenon [A]):
+    :math:`\hat g(t_{m+1/2}) = (G_m + G_{m+1})/(2h)` for every pair of consecutive grid samples used only by leapfrog
+    steps (stage weight 2, not used by the starter), at the midpoint :math:`t_{m+1/2}`. ``variant="average"``:
+    :math:`(G_m + G_{m+1})/(4h) = \tfrac12(g_m + g_{m+1})` (wrong by the factor ½, kept for comparison). Derivation in
+    the module docstring. Values at grid points:
     :func:`at_times`.
     """
     G = _check(grad_theta, samples)
@@ -206,7 +213,8 @@ def leapfrog_corrected_gradient(grad_theta, samples: ParameterSamples, variant: 
 
 
 def erk_corrected_gradient(grad_theta, samples: ParameterSamples) -> GradientSamples:
-    r"""Runge–Kutta stage-weight correction (SPEC §3): :math:`\hat g(\tau_r) = G_r/(h\,w_r)` at every sample with
+    r"""Runge–Kutta stage-weight correction (docs/theory/oscillations-and-corrections.md): :math:`\hat g(\tau_r) =
+    G_r/(h\,w_r)` at every sample with
     :math:`w_r \ne 0` (:math:`w_r = b_i` for a stage time used by stage :math:`i` of one step; shared grid times sum
     their weights). Samples with :math:`w_r = 0` (stage 1 of the midpoint rule) are *reconstructed*: linear
     interpolation in time between the nearest samples with :math:`w \ne 0` on each side, linear extrapolation from the
@@ -314,8 +322,9 @@ def applicable_estimates(grad_theta, samples: ParameterSamples) -> dict:
 
     ``"per_step"`` (:func:`per_step_gradient`) and ``"normalised"`` (:func:`normalised_gradient`) always;
     ``"corrected"``: :func:`leapfrog_corrected_gradient` (sum) for leapfrog, :func:`erk_corrected_gradient` for a
-    Runge–Kutta method, absent for other multistep methods (SPEC §3 proposes no correction there; their normalised
-    gradient is the candidate); ``"average"``: the leapfrog pair average (leapfrog only)."""
+    Runge–Kutta method, absent for other multistep methods (refimpl proposes no correction there,
+    docs/theory/oscillations-and-corrections.md; their normalised gradient is the candidate); ``"average"``: the
+    leapfrog pair average (leapfrog only)."""
     out = {"per_step": per_step_gradient(grad_theta, samples), "normalised": normalised_gradient(grad_theta, samples)}
     if _is_leapfrog(samples.method):
         out["corrected"] = leapfrog_corrected_gradient(grad_theta, samples, "sum")

@@ -1,6 +1,7 @@
 r"""Explicit linear multistep methods as data: a frozen, self-validating ``LinearMultistep``.
 
-A :math:`k`-step method (SPEC §2), normalised so that :math:`\alpha_k = 1`, explicit (:math:`\beta_k = 0`):
+A :math:`k`-step method (docs/theory/explicit-schemes.md), normalised so that :math:`\alpha_k = 1`, explicit
+(:math:`\beta_k = 0`):
 
 .. math::
     \sum_{j=0}^{k} \alpha_j x_{n+j} = h \sum_{j=0}^{k-1} \beta_j f(x_{n+j}, \theta(t_{n+j})),
@@ -16,7 +17,8 @@ On construction it checks (Hairer–Nørsett–Wanner I, §III.2–III.3; Butche
 * the root condition (zero-stability): every root of :math:`\rho` has :math:`|\zeta| \le 1` and those with
   :math:`|\zeta| = 1` are simple. A zero-unstable method is refused unless ``allow_zero_unstable=True``.
   ``parasitic_roots`` are the roots other than the principal root :math:`\zeta = 1` (leapfrog: :math:`-1`); they decide
-  the oscillating modes of both the numerical solution and its discrete adjoint (SPEC §3).
+  the oscillating modes of both the numerical solution and its discrete adjoint
+  (docs/theory/oscillations-and-corrections.md).
 
 Roots are computed in float64 (``numpy.roots``); roots closer than 1e-6 are treated as one multiple root and
 :math:`|\zeta|` within 1e-9 of 1 counts as on the unit circle.
@@ -30,7 +32,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from refimpl.ode.coefficients import coefficient_array, normalise_coefficients
+from refimpl.ode.coefficients import (coefficient_array, coefficient_from_text, coefficient_text,
+                                      normalise_coefficients)
 
 __all__ = ["LinearMultistep", "MultistepCondition"]
 
@@ -188,6 +191,23 @@ class LinearMultistep:
                 ok = abs(value) <= _FLOAT_TOL * scale
             out.append(MultistepCondition(q, value, ok))
         return out
+
+    # -- as data -------------------------------------------------------------------------------------------------------
+    #: the scheme family name in a case file (``SCHEME_FAMILIES`` of :mod:`refimpl.ode.schemes`)
+    family = "multistep"
+
+    def to_spec(self) -> dict:
+        """JSON description: ``family``, ``name``, ``order``, ``alpha``, ``beta`` (exact coefficients as "p/q")."""
+        return {"family": self.family, "name": self.name, "order": self.order,
+                "alpha": [coefficient_text(v) for v in self.alpha], "beta": [coefficient_text(v) for v in self.beta]}
+
+    @classmethod
+    def from_spec(cls, spec: dict) -> "LinearMultistep":
+        """The method described by ``spec`` (inverse of :meth:`to_spec`; validated on construction)."""
+        if spec["family"] != cls.family:
+            raise ValueError(f"scheme.family: a LinearMultistep is {cls.family!r}, the spec says {spec['family']!r}")
+        num = coefficient_from_text
+        return cls(spec["name"], tuple(num(v) for v in spec["alpha"]), tuple(num(v) for v in spec["beta"]))
 
     def __repr__(self) -> str:
         kind = "exact" if self.exact else "float"

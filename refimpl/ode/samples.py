@@ -1,7 +1,7 @@
 r"""Where the parameters live: the parameter samples of a scheme on a grid, their times and stage weights.
 
 Grid :math:`h = T/N`, :math:`t_n = nh`. A parameter array has shape ``(n_samples, p)``; row :math:`r` is the sample
-:math:`\theta_r` and ``samples.times[r]`` its time. Two layouts (SPEC §2):
+:math:`\theta_r` and ``samples.times[r]`` its time. Two layouts (docs/theory/discrete-adjoint.md):
 
 ``"stage"``  one sample per *distinct* time at which the scheme evaluates :math:`f`. ERK: the stage times
              :math:`t_n + c_i h`; a stage time that is a grid time is shared by the two steps that touch it (exact
@@ -15,11 +15,11 @@ Grid :math:`h = T/N`, :math:`t_n = nh`. A parameter array has shape ``(n_samples
              :math:`n < k-1`) and by the evaluation :math:`f(x_n, \theta_n)` at grid time :math:`t_n`.
              ``times[n]`` is :math:`t_n`, the left end of the interval.
 
-Stage weight (SPEC §3): :math:`w_r = \sum` of :math:`b_i` over the (step, stage) pairs that use sample :math:`r`
-(starter steps included), plus :math:`\sum \beta_j` over the LMM steps whose :math:`f` value at :math:`t_{n+j}` uses it.
-The normalised gradient is :math:`g_r = (\partial L_h/\partial\theta_r)/(h\,w_r)`. Interior weights: forward Euler,
-one-per-step ERK: 1; Heun (shared endpoints): 1; RK4: 1/3 at grid times, 2/3 at half steps; leapfrog: 2; Adams–
-Bashforth: σ(1) = 1.
+Stage weight (docs/theory/discrete-adjoint.md): :math:`w_r = \sum` of :math:`b_i` over the (step, stage) pairs that use
+sample :math:`r` (starter steps included), plus :math:`\sum \beta_j` over the LMM steps whose :math:`f` value at
+:math:`t_{n+j}` uses it. The normalised gradient is :math:`g_r = (\partial L_h/\partial\theta_r)/(h\,w_r)`. Interior
+weights: forward Euler, one-per-step ERK: 1; Heun (shared endpoints): 1; RK4: 1/3 at grid times, 2/3 at half steps;
+leapfrog: 2; Adams–Bashforth: σ(1) = 1.
 """
 from __future__ import annotations
 

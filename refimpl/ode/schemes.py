@@ -1,5 +1,5 @@
-r"""The named schemes of SPEC §2, as *instances* of :class:`ButcherTableau` / :class:`LinearMultistep`, with exact
-(rational) coefficients; and the named starters of a multistep method.
+r"""The named schemes (docs/theory/explicit-schemes.md), as *instances* of :class:`ButcherTableau` /
+:class:`LinearMultistep`, with exact (rational) coefficients; and the named starters of a multistep method.
 
 Runge–Kutta (Hairer–Nørsett–Wanner I, §II.1; Butcher §23): ``FORWARD_EULER`` (order 1), ``MIDPOINT``, ``HEUN``,
 ``RALSTON`` (the two-stage family :func:`~refimpl.ode.tableau.two_stage` at α = 1/2, 1, 2/3; order 2), ``KUTTA_RK3``
@@ -8,8 +8,8 @@ Runge–Kutta (Hairer–Nørsett–Wanner I, §II.1; Butcher §23): ``FORWARD_EU
 Multistep (HNW I, §III.1): ``LEAPFROG`` :math:`x_{n+1} = x_{n-1} + 2h f_n` (explicit midpoint rule, order 2, parasitic
 root −1), ``AB2``, ``AB3``, ``AB4`` (Adams–Bashforth, orders 2–4, parasitic roots 0).
 
-Starters (SPEC §2: the starter is part of the problem): a multistep method with k steps needs :math:`x_1..x_{k-1}`;
-refimpl computes them with k − 1 steps of an explicit Runge–Kutta method of the same step size h.
+Starters (the starter is part of the problem; docs/theory/explicit-schemes.md): a multistep method with k steps needs
+:math:`x_1..x_{k-1}`; refimpl computes them with k − 1 steps of an explicit Runge–Kutta method of the same step size h.
 :func:`starter` resolves ``"forward_euler"`` or ``"matched"`` (an ERK of the method's order: FORWARD_EULER, HEUN,
 KUTTA_RK3, RK4 for orders 1..4) or passes a :class:`ButcherTableau` through.
 """
@@ -19,12 +19,19 @@ from fractions import Fraction as Fr
 
 from refimpl.ode.multistep import LinearMultistep
 from refimpl.ode.tableau import ButcherTableau, two_stage
+from refimpl.registry import Registry
 
 __all__ = [
     "FORWARD_EULER", "MIDPOINT", "HEUN", "RALSTON", "KUTTA_RK3", "RK4", "RK38",
     "LEAPFROG", "AB2", "AB3", "AB4",
     "TABLEAUX", "MULTISTEP_METHODS", "STARTER_NAMES", "two_stage", "starter", "scheme",
+    "SCHEME_FAMILIES", "SCHEMES",
 ]
+
+#: the scheme families of a case file: family name -> class (``SCHEME_FAMILIES.from_spec(spec)`` rebuilds a scheme)
+SCHEME_FAMILIES = Registry("scheme family")
+SCHEME_FAMILIES.register(ButcherTableau)
+SCHEME_FAMILIES.register(LinearMultistep)
 
 FORWARD_EULER = ButcherTableau("forward_euler", ((0,),), (1,))
 MIDPOINT = two_stage(Fr(1, 2), name="midpoint")
@@ -57,6 +64,12 @@ AB4 = LinearMultistep("ab4", (0, 0, 0, -1, 1), (Fr(-9, 24), Fr(37, 24), Fr(-59, 
 TABLEAUX = {t.name: t for t in (FORWARD_EULER, MIDPOINT, HEUN, RALSTON, KUTTA_RK3, RK4, RK38)}
 #: the multistep instances by name
 MULTISTEP_METHODS = {m.name: m for m in (LEAPFROG, AB2, AB3, AB4)}
+#: every named instance: name -> tableau or multistep method
+SCHEMES = Registry("scheme")
+for _method in (*TABLEAUX.values(), *MULTISTEP_METHODS.values()):
+    SCHEMES.register(_method, name=_method.name)
+del _method
+
 #: starter names understood by :func:`starter`
 STARTER_NAMES = ("forward_euler", "matched")
 

@@ -1,6 +1,7 @@
 r"""Explicit Runge–Kutta methods as data: a frozen, self-validating Butcher tableau.
 
-An :math:`s`-stage explicit Runge–Kutta (ERK) step for :math:`\dot x = f(x, \theta(t))` (SPEC §2):
+An :math:`s`-stage explicit Runge–Kutta (ERK) step for :math:`\dot x = f(x, \theta(t))`
+(docs/theory/explicit-schemes.md):
 
 .. math::
     k_i = f\Big(x_n + h\sum_{j<i} a_{ij} k_j,\ \theta(t_n + c_i h)\Big),\qquad x_{n+1} = x_n + h\sum_i b_i k_i .
@@ -35,7 +36,8 @@ from fractions import Fraction
 from typing import NamedTuple
 
 
-from refimpl.ode.coefficients import coefficient_array, normalise_coefficients
+from refimpl.ode.coefficients import (coefficient_array, coefficient_from_text, coefficient_text,
+                                      normalise_coefficients)
 
 __all__ = ["ButcherTableau", "OrderCondition", "two_stage"]
 
@@ -176,6 +178,25 @@ class ButcherTableau:
             scale = max([abs(float(t)) for t in terms] + [float(required)])
             out.append(OrderCondition(order, text, value, required, residual, _holds(residual, scale, self.exact)))
         return out
+
+    # -- as data -------------------------------------------------------------------------------------------------------
+    #: the scheme family name in a case file (``SCHEME_FAMILIES`` of :mod:`refimpl.ode.schemes`)
+    family = "runge_kutta"
+
+    def to_spec(self) -> dict:
+        """JSON description: ``family``, ``name``, ``order``, ``A``, ``b``, ``c`` (exact coefficients as "p/q")."""
+        return {"family": self.family, "name": self.name, "order": self.order,
+                "A": [[coefficient_text(v) for v in row] for row in self.A], "b": [coefficient_text(v) for v in self.b],
+                "c": [coefficient_text(v) for v in self.c]}
+
+    @classmethod
+    def from_spec(cls, spec: dict) -> "ButcherTableau":
+        """The tableau described by ``spec`` (inverse of :meth:`to_spec`; validated on construction)."""
+        if spec["family"] != cls.family:
+            raise ValueError(f"scheme.family: a ButcherTableau is {cls.family!r}, the spec says {spec['family']!r}")
+        num = coefficient_from_text
+        return cls(spec["name"], tuple(tuple(num(v) for v in row) for row in spec["A"]),
+                   tuple(num(v) for v in spec["b"]), tuple(num(v) for v in spec["c"]))
 
     def __repr__(self) -> str:
         kind = "exact" if self.exact else "float"

@@ -6,25 +6,25 @@ is defined in ``docs/case-format.md``; the discrete adjoint, the sample layouts 
 This module owns everything about ODE cases: the array names (:data:`ODE_INPUTS`, :data:`ODE_REFERENCES`), the
 consistency rules (:class:`OdeCaseKind`, registered in :data:`refimpl.oracle.case.CASE_KINDS` as ``"ode"``), the
 builder (:class:`OdeProblem` → :func:`build_case`), the ODE part of the battery and the recomputation used by
-:func:`refimpl.oracle.verify.verify_case`. Fields, schemes and losses are stored as data through the ``*_spec``
-functions below — the only place that knows the families — so a field family registered elsewhere needs no change here
-once those functions read the field registry. The ODE stack (Numba, SciPy) is imported on first use, so loading and
+:func:`refimpl.oracle.verify.verify_case`. Fields, schemes and losses are stored as data through their registries
+(``to_spec()`` / ``from_spec()`` of each registered class), so a field family registered anywhere — in a user's own
+module — is exported, reloaded and checked with no change here. The ODE stack (Numba, SciPy) is imported on first use, so loading and
 checking a case stays light.
 
 How each reference is computed (also written into every case's ``provenance.how``):
 
 ``trajectory``, ``loss``, ``discrete_gradient``, ``grad_x0``
-    :func:`refimpl.ode.discrete_adjoint.discrete_adjoint` — the hand-derived backward recursion (Numba kernel for the
+    :func:`refimpl.ode.adjoint_recursions.discrete_adjoint` — the hand-derived backward recursion (Numba kernel for the
     tanh/linear fields, NumPy for the others). *Second route*, checked at build time: the tape
-    (``refimpl.ad.grad`` through the generic integrator :func:`refimpl.ode.integrate.discrete_loss`) for the gradients
-    and :func:`refimpl.ode.integrate.integrate` for the trajectory; the normwise relative disagreement is stored in
+    (``refimpl.ad.grad`` through the generic integrator :func:`refimpl.ode.integrators.discrete_loss`) for the gradients
+    and :func:`refimpl.ode.integrators.integrate` for the trajectory; the normwise relative disagreement is stored in
     ``provenance.route_checks`` and a case is refused if it exceeds :data:`ROUTE_AGREEMENT`.
 ``normalised_gradient``
     :math:`g_r = G_r/(h w_r)` (``docs/theory/discrete-adjoint.md``); omitted when some stage weight is 0 (midpoint
     stage layout).
 ``continuous_gradient``
     :math:`\delta L/\delta\theta(t_r)` at the sample times: in closed form for the analytic cases
-    (:mod:`refimpl.ode.analytic`), else by :func:`refimpl.ode.continuous_adjoint.continuous_adjoint` (DOP853, rtol
+    (:mod:`refimpl.problems.analytic_ode`), else by :func:`refimpl.ode.adjoint_ode.continuous_adjoint` (DOP853, rtol
     1e-12, with its "tighter" error estimate, which must be ≤ 1/100 of the tolerance).
 ``corrected_gradient`` (with ``corrected_times``)
     the ``"corrected"`` estimate of :func:`refimpl.ode.corrections.applicable_estimates` (leapfrog pair sum at the
@@ -60,6 +60,7 @@ import refimpl
 from refimpl.oracle.case import CASE_KINDS, Case, CaseKind
 from refimpl.oracle.comparison import normwise_disagreement, same_input
 from refimpl.oracle.safe_io import CaseFormatError
+from refimpl.problems.sinusoid_ode import Sinusoid, oracle_base_problems
 
 __all__ = ["OdeCaseKind", "OdeProblem", "Sinusoid", "build_case", "battery", "problem_objects", "field_spec",
            "field_from_spec", "scheme_spec", "scheme_from_spec", "corrected_estimate", "ROUTE_AGREEMENT",
@@ -96,129 +97,60 @@ ODE_REFERENCES = {
 
 
 # ---------------------------------------------------------------------------------------------------------------------
-# fields, schemes and losses as data: the only code here that knows the families
-
-# registry: replaced by FIELDS (each field class's ``formula``) when ode/wass land
-_FORMULAS = {
-    "tanh": "f(x, theta) = tanh(W x + b), theta = (W row-major, b)",
-    "linear": "f(x, theta) = A x + b, theta = (A row-major, b)",
-    "two_layer_tanh": "f(x, theta) = W2 tanh(W1 x + b), theta = (W1 row-major (hidden x d), b, W2 row-major "
-                      "(d x hidden)) or (W1, b) when W2 is fixed",
-    "polynomial": "f_i(x, theta) = c_i + sum_j B_ij x_j + q_i x_i^2, theta = (c, B row-major, q)",
-    "linear_forcing": "f(x, theta) = A x + theta, A fixed",
-    "scaled_linear": "f(x, theta) = theta_0 A x, A fixed",
-    "logistic": "f(x, theta) = r x (1 - x/K), theta = (r, K), d = 1",
-}
+# fields, schemes and losses as data: read from their registries (refimpl.ode.fields.FIELDS, LOSSES;
+# refimpl.ode.schemes.SCHEME_FAMILIES), so a family registered anywhere is storable with no change here
 
 
-# registry: replaced by FIELDS.names() when ode/wass land
 def field_families() -> tuple:
-    """The field families a case may name (``problem.field.family``)."""
-    return tuple(_FORMULAS)
+    """The field families a case may name (``problem.field.family``): the registered ones."""
+    from refimpl.ode.fields import FIELDS
+
+    return tuple(FIELDS.names())
 
 
-# registry: replaced by <field>.to_spec() (FIELDS) when ode/wass land
 def field_spec(field) -> dict:
-    """The JSON description of a built-in vector field (ValueError for a field that cannot be stored as data)."""
-    from refimpl.ode import analytic
-    from refimpl.ode.fields import (LinearField, LinearForcingField, PolynomialField, ScaledLinearField, TanhField,
-                                    TwoLayerTanhField)
-
-    kinds = {TanhField: "tanh", LinearField: "linear", TwoLayerTanhField: "two_layer_tanh",
-             PolynomialField: "polynomial", LinearForcingField: "linear_forcing", ScaledLinearField: "scaled_linear",
-             analytic.LogisticField: "logistic"}
-    family = kinds.get(type(field))
-    if family is None:
-        raise ValueError(f"field: {type(field).__name__} cannot be stored in a case (built-in fields only: "
-                         f"{sorted(kinds.values())})")
-    spec = {"family": family, "dim": int(field.dim), "n_params": int(field.n_params), "formula": _FORMULAS[family]}
-    if family == "two_layer_tanh":
-        spec["hidden"] = int(field.hidden)
-        if field.W2 is not None:
-            spec["fixed"] = {"W2": np.asarray(field.W2, dtype=np.float64).tolist()}
-    if family in ("linear_forcing", "scaled_linear"):
-        spec["fixed"] = {"A": np.asarray(field.A, dtype=np.float64).tolist()}
-    return spec
+    """The JSON description of a vector field: ``field.to_spec()`` (``ValueError`` if it cannot be stored)."""
+    to_spec = getattr(field, "to_spec", None)
+    if not callable(to_spec):
+        raise ValueError(f"field: {type(field).__name__} cannot be stored in a case (it has no to_spec(); register a "
+                         f"field family in refimpl.ode.fields.FIELDS)")
+    return to_spec()
 
 
-# registry: replaced by FIELDS.from_spec when ode/wass land
 def field_from_spec(spec: dict):
-    """The refimpl vector field described by ``spec`` (inverse of :func:`field_spec`)."""
-    from refimpl.ode import analytic
-    from refimpl.ode.fields import (LinearField, LinearForcingField, PolynomialField, ScaledLinearField, TanhField,
-                                    TwoLayerTanhField)
+    """The vector field described by ``spec`` (inverse of :func:`field_spec`), through the field registry."""
+    from refimpl.ode.fields import FIELDS
 
-    family, d, fixed = spec["family"], spec["dim"], spec.get("fixed", {})
-    if family == "tanh":
-        field = TanhField(d)
-    elif family == "linear":
-        field = LinearField(d)
-    elif family == "polynomial":
-        field = PolynomialField(d)
-    elif family == "two_layer_tanh":
-        field = TwoLayerTanhField(d, spec["hidden"], None if "W2" not in fixed else np.array(fixed["W2"]))
-    elif family == "linear_forcing":
-        field = LinearForcingField(np.array(fixed["A"], dtype=np.float64))
-    elif family == "scaled_linear":
-        field = ScaledLinearField(np.array(fixed["A"], dtype=np.float64))
-    elif family == "logistic":
-        field = analytic.LogisticField()
-    else:
-        raise ValueError(f"field.family: unknown family {family!r}")
-    if field.dim != d or field.n_params != spec["n_params"]:
-        raise ValueError(f"field: the spec says dim = {d}, n_params = {spec['n_params']}, the {family} field built "
-                         f"from it has dim = {field.dim}, n_params = {field.n_params}")
-    return field
+    return FIELDS.from_spec(spec)
 
 
-def _rational_text(v) -> str | float:
-    return str(v) if isinstance(v, Fraction) else float(v)
-
-
-# registry: replaced by <scheme>.to_spec() (SCHEME_FAMILIES) when ode/wass land
 def scheme_spec(method) -> dict:
-    """JSON description of a tableau or multistep method (exact coefficients as "p/q" strings)."""
-    from refimpl.ode.tableau import ButcherTableau
-
-    if isinstance(method, ButcherTableau):
-        return {"family": "runge_kutta", "name": method.name, "order": method.order,
-                "A": [[_rational_text(v) for v in row] for row in method.A], "b": [_rational_text(v) for v in method.b],
-                "c": [_rational_text(v) for v in method.c]}
-    return {"family": "multistep", "name": method.name, "order": method.order,
-            "alpha": [_rational_text(v) for v in method.alpha], "beta": [_rational_text(v) for v in method.beta]}
+    """JSON description of a tableau or multistep method (exact coefficients as "p/q" strings): ``method.to_spec()``."""
+    return method.to_spec()
 
 
-# registry: replaced by SCHEME_FAMILIES.from_spec when ode/wass land
 def scheme_from_spec(spec: dict):
     """The :class:`ButcherTableau` / :class:`LinearMultistep` described by ``spec`` (validated on construction)."""
-    from refimpl.ode.multistep import LinearMultistep
-    from refimpl.ode.tableau import ButcherTableau
+    from refimpl.ode.schemes import SCHEME_FAMILIES
 
-    def num(v):
-        return Fraction(v) if isinstance(v, str) else float(v)
-    if spec["family"] == "runge_kutta":
-        return ButcherTableau(spec["name"], tuple(tuple(num(v) for v in row) for row in spec["A"]),
-                              tuple(num(v) for v in spec["b"]), tuple(num(v) for v in spec["c"]))
-    return LinearMultistep(spec["name"], tuple(num(v) for v in spec["alpha"]), tuple(num(v) for v in spec["beta"]))
+    return SCHEME_FAMILIES.from_spec(spec)
 
 
-# registry: replaced by <loss>.to_spec() (LOSSES) when ode/wass land
 def loss_spec(loss) -> dict:
-    """The case.json "loss" object of a :class:`~refimpl.ode.fields.QuadraticLoss`."""
-    return {"kind": "quadratic", "y": loss.y.astype(float).tolist(), "formula": "L = Phi(x_N) = 1/2 |x_N - y|^2"}
+    """The case.json "loss" object of a terminal loss: ``loss.to_spec()``."""
+    return loss.to_spec()
 
 
-# registry: replaced by LOSSES.from_spec when ode/wass land
 def loss_from_spec(spec: dict):
-    """The :class:`~refimpl.ode.fields.QuadraticLoss` described by a case.json "loss" object."""
-    from refimpl.ode.fields import QuadraticLoss
+    """The terminal loss described by a case.json "loss" object, through the loss registry."""
+    from refimpl.ode.fields import LOSSES
 
-    return QuadraticLoss(np.array(spec["y"], dtype=np.float64))
+    return LOSSES.from_spec(spec, key="kind")
 
 
 def problem_objects(case: Case) -> dict:
     """refimpl objects for a case's problem: ``field``, ``method``, ``starter`` (tableau or None), ``loss``, ``layout``,
-    ``T``, ``N``, ``x0``, ``theta`` — the arguments of :func:`refimpl.ode.discrete_adjoint.discrete_adjoint`."""
+    ``T``, ``N``, ``x0``, ``theta`` — the arguments of :func:`refimpl.ode.adjoint_recursions.discrete_adjoint`."""
     p = case.problem
     return {"field": field_from_spec(p["field"]), "method": scheme_from_spec(p["scheme"]),
             "starter": None if p["starter"] is None else scheme_from_spec(p["starter"]),
@@ -230,29 +162,13 @@ def problem_objects(case: Case) -> dict:
 # problems
 
 
-@dataclass(frozen=True)
-class Sinusoid:
-    r""":math:`\theta(t) = a + b\sin(\omega t)` (componentwise), a smooth parameter path to sample."""
-
-    a: tuple
-    b: tuple
-    omega: float
-
-    def __call__(self, t: float) -> np.ndarray:
-        return np.asarray(self.a, dtype=np.float64) + np.asarray(self.b, dtype=np.float64) * np.sin(self.omega * t)
-
-    def spec(self) -> dict:
-        return {"kind": "sinusoid", "formula": "theta(t) = a + b sin(omega t)", "a": [float(v) for v in self.a],
-                "b": [float(v) for v in self.b], "omega": float(self.omega)}
-
-
 @dataclass(frozen=True, eq=False)
 class OdeProblem:
     r"""An ODE problem to turn into a case: ẋ = f(x, θ(t)), x(0) = x₀, L = ½|x(T) − y|².
 
     ``field`` a vector field :func:`field_spec` can store; ``method`` a scheme or its name (:func:`refimpl.ode.schemes.scheme`);
     ``starter`` for a multistep method ("forward_euler", "matched" or a tableau); ``layout`` "stage"/"step";
-    ``theta``: a :class:`Sinusoid`, an analytic case of :mod:`refimpl.ode.analytic` (its θ(t) and closed forms are
+    ``theta``: a :class:`Sinusoid`, an analytic case of :mod:`refimpl.problems.analytic_ode` (its θ(t) and closed forms are
     used), a callable t ↦ (p,) array, or an (n_samples, p) array of samples (then no continuous gradient).
     """
 
@@ -308,10 +224,10 @@ def build_case(problem: OdeProblem, *, continuous=None, description: str = "") -
     import scipy
 
     from refimpl import ad
-    from refimpl.ode import analytic
-    from refimpl.ode.discrete_adjoint import discrete_adjoint
+    from refimpl.problems import analytic_ode as analytic
+    from refimpl.ode.adjoint_recursions import discrete_adjoint
     from refimpl.ode.fields import QuadraticLoss
-    from refimpl.ode.integrate import discrete_loss, integrate
+    from refimpl.ode.integrators import discrete_loss, integrate
     from refimpl.ode.samples import parameter_samples
 
     if not isinstance(problem, OdeProblem):
@@ -329,7 +245,7 @@ def build_case(problem: OdeProblem, *, continuous=None, description: str = "") -
     analytic_case = theta_src if isinstance(theta_src, analytic.AnalyticCase) else None
     if analytic_case is not None:
         theta_fn, tspec = analytic_case.theta, {"kind": "analytic", "case": analytic_case.name,
-                                                "formula": "theta(t) = B(t) c of the refimpl.ode.analytic case"}
+                                                "formula": "theta(t) = B(t) c of the refimpl.problems.analytic_ode case"}
     elif isinstance(theta_src, Sinusoid):
         theta_fn, tspec = theta_src, theta_src.spec()
     elif callable(theta_src):
@@ -368,11 +284,11 @@ def build_case(problem: OdeProblem, *, continuous=None, description: str = "") -
               "grad_x0": np.asarray(da.grad_x0, dtype=np.float64)}
     if smp.grid_index is not None:
         arrays["grid_index"] = np.array(smp.grid_index, dtype=np.int64)
-    how_discrete = (f"refimpl.ode.discrete_adjoint.discrete_adjoint (hand-derived recursion, backend {da.backend}); "
-                    f"cross-checked against the tape (refimpl.ad.grad through refimpl.ode.integrate.discrete_loss), "
+    how_discrete = (f"refimpl.ode.adjoint_recursions.discrete_adjoint (hand-derived recursion, backend {da.backend}); "
+                    f"cross-checked against the tape (refimpl.ad.grad through refimpl.ode.integrators.discrete_loss), "
                     f"normwise relative disagreement in provenance.route_checks")
-    how = {"trajectory": "refimpl.ode.discrete_adjoint forward pass; cross-checked against "
-                         "refimpl.ode.integrate.integrate", "loss": how_discrete, "discrete_gradient": how_discrete,
+    how = {"trajectory": "refimpl.ode.adjoint_recursions forward pass; cross-checked against "
+                         "refimpl.ode.integrators.integrate", "loss": how_discrete, "discrete_gradient": how_discrete,
            "grad_x0": how_discrete}
     notes = []
     corrected, why_not = corrected_estimate(grad, smp)
@@ -400,11 +316,11 @@ def build_case(problem: OdeProblem, *, continuous=None, description: str = "") -
                                f"1/100 of the tolerance {tol['atol']:.3g}")
         arrays["continuous_gradient"] = cont
         if analytic_case is not None:
-            how["continuous_gradient"] = (f"closed form: refimpl.ode.analytic case {analytic_case.name!r}, "
+            how["continuous_gradient"] = (f"closed form: refimpl.problems.analytic_ode case {analytic_case.name!r}, "
                                           f"functional_gradient_exact at sample_times")
         else:
             checks["continuous_gradient"] = float(bound)
-            how["continuous_gradient"] = (f"refimpl.ode.continuous_adjoint.continuous_adjoint (DOP853, rtol "
+            how["continuous_gradient"] = (f"refimpl.ode.adjoint_ode.continuous_adjoint (DOP853, rtol "
                                           f"{CONTINUOUS_RTOL_SOLVE:g}); its 'tighter' error bound (absolute) in "
                                           f"provenance.route_checks")
         if corrected is not None:
@@ -445,25 +361,6 @@ BATTERY_N = 16
 PHENOMENON_N = 64
 
 
-def _neural_bases():
-    """(name, field, x0, y, θ path) of the neural/base problems, T = 1."""
-    from refimpl.ode.fields import LinearField, PolynomialField, TanhField, TwoLayerTanhField
-
-    rng = np.random.default_rng(20240607)  # fixed seed: the battery is reproducible bit for bit
-
-    def path(p, scale=0.6):
-        return Sinusoid(tuple(np.round(rng.uniform(-scale, scale, p), 3)),
-                        tuple(np.round(rng.uniform(-scale, scale, p), 3)), 2.0)
-    tanh, lin = TanhField(2), LinearField(2)
-    two, poly = TwoLayerTanhField(2, 3), PolynomialField(2)
-    return [
-        ("tanh-d2", tanh, (0.6, -0.4), (0.2, 0.5), path(tanh.n_params, 0.9)),
-        ("linear-d2", lin, (1.0, -0.5), (0.3, 0.1), path(lin.n_params, 0.5)),
-        ("twolayer-d2h3", two, (0.5, 0.3), (-0.2, 0.4), path(two.n_params, 0.8)),
-        ("poly-d2", poly, (0.4, -0.3), (0.1, 0.2), path(poly.n_params, 0.3)),
-    ]
-
-
 def _closed_form(case):
     """times -> (δL/δθ at times in closed form, error bound 0) for an analytic case."""
     def evaluate(times):
@@ -473,7 +370,7 @@ def _closed_form(case):
 
 def _dop853(field, theta_fn, x0, T, loss):
     """times -> (δL/δθ at times by DOP853 at rtol 1e-12, its 'tighter' error bound)."""
-    from refimpl.ode.continuous_adjoint import continuous_adjoint
+    from refimpl.ode.adjoint_ode import continuous_adjoint
 
     def evaluate(times):
         res = continuous_adjoint(field, theta_fn, np.asarray(x0, dtype=np.float64), T, loss, times=np.asarray(times),
@@ -519,16 +416,16 @@ def ode_battery(*, quick: bool = False):
     N = :data:`BATTERY_N`; the phenomenon cases of [A] (tanh, leapfrog/Ralston/midpoint/forward Euler, N =
     :data:`PHENOMENON_N`); and every analytic case × (forward Euler, Heun, RK4, leapfrog, AB2) with closed-form
     continuous gradients. ``quick`` keeps only the tanh field and two analytic cases (for tests)."""
-    from refimpl.ode import analytic
+    from refimpl.problems import analytic_ode as analytic
 
-    bases = _neural_bases()[:1] if quick else _neural_bases()
+    bases = oracle_base_problems()[:1] if quick else oracle_base_problems()
     for base, field, x0, y, theta in bases:
         cont = _fine_grid_solver(field, theta, x0, y, 1.0, BATTERY_N)
         for method, starter, label in _scheme_variants():
             for layout in ("stage", "step"):
                 yield build_case(OdeProblem(f"{base}__{label}__{layout}__N{BATTERY_N}", field, method, x0, y, 1.0,
                                             BATTERY_N, theta, layout, starter), continuous=cont)
-    field, x0, y, theta = _neural_bases()[0][1:]
+    field, x0, y, theta = oracle_base_problems()[0][1:]
     cont = _fine_grid_solver(field, theta, x0, y, 1.0, PHENOMENON_N)
     for method, starter in (("leapfrog", "forward_euler"), ("ralston", None), ("midpoint", None),
                             ("forward_euler", None)):
@@ -622,9 +519,9 @@ class OdeCaseKind(CaseKind):
 
     @classmethod
     def recompute(cls, case: Case) -> dict:
-        from refimpl.ode import analytic
-        from refimpl.ode.continuous_adjoint import continuous_adjoint
-        from refimpl.ode.discrete_adjoint import discrete_adjoint
+        from refimpl.problems import analytic_ode as analytic
+        from refimpl.ode.adjoint_ode import continuous_adjoint
+        from refimpl.ode.adjoint_recursions import discrete_adjoint
         from refimpl.ode.samples import parameter_samples
 
         where = case.source or case.name

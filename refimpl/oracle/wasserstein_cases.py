@@ -7,8 +7,9 @@ This module owns everything about Wasserstein cases: the array names (:data:`WAS
 :data:`WASSERSTEIN_REFERENCES`), the consistency rules (:class:`WassersteinCaseKind`, registered in
 :data:`refimpl.oracle.case.CASE_KINDS` as ``"wasserstein"``), the builder (:class:`WassersteinProblem` →
 :func:`build_wasserstein_case`), the Wasserstein part of the battery and the recomputation used by
-:func:`refimpl.oracle.verify.verify_case`. The energy terms are stored as data through :func:`energy_from_spec` and
-:data:`_TERM_KEYS`, the only code here that knows the term kinds. The Wasserstein stack (Numba) is imported on first
+:func:`refimpl.oracle.verify.verify_case`. The energy terms are stored as data through their registry
+(``refimpl.wasserstein.energies.ENERGIES``: each term class's ``to_spec()``, ``from_spec()`` and ``spec_keys``), so no
+code here knows the term kinds. The Wasserstein stack (Numba) is imported on first
 use, so loading and checking a case stays light.
 
 The energy is a sum of terms, each a JSON object (``problem.energy.terms``):
@@ -84,41 +85,19 @@ WASSERSTEIN_REFERENCES = {
     "exact_mean": "mean of the exact gradient flow at t_k = k h, shape (K+1, d)",
     "exact_cov": "covariance of the exact gradient flow at t_k = k h, shape (K+1, d, d)",
 }
-# registry: replaced by ENERGIES (each term class's ``spec_keys``) when ode/wass land
-#: the keys each energy term needs
-_TERM_KEYS = {"quadratic_potential": ("A",), "quadratic_interaction": ("B",),
-              "gaussian_interaction": ("amplitude", "width"), "entropy": (), "kl_to_gaussian": ("mean", "cov")}
+def _term_class(kind):
+    """The registered energy-term class of ``kind`` (refimpl.wasserstein.energies.ENERGIES), or None."""
+    from refimpl.wasserstein.energies import ENERGIES
+
+    return ENERGIES.get(kind) if kind in ENERGIES else None
 
 
-# registry: replaced by ENERGIES.from_spec (energy_from_terms) when ode/wass land
 def energy_from_spec(terms):
-    """The refimpl :class:`~refimpl.wasserstein.Energy` for a list of term objects (module docstring table)."""
-    from refimpl.wasserstein.energies import (Entropy, GaussianInteraction, QuadraticInteraction, QuadraticPotential,
-                                              kl_to_gaussian)
+    """The refimpl :class:`~refimpl.wasserstein.Energy` for a list of term objects: each term rebuilt by its registered
+    class (``ENERGIES``, keyed by the term's ``kind``), summed left to right."""
+    from refimpl.wasserstein.energies import energy_from_terms
 
-    if not isinstance(terms, (list, tuple)) or not terms:
-        raise ValueError("terms must be a non-empty list of energy terms")
-    out = []
-    for i, t in enumerate(terms):
-        kind = t.get("kind") if isinstance(t, dict) else None
-        try:
-            if kind == "quadratic_potential":
-                out.append(QuadraticPotential(np.array(t["A"], dtype=np.float64),
-                                              None if "b" not in t else np.array(t["b"], dtype=np.float64)))
-            elif kind == "quadratic_interaction":
-                out.append(QuadraticInteraction(np.array(t["B"], dtype=np.float64)))
-            elif kind == "gaussian_interaction":
-                out.append(GaussianInteraction(t["amplitude"], t["width"]))
-            elif kind == "entropy":
-                out.append(Entropy(t.get("bandwidth")))
-            elif kind == "kl_to_gaussian":
-                out.append(kl_to_gaussian(np.array(t["mean"], dtype=np.float64), np.array(t["cov"], dtype=np.float64),
-                                          bandwidth=t.get("bandwidth")))
-            else:
-                raise ValueError(f"terms[{i}]: unknown kind {kind!r}")
-        except KeyError as e:
-            raise ValueError(f"terms[{i}] ({kind}): missing key {e}") from None
-    return out[0] if len(out) == 1 else sum(out[1:], out[0])
+    return energy_from_terms(terms)
 
 
 @dataclass(frozen=True, eq=False)
@@ -352,18 +331,22 @@ class WassersteinCaseKind(CaseKind):
         p, a = case.problem, case.arrays
         d, K = p["dim"], p["n_steps"]
         for i, term in enumerate(p["energy"]["terms"]):
-            if term["kind"] not in _TERM_KEYS:
+            term_class = _term_class(term["kind"])
+            if term_class is None:
+                from refimpl.wasserstein.energies import ENERGIES
+
                 raise CaseFormatError(f"{where}: problem.energy.terms[{i}]: {term['kind']!r} is not a known energy term "
-                                      f"(known: {sorted(_TERM_KEYS)})")
-            missing = [k for k in _TERM_KEYS[term["kind"]] if k not in term]
+                                      f"(known: {ENERGIES.names()})")
+            missing = [k for k in term_class.spec_keys if k not in term]
             if missing:
                 raise CaseFormatError(f"{where}: problem.energy.terms[{i}] ({term['kind']}) misses {missing}")
             for key, shape in (("A", (d, d)), ("B", (d, d)), ("cov", (d, d)), ("b", (d,)), ("mean", (d,))):
                 if key in term and json_shape(term[key]) != shape:
                     raise CaseFormatError(f"{where}: problem.energy.terms[{i}].{key} must have shape {shape}")
-            if p["representation"] == "particles" and term["kind"] in ("entropy", "kl_to_gaussian") \
-                    and term.get("bandwidth") is None:
-                raise CaseFormatError(f"{where}: problem.energy.terms[{i}]: the particle entropy needs a bandwidth")
+            absent = [k for k in term_class.particle_spec_keys if term.get(k) is None]
+            if p["representation"] == "particles" and absent:
+                raise CaseFormatError(f"{where}: problem.energy.terms[{i}] ({term['kind']}): on particles it needs "
+                                      f"{absent} (e.g. the particle entropy's bandwidth)")
         init = p["initial"]
         if json_shape(init["mean"]) != (d,) or json_shape(init["cov"]) != (d, d):
             raise CaseFormatError(f"{where}: problem.initial.mean/cov must have shapes ({d},) and ({d}, {d})")

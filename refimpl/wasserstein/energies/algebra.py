@@ -87,6 +87,8 @@ class Energy:
     family: str | None = None
     formula: str = ""
     spec_keys: tuple = ()
+    #: keys a term needs (not null) when the measure is a particle cloud (e.g. the entropy's KDE bandwidth)
+    particle_spec_keys: tuple = ()
 
     # -- storage and kernels ---------------------------------------------------------------------------------------
     def to_spec(self) -> dict:

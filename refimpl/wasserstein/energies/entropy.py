@@ -62,6 +62,7 @@ class Entropy(Energy):
     formula = ("F(rho) = int rho log rho; particles: the blob entropy int rho log(phi_eps * rho), "
                "phi_eps = N(0, eps^2 I), eps = bandwidth")
     spec_keys = ()
+    particle_spec_keys = ("bandwidth",)
 
     def __init__(self, bandwidth=None, *, backend="auto"):
         self.bandwidth = None if bandwidth is None else as_real_scalar(bandwidth, "bandwidth", positive=True)
@@ -155,6 +156,7 @@ class KLToGaussian(KLDivergence):
     formula = ("F(rho) = KL(rho || N(mean, cov)) = int rho log rho + int U drho + log Z, "
                "U(x) = 1/2 (x - mean)^T cov^-1 (x - mean), log Z = 1/2 log det(2 pi cov)")
     spec_keys = ("mean", "cov")
+    particle_spec_keys = ("bandwidth",)
 
     def __init__(self, mean, cov, *, bandwidth=None, backend="auto"):
         target = GaussianMeasure(mean, cov)

@@ -3,12 +3,12 @@ r"""One generic integrator per family (explicit Runge–Kutta, explicit linear m
 * NumPy arrays: float64, complex128 (complex-step checks), or ``object`` arrays of :class:`fractions.Fraction`
   (exact mode: rational coefficients and a polynomial field make every step exact);
 * tape :class:`refimpl.ad.Variable` s: then ``refimpl.ad.grad`` of :math:`L_h = \Phi(x_N)` through the solver *is* the
-  discrete adjoint (discretise-then-optimise), which :mod:`refimpl.ode.discrete_adjoint` reproduces by hand.
+  discrete adjoint (discretise-then-optimise), which :mod:`refimpl.ode.adjoint_recursions` reproduces by hand.
 
 All array math goes through :mod:`refimpl.ad.ops` and Python operators; the trajectory is built from a list with
 ``ops.stack`` (no in-place writes).
 
-ERK (SPEC §2), step n with the parameter rows of :class:`~refimpl.ode.samples.ParameterSamples`:
+ERK (docs/theory/explicit-schemes.md), step n with the parameter rows of :class:`~refimpl.ode.samples.ParameterSamples`:
 
 .. math::
     X_{n,i} = x_n + h\sum_{j<i} a_{ij} k_{n,j},\quad k_{n,i} = f(X_{n,i}, \theta_{r(n,i)}),\quad
@@ -29,6 +29,7 @@ from fractions import Fraction
 import numpy as np
 
 from refimpl.ad import Variable, getvalue, ops
+from refimpl.ode._checks import check_state_array
 from refimpl.ode.fields import TerminalLoss, VectorField
 from refimpl.ode.samples import ParameterSamples, parameter_samples
 from refimpl.ode.tableau import ButcherTableau
@@ -70,42 +71,16 @@ def _value(a):
     return getvalue(a) if isinstance(a, Variable) else a
 
 
-def _check_array(a, name: str, shape: tuple, shape_hint: str = ""):
-    """Validate x0 / theta: ndarray (or list), Variable; dtype float64, complex128, int (promoted) or object; finite."""
-    if not isinstance(a, Variable):
-        if isinstance(a, (list, tuple)) or np.isscalar(a):
-            a = np.asarray(a)
-        if not isinstance(a, np.ndarray):
-            raise TypeError(f"{name} must be a NumPy array or a refimpl.ad.Variable, got {type(a).__name__}")
-        if a.dtype.kind in "iu":
-            a = a.astype(np.float64)
-        elif a.dtype not in (np.float64, np.complex128, np.dtype(object)):
-            raise TypeError(f"{name} has dtype {a.dtype}; use float64, complex128, or an object array of Fractions "
-                            f"(exact mode)")
-    v = np.asarray(_value(a))
-    if v.shape != shape:
-        raise ValueError(f"{name} must have shape {shape}{shape_hint}, got {v.shape}")
-    if v.dtype == object:
-        bad = [i for i, e in enumerate(v.reshape(-1)) if isinstance(e, (float, complex)) or e is None]
-        if bad:
-            raise TypeError(f"{name} is an object array (exact mode) but entry {np.unravel_index(bad[0], shape)} is "
-                            f"{v.reshape(-1)[bad[0]]!r}; exact mode needs Fractions/ints (or other exact numbers)")
-    elif not np.all(np.isfinite(v)):
-        bad = np.argwhere(~np.isfinite(v))[0]
-        raise ValueError(f"{name} contains NaN or inf (first at index {tuple(int(i) for i in bad)})")
-    return a
-
-
 def prepare_problem(field, method, x0, theta, T, N, layout="stage", starter=None) -> Problem:
     """Validate every argument of a problem at the entry point (errors name the argument) and fix the mode."""
     if not isinstance(field, VectorField):
         raise TypeError(f"field must implement the VectorField protocol (dim, n_params, f, dfdx, dfdtheta, vjp_x, "
                         f"vjp_theta), got {type(field).__name__}")
     samples = parameter_samples(method, T, N, layout, starter)
-    x0 = _check_array(x0, "x0", (field.dim,))
+    x0 = check_state_array(x0, "x0", (field.dim,))
     hint = (f" (layout {layout!r} of {method.name!r} on N = {samples.N} steps has {samples.n_samples} samples; "
             f"field.n_params = {field.n_params})")
-    theta = _check_array(theta, "theta", (samples.n_samples, field.n_params), hint)
+    theta = check_state_array(theta, "theta", (samples.n_samples, field.n_params), hint)
     kinds = {np.asarray(_value(a)).dtype == object for a in (x0, theta)}
     if kinds == {True, False}:
         raise TypeError("x0 and theta: one is an object (exact) array and the other is not; give both as object "

@@ -1,18 +1,20 @@
-"""The two problems on which paper [A]'s phenomenon is measured (SPEC §3), with vectorised references δL/δθ(t).
+"""The two problems on which the oscillation phenomenon of [A] (arXiv 2306.02192;
+docs/theory/oscillations-and-corrections.md) is measured, with vectorised references δL/δθ(t).
 
-Shared by ``validation/paper_a.py`` and ``tests/test_corrections.py`` (and usable by anyone reproducing [A]):
+Shared by ``validation/neural_ode_oscillations.py`` and ``tests/test_corrections.py`` (and usable by anyone
+reproducing [A]):
 
 * :class:`NeuralCase` — ẋ = tanh(W(t)x + b(t)), d = 2, T = 1, random smooth θ(t) from a seed; reference by the
   continuous adjoint (DOP853, rtol 1e-12);
-* :class:`LinearCase` — :class:`refimpl.ode.analytic.LinearSystemCase` with its closed form evaluated for many times at
-  once.
+* :class:`LinearCase` — :class:`refimpl.problems.analytic_ode.LinearSystemCase` with its closed form evaluated for
+  many times at once.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from refimpl.ode.analytic import LinearSystemCase
-from refimpl.ode.continuous_adjoint import continuous_adjoint
+from refimpl.problems.analytic_ode import LinearSystemCase
+from refimpl.ode.adjoint_ode import continuous_adjoint
 from refimpl.ode.fields import QuadraticLoss, TanhField
 
 #: default seed of :class:`NeuralCase` (the paper's arXiv number)
@@ -22,9 +24,9 @@ __all__ = ["NeuralCase", "LinearCase", "SEED"]
 
 
 class NeuralCase:
-    """(b): ẋ = tanh(W(t)x + b(t)), d = 2, T = 1, Φ = ½|x(T) − y|²; θ = (vec W, b),
+    """Case (b) of the oscillation experiment: ẋ = tanh(W(t)x + b(t)), d = 2, T = 1, Φ = ½|x(T) − y|²; θ = (vec W, b),
     θ(t) = θ̄ + Σ_{k=0}^{2} a_k/(2(k+1)) sin((k+1)πt + φ_k), θ̄ ~ 0.7·N(0, I), a_k ~ N(0, I), φ_k ~ U(0, 2π), x₀, y ~
-    N(0, I), all from one fixed seed. Reference: refimpl.ode.continuous_adjoint (DOP853, rtol 1e-12)."""
+    N(0, I), all from one fixed seed. Reference: refimpl.ode.adjoint_ode (DOP853, rtol 1e-12)."""
 
     name = "neural tanh, d=2"
 
@@ -54,10 +56,10 @@ class NeuralCase:
 
 
 class LinearCase:
-    """(a): refimpl.ode.analytic.LinearSystemCase (ẋ = Ax + b₀ + b₁t, d = 2, T = 2, θ = (vec A, b)). Its closed form
-    evaluated for many times at once through A = VΛV⁻¹ (derived, checked against the case's expm route in tests/test_corrections.py):
-    x(t) = e^{At}x₀ + A⁻¹(e^{At} − I)b₀ + (A⁻²(e^{At} − I) − A⁻¹t)b₁, p(t) = e^{Aᵀ(T−t)}(x(T) − y),
-    δL/δθ = (vec(p xᵀ), p)."""
+    """Case (a) of the oscillation experiment: refimpl.problems.analytic_ode.LinearSystemCase (ẋ = Ax + b₀ + b₁t, d = 2,
+    T = 2, θ = (vec A, b)). Its closed form evaluated for many times at once through A = VΛV⁻¹ (derived, checked against
+    the case's expm route in tests/test_corrections.py): x(t) = e^{At}x₀ + A⁻¹(e^{At} − I)b₀ + (A⁻²(e^{At} − I) −
+    A⁻¹t)b₁, p(t) = e^{Aᵀ(T−t)}(x(T) − y), δL/δθ = (vec(p xᵀ), p)."""
 
     name = "analytic linear, d=2"
 

@@ -16,7 +16,7 @@ Each case provides, in closed form (derivation in each class docstring):
 ``coefficient_gradient_exact()``    dL/dc = ∫₀ᵀ B(t)ᵀ δL/δθ(t) dt, in closed form.
 
 The last identity (chain rule through θ = Bc and the definition of δL/δθ, see
-:mod:`refimpl.ode.continuous_adjoint`) is what links the three closed forms, and the tests check it numerically:
+:mod:`refimpl.ode.adjoint_ode`) is what links the three closed forms, and the tests check it numerically:
 dL/dc by complex step of ``loss_at`` vs ``coefficient_gradient_exact`` vs quadrature of
 Bᵀ·``functional_gradient_exact``.
 
@@ -32,63 +32,16 @@ import numpy as np
 from scipy.linalg import expm
 
 from refimpl.arguments import as_real_scalar, as_vector
-from refimpl.ode.fields import (LinearField, LinearForcingField, QuadraticLoss, ScaledLinearField, _HandField,
-                                _raw)
+from refimpl.ode.fields import LinearField, LinearForcingField, LogisticField, QuadraticLoss, ScaledLinearField
 
 __all__ = [
     "AnalyticCase",
-    "LogisticField",
     "ScalarLinearCase",
     "ScalarGrowthCase",
     "LinearSystemCase",
     "LogisticCase",
     "analytic_cases",
 ]
-
-
-class LogisticField(_HandField):
-    r"""Logistic (Riccati/Bernoulli) field f(x, θ) = r·x·(1 − x/K), θ = (r, K), d = 1, p = 2.
-
-    ∂ₓf = r(1 − 2x/K);  ∂f/∂r = x(1 − x/K);  ∂f/∂K = r x²/K².  K must be nonzero.
-    """
-
-    dim = 1
-    n_params = 2
-
-    def __repr__(self) -> str:
-        return "LogisticField()"
-
-    def _check_K(self, theta) -> None:
-        if _raw(theta)[1] == 0:
-            raise ValueError("theta[1] (the capacity K) must be nonzero")
-
-    def f(self, x, theta):
-        self._check_f_args(x, theta)
-        self._check_K(theta)
-        r, K = theta[0], theta[1]
-        return r * x * (1 - x / K)
-
-    def dfdx(self, x, theta) -> np.ndarray:
-        x, theta = self._checked(x, theta)
-        self._check_K(theta)
-        r, K = theta
-        return np.array([[r * (1 - 2 * x[0] / K)]])
-
-    def dfdtheta(self, x, theta) -> np.ndarray:
-        x, theta = self._checked(x, theta)
-        self._check_K(theta)
-        r, K = theta
-        return np.array([[x[0] * (1 - x[0] / K), r * x[0] ** 2 / K**2]])
-
-    def vjp_x(self, x, theta, v) -> np.ndarray:
-        x, theta, v = self._checked(x, theta, v)
-        self._check_K(theta)
-        return self.dfdx(x, theta).T @ v
-
-    def vjp_theta(self, x, theta, v) -> np.ndarray:
-        x, theta, v = self._checked(x, theta, v)
-        self._check_K(theta)
-        return self.dfdtheta(x, theta).T @ v
 
 
 class AnalyticCase:

@@ -1,11 +1,13 @@
-r"""Continuous (optimise-then-discretise) gradient of L = Φ(x(T)) for ẋ = f(x, θ(t)) — SPEC §3.
+r"""Continuous (optimise-then-discretise) gradient of L = Φ(x(T)) for ẋ = f(x, θ(t))
+(docs/theory/continuous-adjoint.md).
 
 Problem. ẋ = f(x, θ(t)), x(0) = x₀, t ∈ [0, T], loss L = Φ(x(T)); θ is a callable t ↦ (p,) array (or a constant
 (p,) array). The field follows the vector-field protocol of :mod:`refimpl.ode.fields`: ``dim`` (d), ``n_params`` (p),
 ``f(x, θ)`` → (d,), ``vjp_x(x, θ, v)`` = ∂ₓfᵀv, ``vjp_theta(x, θ, v)`` = ∂_θfᵀv (``dfdx``/``dfdtheta`` are only used
 to check shapes).
 
-Formulas (standard; e.g. Pontryagin / Chen et al. 2018, and SPEC §3). The adjoint p(t) = ∇_{x(t)} L solves
+Formulas (standard; e.g. Pontryagin / Chen et al. 2018; docs/theory/continuous-adjoint.md). The adjoint p(t) = ∇_{x(t)}
+L solves
 
     p′(t) = −∂ₓf(x(t), θ(t))ᵀ p(t),     p(T) = ∇Φ(x(T)),
 
@@ -22,7 +24,7 @@ With η ≡ e_k constant this gives the *integrated gradient*
 which is dL/dθ when θ is constant (and, for a time-dependent θ, the derivative of L along the constant shift θ + c).
 G is computed by augmenting the backward ODE with the quadrature s′ = −∂_θfᵀp, s(T) = 0, so G = s(0).
 
-Numerical route (choice documented, as SPEC §3 asks):
+Numerical route (the choice and its error estimate: docs/theory/continuous-adjoint.md):
 
 * :func:`continuous_adjoint` — a forward DOP853 solve with dense output (SciPy ``solve_ivp``) gives x(t) anywhere;
   the augmented backward system (p, s) is then solved by DOP853 from T to 0 reading x(t) from that dense output.
@@ -55,6 +57,7 @@ import numpy as np
 from scipy.integrate import solve_ivp
 
 from refimpl.arguments import as_points_1d, as_positive_integer, as_real_scalar, as_vector
+from refimpl.ode._checks import checked_output
 
 __all__ = [
     "AdjointErrorEstimate",
@@ -164,22 +167,12 @@ def _check_field(field) -> tuple[int, int]:
     return int(field.dim), int(field.n_params)
 
 
-def _checked_output(value, what: str, shape: tuple, where: str = "") -> np.ndarray:
-    """A user callback's return value as float64, checked to have ``shape`` and finite entries (``what`` names it)."""
-    v = np.asarray(value, dtype=np.float64)
-    if v.shape != shape:
-        raise ValueError(f"{what} must return shape {shape}, got {v.shape}{where}")
-    if not np.all(np.isfinite(v)):
-        raise ValueError(f"{what} returned a non-finite value{where}")
-    return v
-
-
 def _theta_function(theta, n_p: int):
     """Wrap ``theta`` (callable or constant (p,) array) as a checked callable t ↦ (p,) float64 array."""
     if callable(theta):
 
         def theta_at(t: float) -> np.ndarray:
-            return _checked_output(theta(t), "theta(t)", (n_p,), f" at t={t!r}")
+            return checked_output(theta(t), "theta(t)", (n_p,), f" at t={t!r}")
 
         return theta_at, False
     const = as_vector(theta, n_p, "theta", read_only=True)
@@ -191,7 +184,7 @@ def _checked_vector_function(fun, name: str, d: int):
         raise TypeError(f"{name} must be callable x ↦ ({d},) array, got {type(fun).__name__}")
 
     def checked(x: np.ndarray) -> np.ndarray:
-        return _checked_output(fun(x), f"{name}(x)", (d,))
+        return checked_output(fun(x), f"{name}(x)", (d,))
 
     return checked
 
@@ -205,7 +198,7 @@ def _check_field_outputs(field, x0: np.ndarray, th: np.ndarray, d: int, n_p: int
         "vjp_theta": ((x0, th, np.ones(d)), (n_p,)),
     }
     for meth, (args, shape) in expected.items():
-        _checked_output(getattr(field, meth)(*args), f"field.{meth}", shape, " at (x0, theta(0))")
+        checked_output(getattr(field, meth)(*args), f"field.{meth}", shape, " at (x0, theta(0))")
 
 
 def _check_times(times, T: float, default_count: int) -> np.ndarray:

@@ -1,11 +1,12 @@
-"""Paper [A] (Xu, Chen, Li, arXiv 2306.02192): AD oscillations in neural-ODE training and their corrections (SPEC §3).
+"""Paper [A] (Xu, Chen, Li, arXiv 2306.02192): AD oscillations in neural-ODE training and their corrections
+(derivations: docs/theory/oscillations-and-corrections.md).
 
 For forward Euler, leapfrog (forward-Euler and Heun starters), AB2/AB3, the 2-stage ERK family (Heun, midpoint, Ralston,
 an α sweep) and RK4 (stage-time and one-θ-per-step samples), the exact gradient G = ∂L_h/∂θ of the discrete loss
 (hand adjoint, checked against the tape) is turned into estimates of the continuous δL/δθ(t):
-G/h ("per step"), G/(h w) ("normalised", SPEC §3), and the corrections of refimpl.ode.corrections; each is compared
-with δL/δθ over N = 2^k (k = 5…12; quick: 5…9) on
-(a) an analytic linear case (refimpl.ode.analytic.LinearSystemCase, δL/δθ in closed form), and
+G/h ("per step"), G/(h w) ("normalised", docs/theory/discrete-adjoint.md), and the corrections of
+refimpl.ode.corrections; each is compared with δL/δθ over N = 2^k (k = 5…12; quick: 5…9) on
+(a) an analytic linear case (refimpl.problems.analytic_ode.LinearSystemCase, δL/δθ in closed form), and
 (b) the neural field ẋ = tanh(W(t)x + b(t)), d = 2, T = 1, random smooth W(t), b(t) (fixed seed), δL/δθ by DOP853 at
     rtol 1e-12.
 Then a small training experiment: gradient descent on the leapfrog samples θ(t_n) to fit x(T) from several initial
@@ -21,16 +22,21 @@ import numpy as np
 
 from refimpl.ad import grad
 from refimpl.ode import corrections as C
-from refimpl.ode.continuous_adjoint import continuous_adjoint, continuous_adjoint_rk4
-from refimpl.ode.discrete_adjoint import discrete_adjoint
+from refimpl.ode.adjoint_ode import continuous_adjoint, continuous_adjoint_rk4
+from refimpl.ode.adjoint_recursions import discrete_adjoint
 from refimpl.ode.fields import QuadraticLoss
-from refimpl.ode.integrate import discrete_loss
-from refimpl.ode.paper_a_problems import SEED, LinearCase, NeuralCase
+from refimpl.ode.integrators import discrete_loss
 from refimpl.ode.samples import parameter_samples
-from refimpl.ode.tableau import ButcherTableau
 from refimpl.ode.schemes import AB2, AB3, FORWARD_EULER, HEUN, LEAPFROG, MIDPOINT, RALSTON, RK4, two_stage
+from refimpl.ode.tableau import ButcherTableau
+from refimpl.problems.neural_ode import SEED, LinearCase, NeuralCase
 from validation.claims import Claim
 from validation.progress import progress
+
+#: where the claims of this experiment are derived (the "source" column of the report)
+DISCRETE_ADJOINT_DOC = "docs/theory/discrete-adjoint.md"
+OSCILLATIONS_DOC = "docs/theory/oscillations-and-corrections.md"
+PAPER_A = "[A] arXiv 2306.02192"
 
 
 #: (label, method, starter, layout)
@@ -211,7 +217,7 @@ def _plots(outdir, keep, train, train_info):
         ax.set_xlabel("t")
         ax.legend(fontsize=7)
     fig.tight_layout()
-    f = outdir / "paper_a_gradients.png"
+    f = outdir / "neural_ode_oscillations_gradients.png"
     fig.savefig(f, dpi=110)
     plt.close(fig)
     files.append(f.name)
@@ -229,7 +235,7 @@ def _plots(outdir, keep, train, train_info):
         ax.legend(fontsize=7)
         ax.set_xlabel("iteration" if ax is not axes[2] else "t")
     fig.tight_layout()
-    f = outdir / "paper_a_training.png"
+    f = outdir / "neural_ode_oscillations_training.png"
     fig.savefig(f, dpi=110)
     plt.close(fig)
     files.append(f.name)
@@ -272,14 +278,15 @@ def run(outdir: Path, quick: bool) -> list[Claim]:
     lines = ["# Paper [A]: AD oscillations in neural-ODE training and their corrections", "",
              "Estimates of δL/δθ(t) from the exact discrete gradient G = ∂L_h/∂θ (hand adjoint; tape agreement "
              f"{tape_worst:.1e} relative at N = 7 for every scheme): `per_step` = G/h, `normalised` = G/(h w) "
-             "(SPEC §3), `corrected` = leapfrog pair sum (G_n + G_{n+1})/(2h) at t_{n+½} or the ERK stage-weight "
-             "correction G/(h b_i) (midpoint: stage-1 samples reconstructed by interpolation), `average` = "
-             "½(g_n + g_{n+1}) (leapfrog; the factor SPEC warns about). `stage i` rows restrict to the samples of "
-             "stage i. Errors against the continuous δL/δθ at the estimate's own times; rate = least-squares slope "
+             f"({DISCRETE_ADJOINT_DOC}), `corrected` = leapfrog pair sum (G_n + G_{{n+1}})/(2h) at t_{{n+½}} or "
+             "the ERK stage-weight correction G/(h b_i) (midpoint: stage-1 samples reconstructed by interpolation), "
+             "`average` = ½(g_n + g_{n+1}) (leapfrog; wrong by the factor ½ derived in "
+             f"{OSCILLATIONS_DOC}). `stage i` rows restrict to the samples of stage i. Errors against the continuous "
+             "δL/δθ at the estimate's own times; rate = least-squares slope "
              f"of log error vs log N over {span}.", ""]
     for case in (linear, neural):
         table, keep, secs = results[case.name]
-        ref_note = ("closed form (eigendecomposition; agrees with the expm route of refimpl.ode.analytic to "
+        ref_note = ("closed form (eigendecomposition; agrees with the expm route of refimpl.problems.analytic_ode to "
                     f"{lin_check:.1e})" if case is linear else
                     f"DOP853 rtol 1e-12, estimated error ≤ {case.reference_error:.1e} at N={Ns[-1]}")
         lines += [f"## ({'a' if case is linear else 'b'}) {case.name}", "", f"Reference: {ref_note}. "
@@ -289,7 +296,7 @@ def run(outdir: Path, quick: bool) -> list[Claim]:
                   "### (−1)ⁿ amplitude of the estimate (max over samples; O(h) on non-uniform sample grids)", "",
                   *_table_md(Ns, table, "alternating"), ""]
 
-    # SPEC §3 comparison (neural case)
+    # comparison with the reference numbers of the neural case
     nt = results[neural.name][0]
     ref_max = nt[(SCHEMES[0][0], "normalised")][0].reference_max
     def row(key, attr="max_error"):
@@ -297,11 +304,12 @@ def run(outdir: Path, quick: bool) -> list[Claim]:
     lf_raw = row(("leapfrog (Euler starter)", "normalised"))
     lf_avg = row(("leapfrog (Euler starter)", "average"))
     lf_cor = row(("leapfrog (Euler starter)", "corrected"))
-    lines += ["## Comparison with SPEC §3 (neural case)", "",
-              f"Our W(t), b(t), x₀, y are not SPEC's (unknown); here max|δL/δθ| = {ref_max:.3f} (SPEC's numbers "
+    lines += ["## Comparison with the reference numbers (neural case)", "",
+              f"Reference numbers: those of the oscillation experiment in {OSCILLATIONS_DOC}, for other (unknown) "
+              f"W(t), b(t), x₀, y. Here max|δL/δθ| = {ref_max:.3f} (the reference numbers "
               "imply ≈ 1.23: averaging wrong by 0.61 ≈ ½·1.23, Ralston raw 0.92 ≈ ¾·1.23, 0.31 ≈ ¼·1.23). So compare "
               "errors relative to max|δL/δθ|, and rates.", "",
-              "| quantity | SPEC §3 | ours (abs) | ours / max|δL/δθ| | SPEC / 1.23 |", "|---|---|---|---|---|",
+              "| quantity | reference | ours (abs) | ours / max|δL/δθ| | reference / 1.23 |", "|---|---|---|---|---|",
               f"| leapfrog raw g, N={Ns[0]}..{Ns[-1]} | 0.82–0.84 | {min(lf_raw):.3f}–{max(lf_raw):.3f} | "
               f"{min(lf_raw) / ref_max:.3f}–{max(lf_raw) / ref_max:.3f} | 0.67–0.68 |",
               f"| leapfrog ½(g_n+g_(n+1)) | ≈ 0.61 | {lf_avg[-1]:.3f} | {lf_avg[-1] / ref_max:.3f} | 0.50 |",
@@ -327,7 +335,7 @@ def run(outdir: Path, quick: bool) -> list[Claim]:
             b1, b2, a = float(method.b[0]), float(method.b[1]), float(method.c[1])
             lines.append(f"| {a:.3g} | {b1:.3g} | {a * b2 / abs(b1):.3g} | "
                          f"{Ns[-1] * nt[(label, 'corrected stage 1')][-1].max_error:.3g} |")
-    lines += ["", "## Training (item 3): leapfrog, gradient descent on θ(t_n)", "",
+    lines += ["", "## Training: leapfrog, gradient descent on θ(t_n)", "",
               f"N = {train_info['N']}, {train_info['M']} initial conditions, targets from a smooth teacher θ*(t) "
               f"(exact flow), θ₀ ≡ 0, step η = {train_info['eta']}, {train_info['iters']} iterations. L_h: the "
               "leapfrog loss being trained; L: the continuous loss of the piecewise-linear θ(t) (RK4 + Richardson). "
@@ -346,13 +354,14 @@ def run(outdir: Path, quick: bool) -> list[Claim]:
               "for the dissipative A (T = 2). The starter (Euler vs Heun) does not matter: the adjoint's parasitic "
               "mode is excited by the terminal data λ_N = ∇Φ, λ_(N+1) = 0, not by the starter.",
               "* The pair *sum* converges at first order; the pair *average* converges to ½δL/δθ (error → "
-              f"{lf_avg[-1] / ref_max:.2f}·max|δL/δθ|), confirming SPEC's warning about the factor.",
+              f"{lf_avg[-1] / ref_max:.2f}·max|δL/δθ|), confirming the factor ½ of the derivation.",
               "* 2-stage ERK: G/h → b_i δL/δθ (errors (1 − b_i)·max|δL/δθ| exactly as derived); G/(h b_i) converges at "
               "first order for every α tried, including α = 0.4 (b₁ < 0) and the midpoint rule with reconstructed "
               "stage-1 samples. The stage-1 constant grows as α → ½ (table above).",
               "* Controls: Euler and one-θ-per-step RK4 converge at first order; Heun with shared grid samples at "
               "*second* order, and RK4 with stage-time samples, normalised by w (⅓ at grid times, ⅔ at half steps), "
-              "at *third* order — SPEC says first order for Heun; ours is better. RK4 stage samples *do* oscillate "
+              "at *third* order — more than the first order the general statement guarantees. RK4 stage samples *do* "
+              "oscillate "
               "raw (G/h alternates between ⅓ and ⅔ of δL/δθ), not after normalisation.",
               "* AB2/AB3 (parasitic roots 0): no persistent (−1)ⁿ mode; G/(h w) converges at first order. G/h is "
               "wrong only near the ends, where the summed β weights differ from 1; with the Heun starter the AB2 "
@@ -362,29 +371,31 @@ def run(outdir: Path, quick: bool) -> list[Claim]:
               "updates follow the continuous-adjoint updates closely at a fraction of the cost."]
     files = _plots(outdir, results[neural.name][1], train, train_info)
     lines += [""] + [f"![{f}]({f})" for f in files] + [""]
-    (outdir / "paper_a.md").write_text("\n".join(lines))
+    (outdir / "neural_ode_oscillations.md").write_text("\n".join(lines))
 
     # claims
-    claims = [Claim("SPEC §3", "discrete gradient = exact gradient of L_h (tape == hand adjoint ≤ 1e-13)",
+    claims = [Claim(DISCRETE_ADJOINT_DOC, "discrete gradient = exact gradient of L_h (tape == hand adjoint ≤ 1e-13)",
                     tape_worst <= 1e-13, f"worst {tape_worst:.1e} over {len(SCHEMES)} schemes × 2 cases, N=7")]
     for case in (linear, neural):
         t = results[case.name][0]
         tag = "(a)" if case is linear else "(b)"
         raw = [e.max_error / e.reference_max for e in t[("leapfrog (Euler starter)", "normalised")]]
-        claims.append(Claim("[A]; SPEC §3", f"{tag} leapfrog raw AD gradient does not converge to δL/δθ",
+        claims.append(Claim(f"{PAPER_A}; {OSCILLATIONS_DOC}",
+                            f"{tag} leapfrog raw AD gradient does not converge to δL/δθ",
                             min(raw) >= 0.45, f"max err / max|δL/δθ| = {min(raw):.2f}..{max(raw):.2f} over {span}"))
         for label in ("leapfrog (Euler starter)", "leapfrog (Heun starter)", "Ralston α=2/3", "midpoint α=1/2",
                       "2-stage α=0.4", "2-stage α=0.6", "2-stage α=0.75", "2-stage α=0.9"):
             r = _rate(Ns, [e.max_error for e in t[(label, "corrected")]])
-            claims.append(Claim("SPEC §3", f"{tag} {label}: corrected gradient converges at first order",
+            claims.append(Claim(OSCILLATIONS_DOC, f"{tag} {label}: corrected gradient converges at first order",
                                 abs(r - 1) <= 0.15, f"rate {r:.2f} over {span}"))
         r = [e.max_error / e.reference_max for e in t[("Ralston α=2/3", "per_step")]]
-        claims.append(Claim("[A]; SPEC §3", f"{tag} Ralston raw G/h does not converge (stage weights)",
+        claims.append(Claim(f"{PAPER_A}; {OSCILLATIONS_DOC}",
+                            f"{tag} Ralston raw G/h does not converge (stage weights)",
                             min(r) >= 0.6, f"max err / max|δL/δθ| = {min(r):.2f}..{max(r):.2f}"))
         for label in ("forward Euler", "RK4 (one θ per step)", "AB2 (Heun starter)", "AB3 (RK3 starter)",
                       "RK4 (stage times)", "Heun α=1 (shared)"):
             r = _rate(Ns, [e.max_error for e in t[(label, "normalised")]])
-            claims.append(Claim("SPEC §3", f"{tag} {label}: G/(h w) converges without correction", r >= 0.85,
+            claims.append(Claim(OSCILLATIONS_DOC, f"{tag} {label}: G/(h w) converges without correction", r >= 0.85,
                                 f"rate {r:.2f} over {span}"))
     fin = {k: v["L"][-1] for k, v in train.items()}
     osc = {k: v["oscillation"] for k, v in train.items()}

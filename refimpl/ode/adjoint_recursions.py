@@ -50,13 +50,13 @@ run the ERK step adjoint of starter step :math:`m-1` with incoming :math:`\lambd
 Leapfrog (:math:`\alpha = (-1,0,1)`, :math:`\beta = (0,2)`) gives :math:`\lambda_{N+1} := 0`,
 :math:`\lambda_n = \lambda_{n+2} + 2h\,\partial_xf(x_n,\theta_n)^{\mathsf T}\lambda_{n+1}` and
 :math:`\partial L_h/\partial\theta_n = 2h\,\partial_\theta f(x_n,\theta_n)^{\mathsf T}\lambda_{n+1}` for
-:math:`1 \le n \le N-1` — the recursion of SPEC §3 — and, with the forward-Euler starter,
-:math:`\lambda_0 = \lambda_2 + \lambda_1 + h\,\partial_xf(x_0,\theta_0)^{\mathsf T}\lambda_1`,
+:math:`1 \le n \le N-1` — the leapfrog recursion of docs/theory/discrete-adjoint.md — and, with the forward-Euler
+starter, :math:`\lambda_0 = \lambda_2 + \lambda_1 + h\,\partial_xf(x_0,\theta_0)^{\mathsf T}\lambda_1`,
 :math:`\partial L_h/\partial\theta_0 = h\,\partial_\theta f(x_0,\theta_0)^{\mathsf T}\lambda_1` (the starter terms).
 
 Backends: ``"numpy"`` runs for any :class:`~refimpl.ode.fields.VectorField` through its ``vjp_x``/``vjp_theta`` (float64,
 complex128, or exact on Fraction ``object`` arrays); ``"numba"`` runs the same recursion compiled
-(:mod:`refimpl.ode._adjoint_kernels`) for the built-in :class:`~refimpl.ode.fields.TanhField` and
+(:mod:`refimpl.ode._numba`) for the built-in :class:`~refimpl.ode.fields.TanhField` and
 :class:`~refimpl.ode.fields.LinearField` in float64; ``"auto"`` picks numba when it applies.
 """
 from __future__ import annotations
@@ -66,15 +66,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from refimpl.ad import Variable, ops
-from refimpl.ode import _adjoint_kernels as kernels
-from refimpl.ode.fields import LinearField, TanhField, TerminalLoss
-from refimpl.ode.integrate import Problem, erk_step, prepare_problem, run, _erk_coefficients, _scaled
+from refimpl.backends import BACKENDS, check_backend, resolve_backend
+from refimpl.ode.fields import TerminalLoss
+from refimpl.ode.integrators import Problem, erk_step, prepare_problem, run, _erk_coefficients, _scaled
 from refimpl.ode.samples import ParameterSamples
 from refimpl.ode.tableau import ButcherTableau
 
 __all__ = ["DiscreteAdjoint", "discrete_adjoint", "BACKENDS"]
-
-BACKENDS = ("auto", "numpy", "numba")
 
 
 @dataclass(frozen=True, eq=False)
@@ -96,8 +94,8 @@ class DiscreteAdjoint:
     backend: str
 
     def normalised_gradient(self) -> np.ndarray:
-        r""":math:`g_r = (\partial L_h/\partial\theta_r)/(h\,w_r)` (SPEC §3), NaN where the stage weight
-        :math:`w_r = 0` (e.g. the stage-1 samples of the midpoint rule: they carry no information)."""
+        r""":math:`g_r = (\partial L_h/\partial\theta_r)/(h\,w_r)` (docs/theory/discrete-adjoint.md), NaN where the
+        stage weight :math:`w_r = 0` (e.g. the stage-1 samples of the midpoint rule: they carry no information)."""
         w = self.samples.weights
         hw = float(self.h) * w
         out = np.full(self.grad_theta.shape, np.nan, dtype=np.result_type(self.grad_theta.dtype, np.float64)
@@ -192,13 +190,16 @@ def _accumulator_dtype(theta, lam):
 
 
 # ---------------------------------------------------------------------------------------------------------------------
-# Numba path (built-in tanh / linear fields, float64)
+# Numba path (a field with a kernel descriptor, float64)
 
-_KIND = {LinearField: kernels.LINEAR, TanhField: kernels.TANH}
+
+def _kernel_of(field):
+    """The field's :class:`~refimpl.ode.fields.NumbaKernel` descriptor, or None."""
+    return getattr(field, "kernel", None)
 
 
 def _numba_applies(problem: Problem) -> bool:
-    return (type(problem.field) in _KIND and not problem.exact
+    return (_kernel_of(problem.field) is not None and not problem.exact
             and problem.x0.dtype == np.float64 and problem.theta.dtype == np.float64)
 
 
@@ -208,16 +209,18 @@ KEEP_STAGES_MAX_ENTRIES = 1 << 23
 
 
 def _numba(problem: Problem, loss):
-    kind = _KIND[type(problem.field)]
+    from refimpl.ode import _numba as kernels  # imports Numba: only when the compiled path runs
+
+    kernel = _kernel_of(problem.field)
     smp, h = problem.samples, problem.h
     d = problem.x0.shape[0]
     if isinstance(problem.method, ButcherTableau):
         hA, hb = _float_erk(problem.method, h)
         keep = smp.N * len(hb) * d <= KEEP_STAGES_MAX_ENTRIES
-        out = kernels.erk_forward(kind, problem.x0, problem.theta, smp.stage_index, hA, hb, keep_stages=keep)
+        out = kernels.erk_forward(kernel, problem.x0, problem.theta, smp.stage_index, hA, hb, keep_stages=keep)
         xs, stages = out if keep else (out, None)
         lam_N = _loss_grad(loss, xs[-1])
-        grad_theta, lambdas = kernels.erk_backward(kind, xs, problem.theta, smp.stage_index, hA, hb, lam_N,
+        grad_theta, lambdas = kernels.erk_backward(kernel, xs, problem.theta, smp.stage_index, hA, hb, lam_N,
                                                    stages=stages)
     else:
         method, k = problem.method, problem.method.steps
@@ -225,11 +228,11 @@ def _numba(problem: Problem, loss):
         malpha = np.array([-float(a) for a in method.alpha[:k]])
         hbeta = np.array([h * float(b) for b in method.beta])
         keep = smp.N * d <= KEEP_STAGES_MAX_ENTRIES
-        out = kernels.lmm_forward(kind, problem.x0, problem.theta, smp.stage_index, hA, hb, malpha, hbeta,
+        out = kernels.lmm_forward(kernel, problem.x0, problem.theta, smp.stage_index, hA, hb, malpha, hbeta,
                                   smp.grid_index, keep_slopes=keep)
         xs, slopes = out if keep else (out, None)
         lam_N = _loss_grad(loss, xs[-1])
-        grad_theta, lambdas = kernels.lmm_backward(kind, xs, problem.theta, smp.stage_index, hA, hb, malpha, hbeta,
+        grad_theta, lambdas = kernels.lmm_backward(kernel, xs, problem.theta, smp.stage_index, hA, hb, malpha, hbeta,
                                                    smp.grid_index, lam_N, slopes=slopes)
     return xs, grad_theta, lambdas
 
@@ -253,23 +256,21 @@ def discrete_adjoint(field, method, x0, theta, T, N, loss, *, layout: str = "sta
                      backend: str = "auto") -> DiscreteAdjoint:
     r"""The discrete adjoint of :math:`L_h = \Phi(x_N)` by the hand-derived recursion (module docstring).
 
-    Arguments as :func:`refimpl.ode.integrate.integrate` (plain ndarrays only: float64, complex128, or Fraction
+    Arguments as :func:`refimpl.ode.integrators.integrate` (plain ndarrays only: float64, complex128, or Fraction
     ``object`` arrays for exact mode), plus the terminal ``loss`` (``value``/``grad``) and the ``backend``
     (``"auto"``, ``"numpy"``, ``"numba"``). Returns a :class:`DiscreteAdjoint`.
     """
     if isinstance(x0, Variable) or isinstance(theta, Variable):
         raise TypeError("x0, theta: the hand adjoint takes plain arrays, not tape Variables (use refimpl.ad.grad "
-                        "through refimpl.ode.integrate for the tape route)")
+                        "through refimpl.ode.integrators for the tape route)")
     if not isinstance(loss, TerminalLoss):
         raise TypeError(f"loss must implement value(x) and grad(x), got {type(loss).__name__}")
-    if backend not in BACKENDS:
-        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    check_backend(backend)
     problem = prepare_problem(field, method, x0, theta, T, N, layout, starter)
-    use_numba = backend == "numba" or (backend == "auto" and _numba_applies(problem))
+    use_numba = resolve_backend(backend, kernel_applies=_numba_applies(problem),
+                                why_not="it needs a field with a kernel descriptor (e.g. TanhField, LinearField) "
+                                        "and float64 x0/theta") == "numba"
     if use_numba:
-        if not _numba_applies(problem):
-            raise ValueError("backend: 'numba' needs a built-in TanhField or LinearField and float64 x0/theta "
-                             "(use backend='numpy')")
         xs, grad_theta, lambdas = _numba(problem, loss)
         value = loss.value(xs[-1])
     else:

@@ -1,0 +1,467 @@
+r"""Compiled (Numba) ERK / LMM forward sweeps and discrete-adjoint backward sweeps — the recursions of
+:mod:`refimpl.ode.adjoint_recursions` (derivation: docs/theory/discrete-adjoint.md) — generic over the vector field.
+
+The sweeps know no field. A field with a compiled path carries a :class:`~refimpl.ode.fields.NumbaKernel`
+descriptor naming two point functions, ``f(x, th, out)`` and ``vjp(x, fx, th, v, out_x, g_th)``, written for
+:func:`numba.extending.register_jitable`; :func:`sweeps` builds the four sweeps for one descriptor (once: the result is
+cached per descriptor in the process, and Numba's on-disk cache keeps the compiled code between processes, since the
+sweeps close over the point functions by reference only).
+
+The point functions of the built-in fields are here too (section "field point functions"): the affine map
+:math:`z = Wx + b` of :class:`~refimpl.ode.fields.LinearField` and :class:`~refimpl.ode.fields.TanhField`
+(:math:`\theta = (\mathrm{vec}\,W, b)`), and :math:`\tanh z`. With :math:`s = 1` (linear) or
+:math:`s = 1 - \tanh^2 z` (tanh), :math:`u = s\circ v`: :math:`\partial_xf^{\mathsf T}v = W^{\mathsf T}u`,
+:math:`\partial_Wf^{\mathsf T}v = u x^{\mathsf T}`, :math:`\partial_bf^{\mathsf T}v = u`. For tanh the VJP takes
+:math:`s = 1 - f^2` from the value :math:`f = \tanh z` already computed (the stage slope :math:`k_i` or :math:`F_m`)
+instead of forming :math:`z` and :math:`\tanh z` again (the same numbers).
+
+Summation order is fixed (no reassociation, no ``fastmath``), so results are deterministic and do not depend on the
+loop structure: :math:`z_i = b_i + W_{i0}x_0 + W_{i1}x_1 + \dots` in that order (four rows are summed side by side
+for instruction-level parallelism, each in this order); vector updates are explicit loops (no temporaries).
+
+The compiled functions are private; the public functions here are the checked wrappers (dtypes, shapes, index ranges,
+contiguity), which take the field's descriptor first and are the only way the sweeps are called.
+
+Everything a sweep calls is a module-level ``register_jitable`` function or a closure of :func:`sweeps` over such
+functions: Numba keys its on-disk cache of a closure on the pickled closure contents, and module-level plain functions
+pickle by reference (the same bytes in every process), whereas a jitted dispatcher pickles with a per-process id. The
+closures of one descriptor carry a qualified name of their own (``erk_forward__refimpl_ode__numba_tanh_f_...``), so
+the compiled code and the cache files of different fields never share a name.
+"""
+from __future__ import annotations
+
+import functools
+import re
+from types import SimpleNamespace
+
+import numpy as np
+from numba import njit
+from numba.extending import register_jitable
+
+from refimpl.ode._checks import f64_array as _f64, index_array as _index
+from refimpl.ode.fields.base import NumbaKernel
+
+__all__ = ["sweeps", "erk_forward", "erk_backward", "lmm_forward", "lmm_backward",
+           "linear_f", "linear_vjp", "tanh_f", "tanh_vjp"]
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# field point functions (named by the NumbaKernel descriptors of LinearField and TanhField)
+#
+# The sweeps call f and vjp once per evaluation; a further call inside them costs measurably (~5% at d = 16), so the
+# shared affine map is inlined into linear_f and tanh_f at the Numba IR level (inline="always": same operations, same
+# order). Only module-level functions are inlined this way; the closures of `sweeps` are not.
+
+
+@register_jitable(inline="always")
+def _affine(x, th, out):
+    """out = W x + b. Each z_i = b_i + W_i0 x_0 + W_i1 x_1 + ... is summed in this fixed order (bit-identical to a
+    plain row loop); four rows are summed side by side, which gives four independent add chains per j instead of one
+    (the strict-order dot product of a single row is one dependent chain that the CPU cannot overlap)."""
+    d = x.shape[0]
+    dd = d * d
+    i = 0
+    while i + 4 <= d:
+        r0 = i * d
+        r1 = r0 + d
+        r2 = r1 + d
+        r3 = r2 + d
+        z0 = th[dd + i]
+        z1 = th[dd + i + 1]
+        z2 = th[dd + i + 2]
+        z3 = th[dd + i + 3]
+        for j in range(d):
+            xj = x[j]
+            z0 += th[r0 + j] * xj
+            z1 += th[r1 + j] * xj
+            z2 += th[r2 + j] * xj
+            z3 += th[r3 + j] * xj
+        out[i] = z0
+        out[i + 1] = z1
+        out[i + 2] = z2
+        out[i + 3] = z3
+        i += 4
+    while i < d:
+        z = th[dd + i]
+        r = i * d
+        for j in range(d):
+            z += th[r + j] * x[j]
+        out[i] = z
+        i += 1
+
+
+@register_jitable
+def linear_f(x, th, out):
+    """out = W x + b."""
+    _affine(x, th, out)
+
+
+@register_jitable
+def tanh_f(x, th, out):
+    """out = tanh(W x + b)."""
+    _affine(x, th, out)
+    for i in range(x.shape[0]):
+        out[i] = np.tanh(out[i])
+
+
+# The two VJPs share the accumulation u -> (g_W += u x^T, g_b += u, out_x += W^T u) but are written out in full:
+# a shared per-row helper (or a flag argument) measurably slowed the backward sweep (~1.3x at d = 16).
+
+
+@register_jitable
+def linear_vjp(x, fx, th, v, out_x, g_th):
+    """With u = v: out_x = W^T u (overwritten); g_th += (vec(u x^T), u) (accumulated); ``fx`` is not read."""
+    d = x.shape[0]
+    dd = d * d
+    for j in range(d):
+        out_x[j] = 0.0
+    for i in range(d):
+        u = v[i]
+        g_th[dd + i] += u
+        r = i * d
+        for j in range(d):
+            g_th[r + j] += u * x[j]
+            out_x[j] += th[r + j] * u
+
+
+@register_jitable
+def tanh_vjp(x, fx, th, v, out_x, g_th):
+    """With u = (1 - fx^2) v (fx = tanh(W x + b) as tanh_f computed it, so z and tanh are not recomputed):
+    out_x = W^T u (overwritten); g_th += (vec(u x^T), u) (accumulated)."""
+    d = x.shape[0]
+    dd = d * d
+    for j in range(d):
+        out_x[j] = 0.0
+    for i in range(d):
+        u = (1.0 - fx[i] * fx[i]) * v[i]
+        g_th[dd + i] += u
+        r = i * d
+        for j in range(d):
+            g_th[r + j] += u * x[j]
+            out_x[j] += th[r + j] * u
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# generic sweeps
+
+
+@register_jitable
+def _stage_state(i, x, hA, X, K):
+    """X_i = x + sum_{j<i} hA_ij K_j (K_0..K_{i-1} given)."""
+    d = x.shape[0]
+    for m in range(d):
+        X[i, m] = x[m]
+    for j in range(i):
+        a = hA[i, j]
+        if a != 0.0:
+            for m in range(d):
+                X[i, m] += a * K[j, m]
+
+
+@functools.lru_cache(maxsize=None)
+def sweeps(kernel: NumbaKernel) -> SimpleNamespace:
+    """The compiled sweeps ``erk_forward``, ``erk_backward``, ``lmm_forward``, ``lmm_backward`` (unchecked; use the
+    wrappers below) for the field point functions named by ``kernel``; built once per descriptor."""
+    f, vjp = kernel.functions()
+    vjp_reads_fx = bool(kernel.vjp_reads_fx)
+    tag = re.sub(r"\W", "_", f"{kernel.module}.{kernel.f}.{kernel.vjp}.{int(vjp_reads_fx)}")
+
+    def named(fn):
+        # one qualified name per descriptor: Numba names the compiled symbols and the cache files after it, and two
+        # closures of the same name compiled in different processes would otherwise clash when loaded from the cache
+        fn.__qualname__ = f"{fn.__qualname__}__{tag}"
+        return fn
+
+    def helper(fn):
+        return register_jitable(named(fn))
+
+    def entry(fn):
+        return njit(cache=True)(named(fn))
+
+    @helper
+    def erk_stages(x, theta, rows, hA, X, K):
+        for i in range(rows.shape[0]):
+            _stage_state(i, x, hA, X, K)
+            f(X[i], theta[rows[i]], K[i])
+
+    @helper
+    def erk_step(x, theta, rows, hA, hb, X, K, out):
+        erk_stages(x, theta, rows, hA, X, K)
+        d = x.shape[0]
+        for m in range(d):
+            out[m] = x[m]
+        for i in range(rows.shape[0]):
+            c = hb[i]
+            if c != 0.0:
+                for m in range(d):
+                    out[m] += c * K[i, m]
+
+    @helper
+    def erk_step_adjoint(x, theta, rows, hA, hb, lam_next, lam_out, grad_theta, X, K, Xbar, kb, recompute):
+        """lam_out = lam_next + sum_i Xbar_i (overwritten); grad_theta rows accumulated. With ``recompute`` the stage
+        slopes K are computed again from x; otherwise K holds the slopes the forward sweep stored (the same numbers)
+        and only the stage states X are re-formed from them (no f evaluation)."""
+        s = rows.shape[0]
+        d = x.shape[0]
+        if recompute:
+            erk_stages(x, theta, rows, hA, X, K)
+        else:
+            for i in range(s):
+                _stage_state(i, x, hA, X, K)
+        for i in range(s - 1, -1, -1):
+            c = hb[i]
+            for m in range(d):
+                kb[m] = c * lam_next[m]
+            for l in range(i + 1, s):
+                a = hA[l, i]
+                if a != 0.0:
+                    for m in range(d):
+                        kb[m] += a * Xbar[l, m]
+            vjp(X[i], K[i], theta[rows[i]], kb, Xbar[i], grad_theta[rows[i]])
+        for m in range(d):
+            lam_out[m] = lam_next[m]
+        for i in range(s):
+            for m in range(d):
+                lam_out[m] += Xbar[i, m]
+
+    @entry
+    def erk_forward(x0, theta, stage_index, hA, hb, xs, Ks):
+        """Ks: (N, s, d) to keep every step's stage slopes, or (0, s, d) not to."""
+        N = stage_index.shape[0]
+        s = hb.shape[0]
+        d = x0.shape[0]
+        keep = Ks.shape[0] == N
+        X = np.empty((s, d))
+        K = np.empty((s, d))
+        xs[0, :] = x0
+        for n in range(N):
+            erk_step(xs[n], theta, stage_index[n], hA, hb, X, Ks[n] if keep else K, xs[n + 1])
+
+    @entry
+    def erk_backward(xs, theta, stage_index, hA, hb, lambdas, grad_theta, Ks):
+        """lambdas[N] holds lambda_N on entry; Ks: the stored stage slopes (N, s, d), or (0, s, d) to recompute."""
+        N = stage_index.shape[0]
+        s = hb.shape[0]
+        d = xs.shape[1]
+        stored = Ks.shape[0] == N
+        X = np.empty((s, d))
+        K = np.empty((s, d))
+        Xbar = np.empty((s, d))
+        kb = np.empty(d)
+        for n in range(N - 1, -1, -1):
+            erk_step_adjoint(xs[n], theta, stage_index[n], hA, hb, lambdas[n + 1], lambdas[n], grad_theta,
+                             X, Ks[n] if stored else K, Xbar, kb, not stored)
+
+    @entry
+    def lmm_forward(x0, theta, s_index, hA, hb, malpha, hbeta, grid_index, xs, F, have_F):
+        """F (N, d), have_F (N,) zeros on entry; on exit F[m] = f(x_m, theta) where have_F[m]."""
+        N = xs.shape[0] - 1
+        k = malpha.shape[0]
+        s = hb.shape[0]
+        d = x0.shape[0]
+        X = np.empty((s, d))
+        K = np.empty((s, d))
+        xs[0, :] = x0
+        for n in range(k - 1):
+            erk_step(xs[n], theta, s_index[n], hA, hb, X, K, xs[n + 1])
+        for n in range(N - k + 1):
+            for i in range(d):
+                xs[n + k, i] = 0.0
+            for j in range(k):
+                a = malpha[j]
+                if a != 0.0:
+                    for i in range(d):
+                        xs[n + k, i] += a * xs[n + j, i]
+            for j in range(k):
+                c = hbeta[j]
+                if c != 0.0:
+                    m = n + j
+                    if not have_F[m]:
+                        f(xs[m], theta[grid_index[m]], F[m])
+                        have_F[m] = True
+                    for i in range(d):
+                        xs[n + k, i] += c * F[m, i]
+
+    @helper
+    def lmm_add_F_term(m, xs, theta, grid_index, Fbar, lam, grad_theta, tmp, fx, F, have_F):
+        N = grid_index.shape[0]
+        r = grid_index[m] if m <= N - 1 else -1
+        if r >= 0:
+            stored = m < have_F.shape[0] and have_F[m]
+            if vjp_reads_fx and not stored:
+                f(xs[m], theta[r], fx)      # F_m = f(x_m, theta) again (the forward sweep did not keep it)
+            vjp(xs[m], F[m] if stored else fx, theta[r], Fbar[m], tmp, grad_theta[r])
+            for i in range(xs.shape[1]):
+                lam[m, i] += tmp[i]
+
+    @entry
+    def lmm_backward(xs, theta, s_index, hA, hb, malpha, hbeta, grid_index, lam, grad_theta, F, have_F):
+        """lam[N] holds lambda_N on entry, lam[:N] zeros; F[m] the stored f(x_m, theta) where have_F[m] (have_F may
+        be empty: recompute every F_m)."""
+        N = xs.shape[0] - 1
+        k = malpha.shape[0]
+        s = hb.shape[0]
+        d = xs.shape[1]
+        Fbar = np.zeros((N, d))
+        tmp = np.empty(d)
+        fx = np.zeros(d)
+        X = np.empty((s, d))
+        K = np.empty((s, d))
+        Xbar = np.empty((s, d))
+        kb = np.empty(d)
+        contrib = np.empty(d)
+        for n in range(N - k, -1, -1):
+            m = n + k
+            lmm_add_F_term(m, xs, theta, grid_index, Fbar, lam, grad_theta, tmp, fx, F, have_F)
+            for j in range(k):
+                a = malpha[j]
+                if a != 0.0:
+                    for i in range(d):
+                        lam[n + j, i] += a * lam[m, i]
+                c = hbeta[j]
+                if c != 0.0:
+                    for i in range(d):
+                        Fbar[n + j, i] += c * lam[m, i]
+        for m in range(k - 1, -1, -1):
+            lmm_add_F_term(m, xs, theta, grid_index, Fbar, lam, grad_theta, tmp, fx, F, have_F)
+            if m >= 1:
+                erk_step_adjoint(xs[m - 1], theta, s_index[m - 1], hA, hb, lam[m], contrib, grad_theta,
+                                 X, K, Xbar, kb, True)
+                for i in range(d):
+                    lam[m - 1, i] += contrib[i]
+
+    return SimpleNamespace(erk_forward=erk_forward, erk_backward=erk_backward, lmm_forward=lmm_forward,
+                           lmm_backward=lmm_backward)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# checked wrappers
+
+
+def _check_common(kernel, x0_or_xs, theta, hA, hb, d):
+    if not isinstance(kernel, NumbaKernel):
+        raise TypeError(f"kernel must be a field's NumbaKernel descriptor (e.g. TanhField.kernel), got "
+                        f"{type(kernel).__name__}")
+    theta = _f64(theta, "theta", 2)
+    p = kernel.n_params(d)
+    if theta.shape[1] != p:
+        raise ValueError(f"theta must have n_params = {p} columns for d = {d}, got {theta.shape[1]}")
+    hA, hb = _f64(hA, "hA", 2), _f64(hb, "hb", 1)
+    s = hb.shape[0]
+    if hA.shape != (s, s) or np.any(np.triu(hA) != 0):
+        raise ValueError(f"hA must be a strictly lower-triangular ({s}, {s}) array")
+    return theta, hA, hb
+
+
+def _stored(a, name, shape):
+    a = _f64(a, name, len(shape))
+    if a.shape != shape:
+        raise ValueError(f"{name} must have shape {shape}, got {a.shape}")
+    return a
+
+
+def erk_forward(kernel, x0, theta, stage_index, hA, hb, keep_stages: bool = False):
+    """States (N+1, d) of the ERK recursion for the field of ``kernel`` (its NumbaKernel) with pre-scaled ``hA = h*A``,
+    ``hb = h*b``. With ``keep_stages``, returns ``(xs, K)`` with the stage slopes ``K[n, i] = f(X_i, theta)`` of every
+    step, shape (N, s, d), for :func:`erk_backward` (which then re-forms the stage states from them instead of
+    evaluating f again)."""
+    x0 = _f64(x0, "x0", 1)
+    theta, hA, hb = _check_common(kernel, x0, theta, hA, hb, x0.shape[0])
+    stage_index = _index(stage_index, "stage_index", 2, theta.shape[0])
+    if stage_index.shape[1] != hb.shape[0]:
+        raise ValueError("stage_index must have one column per stage")
+    N, s, d = stage_index.shape[0], hb.shape[0], x0.shape[0]
+    xs = np.empty((N + 1, d))
+    Ks = np.empty((N if keep_stages else 0, s, d))
+    sweeps(kernel).erk_forward(x0, theta, stage_index, hA, hb, xs, Ks)
+    return (xs, Ks) if keep_stages else xs
+
+
+def erk_backward(kernel, xs, theta, stage_index, hA, hb, lam_N, stages=None):
+    """(grad_theta, lambdas) of the ERK discrete adjoint, given the states ``xs`` and ``lam_N`` = ∇Φ(x_N).
+    ``stages``: the ``K`` that ``erk_forward(..., keep_stages=True)`` returned for the same arguments (the caller
+    vouches for that; the result is then bit-identical to recomputing them), or None to recompute."""
+    xs = _f64(xs, "xs", 2)
+    d = xs.shape[1]
+    theta, hA, hb = _check_common(kernel, xs, theta, hA, hb, d)
+    stage_index = _index(stage_index, "stage_index", 2, theta.shape[0])
+    N, s = xs.shape[0] - 1, hb.shape[0]
+    if stage_index.shape != (N, s):
+        raise ValueError(f"stage_index must have shape (N, s) = {(N, s)}")
+    lam_N = _f64(lam_N, "lam_N", 1)
+    if lam_N.shape != (d,):
+        raise ValueError(f"lam_N must have shape ({d},)")
+    Ks = np.empty((0, s, d)) if stages is None else _stored(stages, "stages", (N, s, d))
+    lambdas = np.zeros_like(xs)
+    lambdas[-1] = lam_N
+    grad_theta = np.zeros_like(theta)
+    sweeps(kernel).erk_backward(xs, theta, stage_index, hA, hb, lambdas, grad_theta, Ks)
+    return grad_theta, lambdas
+
+
+def _check_lmm(theta, s_index, hb, malpha, hbeta, grid_index, N):
+    malpha, hbeta = _f64(malpha, "malpha", 1), _f64(hbeta, "hbeta", 1)
+    k = malpha.shape[0]
+    if hbeta.shape != (k,):
+        raise ValueError(f"hbeta must have shape ({k},)")
+    if N < k:
+        raise ValueError(f"N = {N} must be >= the number of steps k = {k}")
+    s_index = _index(s_index, "s_index", 2, theta.shape[0])
+    if s_index.shape != (k - 1, hb.shape[0]):
+        raise ValueError(f"s_index must have shape (k-1, s) = {(k - 1, hb.shape[0])}")
+    grid_index = _index(grid_index, "grid_index", 1, theta.shape[0], allow_unused=True)
+    if grid_index.shape != (N,):
+        raise ValueError(f"grid_index must have shape ({N},)")
+    # F_m is used iff m = n + j for some step n in 0..N-k and some j with beta_j != 0
+    used = np.zeros(N, dtype=bool)
+    for j in np.flatnonzero(hbeta != 0):
+        used[j:j + N - k + 1] = True
+    bad = np.flatnonzero(used & (grid_index < 0))
+    if bad.size:
+        m = int(bad[0])
+        j = next(int(j) for j in np.flatnonzero(hbeta != 0) if 0 <= m - j <= N - k)
+        raise ValueError(f"grid_index[{m}] = -1 but F at that grid time is used (beta_{j} != 0)")
+    return s_index, malpha, hbeta, grid_index
+
+
+def lmm_forward(kernel, x0, theta, s_index, hA, hb, malpha, hbeta, grid_index, keep_slopes: bool = False):
+    """States (N+1, d) of the LMM recursion (``malpha`` = −α_0..−α_{k−1}, ``hbeta`` = hβ_0..hβ_{k−1}) with the
+    starter ERK (``hA``, ``hb``, ``s_index``). With ``keep_slopes``, returns ``(xs, (F, have_F))``: the values
+    ``F[m] = f(x_m, theta)`` the recursion used (where ``have_F[m]``), for :func:`lmm_backward`."""
+    x0 = _f64(x0, "x0", 1)
+    theta, hA, hb = _check_common(kernel, x0, theta, hA, hb, x0.shape[0])
+    N = np.shape(grid_index)[0] if np.ndim(grid_index) == 1 else -1
+    s_index, malpha, hbeta, grid_index = _check_lmm(theta, s_index, hb, malpha, hbeta, grid_index, N)
+    d = x0.shape[0]
+    xs = np.empty((N + 1, d))
+    F, have_F = np.zeros((N, d)), np.zeros(N, dtype=np.bool_)
+    sweeps(kernel).lmm_forward(x0, theta, s_index, hA, hb, malpha, hbeta, grid_index, xs, F, have_F)
+    return (xs, (F, have_F)) if keep_slopes else xs
+
+
+def lmm_backward(kernel, xs, theta, s_index, hA, hb, malpha, hbeta, grid_index, lam_N, slopes=None):
+    """(grad_theta, lambdas) of the LMM discrete adjoint (starter steps included). ``slopes``: the ``(F, have_F)``
+    that ``lmm_forward(..., keep_slopes=True)`` returned for the same arguments (the caller vouches for that; the
+    result is then bit-identical to recomputing them), or None to recompute."""
+    xs = _f64(xs, "xs", 2)
+    d = xs.shape[1]
+    theta, hA, hb = _check_common(kernel, xs, theta, hA, hb, d)
+    N = xs.shape[0] - 1
+    s_index, malpha, hbeta, grid_index = _check_lmm(theta, s_index, hb, malpha, hbeta, grid_index, N)
+    lam_N = _f64(lam_N, "lam_N", 1)
+    if lam_N.shape != (d,):
+        raise ValueError(f"lam_N must have shape ({d},)")
+    if slopes is None:
+        F, have_F = np.zeros((0, d)), np.zeros(0, dtype=np.bool_)
+    else:
+        if not isinstance(slopes, tuple) or len(slopes) != 2:
+            raise TypeError("slopes must be the (F, have_F) pair returned by lmm_forward(..., keep_slopes=True)")
+        F, have_F = _stored(slopes[0], "slopes[0] (F)", (N, d)), slopes[1]
+        if not isinstance(have_F, np.ndarray) or have_F.dtype != np.bool_ or have_F.shape != (N,):
+            raise TypeError(f"slopes[1] (have_F) must be a bool ndarray of shape ({N},)")
+        have_F = np.ascontiguousarray(have_F)
+    lam = np.zeros_like(xs)
+    lam[-1] = lam_N
+    grad_theta = np.zeros_like(theta)
+    sweeps(kernel).lmm_backward(xs, theta, s_index, hA, hb, malpha, hbeta, grid_index, lam, grad_theta, F, have_F)
+    return grad_theta, lam
