@@ -32,7 +32,7 @@ both.
 
 **Derivation, leapfrog** (derived here; docs/theory/oscillations-and-corrections.md). For :math:`x_{n+1} = x_{n-1} +
 2hf(x_n,\theta_n)` the discrete adjoint is
-:math:`\lambda_n = \lambda_{n+2} + 2h\,J_{n+1}^{\mathsf T}\lambda_{n+1}` (:math:`J = \partial_x f`), :math:`\lambda_N =
+:math:`\lambda_n = \lambda_{n+2} + 2h\,J_n^{\mathsf T}\lambda_{n+1}` (:math:`J_n = \partial_x f(x_n, \theta_n)`), :math:`\lambda_N =
 \nabla\Phi`, :math:`\lambda_{N+1} = 0`, and :math:`G_n = 2h\,\partial_\theta f(x_n,\theta_n)^{\mathsf T}\lambda_{n+1}`
 (see :mod:`refimpl.ode.adjoint_recursions`). Insert :math:`\lambda_n = u(t_n) + (-1)^n v(t_n)` with smooth :math:`u, v`:
 the smooth part gives :math:`-2hu' = 2hJ^{\mathsf T}u`, i.e. :math:`u' = -J^{\mathsf T}u`, the alternating part
