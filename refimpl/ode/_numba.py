@@ -109,19 +109,25 @@ def tanh_f(x, th, out):
 
 
 @register_jitable
+def _affine_vjp_row(i, u, x, th, out_x, g_th):
+    """Row i of the VJP through z = W x + b (θ = (W row-major, b)) for the cotangent u = ∂L/∂z_i:
+    g_th[b_i] += u, g_th[W_i·] += u x, out_x += W_i·ᵀ u (the shared part of the linear and tanh VJPs)."""
+    d = x.shape[0]
+    g_th[d * d + i] += u
+    r = i * d
+    for j in range(d):
+        g_th[r + j] += u * x[j]
+        out_x[j] += th[r + j] * u
+
+
+@register_jitable
 def linear_vjp(x, fx, th, v, out_x, g_th):
     """With u = v: out_x = W^T u (overwritten); g_th += (vec(u x^T), u) (accumulated); ``fx`` is not read."""
     d = x.shape[0]
-    dd = d * d
     for j in range(d):
         out_x[j] = 0.0
     for i in range(d):
-        u = v[i]
-        g_th[dd + i] += u
-        r = i * d
-        for j in range(d):
-            g_th[r + j] += u * x[j]
-            out_x[j] += th[r + j] * u
+        _affine_vjp_row(i, v[i], x, th, out_x, g_th)
 
 
 @register_jitable
@@ -129,16 +135,10 @@ def tanh_vjp(x, fx, th, v, out_x, g_th):
     """With u = (1 - fx^2) v (fx = tanh(W x + b) as tanh_f computed it, so z and tanh are not recomputed):
     out_x = W^T u (overwritten); g_th += (vec(u x^T), u) (accumulated)."""
     d = x.shape[0]
-    dd = d * d
     for j in range(d):
         out_x[j] = 0.0
     for i in range(d):
-        u = (1.0 - fx[i] * fx[i]) * v[i]
-        g_th[dd + i] += u
-        r = i * d
-        for j in range(d):
-            g_th[r + j] += u * x[j]
-            out_x[j] += th[r + j] * u
+        _affine_vjp_row(i, (1.0 - fx[i] * fx[i]) * v[i], x, th, out_x, g_th)
 
 
 # ---------------------------------------------------------------------------------------------------------------------

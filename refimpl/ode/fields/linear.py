@@ -78,8 +78,34 @@ class LinearField(HandField):
         return np.concatenate([np.outer(v, x).ravel(), v])
 
 
+class _FixedMatrixField(HandField):
+    """Base of the fields with one fixed square matrix ``A`` (stored in a case as ``fixed.A``); a subclass sets
+    :meth:`_params_for` (the parameter count for dimension d) and the formula."""
+
+    def __init__(self, A):
+        self.A = as_fixed_array(A, "A")
+        if self.A.shape[0] != self.A.shape[1]:
+            raise ValueError(f"A must be square, got shape {self.A.shape}")
+        self.dim = self.A.shape[0]
+        self.n_params = self._params_for(self.dim)
+
+    @staticmethod
+    def _params_for(dim: int) -> int:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(dim={self.dim})"
+
+    def _spec_extra(self) -> dict:
+        return {"fixed": {"A": _fixed_list(self.A)}}
+
+    @classmethod
+    def _from_spec(cls, spec: dict):
+        return cls(np.array(spec.get("fixed", {})["A"], dtype=np.float64))
+
+
 @FIELDS.register
-class LinearForcingField(HandField):
+class LinearForcingField(_FixedMatrixField):
     r"""Fixed matrix, parameter = forcing: :math:`f(x,\theta) = A x + \theta`, :math:`p = d`.
 
     :math:`\partial_x f = A`, :math:`\partial_\theta f = I`. Exact solution for piecewise-known :math:`\theta(t)` by the
@@ -89,22 +115,9 @@ class LinearForcingField(HandField):
     family = "linear_forcing"
     formula = "f(x, theta) = A x + theta, A fixed"
 
-    def __init__(self, A):
-        self.A = as_fixed_array(A, "A")
-        if self.A.shape[0] != self.A.shape[1]:
-            raise ValueError(f"A must be square, got shape {self.A.shape}")
-        self.dim = self.A.shape[0]
-        self.n_params = self.dim
-
-    def __repr__(self) -> str:
-        return f"LinearForcingField(dim={self.dim})"
-
-    def _spec_extra(self) -> dict:
-        return {"fixed": {"A": _fixed_list(self.A)}}
-
-    @classmethod
-    def _from_spec(cls, spec: dict):
-        return cls(np.array(spec.get("fixed", {})["A"], dtype=np.float64))
+    @staticmethod
+    def _params_for(dim: int) -> int:
+        return dim
 
     def f(self, x, theta):
         self._check_f_args(x, theta)
@@ -131,7 +144,7 @@ class LinearForcingField(HandField):
 
 
 @FIELDS.register
-class ScaledLinearField(HandField):
+class ScaledLinearField(_FixedMatrixField):
     r"""Fixed matrix, scalar parameter: :math:`f(x,\theta) = \theta_0 A x`, :math:`p = 1`.
 
     :math:`\partial_x f = \theta_0 A`, :math:`\partial_\theta f = A x` (one column). For constant :math:`\theta_0 = s`,
@@ -141,22 +154,9 @@ class ScaledLinearField(HandField):
     family = "scaled_linear"
     formula = "f(x, theta) = theta_0 A x, A fixed"
 
-    def __init__(self, A):
-        self.A = as_fixed_array(A, "A")
-        if self.A.shape[0] != self.A.shape[1]:
-            raise ValueError(f"A must be square, got shape {self.A.shape}")
-        self.dim = self.A.shape[0]
-        self.n_params = 1
-
-    def __repr__(self) -> str:
-        return f"ScaledLinearField(dim={self.dim})"
-
-    def _spec_extra(self) -> dict:
-        return {"fixed": {"A": _fixed_list(self.A)}}
-
-    @classmethod
-    def _from_spec(cls, spec: dict):
-        return cls(np.array(spec.get("fixed", {})["A"], dtype=np.float64))
+    @staticmethod
+    def _params_for(dim: int) -> int:
+        return 1
 
     def f(self, x, theta):
         self._check_f_args(x, theta)
