@@ -22,9 +22,10 @@ object/bool/complex array, a float where an integer is needed, a float32 array) 
 right kind but the wrong shape, a non-finite entry, or a parameter out of range raises ``ValueError``. Each message
 starts with the argument's name, so ``pytest.raises(..., match=name)`` finds it.
 
-Checks that belong to one area live with it and build on these (e.g. particle clouds in
-:mod:`refimpl.wasserstein.arguments`, ODE coefficient matrices in :mod:`refimpl.ode.fields`). Values on the AD tape
-(:class:`refimpl.ad.Variable`) are seen through :func:`underlying_array`.
+Sections: general checks; particle clouds (:mod:`refimpl.wasserstein`); ODE arrays (:mod:`refimpl.ode`: fixed
+coefficients, states and parameter tables in float64, complex128 or exact ``Fraction`` arithmetic, user-callback outputs,
+the compiled kernels' float64/int64 arguments). Values on the AD tape (:class:`refimpl.ad.Variable`) are seen through
+:func:`underlying_array`.
 """
 from __future__ import annotations
 
@@ -32,7 +33,7 @@ import numbers
 
 import numpy as np
 
-from refimpl.ad import Variable
+from refimpl.ad import Variable, getvalue
 
 __all__ = [
     "as_coordinate",
@@ -247,7 +248,8 @@ def as_symmetric_matrix(M, d: int | None, name: str, *, positive_definite: bool 
 def as_particles(X, name: str = "X", *, allow_variable: bool = False):
     """Check a particle cloud: a real ``(N, d)`` array, N ≥ 1, d ≥ 1, all entries finite.
 
-    Returns the float64 C-contiguous ndarray (a copy only if a conversion was needed). With ``allow_variable`` a tape
+    Returns the float64 C-contiguous ndarray (a copy only if a conversion was needed; dtype policy above: float32
+    clouds are refused, integer clouds promoted). With ``allow_variable`` a tape
     :class:`Variable` is accepted, checked through its value, and returned unchanged.
     """
     if isinstance(X, Variable):
@@ -255,14 +257,100 @@ def as_particles(X, name: str = "X", *, allow_variable: bool = False):
             raise TypeError(f"{name} must be an ndarray here, not a tape Variable")
         as_particles(underlying_array(X), name)
         return X
-    arr = as_real_array(X, name, "a real (N, d) array of particles")
+    arr = as_float_array(X, name, what="a real (N, d) array of particles", finite=False)
     if arr.ndim != 2:
         raise ValueError(f"{name} must have shape (N, d) (one particle per row), got shape {arr.shape}")
     if arr.shape[0] < 1 or arr.shape[1] < 1:
         raise ValueError(f"{name} must hold at least one particle in at least one dimension, got shape {arr.shape}")
-    arr = np.ascontiguousarray(arr, dtype=np.float64)
+    arr = np.ascontiguousarray(arr)
     check_finite(arr, name)
     return arr
 
 
 __all__ += ["as_particles"]
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# ODE arrays (refimpl.ode): the one documented exception to the dtype policy is exact mode — the ODE code also runs on
+# complex128 (complex step) and on object arrays of fractions.Fraction (exact arithmetic), and on tape Variables; the
+# compiled kernels take exactly float64 / int64.
+# ---------------------------------------------------------------------------------------------------------------------
+
+def as_fixed_array(M, name: str, ndim: int = 2, shape=None) -> np.ndarray:
+    """A fixed (non-parameter) coefficient array: float64/complex128/object ndarray, finite, ``ndim``-D, read-only copy.
+
+    Object (Fraction) arrays are allowed for exact mode, so this is not :func:`refimpl.arguments.as_vector`.
+    """
+    if not isinstance(M, np.ndarray):
+        M = np.asarray(M)
+    if M.dtype.kind in "iub":
+        M = M.astype(np.float64)
+    if M.dtype.kind not in "fcO":
+        raise TypeError(f"{name} must be a real, complex or object (Fraction) array, got dtype {M.dtype}")
+    if M.ndim != ndim:
+        raise ValueError(f"{name} must be a {ndim}-D array, got shape {M.shape}")
+    if shape is not None and M.shape != shape:
+        raise ValueError(f"{name} must have shape {shape}, got {M.shape}")
+    if M.dtype.kind in "fc":
+        check_finite(M, name)
+    M = M.copy()
+    M.flags.writeable = False
+    return M
+
+
+def check_state_array(a, name: str, shape: tuple, shape_hint: str = ""):
+    """Validate x0 / theta: ndarray (or list), Variable; dtype float64, complex128, int (promoted) or object; finite."""
+    if not isinstance(a, Variable):
+        if isinstance(a, (list, tuple)) or np.isscalar(a):
+            a = np.asarray(a)
+        if not isinstance(a, np.ndarray):
+            raise TypeError(f"{name} must be a NumPy array or a refimpl.ad.Variable, got {type(a).__name__}")
+        if a.dtype.kind in "iu":
+            a = a.astype(np.float64)
+        elif a.dtype not in (np.float64, np.complex128, np.dtype(object)):
+            raise TypeError(f"{name} has dtype {a.dtype}; use float64, complex128, or an object array of Fractions "
+                            f"(exact mode)")
+    v = np.asarray(getvalue(a) if isinstance(a, Variable) else a)
+    if v.shape != shape:
+        raise ValueError(f"{name} must have shape {shape}{shape_hint}, got {v.shape}")
+    if v.dtype == object:
+        bad = [i for i, e in enumerate(v.reshape(-1)) if isinstance(e, (float, complex)) or e is None]
+        if bad:
+            raise TypeError(f"{name} is an object array (exact mode) but entry {np.unravel_index(bad[0], shape)} is "
+                            f"{v.reshape(-1)[bad[0]]!r}; exact mode needs Fractions/ints (or other exact numbers)")
+    elif not np.all(np.isfinite(v)):
+        bad = np.argwhere(~np.isfinite(v))[0]
+        raise ValueError(f"{name} contains NaN or inf (first at index {tuple(int(i) for i in bad)})")
+    return a
+
+
+def checked_output(value, what: str, shape: tuple, where: str = "") -> np.ndarray:
+    """A user callback's return value as float64, checked to have ``shape`` and finite entries (``what`` names it)."""
+    v = np.asarray(value, dtype=np.float64)
+    if v.shape != shape:
+        raise ValueError(f"{what} must return shape {shape}, got {v.shape}{where}")
+    if not np.all(np.isfinite(v)):
+        raise ValueError(f"{what} returned a non-finite value{where}")
+    return v
+
+
+def f64_array(a, name, ndim):
+    """A compiled kernel's float64 argument: exactly a ``ndim``-D float64 ndarray, finite; returned contiguous."""
+    if not isinstance(a, np.ndarray) or a.dtype != np.float64 or a.ndim != ndim:
+        raise TypeError(f"{name} must be a {ndim}-D float64 ndarray")
+    if not np.all(np.isfinite(a)):
+        raise ValueError(f"{name} must be finite")
+    return np.ascontiguousarray(a)
+
+
+def index_array(a, name, ndim, n_samples, allow_unused=False):
+    """A compiled kernel's int64 index argument: entries in ``[0, n_samples)`` (or -1 with ``allow_unused``)."""
+    if not isinstance(a, np.ndarray) or a.dtype != np.int64 or a.ndim != ndim:
+        raise TypeError(f"{name} must be a {ndim}-D int64 ndarray")
+    lo = -1 if allow_unused else 0
+    if a.size and (a.min() < lo or a.max() >= n_samples):
+        raise ValueError(f"{name} has entries outside [{lo}, {n_samples})")
+    return np.ascontiguousarray(a)
+
+
+__all__ += ["as_fixed_array", "check_state_array", "checked_output", "f64_array", "index_array"]

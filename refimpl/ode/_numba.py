@@ -38,7 +38,7 @@ import numpy as np
 from numba import njit
 from numba.extending import register_jitable
 
-from refimpl.ode._checks import f64_array as _f64, index_array as _index
+from refimpl.arguments import f64_array as _f64, index_array as _index
 from refimpl.ode.fields.base import NumbaKernel
 
 __all__ = ["sweeps", "erk_forward", "erk_backward", "lmm_forward", "lmm_backward",

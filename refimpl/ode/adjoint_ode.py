@@ -57,7 +57,7 @@ import numpy as np
 from scipy.integrate import solve_ivp
 
 from refimpl.arguments import as_points_1d, as_positive_integer, as_real_scalar, as_vector
-from refimpl.ode._checks import checked_output
+from refimpl.arguments import checked_output
 
 __all__ = [
     "AdjointErrorEstimate",

@@ -29,7 +29,7 @@ from fractions import Fraction
 import numpy as np
 
 from refimpl.ad import Variable, getvalue, ops
-from refimpl.ode._checks import check_state_array
+from refimpl.arguments import check_state_array
 from refimpl.ode.fields import TerminalLoss, VectorField
 from refimpl.ode.samples import ParameterSamples, parameter_samples
 from refimpl.ode.tableau import ButcherTableau

@@ -7,7 +7,7 @@ import numpy as np
 
 from refimpl.ad import ops
 from refimpl.arguments import as_positive_integer
-from refimpl.ode._checks import as_fixed_array
+from refimpl.arguments import as_fixed_array
 from refimpl.ode.fields.base import FIELDS, HandField, NumbaKernel, _fixed_list, _raw, _result_dtype
 
 __all__ = ["LinearField", "LinearForcingField", "ScaledLinearField"]

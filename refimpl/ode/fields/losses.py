@@ -9,7 +9,7 @@ from typing import Callable, Protocol, runtime_checkable
 import numpy as np
 
 from refimpl.ad import ops
-from refimpl.ode._checks import as_fixed_array
+from refimpl.arguments import as_fixed_array
 from refimpl.ode.fields.base import _raw, _shape
 from refimpl.registry import Registry
 

@@ -5,7 +5,7 @@ import numpy as np
 
 from refimpl.ad import ops
 from refimpl.arguments import as_positive_integer
-from refimpl.ode._checks import as_fixed_array
+from refimpl.arguments import as_fixed_array
 from refimpl.ode.fields.base import FIELDS, HandField, NumbaKernel, _fixed_list
 from refimpl.ode.fields.linear import LinearField, affine_n_params
 
