@@ -6,8 +6,8 @@ an α sweep) and RK4 (stage-time and one-θ-per-step samples), the exact gradien
 (hand adjoint, checked against the tape) is turned into estimates of the continuous δL/δθ(t):
 G/h ("per step"), G/(h w) ("normalised", docs/theory/discrete-adjoint.md), and the corrections of
 refimpl.ode.corrections; each is compared with δL/δθ over N = 2^k (k = 5…12; quick: 5…9) on
-(a) an analytic linear case (refimpl.problems.analytic_ode.LinearSystemCase, δL/δθ in closed form), and
-(b) the neural field ẋ = tanh(W(t)x + b(t)), d = 2, T = 1, random smooth W(t), b(t) (fixed seed), δL/δθ by DOP853 at
+"linear": an analytic linear case (refimpl.problems.analytic_ode.LinearSystemCase, δL/δθ in closed form), and
+"neural": the neural field ẋ = tanh(W(t)x + b(t)), d = 2, T = 1, random smooth W(t), b(t) (fixed seed), δL/δθ by DOP853 at
     rtol 1e-12.
 Then a small training experiment: gradient descent on the leapfrog samples θ(t_n) to fit x(T) from several initial
 conditions, with raw-AD, corrected and continuous-adjoint updates.
@@ -349,8 +349,8 @@ def run(outdir: Path, quick: bool) -> list[Claim]:
     ab2_w0 = parameter_samples(AB2, 1.0, 8, "stage", "matched").weights[0]
     lines += ["", "## Findings", "",
               f"* Leapfrog: g = G/(2h) oscillates around ½δL/δθ and never converges (max error / max|δL/δθ| = "
-              f"{lf_raw[-1] / ref_max:.2f} (b), {lt[('leapfrog (Euler starter)', 'normalised')][-1].max_error / lt[('leapfrog (Euler starter)', 'normalised')][-1].reference_max:.2f} (a)); "
-              "in (a) it exceeds 1 because the parasitic adjoint mode obeys v′ = +Jᵀv and grows backward in time "
+              f"{lf_raw[-1] / ref_max:.2f} (neural), {lt[('leapfrog (Euler starter)', 'normalised')][-1].max_error / lt[('leapfrog (Euler starter)', 'normalised')][-1].reference_max:.2f} (linear)); "
+              "in the linear case it exceeds 1 because the parasitic adjoint mode obeys v′ = +Jᵀv and grows backward in time "
               "for the dissipative A (T = 2). The starter (Euler vs Heun) does not matter: the adjoint's parasitic "
               "mode is excited by the terminal data λ_N = ∇Φ, λ_(N+1) = 0, not by the starter.",
               "* The pair *sum* converges at first order; the pair *average* converges to ½δL/δθ (error → "
@@ -378,7 +378,7 @@ def run(outdir: Path, quick: bool) -> list[Claim]:
                     tape_worst <= 1e-13, f"worst {tape_worst:.1e} over {len(SCHEMES)} schemes × 2 cases, N=7")]
     for case in (linear, neural):
         t = results[case.name][0]
-        tag = "(a)" if case is linear else "(b)"
+        tag = "(linear)" if case is linear else "(neural)"
         raw = [e.max_error / e.reference_max for e in t[("leapfrog (Euler starter)", "normalised")]]
         claims.append(Claim(f"{PAPER_A}; {OSCILLATIONS_DOC}",
                             f"{tag} leapfrog raw AD gradient does not converge to δL/δθ",

@@ -24,7 +24,7 @@ __all__ = ["NeuralCase", "LinearCase", "SEED"]
 
 
 class NeuralCase:
-    """Case (b) of the oscillation experiment: ẋ = tanh(W(t)x + b(t)), d = 2, T = 1, Φ = ½|x(T) − y|²; θ = (vec W, b),
+    """The neural case of the oscillation experiment: ẋ = tanh(W(t)x + b(t)), d = 2, T = 1, Φ = ½|x(T) − y|²; θ = (vec W, b),
     θ(t) = θ̄ + Σ_{k=0}^{2} a_k/(2(k+1)) sin((k+1)πt + φ_k), θ̄ ~ 0.7·N(0, I), a_k ~ N(0, I), φ_k ~ U(0, 2π), x₀, y ~
     N(0, I), all from one fixed seed. Reference: refimpl.ode.adjoint_ode (DOP853, rtol 1e-12)."""
 
@@ -56,7 +56,7 @@ class NeuralCase:
 
 
 class LinearCase:
-    """Case (a) of the oscillation experiment: refimpl.problems.analytic_ode.LinearSystemCase (ẋ = Ax + b₀ + b₁t, d = 2,
+    """The linear case of the oscillation experiment: refimpl.problems.analytic_ode.LinearSystemCase (ẋ = Ax + b₀ + b₁t, d = 2,
     T = 2, θ = (vec A, b)). Its closed form evaluated for many times at once through A = VΛV⁻¹ (derived, checked against
     the case's expm route in tests/test_corrections.py): x(t) = e^{At}x₀ + A⁻¹(e^{At} − I)b₀ + (A⁻²(e^{At} − I) −
     A⁻¹t)b₁, p(t) = e^{Aᵀ(T−t)}(x(T) − y), δL/δθ = (vec(p xᵀ), p)."""
