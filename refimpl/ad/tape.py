@@ -54,7 +54,9 @@ class Variable:
 
     The arithmetic operators (``+ - * / ** @``, unary ``-``, ``abs``, indexing), the properties ``T`` and ``real`` and
     the methods ``reshape``, ``sum``, ``mean``, ``transpose`` and ``conj`` are installed onto this class by
-    :mod:`refimpl.ad.ops`, which ``import refimpl.ad`` always loads; see that module for the functions.
+    :mod:`refimpl.ad.ops`, which ``import refimpl.ad`` always loads; see that module for the functions. NumPy's dispatch
+    protocols (``__array_ufunc__``, ``__array_function__``: ``np.tanh(x)``, ``np.sum(x)``) are installed by
+    :mod:`refimpl.ad.numpy_dispatch`, also loaded by ``import refimpl.ad``.
     """
 
     __slots__ = ("_value", "_node", "_trace")
