@@ -20,7 +20,7 @@ no derivative.
 
 The supported set is the table in docs/numpy-dispatch.md, generated from the registry by :func:`write_dispatch_table`
 (``python -c "import refimpl.ad.numpy_dispatch as d; d.write_dispatch_table('docs/numpy-dispatch.md')"``); the theory
-is in docs/theory/autodiff.md §6.
+is in docs/theory/autodiff.md ("NumPy code on the tape").
 """
 from __future__ import annotations
 
@@ -151,7 +151,8 @@ def _check_ufunc_kwargs(name, kwargs):
             raise TypeError(f"{name}: the keyword `out` is not supported on refimpl Variables (a Variable is "
                             "immutable; use the returned value, e.g. `y = np.tanh(x)`, not `np.tanh(x, out=y)` "
                             "or `y += x`)")
-        if key not in _UFUNC_DEFAULTS or not (value is _UFUNC_DEFAULTS[key] or value == _UFUNC_DEFAULTS[key]):
+        default = _UFUNC_DEFAULTS.get(key, ())
+        if not (value is default or (isinstance(value, (bool, np.bool_, str)) and value == default)):
             raise TypeError(f"{name}: the keyword `{key}={value!r}` is not supported on refimpl Variables")
 
 
@@ -450,7 +451,7 @@ Inside `refimpl.ad.grad`, `vjp`, `jacobian` and `hvp` the traced arguments are `
 on them to `refimpl.ad.numpy_dispatch` (NumPy's `__array_ufunc__` and `__array_function__` protocols). Each function
 below records the same primitive as the `refimpl.ad.ops` function it names, so code written with plain NumPy gets the
 values, gradients and Hessian-vector products of the `ops`-written code, bit for bit.
-Theory: docs/theory/autodiff.md §6.
+Theory: docs/theory/autodiff.md ("NumPy code on the tape").
 
 Everything else raises `TypeError` naming the NumPy function and primitives that would express it, and so do:
 the keyword `out=` (a Variable is immutable; `y += x` on an ndarray `y` is `np.add(y, x, out=y)`), `where=`,
