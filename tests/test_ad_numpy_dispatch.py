@@ -435,8 +435,10 @@ def test_plain_numpy_rk4_loop_gradient_equals_the_discrete_adjoint_and_complex_s
     # it may cancel), and the adjoint recursion carries these differences back with the Jacobians' growth e^{|W|T}.
     # Measured on 200 random problems (N ≤ 20, |W| ≤ 1.5, T ≤ 2, a third with y within 1e-6 of x_N): ≤ 1.4e-14 of
     # max(|∇|, |x_N|, |y|); 1e-12 leaves a margin of 70. Complex step evaluates this very loop in complex arithmetic
-    # (measured ≤ 1.6e-15).
-    scale = max(float(np.max(np.abs(g))), float(np.max(np.abs(adjoint.trajectory[-1]))), float(np.max(np.abs(y))))
+    # (measured ≤ 1.6e-15). The floor 1 (the data are O(1)) keeps complex step's underflow of Im f = h·f'(x) for
+    # |f'| ~ 1e-300 (h = 1e-30) out of the comparison.
+    scale = max(1.0, float(np.max(np.abs(g))), float(np.max(np.abs(adjoint.trajectory[-1]))),
+                float(np.max(np.abs(y))))
     assert abs(loss(x0) - adjoint.loss) <= 1e-13 * max(1.0, abs(loss(x0)))
     np.testing.assert_allclose(g, complex_step_gradient(loss, x0), rtol=0, atol=1e-12 * scale)
     np.testing.assert_allclose(g, adjoint.grad_x0, rtol=0, atol=1e-12 * scale)
