@@ -28,7 +28,7 @@ import importlib
 import inspect
 import numbers
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
@@ -54,10 +54,14 @@ class NumpyRule:
     note: str
     group: str
     call: Callable
+    signature: inspect.Signature = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self):
+        object.__setattr__(self, "signature", inspect.signature(self.call))
 
     def __call__(self, *args, **kwargs):
         try:
-            inspect.signature(self.call).bind(*args, **kwargs)
+            self.signature.bind(*args, **kwargs)
         except TypeError as exc:
             raise TypeError(f"{self.name}: {exc}") from None
         return self.call(*args, **kwargs)
