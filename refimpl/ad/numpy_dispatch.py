@@ -125,13 +125,24 @@ def _unsupported(name: str, why: str = "") -> TypeError:
                      f"supported_numpy_functions(), docs/numpy-dispatch.md)")
 
 
+_KEYWORD_REASONS = {
+    "out": "a Variable is immutable; use the returned value, e.g. `y = np.tanh(x)`, not `np.tanh(x, out=y)` or `y += x`",
+    "where": "mask explicitly with np.where(mask, x, fill)",
+    "initial": "add the initial value explicitly",
+}
+
+
+def _keyword_error(name, key, value=None):
+    reason = _KEYWORD_REASONS.get(key, f"only NumPy's default is accepted, got {value!r}"[:160])
+    return TypeError(f"{name}: the keyword `{key}` is not supported on refimpl Variables ({reason})")
+
+
 def _refuse(name, **given):
     """TypeError for a keyword given a value other than NumPy's default (None, or True for ``where``)."""
     for key, value in given.items():
         default = True if key == "where" else None
         if not (value is default or value is np._NoValue):
-            raise TypeError(f"{name}: the keyword `{key}` is not supported on refimpl Variables "
-                            f"(a Variable is immutable and every result is a new taped value; drop `{key}=`)")
+            raise _keyword_error(name, key, value)
 
 
 def _same_dtype_only(name, dtype, *arrays):
@@ -151,13 +162,9 @@ _UFUNC_DEFAULTS = {"where": True, "casting": "same_kind", "order": "K", "dtype":
 
 def _check_ufunc_kwargs(name, kwargs):
     for key, value in kwargs.items():
-        if key == "out":
-            raise TypeError(f"{name}: the keyword `out` is not supported on refimpl Variables (a Variable is "
-                            "immutable; use the returned value, e.g. `y = np.tanh(x)`, not `np.tanh(x, out=y)` "
-                            "or `y += x`)")
         default = _UFUNC_DEFAULTS.get(key, ())
-        if not (value is default or (isinstance(value, (bool, np.bool_, str)) and value == default)):
-            raise TypeError(f"{name}: the keyword `{key}={value!r}` is not supported on refimpl Variables")
+        if key == "out" or not (value is default or (isinstance(value, (bool, np.bool_, str)) and value == default)):
+            raise _keyword_error(name, key, value)
 
 
 def _ufunc_rule(ufunc, primitive: str, note=""):
