@@ -82,10 +82,7 @@ GROUPS = {
 def _public_name(func, method="__call__"):
     if isinstance(func, np.ufunc):
         return f"numpy.{func.__name__}" + ("" if method == "__call__" else f".{method}")
-    module = getattr(func, "__module__", None) or "numpy"
-    if module.startswith("numpy.") and not module.startswith("numpy.linalg"):
-        module = "numpy"  # numpy.sum lives in numpy._core.fromnumeric; its public name is numpy.sum
-    return f"{module}.{func.__name__}"
+    return f"{getattr(func, '__module__', None) or 'numpy'}.{func.__name__}"  # NumPy sets the public module
 
 
 def _register(func, records, note, group, method="__call__"):
