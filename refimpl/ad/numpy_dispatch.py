@@ -15,8 +15,8 @@ looked up by name when called. Anything not in the registry raises ``TypeError``
 primitives that would express it; unsupported keywords (``out=``, ``where=``, ``initial=``, a ``dtype`` that would
 change the result) raise too. Nothing is ever converted to a constant silently: ``np.asarray(x)`` stays an error
 (``Variable.__array__``). Value queries (``np.shape``, comparisons, ``np.isfinite`` …) read the value and record
-nothing, as the comparison operators of ``Variable`` do; their results are integers, booleans or dtypes, which carry
-no derivative.
+nothing, as the comparison operators of ``Variable`` do; their results are shapes, booleans, dtypes or constant arrays
+(``np.zeros_like``), which carry no derivative.
 
 The supported set is the table in docs/numpy-dispatch.md, generated from the registry by :func:`write_dispatch_table`
 (``python -c "import refimpl.ad.numpy_dispatch as d; d.write_dispatch_table('docs/numpy-dispatch.md')"``); the theory
@@ -203,7 +203,7 @@ def _square(x):
 
 @_register(np.add, "ops.sum(a, axis)", "only `axis` and `keepdims`", "reductions and shapes", method="reduce")
 def _add_reduce(array, axis=0, dtype=None, out=None, keepdims=False, initial=np._NoValue, where=True):
-    _refuse("numpy.add.reduce", out=out, initial=None if initial is np._NoValue else initial, where=where)
+    _refuse("numpy.add.reduce", out=out, initial=initial, where=where)
     _same_dtype_only("numpy.add.reduce", dtype, array)
     return ops.sum(array, axis=axis, keepdims=bool(keepdims))
 
@@ -215,7 +215,7 @@ def _keepdims(keepdims):
 
 @_register(np.sum, "ops.sum", "`axis`, `keepdims`; `dtype` only if it is the result's dtype", "reductions and shapes")
 def _sum(a, axis=None, dtype=None, out=None, keepdims=np._NoValue, initial=np._NoValue, where=np._NoValue):
-    _refuse("numpy.sum", out=out, initial=None if initial is np._NoValue else initial, where=where)
+    _refuse("numpy.sum", out=out, initial=initial, where=where)
     _same_dtype_only("numpy.sum", dtype, a)
     return ops.sum(a, axis=axis, keepdims=_keepdims(keepdims))
 
