@@ -421,7 +421,7 @@ def _array_ufunc(self, ufunc, method, *inputs, **kwargs):
         raise _unsupported(name)
     if method == "__call__":
         _check_ufunc_kwargs(name, kwargs)  # only NumPy's defaults remain: nothing to pass on
-        return rule(*inputs)
+        return rule.call(*inputs)  # NumPy has checked the number of operands
     return rule(*inputs, **kwargs)
 
 
