@@ -123,7 +123,8 @@ def _unsupported(name: str, why: str = "") -> TypeError:
 
 
 _KEYWORD_REASONS = {
-    "out": "a Variable is immutable; use the returned value, e.g. `y = np.tanh(x)`, not `np.tanh(x, out=y)` or `y += x`",
+    "out": "a Variable is immutable; use the returned value, e.g. `y = np.tanh(x)`, "
+           "not `np.tanh(x, out=y)` or `y += x`",
     "where": "mask explicitly with np.where(mask, x, fill)",
     "initial": "add the initial value explicitly",
 }
