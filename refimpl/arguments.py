@@ -45,6 +45,8 @@ __all__ = [
     "as_symmetric_matrix",
     "as_vector",
     "check_finite",
+    "first_nonfinite",
+    "NonFiniteError",
     "underlying_array",
 ]
 
@@ -112,6 +114,25 @@ def as_float_array(x, name: str, *, what: str | None = None, allow_complex: bool
     if finite:
         check_finite(arr, name)
     return arr
+
+
+class NonFiniteError(ValueError):
+    """A computation on finite arguments produced NaN or inf (an overflow, or what follows one), and refimpl raises
+    instead of returning it. Unlike the argument checks, the message says what *became* non-finite and where (e.g. "the
+    solution became non-finite at step n, time t"), with a stability hint when a known step-size bound is exceeded. A
+    ``ValueError``: the arguments are out of the range the computation can represent in float64."""
+
+
+def first_nonfinite(arr) -> tuple | None:
+    """The index (a tuple) of the first NaN/inf entry of a float/complex ``arr`` in C order, or None (also for
+    ``object`` arrays: exact arithmetic does not overflow)."""
+    arr = np.asarray(arr)
+    if arr.dtype.kind not in "fc":
+        return None
+    bad = ~np.isfinite(arr)
+    if not bad.any():
+        return None
+    return tuple(int(i) for i in np.unravel_index(int(np.argmax(bad)), arr.shape))
 
 
 def check_finite(arr: np.ndarray, name: str) -> None:

@@ -130,8 +130,16 @@ def value_and_grad(f, argnum: int = 0):
         if not np.isfinite(getvalue(value)):
             raise ValueError(f"`f` returned a non-finite value ({getvalue(value)}) at the given point")
         x = starts[0].ans
-        g = backward(end, 1.0, starts, add=ops.add)[0] if end is not None else None
-        return value, _cotangent(g, x)
+        with np.errstate(over="ignore", invalid="ignore"):
+            g = backward(end, 1.0, starts, add=ops.add)[0] if end is not None else None
+        g = _cotangent(g, x)
+        finite = np.isfinite(getvalue(g))
+        if not np.all(finite):
+            bad = np.unravel_index(int(np.argmax(~finite)), np.shape(finite))
+            raise ValueError(f"the gradient became non-finite in the backward pass (first at index "
+                             f"{tuple(int(i) for i in bad)}) although `f` returned a finite value: an overflow of "
+                             f"the chain-rule products, or a derivative that is infinite at the given point")
+        return value, g
 
     return value_and_grad_f
 
