@@ -88,3 +88,35 @@ def test_adjoint_overflow_with_finite_forward_pass(method, starter):
     assert msgs["numpy"] == msgs["numba"], msgs
     assert msgs["numpy"].startswith("the adjoint became non-finite at step ")
     assert msgs["tape"].startswith("the gradient became non-finite in the backward pass")
+
+
+# ----------------------------------------------------------------------------------------- Wasserstein flows
+def test_particle_forward_euler_warns_above_the_bound_and_names_the_step():
+    from refimpl.wasserstein.coordinate_descent import StepSizeWarning
+    from refimpl.wasserstein.energies import QuadraticPotential
+    from refimpl.wasserstein.particle_steps import forward_euler
+    X = np.random.default_rng(0).standard_normal((5, 2))
+    E = QuadraticPotential(100.0 * np.eye(2))
+    with pytest.warns(StepSizeWarning, match=r"h\*L = 50 >= 2, above the forward Euler stability bound"):
+        with pytest.raises(NonFiniteError, match=r"^the solution became non-finite at step 183, time t = 91\.5: "
+                                                 r"X_183 has a non-finite entry at particle 0, coordinate 0 .*"
+                                                 r"h\*L = 50 exceeds the stability bound h < 2/L"):
+            forward_euler(E, X, 0.5, 400)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # below the bound: no warning
+        assert len(forward_euler(E, X, 0.019, 3)) == 4
+
+
+def test_gaussian_forward_euler_warns_above_the_bound_and_names_the_step():
+    from refimpl.wasserstein.coordinate_descent import StepSizeWarning
+    from refimpl.wasserstein.energies import QuadraticPotential
+    from refimpl.wasserstein.gaussian_flows import gaussian_forward_euler
+    from refimpl.wasserstein.measures import GaussianMeasure
+    E, g = QuadraticPotential(100.0 * np.eye(2)), GaussianMeasure(np.ones(2), np.eye(2))
+    with pytest.warns(StepSizeWarning, match=r"h\*L = 50 >= 2"):
+        with pytest.raises(NonFiniteError, match=r"^the solution became non-finite at step 92, time t = 46: cov_92 "
+                                                 r"has a non-finite entry at index \(0, 0\)"):
+            gaussian_forward_euler(E, g, 0.5, 400)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert len(gaussian_forward_euler(E, g, 0.019, 3)) == 4

@@ -35,8 +35,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from refimpl.arguments import as_real_scalar
-from refimpl.wasserstein.coordinate_descent import check_count
+from refimpl.arguments import NonFiniteError, as_real_scalar, first_nonfinite
+from refimpl.wasserstein.coordinate_descent import check_count, nonfinite_flow_error, warn_above_flow_stability_bound
 from refimpl.wasserstein.distances import spd_sqrt
 from refimpl.wasserstein.energies import Energy, kl_to_gaussian, weighted_terms
 from refimpl.wasserstein.measures import GaussianMeasure, as_gaussian_measure
@@ -92,29 +92,66 @@ def _check(energy, g, h, name="h"):
 
 
 def gaussian_forward_euler_step(energy: Energy, g: GaussianMeasure, h) -> GaussianMeasure:
-    """One forward Euler step (Id − h v)#N(m, Σ) with v the Bures–Wasserstein gradient field (module docstring)."""
+    """One forward Euler step (Id − h v)#N(m, Σ) with v the Bures–Wasserstein gradient field (module docstring); a
+    result that overflows raises :class:`~refimpl.arguments.NonFiniteError`."""
+    try:
+        return _forward_euler_step(energy, g, h)
+    except _Overflow as e:
+        what, bad = e.args
+        raise NonFiniteError(f"the step's result became non-finite: its {what} has a non-finite entry at index {bad} "
+                             f"(an overflow: the step is too large for this measure)") from None
+
+
+def _forward_euler_step(energy, g, h):
     h = _check(energy, g, h)
     b, M = energy.gaussian_velocity(g)
-    T = np.eye(g.dim) - h * M
-    if np.linalg.matrix_rank(T) < g.dim:
-        raise ValueError(f"forward Euler map I - h M is singular at h = {h}: the step collapses the Gaussian")
-    cov = T @ g.cov @ T.T
-    return GaussianMeasure(g.mean - h * b, 0.5 * (cov + cov.T))
+    with np.errstate(over="ignore", invalid="ignore"):
+        T = np.eye(g.dim) - h * M
+        if np.all(np.isfinite(T)) and np.linalg.matrix_rank(T) < g.dim:
+            raise ValueError(f"forward Euler map I - h M is singular at h = {h}: the step collapses the Gaussian")
+        cov = T @ g.cov @ T.T
+        mean = g.mean - h * b
+        return _finite_measure(mean, 0.5 * (cov + cov.T))
 
 
 def gaussian_forward_euler(energy: Energy, g: GaussianMeasure, h, n_steps: int) -> list[GaussianMeasure]:
-    """The forward Euler iterates [ρ₀, ρ₁, …, ρ_{n_steps}]."""
-    return _iterate(gaussian_forward_euler_step, energy, g, h, n_steps)
+    """The forward Euler iterates [ρ₀, ρ₁, …, ρ_{n_steps}]. h·L ≥ 2 (L = ``energy.smoothness(d)`` when known) warns
+    with a :class:`StepSizeWarning`; an iterate that overflows raises :class:`~refimpl.arguments.NonFiniteError`
+    ("the solution became non-finite at step n, time t")."""
+    L = energy.smoothness(g.dim) if isinstance(energy, Energy) and isinstance(g, GaussianMeasure) else None
+    if L is not None:
+        warn_above_flow_stability_bound(_check(energy, g, h), L, "forward Euler")
+    return _iterate(_forward_euler_step, energy, g, h, n_steps, L)
 
 
-def _iterate(step, energy, g, h, n_steps):
-    """[ρ₀, step(ρ₀), step(step(ρ₀)), …] with n_steps steps of size h (arguments checked once)."""
-    _check(energy, g, h)
+def _iterate(step, energy, g, h, n_steps, L=None):
+    """[ρ₀, step(ρ₀), step(step(ρ₀)), …] with n_steps steps of size h (arguments checked once); a step whose mean or
+    covariance overflows raises :class:`~refimpl.arguments.NonFiniteError` naming the step."""
+    h = _check(energy, g, h)
     n_steps = check_count(n_steps, "n_steps")
     out = [g]
-    for _ in range(n_steps):
-        out.append(step(energy, out[-1], h))
+    for n in range(1, n_steps + 1):
+        try:
+            out.append(step(energy, out[-1], h))
+        except _Overflow as e:
+            what, bad = e.args
+            prev = out[-1].mean if what == "mean" else out[-1].cov
+            raise nonfinite_flow_error(n, h, what, f"at index {bad}", float(np.max(np.abs(prev))), L) from None
     return out
+
+
+class _Overflow(Exception):
+    """Internal: a step's (name, index) of the first non-finite entry of its mean or covariance."""
+
+
+def _finite_measure(mean, cov) -> GaussianMeasure:
+    """GaussianMeasure(mean, cov) of a step's result, or _Overflow if an entry overflowed (the caller names the step;
+    a single step called directly reports it as NonFiniteError)."""
+    for name, a in (("mean", mean), ("cov", cov)):
+        bad = first_nonfinite(a)
+        if bad is not None:
+            raise _Overflow(name, bad[0] if len(bad) == 1 else bad)
+    return GaussianMeasure(mean, cov)
 
 
 def _sym_fn(S, fn):
