@@ -38,6 +38,7 @@ from refimpl.ad import Variable, getvalue
 __all__ = [
     "as_coordinate",
     "as_float_array",
+    "as_length_scale",
     "as_points_1d",
     "as_positive_integer",
     "as_real_array",
@@ -165,6 +166,21 @@ def as_real_scalar(value, name: str, *, positive: bool = False, nonnegative: boo
         raise ValueError(f"{name} must be >= 0, got {value}")
     if nonzero and value == 0.0:
         raise ValueError(f"{name} must be nonzero, got {value}")
+    return value
+
+
+#: a length scale ℓ (kernel bandwidth, interaction width) enters as 1/ℓ² and ℓ²: both are normal float64 numbers for
+#: ℓ in [LENGTH_SCALE_MIN, LENGTH_SCALE_MAX]
+LENGTH_SCALE_MIN, LENGTH_SCALE_MAX = 1e-150, 1e150
+
+
+def as_length_scale(value, name: str) -> float:
+    """A positive finite length scale ℓ whose square and inverse square are finite and nonzero in float64
+    (1e-150 ≤ ℓ ≤ 1e150); outside that range a kernel exp(−|x|²/(2ℓ²)) would divide by zero or lose its scale."""
+    value = as_real_scalar(value, name, positive=True)
+    if not LENGTH_SCALE_MIN <= value <= LENGTH_SCALE_MAX:
+        raise ValueError(f"{name} must be in [{LENGTH_SCALE_MIN:g}, {LENGTH_SCALE_MAX:g}] ({name}**2 and 1/{name}**2 "
+                         f"enter the kernel and must be finite and nonzero in float64), got {value:g}")
     return value
 
 
@@ -304,7 +320,9 @@ def as_fixed_array(M, name: str, ndim: int = 2, shape=None) -> np.ndarray:
     """
     if not isinstance(M, np.ndarray):
         M = np.asarray(M)
-    if M.dtype.kind in "iub":
+    if M.dtype.kind in "iu":
+        M = as_float_array(M, name, finite=False)  # exact promotion (integers above 2**53 refused)
+    elif M.dtype.kind == "b":
         M = M.astype(np.float64)
     if M.dtype.kind not in "fcO":
         raise TypeError(f"{name} must be a real, complex or object (Fraction) array, got dtype {M.dtype}")
@@ -327,7 +345,7 @@ def check_state_array(a, name: str, shape: tuple, shape_hint: str = ""):
         if not isinstance(a, np.ndarray):
             raise TypeError(f"{name} must be a NumPy array or a refimpl.ad.Variable, got {type(a).__name__}")
         if a.dtype.kind in "iu":
-            a = a.astype(np.float64)
+            a = as_float_array(a, name, finite=False)  # exact promotion (integers above 2**53 refused)
         elif a.dtype not in (np.float64, np.complex128, np.dtype(object)):
             raise TypeError(f"{name} has dtype {a.dtype}; use float64, complex128, or an object array of Fractions "
                             f"(exact mode)")

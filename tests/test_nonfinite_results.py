@@ -120,3 +120,62 @@ def test_gaussian_forward_euler_warns_above_the_bound_and_names_the_step():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert len(gaussian_forward_euler(E, g, 0.019, 3)) == 4
+
+
+# ------------------------------------------------------------------- clear errors naming the argument (or exact)
+@pytest.mark.parametrize("make,name", [
+    (lambda: __import__("refimpl.wasserstein.energies", fromlist=["x"]).Entropy(1e-300), "bandwidth"),
+    (lambda: __import__("refimpl.wasserstein.energies", fromlist=["x"]).GaussianInteraction(1.0, 1e-300), "width"),
+    (lambda: __import__("refimpl.wasserstein.energies", fromlist=["x"]).GaussianInteraction(1.0, 1e300), "width"),
+], ids=["entropy-bandwidth", "interaction-width", "interaction-width-large"])
+def test_length_scales_whose_square_leaves_float64_are_refused(make, name):
+    with pytest.raises(ValueError, match=rf"^{name} must be in \[1e-150, 1e\+150\]"):
+        make()
+
+
+def test_huge_tableau_entry_names_the_argument():
+    from refimpl.ode.multistep import LinearMultistep
+    from refimpl.ode.tableau import ButcherTableau
+    with pytest.raises(ValueError, match=r"^A\[1\]\[0\] = 1e\+308 is too large"):
+        ButcherTableau("x", ((0, 0), (1e308, 0)), (0.5, 0.5))
+    with pytest.raises(ValueError, match=r"^beta\[0\] = 1e\+100 is too large"):
+        LinearMultistep("y", (-1.0, 1.0), (1e100,))
+
+
+def test_jacobian_of_an_empty_output_is_the_empty_jacobian():
+    from refimpl.ad import jacobian, ops
+    J = jacobian(lambda x: x * 2)(np.zeros(0))
+    assert J.shape == (0, 0) and J.dtype == np.float64
+    J = jacobian(lambda x: ops.reshape(x, (0, 3)))(np.zeros((0, 3)))
+    assert J.shape == (0, 3, 0, 3)
+    assert jacobian(lambda x: ops.sum(x))(np.zeros(0)).shape == (0,)
+
+
+def test_gaussian_jko_with_a_huge_step():
+    """h = 1e300: for KL the step is computed without overflow (the closed form no longer squares h); where the
+    answer leaves the float64 range the error names h, not a covariance the caller did not pass."""
+    from refimpl.wasserstein.energies import KLToGaussian, QuadraticPotential
+    from refimpl.wasserstein.gaussian_flows import gaussian_jko_step
+    from refimpl.wasserstein.measures import GaussianMeasure
+    g = GaussianMeasure(np.ones(2), 2.0 * np.eye(2))
+    out = gaussian_jko_step(KLToGaussian(np.zeros(2), np.eye(2)), g, 1e300)
+    np.testing.assert_allclose(out.cov, np.eye(2), rtol=1e-12)  # h → ∞: the minimiser of KL, the target
+    np.testing.assert_allclose(out.mean, np.zeros(2), atol=1e-250)
+    with pytest.raises(ValueError, match=r"^h = 1e\+300 is too large for this measure: the JKO step's covariance"):
+        gaussian_jko_step(QuadraticPotential(np.eye(2)), g, 1e300)
+    with pytest.raises(ValueError, match=r"^h = 1e\+300 is too large for this energy: I \+ h \* \(potential"):
+        gaussian_jko_step(QuadraticPotential(1e10 * np.eye(2)), g, 1e300)
+
+
+@pytest.mark.parametrize("value", [2 ** 53 + 1, np.array([0, 2 ** 60]), -(2 ** 62)], ids=["int", "array", "negative"])
+def test_integers_above_2_53_are_not_rounded_silently(value):
+    from refimpl.ad import grad, ops
+    from refimpl.arguments import as_fixed_array, check_state_array
+    with pytest.raises(ValueError, match=r"^`args\[0\]` (is an integer|holds integers) of magnitude above 2\*\*53"):
+        grad(lambda x: ops.sum(x * 1.0))(value)
+    arr = np.atleast_1d(value)
+    with pytest.raises(ValueError, match=r"^x0 holds integers of magnitude above 2\*\*53"):
+        check_state_array(arr, "x0", arr.shape)
+    with pytest.raises(ValueError, match=r"^W2 holds integers of magnitude above 2\*\*53"):
+        as_fixed_array(arr, "W2", 1)
+    assert grad(lambda x: ops.sum(x * x))(np.array([2 ** 53, 3]))[0] == 2.0 ** 54  # exact up to 2**53

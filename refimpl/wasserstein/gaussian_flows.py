@@ -19,7 +19,9 @@ Gaussian under the flow, its JKO step and its forward Euler step.
 * JKO: ρ⁺ = argmin F(ρ) + W₂²(ρ, ρₙ)/(2h). Derived: the minimiser is Gaussian; the optimal map from ρ⁺ back to ρₙ is
   x ↦ x + h v⁺(x) (first-order optimality), affine with linear part S = K − hσΣ⁺⁻¹, K = I + hG, which must be
   symmetric positive definite and satisfy SΣ⁺S = Σₙ. With Σ⁺ = K^{−1/2} X K^{−1/2} this is X + h²σ²X⁻¹ = C,
-  C = K^{−1/2}ΣₙK^{−1/2} + 2hσI, whose solution with X > hσI (S ≻ 0) is X = ½(C + (C² − 4h²σ²I)^{1/2}).
+  C = K^{−1/2}ΣₙK^{−1/2} + 2hσI, whose solution with X > hσI (S ≻ 0) is X = ½(C + (C² − 4h²σ²I)^{1/2}), computed
+  as ½(B + 2hσI + (B² + 4hσB)^{1/2}) with B = K^{−1/2}ΣₙK^{−1/2} (the same matrix, C² − 4h²σ²I = B(B + 4hσI),
+  without cancellation or an h² that could overflow).
   The mean solves (I + hA_m)m⁺ = mₙ + hr. Requires K ≻ 0 and I + hA_m ≻ 0 (the JKO problem is then strictly convex).
   For the entropy alone (G = 0, σ = 1) it reduces to Σ⁺ = ¼(Σ^{1/2} + (Σ + 4hI)^{1/2})²
   (docs/theory/coordinate-descent.md §7, G6).
@@ -166,18 +168,38 @@ def gaussian_jko_step(energy: Energy, g: GaussianMeasure, h) -> GaussianMeasure:
     if q.entropy_weight < 0:
         raise ValueError("the JKO step needs a non-negative entropy weight (the problem is otherwise unbounded)")
     I = np.eye(g.dim)
-    Km = I + h * q.mean_hessian
-    K = I + h * q.cov_hessian
+    with np.errstate(over="ignore", invalid="ignore"):
+        Km = I + h * q.mean_hessian
+        K = I + h * q.cov_hessian
+        rhs = g.mean + h * q.mean_linear
+        hs = h * q.entropy_weight
+    for name, M in (("I + h * (potential Hessian)", Km), ("I + h * (covariance Hessian)", K),
+                    ("m + h * r (the mean's right-hand side)", rhs), ("h * (entropy weight)", hs)):
+        if not np.all(np.isfinite(M)):
+            raise ValueError(f"h = {h:g} is too large for this energy: {name} overflows float64")
     for name, M in (("I + h * (potential Hessian)", Km), ("I + h * (covariance Hessian)", K)):
         if np.linalg.eigvalsh(0.5 * (M + M.T))[0] <= 0:
             raise ValueError(f"{name} is not positive definite at h = {h}: the JKO problem is not convex; reduce h")
-    mean = np.linalg.solve(Km, g.mean + h * q.mean_linear)
+    mean = np.linalg.solve(Km, rhs)
     K_inv_half = _sym_fn(K, lambda lam: 1.0 / np.sqrt(lam))
-    hs = h * q.entropy_weight
-    C = K_inv_half @ g.cov @ K_inv_half + 2.0 * hs * I
-    X = 0.5 * (C + _sym_fn(C @ C - 4.0 * hs * hs * I, lambda lam: np.sqrt(np.clip(lam, 0.0, None))))
-    cov = K_inv_half @ X @ K_inv_half
-    return GaussianMeasure(mean, 0.5 * (cov + cov.T))
+    # X = ½(C + (C² − 4h²σ²I)^{1/2}), C = B + 2hσI, B = K^{−1/2}ΣK^{−1/2}, written with C² − 4h²σ²I = B² + 4hσB (SPD):
+    # no cancellation, and no h² that could overflow
+    B = K_inv_half @ g.cov @ K_inv_half
+    B = 0.5 * (B + B.T)
+    with np.errstate(over="ignore", invalid="ignore"):
+        X = 0.5 * (B + 2.0 * hs * I + _sym_fn(B @ B + 4.0 * hs * B, lambda lam: np.sqrt(np.clip(lam, 0.0, None))))
+        cov = K_inv_half @ X @ K_inv_half
+    if not (np.all(np.isfinite(mean)) and np.all(np.isfinite(cov))):
+        raise NonFiniteError(f"h = {h:g} is too large for this measure: the JKO step's "
+                             f"{'mean' if not np.all(np.isfinite(mean)) else 'covariance'} overflows float64")
+    cov = 0.5 * (cov + cov.T)
+    try:
+        np.linalg.cholesky(cov)
+    except np.linalg.LinAlgError:
+        raise NonFiniteError(f"h = {h:g} is too large for this measure: the JKO step's covariance is not positive "
+                             f"definite in float64 (largest entry {np.max(np.abs(cov)):.3g}; the step contracts it "
+                             f"below the float64 range, or leaves it too ill-conditioned)") from None
+    return GaussianMeasure(mean, cov)
 
 
 def gaussian_jko(energy: Energy, g: GaussianMeasure, h, n_steps: int) -> list[GaussianMeasure]:
