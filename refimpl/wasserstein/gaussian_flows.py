@@ -102,6 +102,8 @@ def gaussian_forward_euler_step(energy: Energy, g: GaussianMeasure, h) -> Gaussi
         what, bad = e.args
         raise NonFiniteError(f"the step's result became non-finite: its {what} has a non-finite entry at index {bad} "
                              f"(an overflow: the step is too large for this measure)") from None
+    except _NotSPD as e:
+        raise _not_spd_error("the step's result", e.args[0], float(h), None) from None
 
 
 def _forward_euler_step(energy, g, h):
@@ -139,6 +141,9 @@ def _iterate(step, energy, g, h, n_steps, L=None):
             what, bad = e.args
             prev = out[-1].mean if what == "mean" else out[-1].cov
             raise nonfinite_flow_error(n, h, what, f"at index {bad}", float(np.max(np.abs(prev))), L) from None
+        except _NotSPD as e:
+            raise _not_spd_error(f"the solution left the Gaussians at step {n}, time t = {n * h:.6g}", e.args[0], h,
+                                 L) from None
     return out
 
 
@@ -146,14 +151,28 @@ class _Overflow(Exception):
     """Internal: a step's (name, index) of the first non-finite entry of its mean or covariance."""
 
 
+class _NotSPD(Exception):
+    """Internal: a step's covariance is finite but not positive definite in float64 (args: the smallest eigenvalue)."""
+
+
 def _finite_measure(mean, cov) -> GaussianMeasure:
-    """GaussianMeasure(mean, cov) of a step's result, or _Overflow if an entry overflowed (the caller names the step;
-    a single step called directly reports it as NonFiniteError)."""
+    """GaussianMeasure(mean, cov) of a step's result; _Overflow if an entry overflowed, _NotSPD if the covariance is not
+    positive definite in float64 (the caller names the step: a step's result is not an argument to blame)."""
     for name, a in (("mean", mean), ("cov", cov)):
         bad = first_nonfinite(a)
         if bad is not None:
             raise _Overflow(name, bad[0] if len(bad) == 1 else bad)
+    try:
+        np.linalg.cholesky(cov)
+    except np.linalg.LinAlgError:
+        raise _NotSPD(float(np.linalg.eigvalsh(cov)[0])) from None
     return GaussianMeasure(mean, cov)
+
+
+def _not_spd_error(where: str, smallest: float, h: float, L) -> ValueError:
+    hint = "" if L is None or h * L < 2.0 else f"; h*L = {h * L:.4g} exceeds the stability bound h < 2/L (L = {L:.4g})"
+    return ValueError(f"{where}: the forward Euler covariance (I - hM) Sigma (I - hM) is not positive definite in "
+                      f"float64 (smallest eigenvalue {smallest:.3g}): I - hM is (nearly) singular at h = {h:g}{hint}")
 
 
 def _sym_fn(S, fn):
