@@ -38,6 +38,7 @@ from refimpl.ad import Variable, getvalue
 __all__ = [
     "as_coordinate",
     "as_float_array",
+    "as_length_scale",
     "as_points_1d",
     "as_positive_integer",
     "as_real_array",
@@ -45,6 +46,8 @@ __all__ = [
     "as_symmetric_matrix",
     "as_vector",
     "check_finite",
+    "first_nonfinite",
+    "NonFiniteError",
     "underlying_array",
 ]
 
@@ -114,6 +117,25 @@ def as_float_array(x, name: str, *, what: str | None = None, allow_complex: bool
     return arr
 
 
+class NonFiniteError(ValueError):
+    """A computation on finite arguments produced NaN or inf (an overflow, or what follows one), and refimpl raises
+    instead of returning it. Unlike the argument checks, the message says what *became* non-finite and where (e.g. "the
+    solution became non-finite at step n, time t"), with a stability hint when a known step-size bound is exceeded. A
+    ``ValueError``: the arguments are out of the range the computation can represent in float64."""
+
+
+def first_nonfinite(arr) -> tuple | None:
+    """The index (a tuple) of the first NaN/inf entry of a float/complex ``arr`` in C order, or None (also for
+    ``object`` arrays: exact arithmetic does not overflow)."""
+    arr = np.asarray(arr)
+    if arr.dtype.kind not in "fc":
+        return None
+    bad = ~np.isfinite(arr)
+    if not bad.any():
+        return None
+    return tuple(int(i) for i in np.unravel_index(int(np.argmax(bad)), arr.shape))
+
+
 def check_finite(arr: np.ndarray, name: str) -> None:
     """Raise ``ValueError`` naming ``name`` and the index of the first NaN/inf entry of the float array ``arr``."""
     finite = np.isfinite(arr)
@@ -144,6 +166,21 @@ def as_real_scalar(value, name: str, *, positive: bool = False, nonnegative: boo
         raise ValueError(f"{name} must be >= 0, got {value}")
     if nonzero and value == 0.0:
         raise ValueError(f"{name} must be nonzero, got {value}")
+    return value
+
+
+#: a length scale ℓ (kernel bandwidth, interaction width) enters as 1/ℓ² and ℓ²: both are normal float64 numbers for
+#: ℓ in [LENGTH_SCALE_MIN, LENGTH_SCALE_MAX]
+LENGTH_SCALE_MIN, LENGTH_SCALE_MAX = 1e-150, 1e150
+
+
+def as_length_scale(value, name: str) -> float:
+    """A positive finite length scale ℓ whose square and inverse square are finite and nonzero in float64
+    (1e-150 ≤ ℓ ≤ 1e150); outside that range a kernel exp(−|x|²/(2ℓ²)) would divide by zero or lose its scale."""
+    value = as_real_scalar(value, name, positive=True)
+    if not LENGTH_SCALE_MIN <= value <= LENGTH_SCALE_MAX:
+        raise ValueError(f"{name} must be in [{LENGTH_SCALE_MIN:g}, {LENGTH_SCALE_MAX:g}] ({name}**2 and 1/{name}**2 "
+                         f"enter the kernel and must be finite and nonzero in float64), got {value:g}")
     return value
 
 
@@ -283,7 +320,9 @@ def as_fixed_array(M, name: str, ndim: int = 2, shape=None) -> np.ndarray:
     """
     if not isinstance(M, np.ndarray):
         M = np.asarray(M)
-    if M.dtype.kind in "iub":
+    if M.dtype.kind in "iu":
+        M = as_float_array(M, name, finite=False)  # exact promotion (integers above 2**53 refused)
+    elif M.dtype.kind == "b":
         M = M.astype(np.float64)
     if M.dtype.kind not in "fcO":
         raise TypeError(f"{name} must be a real, complex or object (Fraction) array, got dtype {M.dtype}")
@@ -306,7 +345,7 @@ def check_state_array(a, name: str, shape: tuple, shape_hint: str = ""):
         if not isinstance(a, np.ndarray):
             raise TypeError(f"{name} must be a NumPy array or a refimpl.ad.Variable, got {type(a).__name__}")
         if a.dtype.kind in "iu":
-            a = a.astype(np.float64)
+            a = as_float_array(a, name, finite=False)  # exact promotion (integers above 2**53 refused)
         elif a.dtype not in (np.float64, np.complex128, np.dtype(object)):
             raise TypeError(f"{name} has dtype {a.dtype}; use float64, complex128, or an object array of Fractions "
                             f"(exact mode)")

@@ -243,7 +243,8 @@ def test_a_new_family_registers_round_trips_and_gets_the_compiled_path(method, s
 def test_kernel_descriptors_of_the_builtin_fields():
     assert TanhField.kernel.functions() == (_numba.tanh_f, _numba.tanh_vjp)
     assert LinearField.kernel.functions() == (_numba.linear_f, _numba.linear_vjp)
-    assert TanhField.kernel.vjp_reads_fx and not LinearField.kernel.vjp_reads_fx
+    # neither built-in VJP reads f(x, θ): tanh forms z again for a cancellation-free sech² z
+    assert not TanhField.kernel.vjp_reads_fx and not LinearField.kernel.vjp_reads_fx
     for cls in (TwoLayerTanhField, PolynomialField, LinearForcingField, ScaledLinearField, LogisticField, UserField):
         assert cls.kernel is None
     assert _numba.sweeps(TanhField.kernel) is _numba.sweeps(TanhField.kernel)

@@ -1,7 +1,8 @@
 """Public differentiation functions: ``grad``, ``value_and_grad``, ``vjp``, ``jacobian``, ``hvp``.
 
 Inputs are validated here, at the entry point: arrays or scalars of dtype float64 or complex128 (integer/bool arrays and
-Python numbers are promoted to float64; lower-precision floats are refused rather than silently changed), all finite.
+Python numbers are promoted to float64, exactly: integers above 2**53 in magnitude are refused; lower-precision floats are
+refused rather than silently changed), all finite.
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from refimpl.ad import ops
 from refimpl.ad.tape import Node, Variable, backward, getvalue, new_trace_id
 
 _ACCEPTED = (np.dtype(np.float64), np.dtype(np.complex128))
+_EXACT_INTEGER_BOUND = 2 ** 53  # every integer of magnitude ≤ 2**53 is a float64, exactly
 
 
 def as_input(x, name: str):
@@ -25,12 +27,17 @@ def as_input(x, name: str):
         return x
     if isinstance(x, (bool, np.bool_)):
         raise TypeError(f"`{name}` must be a float64/complex128 array or a number, got a bool")
-    if isinstance(x, numbers.Number) and not isinstance(x, np.generic):
+    if isinstance(x, numbers.Integral) and not isinstance(x, np.generic):
+        if abs(x) > _EXACT_INTEGER_BOUND:
+            raise ValueError(f"`{name}` is an integer of magnitude above 2**53, which float64 cannot represent "
+                             f"exactly; convert it deliberately")
+        x = np.asarray(x, dtype=np.float64)
+    elif isinstance(x, numbers.Number) and not isinstance(x, np.generic):
         x = np.asarray(x, dtype=np.complex128 if isinstance(x, complex) else np.float64)
     elif isinstance(x, (np.ndarray, np.generic)):
         x = np.asarray(x)
         if x.dtype.kind in "iu":
-            x = x.astype(np.float64)  # exact for |x| < 2**53: a promotion, never a downcast
+            x = _exact_float(x, name)
         elif x.dtype not in _ACCEPTED:
             raise TypeError(f"`{name}` has dtype {x.dtype}; refimpl differentiates float64 or complex128 only "
                             f"(cast explicitly, e.g. `{name}.astype(np.float64)`)")
@@ -40,6 +47,15 @@ def as_input(x, name: str):
         bad = np.argwhere(~np.isfinite(np.atleast_1d(x)))[0]
         raise ValueError(f"`{name}` contains NaN or inf (first at index {tuple(int(i) for i in bad)})")
     return x
+
+
+def _exact_float(x, name):
+    """An integer array as float64 — exact for |x| ≤ 2**53, a promotion, never a rounding: larger integers (which
+    float64 cannot hold exactly) are refused."""
+    if x.size and (np.any(x > _EXACT_INTEGER_BOUND) or np.any(x < -_EXACT_INTEGER_BOUND)):
+        raise ValueError(f"`{name}` holds integers of magnitude above 2**53, which float64 cannot represent exactly; "
+                         f"convert them deliberately")
+    return x.astype(np.float64)
 
 
 def _check_callable(f):
@@ -130,8 +146,16 @@ def value_and_grad(f, argnum: int = 0):
         if not np.isfinite(getvalue(value)):
             raise ValueError(f"`f` returned a non-finite value ({getvalue(value)}) at the given point")
         x = starts[0].ans
-        g = backward(end, 1.0, starts, add=ops.add)[0] if end is not None else None
-        return value, _cotangent(g, x)
+        with np.errstate(over="ignore", invalid="ignore"):
+            g = backward(end, 1.0, starts, add=ops.add)[0] if end is not None else None
+        g = _cotangent(g, x)
+        finite = np.isfinite(getvalue(g))
+        if not np.all(finite):
+            bad = np.unravel_index(int(np.argmax(~finite)), np.shape(finite))
+            raise ValueError(f"the gradient became non-finite in the backward pass (first at index "
+                             f"{tuple(int(i) for i in bad)}) although `f` returned a finite value: an overflow of "
+                             f"the chain-rule products, or a derivative that is infinite at the given point")
+        return value, g
 
     return value_and_grad_f
 
@@ -162,6 +186,8 @@ def jacobian(f, argnum: int = 0):
             e[np.unravel_index(k, vshape)] = 1.0
             rows.append(pullback(e)[0])
         xshape = np.shape(getvalue(args[i]))
+        if not rows:  # an empty output: the Jacobian is the empty array of shape out.shape + in.shape
+            return np.zeros(vshape + xshape, dtype=np.result_type(dtype, getvalue(as_input(args[i], f"args[{i}]"))))
         return ops.reshape(ops.stack(rows), vshape + xshape)
 
     return jacobian_f

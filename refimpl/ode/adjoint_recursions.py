@@ -54,6 +54,12 @@ Leapfrog (:math:`\alpha = (-1,0,1)`, :math:`\beta = (0,2)`) gives :math:`\lambda
 starter, :math:`\lambda_0 = \lambda_2 + \lambda_1 + h\,\partial_xf(x_0,\theta_0)^{\mathsf T}\lambda_1`,
 :math:`\partial L_h/\partial\theta_0 = h\,\partial_\theta f(x_0,\theta_0)^{\mathsf T}\lambda_1` (the starter terms).
 
+Non-finite results: every backend checks the forward states, the loss :math:`\Phi(x_N)` and its gradient, the
+adjoints :math:`\lambda_n` and the parameter gradient, and raises the same :class:`~refimpl.arguments.NonFiniteError`
+at the same place (forward: "the solution became non-finite at step n, time t", as
+:func:`refimpl.ode.integrators.integrate`; backward: "the adjoint became non-finite at step n ..."), never returning
+NaN/inf.
+
 Backends: ``"numpy"`` runs for any :class:`~refimpl.ode.fields.VectorField` through its ``vjp_x``/``vjp_theta`` (float64,
 complex128, or exact on Fraction ``object`` arrays); ``"numba"`` runs the same recursion compiled
 (:mod:`refimpl.ode._numba`) for the built-in :class:`~refimpl.ode.fields.TanhField` and
@@ -66,9 +72,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from refimpl.ad import Variable, ops
+from refimpl.arguments import NonFiniteError, first_nonfinite
 from refimpl.backends import BACKENDS, check_backend, resolve_backend
 from refimpl.ode.fields import TerminalLoss
-from refimpl.ode.integrators import Problem, erk_step, prepare_problem, run, _erk_coefficients, _scaled
+from refimpl.ode.integrators import (Problem, checked_loss_value, erk_step, prepare_problem, run, solution_error,
+                                    _erk_coefficients, _scaled)
 from refimpl.ode.samples import ParameterSamples
 from refimpl.ode.tableau import ButcherTableau
 
@@ -113,9 +121,10 @@ class DiscreteAdjoint:
 # NumPy path (any field, any dtype)
 
 
-def erk_step_adjoint(field, hA, hb, x, thetas, lam_next):
+def erk_step_adjoint(field, hA, hb, x, thetas, lam_next, on_nonfinite=None):
     r"""Adjoint of one ERK step (module docstring): returns :math:`\lambda_{n+1} + \sum_i\bar X_i` and the list of
-    :math:`\partial_\theta f(X_i,\theta_i)^{\mathsf T}\bar k_i`, one per stage."""
+    :math:`\partial_\theta f(X_i,\theta_i)^{\mathsf T}\bar k_i`, one per stage. ``on_nonfinite()`` (if given) is
+    called, and must raise, when a stage cotangent :math:`\bar k_i` overflows."""
     _, X, _ = erk_step(field, hA, hb, x, thetas)
     s = len(hb)
     Xbar, gth = [None] * s, [None] * s
@@ -124,6 +133,8 @@ def erk_step_adjoint(field, hA, hb, x, thetas, lam_next):
         for l in range(i + 1, s):
             if hA[l][i] != 0:
                 kb = kb + hA[l][i] * Xbar[l]
+        if on_nonfinite is not None and first_nonfinite(kb) is not None:
+            on_nonfinite()
         Xbar[i] = field.vjp_x(X[i], thetas[i], kb)
         gth[i] = field.vjp_theta(X[i], thetas[i], kb)
     lam = lam_next
@@ -140,9 +151,12 @@ def _numpy_erk(problem: Problem, xs, lam_N):
     lambdas[smp.N] = lam_N
     for n in range(smp.N - 1, -1, -1):
         rows = [int(r) for r in smp.stage_index[n]]
-        lambdas[n], gth = erk_step_adjoint(field, hA, hb, xs[n], [theta[r] for r in rows], lambdas[n + 1])
+        lambdas[n], gth = erk_step_adjoint(field, hA, hb, xs[n], [theta[r] for r in rows], lambdas[n + 1],
+                                           lambda: _raise_adjoint_error(problem, n, lambdas[n + 1]))
         for r, g in zip(rows, gth):
             grad_theta[r] += g
+        if first_nonfinite(lambdas[n]) is not None:
+            _raise_adjoint_error(problem, n, lambdas[n + 1])
     return grad_theta, np.array(lambdas)
 
 
@@ -160,8 +174,12 @@ def _numpy_lmm(problem: Problem, xs, lam_N):
     def add_F_term(m):
         r = int(smp.grid_index[m])
         if m <= N - 1 and r >= 0:
+            if first_nonfinite(Fbar[m]) is not None:
+                _raise_adjoint_error(problem, m, lam[m + 1])
             lam[m] = lam[m] + field.vjp_x(xs[m], theta[r], Fbar[m])
             grad_theta[r] += field.vjp_theta(xs[m], theta[r], Fbar[m])
+        if m <= N - 1 and first_nonfinite(lam[m]) is not None:  # lambda_m is final here
+            _raise_adjoint_error(problem, m, lam[m + 1])
 
     for n in range(N - k, -1, -1):
         m = n + k
@@ -176,11 +194,45 @@ def _numpy_lmm(problem: Problem, xs, lam_N):
         add_F_term(m)
         if m >= 1:
             rows = [int(r) for r in smp.stage_index[m - 1]]
-            contrib, gth = erk_step_adjoint(field, hA, hb, xs[m - 1], [theta[r] for r in rows], lam[m])
+            contrib, gth = erk_step_adjoint(field, hA, hb, xs[m - 1], [theta[r] for r in rows], lam[m],
+                                            lambda: _raise_adjoint_error(problem, m - 1, lam[m]))
             lam[m - 1] = lam[m - 1] + contrib
             for r, g in zip(rows, gth):
                 grad_theta[r] += g
     return grad_theta, np.array(lam)
+
+
+def _raise_adjoint_error(problem: Problem, n: int, lam_next):
+    """The backward sweep overflowed inside step n (x_n → x_{n+1}); the forward states and the loss are finite."""
+    size = f" (max |lambda_{n + 1}| = {np.max(np.abs(lam_next)):.3g})"
+    raise NonFiniteError(f"the adjoint became non-finite at step {n}, time t = {n * float(problem.h):.6g}, of the "
+                         f"backward sweep: lambda_{n} = dL/dx_{n} (or a stage cotangent of that step) overflows{size}; "
+                         f"the trajectory and the loss are finite")
+
+
+def _check_adjoint(problem: Problem, lambdas, grad_theta) -> None:
+    """The hand adjoint's result, checked as the NumPy sweep checks it on the fly (the compiled sweeps run to the end
+    and are checked here): the largest n with a non-finite lambda_n is where the backward sweep overflowed."""
+    if problem.exact:
+        return
+    bad_rows = ~np.all(np.isfinite(lambdas), axis=1)
+    if bad_rows.any():
+        n = int(np.flatnonzero(bad_rows)[-1])
+        _raise_adjoint_error(problem, n, lambdas[n + 1])
+    where = first_nonfinite(grad_theta)
+    if where is not None:
+        t = float(problem.samples.times[where[0]])
+        raise NonFiniteError(f"the parameter gradient became non-finite: dL/dtheta at sample {where[0]} (time t = "
+                             f"{t:.6g}), entry {where[1]}, overflows although the trajectory, the loss and the "
+                             f"adjoints are finite")
+
+
+def _check_forward(problem: Problem, xs) -> None:
+    """The compiled forward sweep's states, checked as :func:`refimpl.ode.integrators.run` checks them step by step."""
+    bad_rows = ~np.all(np.isfinite(xs), axis=1)
+    if bad_rows.any():
+        n = int(np.argmax(bad_rows))
+        raise solution_error(problem, n, xs[n], xs[n - 1])
 
 
 def _accumulator_dtype(theta, lam):
@@ -219,7 +271,8 @@ def _numba(problem: Problem, loss):
         keep = smp.N * len(hb) * d <= KEEP_STAGES_MAX_ENTRIES
         out = kernels.erk_forward(kernel, problem.x0, problem.theta, smp.stage_index, hA, hb, keep_stages=keep)
         xs, stages = out if keep else (out, None)
-        lam_N = _loss_grad(loss, xs[-1])
+        _check_forward(problem, xs)
+        lam_N = _loss_grad(problem, loss, xs[-1])
         grad_theta, lambdas = kernels.erk_backward(kernel, xs, problem.theta, smp.stage_index, hA, hb, lam_N,
                                                    stages=stages)
     else:
@@ -231,7 +284,8 @@ def _numba(problem: Problem, loss):
         out = kernels.lmm_forward(kernel, problem.x0, problem.theta, smp.stage_index, hA, hb, malpha, hbeta,
                                   smp.grid_index, keep_slopes=keep)
         xs, slopes = out if keep else (out, None)
-        lam_N = _loss_grad(loss, xs[-1])
+        _check_forward(problem, xs)
+        lam_N = _loss_grad(problem, loss, xs[-1])
         grad_theta, lambdas = kernels.lmm_backward(kernel, xs, problem.theta, smp.stage_index, hA, hb, malpha, hbeta,
                                                    smp.grid_index, lam_N, slopes=slopes)
     return xs, grad_theta, lambdas
@@ -242,10 +296,16 @@ def _float_erk(tableau: ButcherTableau, h: float):
     return np.ascontiguousarray(h * A), np.ascontiguousarray(h * b)
 
 
-def _loss_grad(loss, xN):
-    g = np.asarray(loss.grad(xN))
+def _loss_grad(problem: Problem, loss, xN):
+    """∇Φ(x_N), after Φ(x_N) itself is checked finite (the same order and errors on every backend)."""
+    checked_loss_value(problem, loss, xN)
+    with np.errstate(over="ignore", invalid="ignore"):
+        g = np.asarray(loss.grad(xN))
     if g.shape != np.shape(xN):
         raise ValueError(f"loss.grad returned shape {g.shape}, expected {np.shape(xN)}")
+    if not problem.exact and first_nonfinite(g) is not None:
+        raise NonFiniteError(f"the loss gradient became non-finite: grad Phi(x_N) has a non-finite entry at index "
+                             f"{first_nonfinite(g)[0]} although x_N and Phi(x_N) are finite")
     return g
 
 
@@ -276,11 +336,13 @@ def discrete_adjoint(field, method, x0, theta, T, N, loss, *, layout: str = "sta
     else:
         xs_list = run(problem)
         xs = np.asarray(ops.stack(xs_list))
-        lam_N = _loss_grad(loss, xs_list[-1])
+        lam_N = _loss_grad(problem, loss, xs_list[-1])
         value = loss.value(xs_list[-1])
-        if isinstance(problem.method, ButcherTableau):
-            grad_theta, lambdas = _numpy_erk(problem, xs_list, lam_N)
-        else:
-            grad_theta, lambdas = _numpy_lmm(problem, xs_list, lam_N)
+        with np.errstate(over="ignore", invalid="ignore"):
+            if isinstance(problem.method, ButcherTableau):
+                grad_theta, lambdas = _numpy_erk(problem, xs_list, lam_N)
+            else:
+                grad_theta, lambdas = _numpy_lmm(problem, xs_list, lam_N)
+    _check_adjoint(problem, lambdas, grad_theta)
     return DiscreteAdjoint(value, grad_theta, lambdas[0], lambdas, xs, problem.samples, problem.h,
                            "numba" if use_numba else "numpy")

@@ -12,7 +12,11 @@ from fractions import Fraction
 
 import numpy as np
 
-__all__ = ["normalise_coefficients", "coefficient_array", "coefficient_text", "coefficient_from_text"]
+#: the largest coefficient magnitude accepted: a product of five (the order-4 conditions b_i a_ij a_jk c_k) stays far
+#: inside float64, and an exact coefficient converts to float64 without overflow
+MAX_COEFFICIENT = 1e60
+
+__all__ = ["MAX_COEFFICIENT", "normalise_coefficients", "coefficient_array", "coefficient_text", "coefficient_from_text"]
 
 
 def _is_exact(v) -> bool:
@@ -31,6 +35,10 @@ def normalise_coefficients(values, name: str) -> tuple[tuple, bool]:
             raise TypeError(f"{name}[{i}] must be a real number (int, Fraction or float), got {type(v).__name__}")
         if not _is_exact(v) and not math.isfinite(float(v)):
             raise ValueError(f"{name}[{i}] must be finite, got {v}")
+        if abs(v) > MAX_COEFFICIENT:
+            raise ValueError(f"{name}[{i}] = {float(v):.3g} is too large: scheme coefficients must have magnitude <= "
+                             f"{MAX_COEFFICIENT:g} (the order conditions multiply up to five of them, and the scheme "
+                             f"runs in float64)")
         out.append(v)
     exact = all(_is_exact(v) for v in out)
     if exact:

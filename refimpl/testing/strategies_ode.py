@@ -171,6 +171,16 @@ def _theta_scale(field: VectorField) -> np.ndarray:
     return scale
 
 
+def _bias_columns(field: VectorField) -> np.ndarray:
+    """The θ columns of the tanh biases b (``saturated=True`` of :func:`ode_problems`)."""
+    if isinstance(field, TanhField):
+        return np.arange(field.dim ** 2, field.dim ** 2 + field.dim)
+    if isinstance(field, TwoLayerTanhField):
+        m, d = field.hidden, field.dim
+        return np.arange(m * d, m * d + m)
+    raise ValueError(f"fields: saturated=True needs tanh fields (TanhField, TwoLayerTanhField), got {field!r}")
+
+
 @dataclass(frozen=True, eq=False)
 class ODEProblem:
     """A drawn discrete problem: arguments of ``integrate`` / ``discrete_adjoint`` plus the loss."""
@@ -190,11 +200,20 @@ class ODEProblem:
 
 
 @st.composite
-def ode_problems(draw, fields=None, methods=None, N=(1, 8), T=(0.25, 1.5), layouts=LAYOUTS, bound: float = 1.0):
-    """Whole problems: a field (default :func:`vector_fields`), a method (default: a named scheme, a random tableau
+def ode_problems(draw, fields=None, methods=None, N=(1, 8), T=(0.25, 1.5), layouts=LAYOUTS, bound: float = 1.0,
+                 saturated: bool = False):
+    r"""Whole problems: a field (default :func:`vector_fields`), a method (default: a named scheme, a random tableau
     or a random multistep method with a forward-Euler or matched starter), a layout, ``N`` in the given range (raised
-    to the method's step count), T, x0, θ with entries in [−bound, bound] (scaled per field) and a quadratic loss."""
-    field = draw(fields if fields is not None else vector_fields())
+    to the method's step count), T, x0, θ with entries in [−bound, bound] (scaled per field) and a quadratic loss.
+
+    ``saturated=True``: the tanh units saturate — the biases are drawn with :math:`|b| \in [15, 30]`, so
+    :math:`|Wx + b| \gtrsim 8` all along (|f| ≤ 1 per unit keeps |x| small) and :math:`\operatorname{sech}^2` is
+    :math:`10^{-7}..10^{-26}`, where :math:`1 - \tanh^2` from a rounded tanh would have lost most or all of its digits;
+    the fields default to the tanh kinds whose θ-gradient is all through :math:`\operatorname{sech}^2` (one layer, and
+    two layers with fixed :math:`W_2`)."""
+    if fields is None:
+        fields = vector_fields(kinds=("tanh", "two_layer_fixed")) if saturated else vector_fields()
+    field = draw(fields)
     if methods is None:
         methods = st.one_of(st.sampled_from(list(TABLEAUX.values()) + list(MULTISTEP_METHODS.values())),
                             explicit_tableaux(), multistep_methods(weakly_stable=True))
@@ -210,5 +229,10 @@ def ode_problems(draw, fields=None, methods=None, N=(1, 8), T=(0.25, 1.5), layou
     el = _floats(-bound, bound)
     x0 = draw(hnp.arrays(np.float64, (field.dim,), elements=el))
     theta = draw(hnp.arrays(np.float64, (smp.n_samples, field.n_params), elements=el)) * _theta_scale(field)
+    if saturated:
+        bias = _bias_columns(field)
+        magnitude = draw(hnp.arrays(np.float64, (smp.n_samples, len(bias)), elements=_floats(15.0, 30.0)))
+        sign = draw(hnp.arrays(np.float64, (len(bias),), elements=st.sampled_from([-1.0, 1.0])))
+        theta[:, bias] = magnitude * sign
     y = draw(hnp.arrays(np.float64, (field.dim,), elements=el))
     return ODEProblem(field, method, starter, layout, x0, theta, t_end, n_steps, QuadraticLoss(y))

@@ -26,14 +26,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from refimpl.arguments import as_real_scalar, as_vector
+from refimpl.arguments import NonFiniteError, as_real_scalar, as_vector
 
 #: coordinate sampling rules
 SAMPLINGS = ("uniform", "lipschitz")
 
 
 class StepSizeWarning(UserWarning):
-    """A step size in (1/Lᵢ, 2/Lᵢ): F still decreases, but the rate bounds (which assume ηᵢ ≤ 1/Lᵢ) do not apply."""
+    """A step size in (1/Lᵢ, 2/Lᵢ): F still decreases, but the rate bounds (which assume ηᵢ ≤ 1/Lᵢ) do not apply; or
+    a flow step (forward Euler) h ≥ 2/L, above its stability bound (:func:`warn_above_flow_stability_bound`)."""
 
 
 def coordinate_constants(L_coord, d: int | None = None, name: str = "L_coord") -> np.ndarray:
@@ -96,6 +97,25 @@ def check_step_sizes(eta, L, name: str = "step_sizes") -> np.ndarray:
         warnings.warn(f"{name}: eta*L = {float((eta * L).flat[j]):.4g} > 1 at index {j}; the energy still decreases "
                       "but the rate bounds assume eta <= 1/L", StepSizeWarning, stacklevel=3)
     return eta
+
+
+def warn_above_flow_stability_bound(h: float, L, method: str, name: str = "h") -> None:
+    """The flow discretisations (forward Euler on particles and on Gaussians) by the same policy: the explicit step
+    x ← x − h∇(δF/δρ) is stable for h < 2/L (the bound of the module docstring, with ηᵢ = h), so h·L ≥ 2 warns with a
+    :class:`StepSizeWarning` — a warning, not an error, since showing what an unstable step does is a legitimate use
+    of a flow scheme. ``L`` = None (no known smoothness constant): nothing to check."""
+    if L is not None and h * L >= 2.0:
+        warnings.warn(f"{name}: h*L = {h * L:.4g} >= 2, above the {method} stability bound h < 2/L (L = {L:.4g}): the "
+                      "iterates can grow without bound", StepSizeWarning, stacklevel=3)
+
+
+def nonfinite_flow_error(n: int, h: float, what: str, where: str, previous: float, L) -> NonFiniteError:
+    """The error of a flow scheme whose iterate n became non-finite (``what`` names the state, ``where`` the first
+    bad entry, ``previous`` = max |state_{n−1}|), with the stability hint when h·L ≥ 2."""
+    hint = "" if L is None or h * L < 2.0 else \
+        f"; h*L = {h * L:.4g} exceeds the stability bound h < 2/L (L = {L:.4g}): take a smaller step"
+    return NonFiniteError(f"the solution became non-finite at step {n}, time t = {n * h:.6g}: {what}_{n} has a "
+                          f"non-finite entry {where} (max |{what}_{n - 1}| = {previous:.3g}){hint}")
 
 
 def check_count(n, name: str) -> int:
@@ -162,6 +182,6 @@ class TraceRecorder:
                             np.asarray(coordinates, dtype=np.int64), final, dict(extra))
 
 
-__all__ = ["SAMPLINGS", "StepSizeWarning", "coordinate_constants", "coordinate_probabilities", "coordinate_sequence",
+__all__ = ["SAMPLINGS", "StepSizeWarning", "warn_above_flow_stability_bound", "nonfinite_flow_error", "coordinate_constants", "coordinate_probabilities", "coordinate_sequence",
            "coordinate_step_sizes", "check_step_sizes", "check_count", "DescentTrace", "TraceRecorder"]
 

@@ -19,7 +19,9 @@ Gaussian under the flow, its JKO step and its forward Euler step.
 * JKO: ρ⁺ = argmin F(ρ) + W₂²(ρ, ρₙ)/(2h). Derived: the minimiser is Gaussian; the optimal map from ρ⁺ back to ρₙ is
   x ↦ x + h v⁺(x) (first-order optimality), affine with linear part S = K − hσΣ⁺⁻¹, K = I + hG, which must be
   symmetric positive definite and satisfy SΣ⁺S = Σₙ. With Σ⁺ = K^{−1/2} X K^{−1/2} this is X + h²σ²X⁻¹ = C,
-  C = K^{−1/2}ΣₙK^{−1/2} + 2hσI, whose solution with X > hσI (S ≻ 0) is X = ½(C + (C² − 4h²σ²I)^{1/2}).
+  C = K^{−1/2}ΣₙK^{−1/2} + 2hσI, whose solution with X > hσI (S ≻ 0) is X = ½(C + (C² − 4h²σ²I)^{1/2}), computed
+  as ½(B + 2hσI + (B² + 4hσB)^{1/2}) with B = K^{−1/2}ΣₙK^{−1/2} (the same matrix, C² − 4h²σ²I = B(B + 4hσI),
+  without cancellation or an h² that could overflow).
   The mean solves (I + hA_m)m⁺ = mₙ + hr. Requires K ≻ 0 and I + hA_m ≻ 0 (the JKO problem is then strictly convex).
   For the entropy alone (G = 0, σ = 1) it reduces to Σ⁺ = ¼(Σ^{1/2} + (Σ + 4hI)^{1/2})²
   (docs/theory/coordinate-descent.md §7, G6).
@@ -35,8 +37,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from refimpl.arguments import as_real_scalar
-from refimpl.wasserstein.coordinate_descent import check_count
+from refimpl.arguments import NonFiniteError, as_real_scalar, first_nonfinite
+from refimpl.wasserstein.coordinate_descent import check_count, nonfinite_flow_error, warn_above_flow_stability_bound
 from refimpl.wasserstein.distances import spd_sqrt
 from refimpl.wasserstein.energies import Energy, kl_to_gaussian, weighted_terms
 from refimpl.wasserstein.measures import GaussianMeasure, as_gaussian_measure
@@ -92,29 +94,85 @@ def _check(energy, g, h, name="h"):
 
 
 def gaussian_forward_euler_step(energy: Energy, g: GaussianMeasure, h) -> GaussianMeasure:
-    """One forward Euler step (Id − h v)#N(m, Σ) with v the Bures–Wasserstein gradient field (module docstring)."""
+    """One forward Euler step (Id − h v)#N(m, Σ) with v the Bures–Wasserstein gradient field (module docstring); a
+    result that overflows raises :class:`~refimpl.arguments.NonFiniteError`."""
+    try:
+        return _forward_euler_step(energy, g, h)
+    except _Overflow as e:
+        what, bad = e.args
+        raise NonFiniteError(f"the step's result became non-finite: its {what} has a non-finite entry at index {bad} "
+                             f"(an overflow: the step is too large for this measure)") from None
+    except _NotSPD as e:
+        raise _not_spd_error("the step's result", e.args[0], float(h), None) from None
+
+
+def _forward_euler_step(energy, g, h):
     h = _check(energy, g, h)
     b, M = energy.gaussian_velocity(g)
-    T = np.eye(g.dim) - h * M
-    if np.linalg.matrix_rank(T) < g.dim:
-        raise ValueError(f"forward Euler map I - h M is singular at h = {h}: the step collapses the Gaussian")
-    cov = T @ g.cov @ T.T
-    return GaussianMeasure(g.mean - h * b, 0.5 * (cov + cov.T))
+    with np.errstate(over="ignore", invalid="ignore"):
+        T = np.eye(g.dim) - h * M
+        if np.all(np.isfinite(T)) and np.linalg.matrix_rank(T) < g.dim:
+            raise ValueError(f"forward Euler map I - h M is singular at h = {h}: the step collapses the Gaussian")
+        cov = T @ g.cov @ T.T
+        mean = g.mean - h * b
+        return _finite_measure(mean, 0.5 * (cov + cov.T))
 
 
 def gaussian_forward_euler(energy: Energy, g: GaussianMeasure, h, n_steps: int) -> list[GaussianMeasure]:
-    """The forward Euler iterates [ρ₀, ρ₁, …, ρ_{n_steps}]."""
-    return _iterate(gaussian_forward_euler_step, energy, g, h, n_steps)
+    """The forward Euler iterates [ρ₀, ρ₁, …, ρ_{n_steps}]. h·L ≥ 2 (L = ``energy.smoothness(d)`` when known) warns
+    with a :class:`StepSizeWarning`; an iterate that overflows raises :class:`~refimpl.arguments.NonFiniteError`
+    ("the solution became non-finite at step n, time t")."""
+    L = energy.smoothness(g.dim) if isinstance(energy, Energy) and isinstance(g, GaussianMeasure) else None
+    if L is not None:
+        warn_above_flow_stability_bound(_check(energy, g, h), L, "forward Euler")
+    return _iterate(_forward_euler_step, energy, g, h, n_steps, L)
 
 
-def _iterate(step, energy, g, h, n_steps):
-    """[ρ₀, step(ρ₀), step(step(ρ₀)), …] with n_steps steps of size h (arguments checked once)."""
-    _check(energy, g, h)
+def _iterate(step, energy, g, h, n_steps, L=None):
+    """[ρ₀, step(ρ₀), step(step(ρ₀)), …] with n_steps steps of size h (arguments checked once); a step whose mean or
+    covariance overflows raises :class:`~refimpl.arguments.NonFiniteError` naming the step."""
+    h = _check(energy, g, h)
     n_steps = check_count(n_steps, "n_steps")
     out = [g]
-    for _ in range(n_steps):
-        out.append(step(energy, out[-1], h))
+    for n in range(1, n_steps + 1):
+        try:
+            out.append(step(energy, out[-1], h))
+        except _Overflow as e:
+            what, bad = e.args
+            prev = out[-1].mean if what == "mean" else out[-1].cov
+            raise nonfinite_flow_error(n, h, what, f"at index {bad}", float(np.max(np.abs(prev))), L) from None
+        except _NotSPD as e:
+            raise _not_spd_error(f"the solution left the Gaussians at step {n}, time t = {n * h:.6g}", e.args[0], h,
+                                 L) from None
     return out
+
+
+class _Overflow(Exception):
+    """Internal: a step's (name, index) of the first non-finite entry of its mean or covariance."""
+
+
+class _NotSPD(Exception):
+    """Internal: a step's covariance is finite but not positive definite in float64 (args: the smallest eigenvalue)."""
+
+
+def _finite_measure(mean, cov) -> GaussianMeasure:
+    """GaussianMeasure(mean, cov) of a step's result; _Overflow if an entry overflowed, _NotSPD if the covariance is not
+    positive definite in float64 (the caller names the step: a step's result is not an argument to blame)."""
+    for name, a in (("mean", mean), ("cov", cov)):
+        bad = first_nonfinite(a)
+        if bad is not None:
+            raise _Overflow(name, bad[0] if len(bad) == 1 else bad)
+    try:
+        np.linalg.cholesky(cov)
+    except np.linalg.LinAlgError:
+        raise _NotSPD(float(np.linalg.eigvalsh(cov)[0])) from None
+    return GaussianMeasure(mean, cov)
+
+
+def _not_spd_error(where: str, smallest: float, h: float, L) -> ValueError:
+    hint = "" if L is None or h * L < 2.0 else f"; h*L = {h * L:.4g} exceeds the stability bound h < 2/L (L = {L:.4g})"
+    return ValueError(f"{where}: the forward Euler covariance (I - hM) Sigma (I - hM) is not positive definite in "
+                      f"float64 (smallest eigenvalue {smallest:.3g}): I - hM is (nearly) singular at h = {h:g}{hint}")
 
 
 def _sym_fn(S, fn):
@@ -129,18 +187,38 @@ def gaussian_jko_step(energy: Energy, g: GaussianMeasure, h) -> GaussianMeasure:
     if q.entropy_weight < 0:
         raise ValueError("the JKO step needs a non-negative entropy weight (the problem is otherwise unbounded)")
     I = np.eye(g.dim)
-    Km = I + h * q.mean_hessian
-    K = I + h * q.cov_hessian
+    with np.errstate(over="ignore", invalid="ignore"):
+        Km = I + h * q.mean_hessian
+        K = I + h * q.cov_hessian
+        rhs = g.mean + h * q.mean_linear
+        hs = h * q.entropy_weight
+    for name, M in (("I + h * (potential Hessian)", Km), ("I + h * (covariance Hessian)", K),
+                    ("m + h * r (the mean's right-hand side)", rhs), ("h * (entropy weight)", hs)):
+        if not np.all(np.isfinite(M)):
+            raise ValueError(f"h = {h:g} is too large for this energy: {name} overflows float64")
     for name, M in (("I + h * (potential Hessian)", Km), ("I + h * (covariance Hessian)", K)):
         if np.linalg.eigvalsh(0.5 * (M + M.T))[0] <= 0:
             raise ValueError(f"{name} is not positive definite at h = {h}: the JKO problem is not convex; reduce h")
-    mean = np.linalg.solve(Km, g.mean + h * q.mean_linear)
+    mean = np.linalg.solve(Km, rhs)
     K_inv_half = _sym_fn(K, lambda lam: 1.0 / np.sqrt(lam))
-    hs = h * q.entropy_weight
-    C = K_inv_half @ g.cov @ K_inv_half + 2.0 * hs * I
-    X = 0.5 * (C + _sym_fn(C @ C - 4.0 * hs * hs * I, lambda lam: np.sqrt(np.clip(lam, 0.0, None))))
-    cov = K_inv_half @ X @ K_inv_half
-    return GaussianMeasure(mean, 0.5 * (cov + cov.T))
+    # X = ½(C + (C² − 4h²σ²I)^{1/2}), C = B + 2hσI, B = K^{−1/2}ΣK^{−1/2}, written with C² − 4h²σ²I = B² + 4hσB (SPD):
+    # no cancellation, and no h² that could overflow
+    B = K_inv_half @ g.cov @ K_inv_half
+    B = 0.5 * (B + B.T)
+    with np.errstate(over="ignore", invalid="ignore"):
+        X = 0.5 * (B + 2.0 * hs * I + _sym_fn(B @ B + 4.0 * hs * B, lambda lam: np.sqrt(np.clip(lam, 0.0, None))))
+        cov = K_inv_half @ X @ K_inv_half
+    if not (np.all(np.isfinite(mean)) and np.all(np.isfinite(cov))):
+        raise NonFiniteError(f"h = {h:g} is too large for this measure: the JKO step's "
+                             f"{'mean' if not np.all(np.isfinite(mean)) else 'covariance'} overflows float64")
+    cov = 0.5 * (cov + cov.T)
+    try:
+        np.linalg.cholesky(cov)
+    except np.linalg.LinAlgError:
+        raise NonFiniteError(f"h = {h:g} is too large for this measure: the JKO step's covariance is not positive "
+                             f"definite in float64 (largest entry {np.max(np.abs(cov)):.3g}; the step contracts it "
+                             f"below the float64 range, or leaves it too ill-conditioned)") from None
+    return GaussianMeasure(mean, cov)
 
 
 def gaussian_jko(energy: Energy, g: GaussianMeasure, h, n_steps: int) -> list[GaussianMeasure]:

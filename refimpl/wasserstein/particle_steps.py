@@ -17,7 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.optimize import linear_sum_assignment, minimize
 
-from refimpl.arguments import as_particles, as_real_scalar
+from refimpl.arguments import as_particles, as_real_scalar, first_nonfinite
+from refimpl.wasserstein.coordinate_descent import nonfinite_flow_error, warn_above_flow_stability_bound
 from refimpl.wasserstein.distances import MAX_ASSIGNMENT
 from refimpl.wasserstein.energies import Energy
 
@@ -36,15 +37,27 @@ def forward_euler_step(energy: Energy, X, h):
 
 
 def forward_euler(energy: Energy, X, h, n_steps: int) -> list[np.ndarray]:
-    """The forward Euler iterates [X₀, X₁, …, X_{n_steps}] (particle arrays)."""
+    """The forward Euler iterates [X₀, X₁, …, X_{n_steps}] (particle arrays).
+
+    h·L ≥ 2 (L = ``energy.smoothness(d)`` when known) warns with a :class:`StepSizeWarning` (above the stability
+    bound); an iterate that overflows raises :class:`~refimpl.arguments.NonFiniteError` ("the solution became
+    non-finite at step n, time t", with the stability hint)."""
     _check_energy(energy)
     X = as_particles(X, "X")
     h = as_real_scalar(h, "h", positive=True)
     if isinstance(n_steps, bool) or not isinstance(n_steps, (int, np.integer)) or n_steps < 0:
         raise ValueError(f"n_steps must be a non-negative integer, got {n_steps!r}")
+    L = energy.smoothness(X.shape[1])
+    warn_above_flow_stability_bound(h, L, "forward Euler")
     out = [X]
-    for _ in range(int(n_steps)):
-        out.append(out[-1] - h * energy.wasserstein_gradient(out[-1]))
+    for n in range(1, int(n_steps) + 1):
+        with np.errstate(over="ignore", invalid="ignore"):
+            Y = out[-1] - h * energy.wasserstein_gradient(out[-1])
+        bad = first_nonfinite(Y)
+        if bad is not None:
+            raise nonfinite_flow_error(n, h, "X", f"at particle {bad[0]}, coordinate {bad[1]}",
+                                       float(np.max(np.abs(out[-1]))), L)
+        out.append(Y)
     return out
 
 

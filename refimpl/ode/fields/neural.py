@@ -9,14 +9,30 @@ from refimpl.arguments import as_fixed_array
 from refimpl.ode.fields.base import FIELDS, HandField, NumbaKernel, _fixed_list
 from refimpl.ode.fields.linear import LinearField, affine_n_params
 
-__all__ = ["TanhField", "TwoLayerTanhField"]
+__all__ = ["TanhField", "TwoLayerTanhField", "sech2"]
+
+
+def sech2(z):
+    r""":math:`\operatorname{sech}^2 z = 1 - \tanh^2 z = 4w/(1+w)^2`, :math:`w = e^{-2\sigma z}`, :math:`\sigma =
+    \operatorname{sign}\operatorname{Re} z` (+1 at 0), elementwise (float64 or complex128).
+
+    1 − tanh² z formed from a rounded tanh cancels: at |z| ≈ 10 it keeps ~8 digits, from |z| ≈ 18 none. This form has no
+    cancellation (w ∈ (0, 1] for real z) and is the one every route uses — the tape's tanh VJP
+    (:mod:`refimpl.ad.ops`), these hand Jacobians and the compiled kernel (:mod:`refimpl.ode._numba`), in the same order
+    of operations — so the routes agree to rounding in the saturated regime too. Both signs of σ give the same entire
+    function, so the form stays holomorphic (complex step)."""
+    z = np.asarray(z)
+    w = np.exp(np.where(np.real(z) < 0, 2.0, -2.0) * z)
+    q = 1.0 + w
+    return 4.0 * w / (q * q)
 
 
 @FIELDS.register
 class TanhField(HandField):
     r"""One-layer field :math:`f(x,\theta) = \tanh(W x + b)`, :math:`\theta = (\mathrm{vec}\,W, b)`, :math:`p = d^2+d`.
 
-    With :math:`z = Wx + b`, :math:`s = 1 - \tanh^2 z`: :math:`\partial_x f = \mathrm{diag}(s) W`,
+    With :math:`z = Wx + b`, :math:`s = 1 - \tanh^2 z = \operatorname{sech}^2 z` (computed by :func:`sech2`, without
+    cancellation): :math:`\partial_x f = \mathrm{diag}(s) W`,
     :math:`\partial_x f^{\mathsf T} v = W^{\mathsf T}(s\circ v)`, :math:`\partial_\theta f^{\mathsf T} v =
     (\mathrm{vec}((s\circ v) x^{\mathsf T}), s\circ v)`. The field of the oscillation phenomenon of [A] (arXiv
     2306.02192; docs/theory/oscillations-and-corrections.md).
@@ -24,7 +40,7 @@ class TanhField(HandField):
 
     family = "tanh"
     formula = "f(x, theta) = tanh(W x + b), theta = (W row-major, b)"
-    kernel = NumbaKernel("refimpl.ode._numba", "tanh_f", "tanh_vjp", affine_n_params, vjp_reads_fx=True)
+    kernel = NumbaKernel("refimpl.ode._numba", "tanh_f", "tanh_vjp", affine_n_params, vjp_reads_fx=False)
 
     def __init__(self, dim: int):
         self.dim = as_positive_integer(dim, "dim")
@@ -43,8 +59,7 @@ class TanhField(HandField):
 
     def _s(self, x, theta):
         W, b = self.unpack(theta)
-        t = np.tanh(W @ x + b)
-        return W, 1 - t * t
+        return W, sech2(W @ x + b)
 
     def dfdx(self, x, theta) -> np.ndarray:
         x, theta = self._checked(x, theta)
@@ -80,7 +95,7 @@ class TwoLayerTanhField(HandField):
 
     ``W2=None``: all weights trainable, :math:`\theta = (\mathrm{vec}\,W_1, b, \mathrm{vec}\,W_2)`, :math:`p = 2md+m`;
     ``W2`` given: it is fixed and :math:`\theta = (\mathrm{vec}\,W_1, b)`, :math:`p = md+m`.
-    With :math:`z = W_1x+b`, :math:`s = 1-\tanh^2 z`, :math:`u = s\circ(W_2^{\mathsf T}v)`:
+    With :math:`z = W_1x+b`, :math:`s = 1-\tanh^2 z` (by :func:`sech2`), :math:`u = s\circ(W_2^{\mathsf T}v)`:
     :math:`\partial_x f^{\mathsf T}v = W_1^{\mathsf T}u`, :math:`\partial_{W_1}: \mathrm{vec}(u x^{\mathsf T})`,
     :math:`\partial_b: u`, :math:`\partial_{W_2}: \mathrm{vec}(v \tanh(z)^{\mathsf T})`.
     """
@@ -141,8 +156,8 @@ class TwoLayerTanhField(HandField):
 
     def _hidden(self, x, theta):
         W1, b, W2 = self.unpack(theta)
-        t = np.tanh(W1 @ x + b)
-        return W1, W2, t, 1 - t * t
+        z = W1 @ x + b
+        return W1, W2, np.tanh(z), sech2(z)
 
     def dfdx(self, x, theta) -> np.ndarray:
         x, theta = self._checked(x, theta)

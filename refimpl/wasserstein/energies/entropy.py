@@ -7,7 +7,7 @@ import math
 import numpy as np
 
 from refimpl.ad import Variable, ops
-from refimpl.arguments import as_particles, as_real_scalar, underlying_array
+from refimpl.arguments import as_length_scale, as_particles, as_real_scalar, underlying_array
 from refimpl.backends import check_backend
 from refimpl.wasserstein import pairwise_sums
 from refimpl.wasserstein.energies.algebra import ENERGIES, Energy, SumEnergy
@@ -65,7 +65,7 @@ class Entropy(Energy):
     particle_spec_keys = ("bandwidth",)
 
     def __init__(self, bandwidth=None, *, backend="auto"):
-        self.bandwidth = None if bandwidth is None else as_real_scalar(bandwidth, "bandwidth", positive=True)
+        self.bandwidth = None if bandwidth is None else as_length_scale(bandwidth, "bandwidth")
         self.backend = check_backend(backend)
         self.name = "Entropy" if self.bandwidth is None else f"Entropy(bandwidth={self.bandwidth:g})"
 

@@ -7,7 +7,7 @@ import math
 import numpy as np
 
 from refimpl.ad import ops
-from refimpl.arguments import as_real_scalar, as_symmetric_matrix, underlying_array
+from refimpl.arguments import as_length_scale, as_real_scalar, as_symmetric_matrix, underlying_array
 from refimpl.backends import check_backend
 from refimpl.wasserstein import pairwise_sums
 from refimpl.wasserstein.energies.algebra import ENERGIES, Energy
@@ -100,7 +100,7 @@ class GaussianInteraction(Energy):
 
     def __init__(self, amplitude, width, *, backend="auto"):
         self.amplitude = as_real_scalar(amplitude, "amplitude")
-        self.width = as_real_scalar(width, "width", positive=True)
+        self.width = as_length_scale(width, "width")
         self.backend = check_backend(backend)
         self.name = f"GaussianInteraction(a={self.amplitude:g}, s={self.width:g})"
 
