@@ -11,6 +11,7 @@ Modules, each importing only NumPy and the ones before it: :mod:`~refimpl.ad.tap
 complex step, Taylor test, check_grad). The conventions are in docs/theory/autodiff.md.
 """
 from refimpl.ad import ops  # first: installs the operators of Variable
+from refimpl.ad import linalg
 from refimpl.ad.api import grad, hvp, jacobian, value_and_grad, vjp
 from refimpl.ad.checks import (GradCheckResult, TaylorResult, central_difference, check_grad, complex_step,
                                complex_step_gradient, fd_gradient, richardson_difference, taylor_test)
