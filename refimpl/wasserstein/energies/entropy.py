@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from refimpl.ad import Variable, ops
+from refimpl.ad import Variable, linalg, ops
 from refimpl.arguments import as_particles, as_real_scalar, underlying_array
 from refimpl.backends import check_backend
 from refimpl.wasserstein import pairwise_sums
@@ -116,7 +116,7 @@ class Entropy(Energy):
         return pairwise_sums.blob_score_partial(X, i, self._eps(), self.backend)
 
     def _gaussian_value(self, g):
-        _, logdet = np.linalg.slogdet(g.cov)
+        _, logdet = linalg.slogdet(g.cov)
         return -0.5 * g.dim * (1.0 + math.log(2.0 * math.pi)) - 0.5 * logdet
 
     def _bures_wasserstein_gradient(self, g):
