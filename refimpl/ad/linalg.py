@@ -12,7 +12,8 @@ differentiation" (2008; "Giles §n" below) unless another source is named.
 **Complex numbers** (JAX convention, docs/theory/autodiff.md §3: plain transposes, no conjugation). ``solve``, ``inv``,
 ``det``, ``trace``, ``diagonal``, ``outer`` and ``expm`` are holomorphic and accept complex input, so complex step
 checks them. ``slogdet``, ``cholesky``, ``eigh`` and ``sqrtm_spd`` are not holomorphic (absolute values, Hermitian
-factorisations): on the tape they accept real input only (``TypeError`` otherwise).
+factorisations): ``cholesky``, ``eigh`` and ``sqrtm_spd`` accept real input only, ``slogdet`` real input on the tape
+(``TypeError`` otherwise; on plain complex arrays it is NumPy's).
 
 **Symmetric-input functions.** ``cholesky``, ``eigh`` and ``sqrtm_spd`` are defined on the symmetric part
 sym(A) = (A + Aᵀ)/2 of their argument, and their VJPs return the gradient as a symmetric matrix (JAX's convention).
