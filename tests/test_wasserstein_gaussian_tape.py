@@ -135,6 +135,7 @@ def test_rwcd_model_tape_gradient_equals_its_velocity(p, data):
     for name, E in energies(d, data).items():
         model = QuadraticGaussianEnergy(E, d)
         b, M = model.velocity(m, S)
+        M = 0.5 * (M + M.T)  # velocity's M holds inv(S), symmetric only to ~κε; its symmetric part is the gradient
         tm, tS = tape_gradients(model.value, m, S)
         # terms: A_m m, r, G/2 and σS⁻¹/2
         scale = max(np.max(np.abs(model.Am @ m)), np.max(np.abs(model.r)), 0.5 * np.max(np.abs(model.G)),
