@@ -161,6 +161,7 @@ class KLToGaussian(KLDivergence):
     def __init__(self, mean, cov, *, bandwidth=None, backend="auto"):
         target = GaussianMeasure(mean, cov)
         precision = np.linalg.inv(target.cov)
+        precision = 0.5 * (precision + precision.T)  # inv is symmetric only to ~κε; the potential symmetrises it anyway
         _, logdet = np.linalg.slogdet(2.0 * math.pi * target.cov)
         super().__init__(QuadraticPotential(precision, target.mean), bandwidth=bandwidth,
                          log_normalizer=0.5 * logdet, backend=backend)
