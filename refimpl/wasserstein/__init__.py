@@ -30,7 +30,8 @@ Random Wasserstein coordinate descent (paper [B]):
 :mod:`~refimpl.wasserstein.composite`          composite energies G + H (L1 potential, entropy) and their proxes.
 :mod:`~refimpl.wasserstein.rwcd_rates`         the derived rate bounds and predicted speed-ups.
 """
-from refimpl.wasserstein.distances import gaussian_w2, particle_w2, w2_1d
+from refimpl.wasserstein.distances import (bures_wasserstein_squared, gaussian_optimal_map, gaussian_w2, particle_w2,
+                                           w2_1d)
 from refimpl.wasserstein.energies import (ENERGIES, Energy, Entropy, GaussianInteraction, KLDivergence, KLToGaussian,
                                           Potential, QuadraticInteraction, QuadraticPotential, ScaledEnergy, SumEnergy,
                                           energy_from_terms, energy_to_terms, kl_to_gaussian, silverman_bandwidth)
@@ -45,7 +46,7 @@ from refimpl.wasserstein.rwcd_particles import rwcd, rwcp, wgd, wpg
 __all__ = ["ENERGIES", "Energy", "Entropy", "GaussianInteraction", "KLDivergence", "KLToGaussian", "Potential",
            "QuadraticInteraction", "QuadraticPotential", "ScaledEnergy", "SumEnergy", "energy_from_terms",
            "energy_to_terms", "kl_to_gaussian", "silverman_bandwidth",
-           "GaussianMeasure", "gaussian_w2", "particle_w2", "w2_1d", "gaussian_exact_flow", "gaussian_forward_euler",
+           "GaussianMeasure", "gaussian_w2", "bures_wasserstein_squared", "gaussian_optimal_map", "particle_w2", "w2_1d", "gaussian_exact_flow", "gaussian_forward_euler",
            "gaussian_forward_euler_step", "gaussian_jko", "gaussian_jko_step", "gaussian_kl", "ou_flow",
            "quadratic_structure", "forward_euler", "forward_euler_step", "particle_jko_step",
            "rwcd", "rwcp", "wgd", "wpg", "gaussian_rwcd", "gaussian_rwcp", "gaussian_wgd", "gaussian_wpg"]

@@ -38,6 +38,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from refimpl.ad import Variable, linalg, ops
 from refimpl.arguments import as_coordinate, as_real_scalar
 from refimpl.wasserstein.composite import split_composite
 from refimpl.wasserstein.coordinate_descent import (TraceRecorder, check_count, check_step_sizes,
@@ -97,16 +98,22 @@ class QuadraticGaussianEnergy:
         self.const = energy.gaussian_value(ref) - self._structural(ref.mean, ref.cov)
 
     def _structural(self, m, S):
-        val = 0.5 * m @ self.Am @ m - self.r @ m + 0.5 * float(np.sum(self.G * S))
+        """Written with refimpl.ad ops/linalg: m, S may be tape Variables (:meth:`value`)."""
+        val = 0.5 * m @ self.Am @ m - self.r @ m + 0.5 * ops.sum(self.G * S)
         if self.sigma != 0.0:
-            sign, logdet = np.linalg.slogdet(S)
+            sign, logdet = linalg.slogdet(S)
             if sign <= 0:
+                if isinstance(S, Variable):
+                    raise ValueError("S is singular: the entropy term has no derivative there")
                 return math.inf if self.sigma > 0 else -math.inf
-            val -= 0.5 * self.sigma * logdet
+            val = val - 0.5 * self.sigma * logdet
         return val
 
-    def value(self, m, S) -> float:
-        return float(self._structural(m, S) + self.const)
+    def value(self, m, S):
+        """F(N(m, S)): a float for arrays; for tape Variables m, S a Variable, whose gradient is (b, M/2) of
+        :meth:`velocity` (the symmetric part of the S-gradient)."""
+        val = self._structural(m, S) + self.const
+        return val if isinstance(val, Variable) else float(val)
 
     def velocity(self, m, S):
         """(b, M) of v(x) = b + M(x − m)."""

@@ -30,6 +30,9 @@ sup λ_max(∇²W) for the full-gradient analogue. Sums add their constants (an 
 **Gaussians** — a :class:`~refimpl.wasserstein.measures.GaussianMeasure` N(m, Σ):
 
 * ``gaussian_value(g)`` = F(N(m, Σ)) in closed form;
+* ``gaussian_value_at(mean, cov)`` = the same closed form with the moments given as arrays or tape
+  :class:`~refimpl.ad.Variable` s (written with :mod:`refimpl.ad.ops` and :mod:`refimpl.ad.linalg`, so
+  ``refimpl.ad.grad`` differentiates it in (m, Σ); on arrays it returns exactly ``gaussian_value``'s number);
 * ``bures_wasserstein_gradient(g)`` → (∇_m F, ∇_Σ F) (∇_Σ symmetric), the Euclidean gradients of
   (m, Σ) ↦ F(N(m, Σ));
 * ``gaussian_velocity(g)`` → (b, M): the Bures–Wasserstein gradient as an affine vector field
@@ -55,7 +58,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from refimpl.ad import Variable
+from refimpl.ad import Variable, getvalue
 from refimpl.arguments import as_coordinate, as_particles, as_real_scalar, underlying_array
 from refimpl.registry import Registry
 from refimpl.wasserstein.measures import GaussianMeasure, as_gaussian_measure
@@ -160,6 +163,17 @@ class Energy:
         self._check_dim(g.dim)
         return float(self._gaussian_value(g))
 
+    def gaussian_value_at(self, mean, cov):
+        """F(N(mean, cov)) in closed form, with ``mean`` (d,) and ``cov`` (d, d) arrays or tape Variables: a float on
+        arrays (equal to :meth:`gaussian_value`), a Variable on a tape. The values are checked as a
+        :class:`GaussianMeasure` (cov symmetric positive definite); the tape gradient in ``cov`` is that of the closed
+        form written for a general matrix, whose symmetric part is ∇_Σ F of :meth:`bures_wasserstein_gradient`."""
+        checked = GaussianMeasure(getvalue(mean), getvalue(cov))
+        self._check_dim(checked.dim)
+        if not isinstance(mean, Variable) and not isinstance(cov, Variable):
+            return float(self._gaussian_value(checked))
+        return self._gaussian_value(_TracedMoments(mean, cov, checked.dim))
+
     def bures_wasserstein_gradient(self, g: GaussianMeasure):
         """(∇_m F, ∇_Σ F) of (m, Σ) ↦ F(N(m, Σ)): a (d,) and a symmetric (d, d) array."""
         g = as_gaussian_measure(g)
@@ -221,6 +235,16 @@ class Energy:
 
     def __repr__(self):
         return self.name
+
+
+class _TracedMoments:
+    """The moments (mean, cov) of a Gaussian as tape Variables (or arrays), for the closed forms ``_gaussian_value``;
+    validated by :meth:`Energy.gaussian_value_at` on their values."""
+
+    __slots__ = ("mean", "cov", "dim")
+
+    def __init__(self, mean, cov, dim):
+        self.mean, self.cov, self.dim = mean, cov, dim
 
 
 # =================================================================================================================

@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from refimpl.ad import Variable, ops
+from refimpl.ad import Variable, linalg, ops
 from refimpl.arguments import as_length_scale, as_particles, as_real_scalar, underlying_array
 from refimpl.backends import check_backend
 from refimpl.wasserstein import pairwise_sums
@@ -116,7 +116,7 @@ class Entropy(Energy):
         return pairwise_sums.blob_score_partial(X, i, self._eps(), self.backend)
 
     def _gaussian_value(self, g):
-        _, logdet = np.linalg.slogdet(g.cov)
+        _, logdet = linalg.slogdet(g.cov)
         return -0.5 * g.dim * (1.0 + math.log(2.0 * math.pi)) - 0.5 * logdet
 
     def _bures_wasserstein_gradient(self, g):
@@ -161,6 +161,7 @@ class KLToGaussian(KLDivergence):
     def __init__(self, mean, cov, *, bandwidth=None, backend="auto"):
         target = GaussianMeasure(mean, cov)
         precision = np.linalg.inv(target.cov)
+        precision = 0.5 * (precision + precision.T)  # inv is symmetric only to ~κε; the potential symmetrises it anyway
         _, logdet = np.linalg.slogdet(2.0 * math.pi * target.cov)
         super().__init__(QuadraticPotential(precision, target.mean), bandwidth=bandwidth,
                          log_normalizer=0.5 * logdet, backend=backend)

@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from refimpl.ad import ops
+from refimpl.ad import Variable, linalg, ops
 from refimpl.arguments import as_length_scale, as_real_scalar, as_symmetric_matrix, underlying_array
 from refimpl.backends import check_backend
 from refimpl.wasserstein import pairwise_sums
@@ -73,7 +73,7 @@ class QuadraticInteraction(Energy):
         return float(np.linalg.eigvalsh(self.B)[-1])
 
     def _gaussian_value(self, g):
-        return 0.5 * np.trace(self.B @ g.cov)
+        return 0.5 * linalg.trace(self.B @ g.cov)
 
     def _bures_wasserstein_gradient(self, g):
         return np.zeros(g.dim), 0.5 * self.B
@@ -147,8 +147,10 @@ class GaussianInteraction(Energy):
 
     def _gaussian_value(self, g):
         s2 = self.width ** 2
-        _, logdet = np.linalg.slogdet(np.eye(g.dim) + 2.0 * g.cov / s2)
-        return 0.5 * self.amplitude * math.exp(-0.5 * logdet)
+        _, logdet = linalg.slogdet(np.eye(g.dim) + 2.0 * g.cov / s2)
+        # math.exp on the value path (as before: bit-identical results), ops.exp on a tape
+        return 0.5 * self.amplitude * (ops.exp(-0.5 * logdet) if isinstance(logdet, Variable)
+                                       else math.exp(-0.5 * logdet))
 
     def _bures_wasserstein_gradient(self, g):
         val = self._gaussian_value(g)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from refimpl.ad import ops
+from refimpl.ad import linalg, ops
 from refimpl.arguments import as_real_scalar, as_symmetric_matrix, as_vector, underlying_array
 from refimpl.wasserstein.energies.algebra import ENERGIES, Energy
 from refimpl.wasserstein.term_descriptors import QuadraticDescriptor
@@ -70,7 +70,7 @@ class QuadraticPotential(Energy):
 
     def _gaussian_value(self, g):
         D = g.mean - self.b
-        return 0.5 * np.trace(self.A @ g.cov) + 0.5 * D @ self.A @ D
+        return 0.5 * linalg.trace(self.A @ g.cov) + 0.5 * D @ self.A @ D
 
     def _bures_wasserstein_gradient(self, g):
         return self.A @ (g.mean - self.b), 0.5 * self.A
