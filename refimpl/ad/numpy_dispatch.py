@@ -33,7 +33,7 @@ from typing import Callable
 
 import numpy as np
 
-from refimpl.ad import ops
+from refimpl.ad import linalg, ops
 from refimpl.ad.tape import Variable, getvalue
 
 __all__ = ["NumpyRule", "NUMPY_FUNCTIONS", "supported_numpy_functions", "dispatch_table_markdown",
@@ -341,16 +341,9 @@ def _einsum(*operands, out=None, optimize=False, dtype=None, order="K", casting=
 
 # -- linear algebra: by name, from refimpl.ad.linalg -------------------------------------------------------------------
 def _linalg_function(numpy_name, attr):
-    """refimpl.ad.linalg.<attr>, looked up now (the module may be absent: then the call is unsupported)."""
-    module = sys.modules.get(LINALG_MODULE)
-    if module is None:
-        try:
-            module = importlib.import_module(LINALG_MODULE)
-        except ModuleNotFoundError as exc:
-            if exc.name != LINALG_MODULE:
-                raise
-            module = None
-    function = getattr(module, attr, None)
+    """refimpl.ad.linalg.<attr>, looked up at call time (a function removed from the module makes the call
+    unsupported, with the same TypeError as any function outside the table)."""
+    function = getattr(linalg, attr, None)
     if function is None:
         raise _unsupported(numpy_name, f" (its rule names {LINALG_MODULE}.{attr}, which this installation lacks)")
     return function
