@@ -149,14 +149,17 @@ def as_real_scalar(value, name: str, *, positive: bool = False, nonnegative: boo
                    nonzero: bool = False) -> float:
     """Check a finite real scalar (optionally > 0, ≥ 0 or ≠ 0) and return it as a float.
 
-    Accepted: Python/NumPy reals and integers, and 0-d real ndarrays; rejected with ``TypeError``: bools, complex
-    numbers, strings, arrays of other shapes.
+    Accepted: Python/NumPy reals and integers (an integer only if float64 holds it exactly, as the dtype policy), and
+    0-d real ndarrays; rejected with ``TypeError``: bools, complex numbers, strings, arrays of other shapes.
     """
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Real, np.floating, np.integer)):
         if isinstance(value, np.ndarray) and value.ndim == 0 and value.dtype.kind in "fiu":
             value = value.item()
         else:
             raise TypeError(f"{name} must be a real scalar, got {type(value).__name__}")
+    if isinstance(value, (numbers.Integral, np.integer)) and int(value) != float(value):
+        raise ValueError(f"{name} = {int(value)} is an integer that float64 cannot hold exactly (|{name}| > 2**53 "
+                         f"and not representable); pass the float you mean")
     value = float(value)
     if not np.isfinite(value):
         raise ValueError(f"{name} must be finite, got {value}")

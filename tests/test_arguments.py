@@ -319,3 +319,13 @@ def test_as_symmetric_matrix_rejections():
                    "S must be symmetric positive definite")
     _raises_naming(ValueError, lambda: as_symmetric_matrix(indefinite, 2, "S", positive_semidefinite=True),
                    "S must be positive semidefinite")
+
+
+def test_as_real_scalar_refuses_integers_float64_cannot_hold_exactly():
+    # 2**60 is a float64 exactly (a power of two); 2**60 + 1 is not and would round silently to 2**60
+    assert as_real_scalar(2 ** 60, "T") == float(2 ** 60)
+    assert as_real_scalar(np.int64(2 ** 53), "T") == float(2 ** 53)
+    with pytest.raises(ValueError, match=r"^T = 1152921504606846977 is an integer that float64 cannot hold"):
+        as_real_scalar(2 ** 60 + 1, "T")
+    with pytest.raises(ValueError, match="^N_steps"):
+        as_real_scalar(np.int64(2 ** 53 + 1), "N_steps")
