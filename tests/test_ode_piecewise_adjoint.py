@@ -125,7 +125,8 @@ def _closed_form_linear(A_rows, b_rows, x0, y, grid):
     Augment z = (x, 1): ż = M_n z, M_n = [[A_n, b_n], [0, 0]], so z_{n+1} = e^{M_n h_n} z_n. λ′ = −A_nᵀλ,
     λ(T) = x(T) − y: λ_n = e^{A_nᵀh_n}λ_{n+1}. The augmented adjoint μ = (λ, ·) solves μ′ = −M_nᵀμ (Mᵀ is block
     lower triangular, so its top block is λ whatever the last entry; take 0), and ∂_θfᵀλ = (vec(λxᵀ), λ) = the first
-    d rows of μ zᵀ, whose integral over the piece is ∫₀ʰ e^{M_nᵀ(h−s)} μ_{n+1} z_nᵀ e^{M_nᵀs} ds — Van Loan with F = H = M_nᵀ."""
+    d rows of μ zᵀ, whose integral over the piece is ∫₀ʰ e^{M_nᵀ(h−s)} μ_{n+1} z_nᵀ e^{M_nᵀs} ds — Van Loan with
+    F = H = M_nᵀ."""
     d, N = x0.size, len(grid) - 1
     Ms = [np.block([[A, b[:, None]], [np.zeros((1, d + 1))]]) for A, b in zip(A_rows, b_rows)]
     hs = np.diff(grid)
@@ -251,8 +252,8 @@ def test_matches_closed_form(case, closed_results):
 @pytest.mark.parametrize("case", CLOSED, ids=CLOSED_IDS)
 def test_error_estimate_bounds_true_error(case, rtol, closed_results):
     # measured on linear_rotation (grad_theta): true/bound = 2.9e-12/5.9e-12, 2.6e-8/5.1e-8, 1.6e-5/3.2e-5 at rtol
-    # 1e-12, 1e-8, 1e-5: the bound is ≈ 2× the true error, as the factor-2 argument gives when the tighter run is far more
-    # accurate
+    # 1e-12, 1e-8, 1e-5: the bound is ≈ 2× the true error, as the factor-2 argument gives when the tighter run is far
+    # more accurate
     name, field, table, x0, T, loss, grid, exact = case
     res = closed_results[name] if rtol == 1e-12 else piecewise_constant_continuous_gradient(
         field, table, x0, T, loss, grid=grid, rtol=rtol, atol=rtol)
