@@ -90,7 +90,7 @@ def _richardson_check(ref, routes):
 
 def test_against_tape_through_fine_rk4_uniform_grid():
     # measured: |ref − R_32| = 1.6e-12 (grad_theta), 1.5e-12 (grad_x0); tolerance |R_16 − R_32| ≈ 5e-11; raw RK4
-    # error at M = 32 ≈ 1.4e-10; difference ratios 15.3–15.7
+    # error at M = 32 ≈ 1.4e-10; difference ratios 15.7
     field, table, x0, T, loss, _ = _tanh_problem()
     ref = piecewise_constant_continuous_gradient(field, table, x0, T, loss)
     routes = [_tape_rk4_uniform(field, table, x0, T, loss, M) for M in (8, 16, 32)]
@@ -99,7 +99,8 @@ def test_against_tape_through_fine_rk4_uniform_grid():
 
 
 def test_against_tape_through_fine_rk4_nonuniform_grid():
-    # measured: |ref − R_32| = 1.5e-13 (grad_theta), 1.8e-13 (grad_x0); tolerance |R_16 − R_32| ≈ 6e-12
+    # measured: |ref − R_32| = 1.5e-13 (grad_theta), 1.8e-13 (grad_x0); tolerance |R_16 − R_32| ≈ 6e-12 (grad_theta),
+    # 1.1e-11 (grad_x0); raw RK4 error at M = 32 ≈ 3.7e-11; difference ratios 15.9, 16.1
     field, table, x0, T, loss, rng = _tanh_problem()
     grid = np.concatenate([[0.0], np.sort(rng.uniform(0.0, T, table.shape[0] - 1)), [T]])
     ref = piecewise_constant_continuous_gradient(field, table, x0, T, loss, grid=grid)
