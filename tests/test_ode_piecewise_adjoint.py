@@ -3,7 +3,8 @@ docs/theory/continuous-adjoint.md §8) against
 
 * an independent route: the tape (refimpl.ad.grad) through a fine fixed-step RK4 of the same piecewise problem
   (refimpl.ode.integrators, layout "step", θ_n on every substep of piece n), Richardson-extrapolated — on a fixed tanh
-  problem (uniform and non-uniform grid) and on drawn problems of every built-in field family (property test);
+  problem (uniform and non-uniform grid) and on drawn problems (property test: tanh, two-layer tanh, affine and
+  polynomial fields);
 * closed forms of three linear fields, written with matrix exponentials (Van Loan's block exponential for the
   integrals over a piece);
 * the continuous adjoint of the constant-θ problem (one piece: the same computation; N equal rows: the same sum);
@@ -482,7 +483,7 @@ class TestValidation:
 
 
 # ----------------------------------------------------------------------------------------------------------------------
-# property: drawn problems (every built-in field family), tape + RK4 + Richardson
+# property: drawn problems (the field families of refimpl.testing.strategies_ode), tape + RK4 + Richardson
 
 
 @settings(max_examples=10, deadline=None)
