@@ -32,8 +32,8 @@ Numerical route (that of :func:`refimpl.ode.adjoint_ode.continuous_adjoint`, app
    integrator crosses a breakpoint, so each solve sees a smooth right-hand side and keeps its order (a step across a
    jump of θ would fall to first order there and mislead its error control).
 2. Backward, for n = N−1 … 0: DOP853 on [t_{n+1}, t_n] for the augmented system (λ, s), λ′ = −∂ₓfᵀλ,
-   s′ = −∂_θf(x(t), θ_n)ᵀλ, from (λ(t_{n+1}), 0), reading x(t) from piece n's dense output. Then λ(t_n) is the start
-   of the next piece and ∂L/∂θ_n = s(t_n).
+   s′ = −∂_θf(x(t), θ_n)ᵀλ, from (λ(t_{n+1}), 0), reading x(t) from piece n's dense output. Then λ(t_n) starts the
+   backward solve of piece n − 1, and ∂L/∂θ_n = s(t_n).
 
 With one piece this is the same sequence of SciPy calls as ``continuous_adjoint`` with the constant θ, so the two give
 the same numbers at the same tolerances (tested).
