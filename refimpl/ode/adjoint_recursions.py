@@ -105,7 +105,7 @@ class DiscreteAdjoint:
         r""":math:`g_r = (\partial L_h/\partial\theta_r)/(h\,w_r)` (docs/theory/discrete-adjoint.md), NaN where the
         stage weight :math:`w_r = 0` (e.g. the stage-1 samples of the midpoint rule: they carry no information)."""
         w = self.samples.weights
-        hw = float(self.h) * w
+        hw = float(self.h) * w if self.samples.grid is None else self.samples.step_weights
         out = np.full(self.grad_theta.shape, np.nan, dtype=np.result_type(self.grad_theta.dtype, np.float64)
                       if self.grad_theta.dtype != object else np.float64)
         nz = w != 0
@@ -145,11 +145,13 @@ def erk_step_adjoint(field, hA, hb, x, thetas, lam_next, on_nonfinite=None):
 
 def _numpy_erk(problem: Problem, xs, lam_N):
     field, smp, theta, h = problem.field, problem.samples, problem.theta, problem.h
-    hA, hb = _erk_coefficients(problem.method, h, problem.exact)
+    hA, hb = _erk_coefficients(problem.method, h, problem.exact) if problem.steps is None else (None, None)
     grad_theta = np.zeros(theta.shape, dtype=_accumulator_dtype(theta, lam_N))
     lambdas = [None] * (smp.N + 1)
     lambdas[smp.N] = lam_N
     for n in range(smp.N - 1, -1, -1):
+        if problem.steps is not None:
+            hA, hb = _erk_coefficients(problem.method, problem.steps[n], problem.exact)
         rows = [int(r) for r in smp.stage_index[n]]
         lambdas[n], gth = erk_step_adjoint(field, hA, hb, xs[n], [theta[r] for r in rows], lambdas[n + 1],
                                            lambda: _raise_adjoint_error(problem, n, lambdas[n + 1]))
@@ -205,7 +207,7 @@ def _numpy_lmm(problem: Problem, xs, lam_N):
 def _raise_adjoint_error(problem: Problem, n: int, lam_next):
     """The backward sweep overflowed inside step n (x_n → x_{n+1}); the forward states and the loss are finite."""
     size = f" (max |lambda_{n + 1}| = {np.max(np.abs(lam_next)):.3g})"
-    raise NonFiniteError(f"the adjoint became non-finite at step {n}, time t = {n * float(problem.h):.6g}, of the "
+    raise NonFiniteError(f"the adjoint became non-finite at step {n}, time t = {problem.time(n):.6g}, of the "
                          f"backward sweep: lambda_{n} = dL/dx_{n} (or a stage cotangent of that step) overflows{size}; "
                          f"the trajectory and the loss are finite")
 
@@ -251,7 +253,7 @@ def _kernel_of(field):
 
 
 def _numba_applies(problem: Problem) -> bool:
-    return (_kernel_of(problem.field) is not None and not problem.exact
+    return (_kernel_of(problem.field) is not None and not problem.exact and problem.steps is None
             and problem.x0.dtype == np.float64 and problem.theta.dtype == np.float64)
 
 
@@ -313,7 +315,7 @@ def _loss_grad(problem: Problem, loss, xN):
 
 
 def discrete_adjoint(field, method, x0, theta, T, N, loss, *, layout: str = "stage", starter=None,
-                     backend: str = "auto") -> DiscreteAdjoint:
+                     backend: str = "auto", grid=None) -> DiscreteAdjoint:
     r"""The discrete adjoint of :math:`L_h = \Phi(x_N)` by the hand-derived recursion (module docstring).
 
     Arguments as :func:`refimpl.ode.integrators.integrate` (plain ndarrays only: float64, complex128, or Fraction
@@ -326,7 +328,7 @@ def discrete_adjoint(field, method, x0, theta, T, N, loss, *, layout: str = "sta
     if not isinstance(loss, TerminalLoss):
         raise TypeError(f"loss must implement value(x) and grad(x), got {type(loss).__name__}")
     check_backend(backend)
-    problem = prepare_problem(field, method, x0, theta, T, N, layout, starter)
+    problem = prepare_problem(field, method, x0, theta, T, N, layout, starter, grid)
     use_numba = resolve_backend(backend, kernel_applies=_numba_applies(problem),
                                 why_not="it needs a field with a kernel descriptor (e.g. TanhField, LinearField) "
                                         "and float64 x0/theta") == "numba"
