@@ -155,3 +155,17 @@ def test_non_finite_errors_are_the_same_with_checkpointing(backend):
                              backend=backend, checkpoint=ck)
         msgs.append(str(e.value))
     assert msgs[0] == msgs[1] and msgs[0].startswith("the adjoint became non-finite at step ")
+
+
+def test_memory_script_measures_a_small_case():
+    """benchmarks/memory_adjoint.py end to end at a small size (one child process): the model terms add up, the
+    child reports a peak at least its baseline and keeps only the checkpoint rows."""
+    from benchmarks.memory_adjoint import measure, model_bytes
+
+    m = model_bytes("rk4", "constant", 1000, 4, 10)
+    assert m["theta and gradient"] == 2 * 8 * 1 * 20 and m["stage index"] == 8 * 1000 * 4
+    assert m["states and adjoints"] == 2 * 8 * 101 * 4 + 8 * 10 * 4 and m["stage slopes"] == 8 * 10 * 4 * 4
+    assert m["total"] == sum(v for k, v in m.items() if k != "total")
+    row = measure("rk4", "constant", 1000, 4, 10)
+    assert "skipped" not in row, row
+    assert row["peak"] >= row["baseline"] > 0 and row["rows_kept"] == 101
