@@ -125,9 +125,11 @@ def prepare_problem(field, method, x0, theta, T, N, layout="stage", starter=None
         if exact:
             g = [Fraction(t) for t in g]           # a float grid is exactly rational: exact h_n
             steps = [b - a for a, b in zip(g[:-1], g[1:])]
+            h = np.empty(len(steps), dtype=object)
+            h[:] = steps
         else:
             steps = [float(v) for v in np.asarray(samples.steps, dtype=np.float64)]
-        h = samples.steps
+            h = samples.steps
     return Problem(field, method, samples, x0, theta, h, exact, steps)
 
 
