@@ -48,7 +48,8 @@ from refimpl.arguments import f64_array as _f64, index_array as _index
 from refimpl.ode.fields.base import NumbaKernel
 
 __all__ = ["sweeps", "erk_forward", "erk_backward", "erk_forward_checkpointed", "erk_backward_checkpointed",
-           "checkpoint_steps", "lmm_forward", "lmm_backward",
+           "checkpoint_steps", "lmm_forward", "lmm_backward", "lmm_forward_checkpointed",
+           "lmm_backward_checkpointed",
            "linear_f", "linear_vjp", "tanh_f", "tanh_vjp"]
 
 
@@ -193,6 +194,16 @@ def _stage_state(i, x, hA, X, K):
         if a != 0.0:
             for m in range(d):
                 X[i, m] += a * K[j, m]
+
+
+@register_jitable
+def record_lambda(m, lam_m, every, lam_marks, bad):
+    """A final lambda_m of a checkpointed LMM sweep: kept if m is a checkpoint; bad[0] = the largest non-finite m."""
+    for q in range(lam_m.shape[0]):
+        if not np.isfinite(lam_m[q]) and bad[0] < m:
+            bad[0] = m
+    if m % every == 0:
+        lam_marks[m // every, :] = lam_m
 
 
 @functools.lru_cache(maxsize=None)
@@ -441,9 +452,151 @@ def sweeps(kernel: NumbaKernel) -> SimpleNamespace:
                 for i in range(d):
                     lam[m - 1, i] += contrib[i]
 
+    @helper
+    def lmm_segment(window, c, e, theta, grid_index, malpha, hbeta, seg, Fseg, haveF):
+        """seg[0:k] = x_c..x_{c+k-1} (the window), then seg[r+k] = x_{c+r+k} for the multistep steps n = c..e-1,
+        with the operations of lmm_forward (F evaluated once per index, on first use)."""
+        k = malpha.shape[0]
+        d = window.shape[1]
+        for i in range(k):
+            for q in range(d):
+                seg[i, q] = window[i, q]
+        for i in range(haveF.shape[0]):
+            haveF[i] = False
+        for n in range(c, e):
+            r = n - c
+            for q in range(d):
+                seg[r + k, q] = 0.0
+            for j in range(k):
+                a = malpha[j]
+                if a != 0.0:
+                    for q in range(d):
+                        seg[r + k, q] += a * seg[r + j, q]
+            for j in range(k):
+                cc = hbeta[j]
+                if cc != 0.0:
+                    mm = r + j
+                    if not haveF[mm]:
+                        f(seg[mm], theta[grid_index[n + j]], Fseg[mm])
+                        haveF[mm] = True
+                    for q in range(d):
+                        seg[r + k, q] += cc * Fseg[mm, q]
+
+    @entry
+    def lmm_forward_checkpointed(x0, theta, s_index, hA, hb, malpha, hbeta, grid_index, every, windows, xmarks, bad):
+        """Checkpointed LMM forward sweep: windows[i] = x_{i·every}..x_{i·every+k-1} for the segment starts
+        i·every ≤ N − k; xmarks[i] = x_{i·every} (< N) and xmarks[-1] = x_N; bad[0] = the first n with a non-finite
+        x_n (or -1)."""
+        N = grid_index.shape[0]
+        k = malpha.shape[0]
+        s = hb.shape[0]
+        d = x0.shape[0]
+        X = np.empty((s, d))
+        K = np.empty((s, d))
+        seg = np.empty((every + k, d))
+        Fseg = np.empty((every + k, d))
+        haveF = np.zeros(every + k, dtype=np.bool_)
+        bad[0] = -1
+        windows[0, 0, :] = x0
+        for n in range(k - 1):
+            erk_step(windows[0, n], theta, s_index[n], hA, hb, X, K, windows[0, n + 1])
+        n_marks = xmarks.shape[0]
+        i = 0
+        for c in range(0, N - k + 1, every):
+            e = min(c + every, N - k + 1)
+            lmm_segment(windows[i], c, e, theta, grid_index, malpha, hbeta, seg, Fseg, haveF)
+            for r in range(e - c + k):
+                m = c + r
+                finite = True
+                for q in range(d):
+                    if not np.isfinite(seg[r, q]):
+                        finite = False
+                if not finite and (bad[0] < 0 or m < bad[0]):
+                    bad[0] = m
+                if m == N:
+                    xmarks[n_marks - 1, :] = seg[r]
+                elif m % every == 0:
+                    xmarks[m // every, :] = seg[r]
+            if e <= N - k:
+                for j in range(k):
+                    windows[i + 1, j, :] = seg[e - c + j]
+            i += 1
+
+    @helper
+    def lmm_F_term_row(m, x_m, theta, grid_index, Fbar_m, lam_m, grad_theta, tmp, fx):
+        """lmm_add_F_term for one index on rows (F recomputed when the VJP reads it, as with no stored slopes)."""
+        N = grid_index.shape[0]
+        r = grid_index[m] if m <= N - 1 else -1
+        if r >= 0:
+            if vjp_reads_fx:
+                f(x_m, theta[r], fx)
+            vjp(x_m, fx, theta[r], Fbar_m, tmp, grad_theta[r])
+            for i in range(x_m.shape[0]):
+                lam_m[i] += tmp[i]
+
+    @entry
+    def lmm_backward_checkpointed(windows, theta, s_index, hA, hb, malpha, hbeta, grid_index, every, lam_N,
+                                  lam_marks, grad_theta, bad):
+        """Checkpointed LMM backward sweep: the recursion of lmm_backward with lambda and Fbar kept for the k + 2
+        indices in use (ring buffers), each segment's states recomputed from its window. lam_marks[i] =
+        lambda_{i·every} (< N), lam_marks[-1] = lambda_N; bad[0] = the largest m whose lambda_m is non-finite (or
+        -1)."""
+        N = grid_index.shape[0]
+        k = malpha.shape[0]
+        s = hb.shape[0]
+        d = lam_N.shape[0]
+        R = k + 2
+        lam = np.zeros((R, d))
+        Fbar = np.zeros((R, d))
+        seg = np.empty((every + k, d))
+        Fseg = np.empty((every + k, d))
+        haveF = np.zeros(every + k, dtype=np.bool_)
+        tmp = np.empty(d)
+        fx = np.zeros(d)
+        X = np.empty((s, d))
+        K = np.empty((s, d))
+        Xbar = np.empty((s, d))
+        kb = np.empty(d)
+        contrib = np.empty(d)
+        bad[0] = -1
+        lam[N % R, :] = lam_N
+        n_marks = lam_marks.shape[0]
+        lam_marks[n_marks - 1, :] = lam_N
+        last = (N - k) - (N - k) % every
+        for c in range(last, -1, -every):
+            e = min(c + every, N - k + 1)
+            lmm_segment(windows[c // every], c, e, theta, grid_index, malpha, hbeta, seg, Fseg, haveF)
+            for n in range(e - 1, c - 1, -1):
+                m = n + k
+                for q in range(d):
+                    lam[n % R, q] = 0.0
+                    Fbar[n % R, q] = 0.0
+                if m <= N - 1:
+                    lmm_F_term_row(m, seg[m - c], theta, grid_index, Fbar[m % R], lam[m % R], grad_theta, tmp, fx)
+                    record_lambda(m, lam[m % R], every, lam_marks, bad)
+                for j in range(k):
+                    a = malpha[j]
+                    if a != 0.0:
+                        for q in range(d):
+                            lam[(n + j) % R, q] += a * lam[m % R, q]
+                    cc = hbeta[j]
+                    if cc != 0.0:
+                        for q in range(d):
+                            Fbar[(n + j) % R, q] += cc * lam[m % R, q]
+        for m in range(k - 1, -1, -1):
+            lmm_F_term_row(m, windows[0, m], theta, grid_index, Fbar[m % R], lam[m % R], grad_theta, tmp, fx)
+            record_lambda(m, lam[m % R], every, lam_marks, bad)
+            if m >= 1:
+                erk_step_adjoint(windows[0, m - 1], theta, s_index[m - 1], hA, hb, lam[m % R], contrib, grad_theta,
+                                 X, K, Xbar, kb, True)
+                for q in range(d):
+                    lam[(m - 1) % R, q] += contrib[q]
+
     return SimpleNamespace(erk_forward=erk_forward, erk_backward=erk_backward, lmm_forward=lmm_forward,
                            lmm_backward=lmm_backward, erk_forward_checkpointed=erk_forward_checkpointed,
-                           erk_backward_checkpointed=erk_backward_checkpointed)
+                           erk_backward_checkpointed=erk_backward_checkpointed,
+                           lmm_forward_checkpointed=lmm_forward_checkpointed,
+                           lmm_backward_checkpointed=lmm_backward_checkpointed)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -578,6 +731,50 @@ def erk_backward_checkpointed(kernel, xck, theta, stage_index, hA, hb, lam_N, ev
     sweeps(kernel).erk_backward_checkpointed(xck, theta, stage_index, hA, hb, hs, every, lam_ck, grad_theta,
                                              bool(keep_segment))
     return grad_theta, lam_ck
+
+
+def lmm_forward_checkpointed(kernel, x0, theta, s_index, hA, hb, malpha, hbeta, grid_index, every: int):
+    """The LMM forward sweep keeping only checkpoints (arguments as :func:`lmm_forward`): returns ``(windows, xmarks,
+    bad)`` — ``windows[i]`` the k states from step i·every (every segment start ≤ N − k), ``xmarks`` the states at
+    :func:`checkpoint_steps`, ``bad`` the first n with a non-finite x_n, or −1 (then the rest is not meaningful).
+    Memory O((N/every)·k·d + (every + k)·d)."""
+    x0 = _f64(x0, "x0", 1)
+    theta, hA, hb = _check_common(kernel, x0, theta, hA, hb, x0.shape[0])
+    N = np.shape(grid_index)[0] if np.ndim(grid_index) == 1 else -1
+    s_index, malpha, hbeta, grid_index = _check_lmm(theta, s_index, hb, malpha, hbeta, grid_index, N)
+    every = _check_every(every, N)
+    k, d = malpha.shape[0], x0.shape[0]
+    windows = np.empty((len(range(0, N - k + 1, every)), k, d))
+    xmarks = np.empty((len(checkpoint_steps(N, every)), d))
+    bad = np.full(1, -1, dtype=np.int64)
+    sweeps(kernel).lmm_forward_checkpointed(x0, theta, s_index, hA, hb, malpha, hbeta, grid_index, every, windows,
+                                            xmarks, bad)
+    return windows, xmarks, int(bad[0])
+
+
+def lmm_backward_checkpointed(kernel, windows, theta, s_index, hA, hb, malpha, hbeta, grid_index, lam_N,
+                              every: int):
+    """The LMM backward sweep from the ``windows`` of :func:`lmm_forward_checkpointed` (same arguments; the caller
+    vouches for that): returns ``(grad_theta, λ at checkpoint_steps, bad)``, bit-identical to :func:`lmm_backward`
+    on the full trajectory; ``bad`` the largest m with a non-finite λ_m, or −1."""
+    windows = _f64(windows, "windows", 3)
+    d = windows.shape[2]
+    theta, hA, hb = _check_common(kernel, windows, theta, hA, hb, d)
+    N = np.shape(grid_index)[0] if np.ndim(grid_index) == 1 else -1
+    s_index, malpha, hbeta, grid_index = _check_lmm(theta, s_index, hb, malpha, hbeta, grid_index, N)
+    every = _check_every(every, N)
+    k = malpha.shape[0]
+    if windows.shape[:2] != (len(range(0, N - k + 1, every)), k):
+        raise ValueError("windows must be the windows lmm_forward_checkpointed returned for these arguments")
+    lam_N = _f64(lam_N, "lam_N", 1)
+    if lam_N.shape != (d,):
+        raise ValueError(f"lam_N must have shape ({d},)")
+    lam_marks = np.zeros((len(checkpoint_steps(N, every)), d))
+    grad_theta = np.zeros_like(theta)
+    bad = np.full(1, -1, dtype=np.int64)
+    sweeps(kernel).lmm_backward_checkpointed(windows, theta, s_index, hA, hb, malpha, hbeta, grid_index, every,
+                                             lam_N, lam_marks, grad_theta, bad)
+    return grad_theta, lam_marks, int(bad[0])
 
 
 def _check_lmm(theta, s_index, hb, malpha, hbeta, grid_index, N):
