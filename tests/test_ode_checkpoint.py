@@ -86,17 +86,18 @@ def test_checkpointed_exact_mode_is_equal():
     field = LinearField(2)
     rng = np.random.default_rng(13)
     N = 5
-    smp = parameter_samples(RK4, 1, N, "stage")
-    th = np.array([[Fraction(int(v), 8) for v in row] for row in rng.integers(-3, 4, (smp.n_samples, field.n_params))],
-                  dtype=object)
     x0 = np.array([Fraction(1, 2), Fraction(-1, 3)], dtype=object)
     loss = QuadraticLoss(np.array([Fraction(1, 4), Fraction(1, 5)], dtype=object))
-    full = discrete_adjoint(field, RK4, x0, th, 1, N, loss)
-    for k in (1, 2, 5):
-        ck = discrete_adjoint(field, RK4, x0, th, 1, N, loss, checkpoint=k)
-        assert ck.loss == full.loss
-        assert list(ck.grad_theta.ravel()) == list(full.grad_theta.ravel())
-        assert list(ck.grad_x0) == list(full.grad_x0)
+    for method, starter in ((RK4, None), (AB2, "matched"), (LEAPFROG, "forward_euler")):
+        smp = parameter_samples(method, 1, N, "stage", starter)
+        th = np.array([[Fraction(int(v), 8) for v in row]
+                       for row in rng.integers(-3, 4, (smp.n_samples, field.n_params))], dtype=object)
+        full = discrete_adjoint(field, method, x0, th, 1, N, loss, starter=starter)
+        for k in (1, 2, 5):
+            ck = discrete_adjoint(field, method, x0, th, 1, N, loss, checkpoint=k, starter=starter)
+            assert ck.loss == full.loss
+            assert list(ck.grad_theta.ravel()) == list(full.grad_theta.ravel())
+            assert list(ck.grad_x0) == list(full.grad_x0)
 
 
 @settings(max_examples=40, deadline=None)
