@@ -405,26 +405,30 @@ def sweeps(kernel: NumbaKernel) -> SimpleNamespace:
                         xs[n + k, i] += c * F[m, i]
 
     @helper
-    def lmm_add_F_term(m, xs, theta, grid_index, Fbar, lam, grad_theta, tmp, fx, F, have_F):
+    def lmm_add_F_term(m, xs, theta, grid_index, Fbar_m, lam, grad_theta, tmp, fx, F, have_F):
+        """lambda_m += df/dx(x_m)^T Fbar_m and grad_theta[g(m)] += df/dtheta^T Fbar_m (``Fbar_m`` the row of F̄_m)."""
         N = grid_index.shape[0]
         r = grid_index[m] if m <= N - 1 else -1
         if r >= 0:
             stored = m < have_F.shape[0] and have_F[m]
             if vjp_reads_fx and not stored:
                 f(xs[m], theta[r], fx)      # F_m = f(x_m, theta) again (the forward sweep did not keep it)
-            vjp(xs[m], F[m] if stored else fx, theta[r], Fbar[m], tmp, grad_theta[r])
+            vjp(xs[m], F[m] if stored else fx, theta[r], Fbar_m, tmp, grad_theta[r])
             for i in range(xs.shape[1]):
                 lam[m, i] += tmp[i]
 
     @entry
     def lmm_backward(xs, theta, s_index, hA, hb, malpha, hbeta, grid_index, lam, grad_theta, F, have_F):
         """lam[N] holds lambda_N on entry, lam[:N] zeros; F[m] the stored f(x_m, theta) where have_F[m] (have_F may
-        be empty: recompute every F_m)."""
+        be empty: recompute every F_m). F̄ is kept for the k + 2 indices in use only (a ring buffer, row i % (k + 2):
+        index n enters with value 0 at step n, and nothing after step n + 1 reads index n + k + 2), so the sweep
+        allocates O(k·d), not O(N·d); every F̄_i receives the same operations as with a full array."""
         N = xs.shape[0] - 1
         k = malpha.shape[0]
         s = hb.shape[0]
         d = xs.shape[1]
-        Fbar = np.zeros((N, d))
+        R = k + 2
+        Fbar = np.zeros((R, d))
         tmp = np.empty(d)
         fx = np.zeros(d)
         X = np.empty((s, d))
@@ -434,7 +438,9 @@ def sweeps(kernel: NumbaKernel) -> SimpleNamespace:
         contrib = np.empty(d)
         for n in range(N - k, -1, -1):
             m = n + k
-            lmm_add_F_term(m, xs, theta, grid_index, Fbar, lam, grad_theta, tmp, fx, F, have_F)
+            for i in range(d):
+                Fbar[n % R, i] = 0.0
+            lmm_add_F_term(m, xs, theta, grid_index, Fbar[m % R], lam, grad_theta, tmp, fx, F, have_F)
             for j in range(k):
                 a = malpha[j]
                 if a != 0.0:
@@ -443,9 +449,9 @@ def sweeps(kernel: NumbaKernel) -> SimpleNamespace:
                 c = hbeta[j]
                 if c != 0.0:
                     for i in range(d):
-                        Fbar[n + j, i] += c * lam[m, i]
+                        Fbar[(n + j) % R, i] += c * lam[m, i]
         for m in range(k - 1, -1, -1):
-            lmm_add_F_term(m, xs, theta, grid_index, Fbar, lam, grad_theta, tmp, fx, F, have_F)
+            lmm_add_F_term(m, xs, theta, grid_index, Fbar[m % R], lam, grad_theta, tmp, fx, F, have_F)
             if m >= 1:
                 erk_step_adjoint(xs[m - 1], theta, s_index[m - 1], hA, hb, lam[m], contrib, grad_theta,
                                  X, K, Xbar, kb, True)
