@@ -102,7 +102,8 @@ class CaseKind:
     Methods (class methods; only :meth:`check_problem` is needed to load and check a case):
     :meth:`check_problem` the kind's own consistency rules; :meth:`summary` one line for ``repr``; :meth:`recompute`
     the references recomputed from the case's own description (used by :func:`refimpl.oracle.verify.verify_case`);
-    :meth:`battery` the kind's cases in the exported battery.
+    :meth:`battery` the kind's cases in the exported battery; :meth:`rounding_depth` and :meth:`condition` the
+    rounding model of the float32 tolerance profile (:mod:`refimpl.oracle.precision`).
     """
 
     family: str = ""
@@ -123,6 +124,23 @@ class CaseKind:
     def recompute(cls, case: "Case") -> dict:
         """The reference quantities of ``case`` recomputed by refimpl (name → array)."""
         raise NotImplementedError(f"the {cls.family!r} case kind cannot recompute its references")
+
+    @classmethod
+    def rounding_depth(cls, case: "Case") -> int:
+        """The number :math:`D` of dependent floating-point operations whose rounding a reference accumulates (the
+        float32 profile, :mod:`refimpl.oracle.precision`). Default: the number of entries of the largest array of the
+        case (a generic over-estimate); kinds override it with their own count (ODE: steps × stages)."""
+        return max([1] + [int(a.size) for a in case.arrays.values()])
+
+    @classmethod
+    def condition(cls, case: "Case", depth: int, unit_roundoff: float) -> float:
+        r"""The condition :math:`\kappa \ge 1` of the case, measured by the case itself: the largest route check
+        (``provenance.route_checks``, the normwise disagreement of two float64 routes) of a rounding-level reference
+        (case ``rtol`` ≤ 1e-9; a continuous gradient's route check is a solver error, not rounding) divided by
+        ``depth · unit_roundoff``; 1 when that is smaller or there is no route check."""
+        checks = case.metadata["provenance"].get("route_checks", {})
+        rounding = [float(v) for k, v in checks.items() if k in case.tolerances and case.tolerances[k]["rtol"] <= 1e-9]
+        return max([1.0] + [d / (depth * unit_roundoff) for d in rounding])
 
     @classmethod
     def battery(cls, *, quick: bool = False) -> Iterator["Case"]:
