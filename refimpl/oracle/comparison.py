@@ -210,20 +210,25 @@ def _tolerance_value(value, where: str, *, upper: float | None = None) -> float:
     return value
 
 
-def _float32_hint(q: QuantityComparison, profile32) -> str | None:
-    """The float32 hint for a failing quantity (module docstring), or None."""
-    if q.passed:
-        return None
-    if q.dtype in ("float32", "float16"):
-        return (f"theirs[{q.name!r}] is {q.dtype}: a {q.dtype} computation cannot meet float64 tolerances "
-                f"(rtol {q.case_rtol:.3g}); compute in float64, or check it with --precision float32 (tolerances "
-                f"derived from float32's unit roundoff and the case's condition; docs/case-format.md § Precision)")
-    if q.max_rel_error <= profile32.rtol_floor:
-        return (f"theirs[{q.name!r}] is {q.dtype} but agrees with the reference only to {q.max_rel_error:.2g} "
-                f"relative (float32 unit roundoff {profile32.unit_roundoff:.2g}; the float32 profile allows "
-                f"{profile32.rtol_floor:.2g}): it looks computed in float32 and cast to {q.dtype}; if so, check it with "
-                f"--precision float32")
-    return None
+def _float32_hints(results, profile32) -> list:
+    """At most two hints (module docstring): the failing quantities whose foreign array is float32/float16, and the
+    failing float64 ones that agree only to within the float32 profile's rtol."""
+    low = [q for q in results if not q.passed and q.dtype in ("float32", "float16")]
+    upcast = [q for q in results if not q.passed and q not in low and q.max_rel_error <= profile32.rtol_floor]
+    hints = []
+    if low:
+        names = ", ".join(f"{q.name} ({q.dtype})" for q in low)
+        hints.append(f"{names}: a single-precision computation cannot meet float64 tolerances (rtol "
+                     f"{min(q.case_rtol for q in low):.3g}); compute in float64, or check with --precision float32 "
+                     f"(tolerances derived from float32's unit roundoff and the case's condition, "
+                     f"docs/case-format.md § Precision)")
+    if upcast:
+        worst = max(q.max_rel_error for q in upcast)
+        hints.append(f"{', '.join(q.name for q in upcast)}: float64 arrays that agree with the references only to "
+                     f"{worst:.2g} relative (float32 unit roundoff {profile32.unit_roundoff:.2g}; the float32 profile "
+                     f"allows {profile32.rtol_floor:.2g}): they look computed in float32 and cast to float64; if so, "
+                     f"check with --precision float32")
+    return hints
 
 
 def compare(case, theirs, *, quantities=None, tolerances: Mapping | None = None, rtol=None, atol=None,
@@ -299,9 +304,7 @@ def compare(case, theirs, *, quantities=None, tolerances: Mapping | None = None,
         q = replace(q, dtype=str(given.dtype), tolerance_source=source, case_rtol=float(case_tol["rtol"]),
                     case_atol=float(case_tol["atol"]))
         results.append(q)
-        if precision == "float64":
-            hint = _float32_hint(q, profile32)
-            if hint:
-                hints.append(hint)
+    if precision == "float64":
+        hints = _float32_hints(results, profile32)
     not_provided = tuple(n for n in refs if n not in theirs)
     return Comparison(case.name, tuple(results), not_provided, profile, tuple(hints))
