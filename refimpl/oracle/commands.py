@@ -67,9 +67,11 @@ def export_command(directory, quick: bool = False, force: bool = False) -> int:
         names = export_battery(directory, quick=quick, force=force)
     except BAD_INPUT_ERRORS as e:
         return _bad_input(_message(e), False)
-    except KeyboardInterrupt:
-        print(f"interrupted: {directory or '(empty path)'} is unchanged (the partial new export was removed)",
-              file=sys.stderr)
+    except KeyboardInterrupt as e:
+        if getattr(e, "completed", False):
+            print(f"interrupted after the new export was in place: {directory} is complete", file=sys.stderr)
+        else:
+            print(f"interrupted: {directory} is unchanged (the partial new export was removed)", file=sys.stderr)
         return 130
     print(f"wrote {len(names)} cases to {directory} in {time.perf_counter() - t0:.1f} s (index: "
           f"{Path(directory) / 'index.json'})")
