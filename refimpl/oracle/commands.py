@@ -42,7 +42,7 @@ def announce_numba_compile() -> None:
     global _ANNOUNCED
     if not _ANNOUNCED:
         _ANNOUNCED = True
-        print("compiling Numba kernels (first use, ~20 s; cached afterwards)…", file=sys.stderr, flush=True)
+        print("loading Numba kernels (compiled on first use, ~20 s; cached afterwards)…", file=sys.stderr, flush=True)
 
 
 def _bad_input(message: str, as_json: bool) -> int:
