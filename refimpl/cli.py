@@ -104,6 +104,7 @@ the case's rounding depth and its measured condition (never tighter than the cas
 The tolerances used are printed on every row, with the worst entry in full precision.
 """
 
+
 def _exit_codes_epilog() -> str:
     from refimpl.oracle.commands import EXIT_CODES
 

@@ -5,7 +5,6 @@ The subprocess runs a copy of the package in which neither of Numba's cache loca
 folder of the copy holds a *file* named ``__pycache__`` (so ``os.makedirs`` fails even for root, whom permission bits
 do not stop) and is made read-only, and HOME is a read-only folder whose ``.cache`` is a file.
 """
-import os
 import shutil
 import stat
 import subprocess

@@ -105,7 +105,7 @@ def _resolve_case_dir(case_dir: Path) -> Path:
     return case_dir
 
 
-def _verify(case, as_json: bool) -> dict:
+def _verify(case) -> dict:
     """Recompute the references of ``case`` (refimpl.oracle.verify); CaseFormatError naming the first stored reference
     that is not what refimpl computes. Returns a summary for the report."""
     from refimpl.oracle.verify import verify_case
@@ -137,7 +137,7 @@ def check_command(case_dir, theirs, as_json: bool = False, *, rtol=None, atol=No
 
     try:
         case = load_case(_resolve_case_dir(Path(case_dir)))
-        verified = _verify(case, as_json) if verify else None
+        verified = _verify(case) if verify else None
         report = compare(case, Path(theirs), rtol=rtol, atol=atol, precision=precision)
     except BAD_INPUT_ERRORS as e:
         return _bad_input(_message(e), as_json)
