@@ -5,7 +5,8 @@ Independent route for the float32 profile: a PyTorch float32 implementation of t
 cases (the foreign code of examples/torch_leapfrog.py, run with float32 tensors) — real single-precision arithmetic,
 not a rounding of the reference. Its results must fail under the case's float64 tolerances with the hint, pass under
 ``--precision float32``, and a modelling error computed the same way (float32, one stage time off) must still fail.
-The expected profile rtol is recomputed here from the formula in the docs (10·N·s·2⁻²⁴·κ) and the problem section.
+The expected profile rtol is recomputed here from the formula in the docs (10·N·s·2⁻²⁴·κ) and the problem
+section.
 """
 import importlib.util
 import json

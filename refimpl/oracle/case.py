@@ -66,7 +66,8 @@ def max_atol(reference) -> float:
 def array_sha256(a) -> str:
     """SHA-256 (hex) of an array's canonical bytes: the UTF-8 text ``'{dtype}{shape}\n'`` (dtype name such as
     ``float64``, shape as a Python tuple, e.g. ``float64(17, 2)\n``; ``int64()\n`` for a scalar) followed by the
-    entries in C order as little-endian bytes. ``hashlib.sha256(header + a.astype('<f8').tobytes())`` in any language."""
+    entries in C order as little-endian bytes: ``hashlib.sha256(header + a.astype(a.dtype.newbyteorder("<"))
+    .tobytes())``."""
     a = np.asarray(a)
     header = f"{a.dtype.name}{tuple(int(n) for n in a.shape)}\n".encode("utf-8")
     data = np.ascontiguousarray(a, dtype=a.dtype.newbyteorder("<")).tobytes()
