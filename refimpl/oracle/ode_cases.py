@@ -80,7 +80,10 @@ ODE_INPUTS = {
     "stage_weights": "stage weight w_r of each sample (docs/theory/discrete-adjoint.md), shape (n_samples,)",
     "stage_index": "ERK: row of theta used by stage i of step n, shape (N, s); LMM: the same for the k-1 starter "
                    "steps, shape (k-1, s_starter)",
+    "stage_times": "the time t_n + c_i h at which stage i of step n evaluates f, same shape as stage_index (ERK: "
+                   "(N, s); LMM: the k-1 starter steps, (k-1, s_starter))",
     "grid_index": "LMM only: row of theta used by f(x_m, .) at grid time t_m, or -1 where unused, shape (N,)",
+    "grid_times": "LMM only: the grid time t_m = m h of the evaluation f(x_m, .) (used or not), shape (N,)",
     "corrected_times": "the times of the rows of corrected_gradient, shape (m,)",
 }
 #: reference quantities of an ODE case (what a foreign implementation is compared on)
@@ -206,6 +209,92 @@ def corrected_estimate(grad, samples):
     return est, ""
 
 
+def stage_times(samples) -> np.ndarray:
+    r"""The time at which each Runge–Kutta stage evaluates f, the shape of ``samples.stage_index``: ERK
+    :math:`t_n + c_i h` for step n, stage i, shape (N, s); LMM the same for the k − 1 starter steps, shape
+    (k − 1, s_starter). Computed as :math:`(n + c_i)\,(T/N)` in float64, the formula of
+    :func:`refimpl.ode.samples.parameter_samples`, so in the stage layout ``stage_times[n, i] ==
+    sample_times[stage_index[n, i]]``. It does not depend on the layout: in the step and constant layouts it still
+    says *when* f is evaluated, while ``stage_index`` says *which row* it uses."""
+    tab = samples.method if samples.starter is None else samples.starter
+    n_rk = samples.stage_index.shape[0]
+    c = np.array([float(v) for v in tab.c])
+    return (np.arange(n_rk, dtype=np.float64)[:, None] + c[None, :]) * (float(samples.T) / samples.N)
+
+
+def grid_times(samples) -> np.ndarray:
+    r"""LMM: the grid time :math:`t_m = m h` of each evaluation :math:`f(x_m, \cdot)`, m = 0..N−1 (the shape of
+    ``samples.grid_index``; a time whose value is never used, index −1, is listed too)."""
+    return np.arange(samples.N, dtype=np.float64) * (float(samples.T) / samples.N)
+
+
+def _number(v: float) -> str:
+    return repr(float(v))
+
+
+#: longest written-out θ(t) put into ``theta_function.formula`` (the schema allows 1000 characters)
+_FORMULA_LIMIT = 1000
+
+
+def theta_formula(terms: dict) -> str:
+    r"""``theta_function.formula`` of a closed-form θ(t): the general form and every component with its numbers
+    written in (Python syntax, so it can be read and evaluated), e.g. ``theta[0](t) = 0.5 + 1.2*cos(3.0*t)``.
+    ``terms``: ``a``, ``b``, ``c``, ``slope`` (length p) and ``omega``, meaning componentwise
+    :math:`\theta(t) = a + b\sin(\omega t) + c\cos(\omega t) + \mathrm{slope}\cdot t`."""
+    head = "theta(t) = a + b sin(omega t) + c cos(omega t) + slope t, componentwise"
+    w = _number(terms["omega"])
+    parts = []
+    for k in range(len(terms["a"])):
+        expr = _number(terms["a"][k])
+        for key, fmt in (("b", "*sin({w}*t)"), ("c", "*cos({w}*t)"), ("slope", "*t")):
+            v = float(terms.get(key, [0.0] * len(terms["a"]))[k])
+            if v != 0.0:
+                expr += (" - " if v < 0 else " + ") + _number(abs(v)) + fmt.format(w=w)
+        parts.append(f"theta[{k}](t) = {expr}")
+    full = f"{head}: " + "; ".join(parts)
+    return full if len(full) <= _FORMULA_LIMIT else f"{head} (too many components to write out: see a, b, c, slope)"
+
+
+def theta_from_spec(tspec: dict):
+    r"""θ(t) (a callable t ↦ (p,) array) from a case's ``theta_function``, or None when it is not in closed form
+    (``"callable"``, ``"samples"``). ``"sinusoid"`` and ``"analytic"``: componentwise
+    :math:`a + b\sin(\omega t) + c\cos(\omega t) + \mathrm{slope}\cdot t` (absent ``c``/``slope`` are 0)."""
+    if tspec.get("kind") not in ("sinusoid", "analytic") or "a" not in tspec:
+        return None
+    a = np.asarray(tspec["a"], dtype=np.float64)
+    zero = np.zeros_like(a)
+    b, c, slope = (np.asarray(tspec.get(k, zero), dtype=np.float64) for k in ("b", "c", "slope"))
+    if not (a.shape == b.shape == c.shape == slope.shape):
+        raise CaseFormatError(f"theta_function: a, b, c, slope must have the same length, got "
+                              f"{[len(v) for v in (a, b, c, slope)]}")
+    omega = float(tspec.get("omega", 0.0))
+
+    def theta(t: float) -> np.ndarray:
+        return a + b * np.sin(omega * t) + c * np.cos(omega * t) + slope * t
+    return theta
+
+
+def _layout_roles(layout: str, lmm: bool) -> dict:
+    """How ``theta``, ``sample_times``, ``stage_index`` and ``stage_times`` are used in this layout: the array
+    descriptions written into case.json (docs/case-format.md § Parameter samples: the three layouts)."""
+    ev = "f(x_m, .) at grid time t_m and the starter stages" if lmm else "stage i of step n"
+    if layout == "stage":
+        return {"theta": "theta_r = theta(sample_times[r]), one row per distinct evaluation time of f; a function "
+                         "of time: the evaluation at time t uses the row whose sample time is t, shape (n_samples, p)",
+                "sample_times": "the distinct times at which the scheme evaluates f, increasing, shape (n_samples,)",
+                "stage_times": "the time of " + ev + "; here stage_times == sample_times[stage_index]"}
+    if layout == "step":
+        return {"theta": "theta_n, the parameter of step n, used by every evaluation of f belonging to step n "
+                         "(per-step args, NOT a function of time: the c = 1 stage of step n sits at t_{n+1} but "
+                         "uses row n), shape (N, p)",
+                "sample_times": "t_n, the left end of step n (a label: row n also serves t_{n+1} in the c = 1 "
+                                "stage of step n), shape (N,)",
+                "stage_times": "the time of " + ev + "; the row it uses is stage_index (its step), not its time"}
+    return {"theta": "the one parameter vector shared by every evaluation of f (time-independent), shape (1, p)",
+            "sample_times": "[0.0]: the constant sample has no time (a placeholder), shape (1,)",
+            "stage_times": "the time of " + ev + " (theta does not depend on it: every stage uses row 0)"}
+
+
 def _tolerance(kind: str, ref: np.ndarray) -> dict:
     scale = float(np.max(np.abs(ref))) if ref.size else 0.0
     if kind == "continuous":
@@ -244,10 +333,13 @@ def build_case(problem: OdeProblem, *, continuous=None, description: str = "") -
     theta_src = problem.theta
     analytic_case = theta_src if isinstance(theta_src, analytic.AnalyticCase) else None
     if analytic_case is not None:
+        terms = analytic_case.theta_terms()
         theta_fn, tspec = analytic_case.theta, {"kind": "analytic", "case": analytic_case.name,
-                                                "formula": "theta(t) = B(t) c of the refimpl.problems.analytic_ode case"}
+                                                "formula": theta_formula(terms), **terms}
     elif isinstance(theta_src, Sinusoid):
-        theta_fn, tspec = theta_src, theta_src.spec()
+        zero = [0.0] * len(theta_src.a)
+        theta_fn, tspec = theta_src, {**theta_src.spec(), "c": zero, "slope": zero}
+        tspec["formula"] = theta_formula(tspec)
     elif callable(theta_src):
         theta_fn, tspec = theta_src, {"kind": "callable", "formula": "a user callable; samples in theta"}
     else:
@@ -257,6 +349,11 @@ def build_case(problem: OdeProblem, *, continuous=None, description: str = "") -
     else:
         theta = np.array([np.asarray(theta_fn(float(t)), dtype=np.float64) for t in smp.times]).reshape(
             smp.n_samples, field.n_params)
+
+    written = theta_from_spec(tspec)
+    if written is not None:  # the θ(t) written into case.json reproduces the samples (rounding of another order)
+        same_input("theta", theta, np.array([written(float(t)) for t in smp.times]).reshape(theta.shape),
+                   problem.name)
 
     da = discrete_adjoint(field, method, x0, theta, T, N, loss, layout=layout, starter=starter)
     grad = np.asarray(da.grad_theta, dtype=np.float64)
@@ -278,12 +375,17 @@ def build_case(problem: OdeProblem, *, continuous=None, description: str = "") -
                            f"(> {ROUTE_AGREEMENT}); refusing to export an untrustworthy reference ({checks})")
 
     arrays = {"x0": x0, "theta": theta, "sample_times": np.array(smp.times), "stage_weights": np.array(smp.weights),
-              "stage_index": np.array(smp.stage_index, dtype=np.int64),
+              "stage_index": np.array(smp.stage_index, dtype=np.int64), "stage_times": stage_times(smp),
               "trajectory": np.asarray(da.trajectory, dtype=np.float64),
               "loss": np.asarray(float(da.loss)), "discrete_gradient": grad,
               "grad_x0": np.asarray(da.grad_x0, dtype=np.float64)}
     if smp.grid_index is not None:
         arrays["grid_index"] = np.array(smp.grid_index, dtype=np.int64)
+        arrays["grid_times"] = grid_times(smp)
+    if layout == "stage":  # the stage layout is a function of time: stage (n, i) uses the sample at its own time
+        at = np.asarray(smp.times)[arrays["stage_index"]]
+        if np.max(np.abs(at - arrays["stage_times"]), initial=0.0) > 4 * np.finfo(float).eps * float(T):
+            raise RuntimeError(f"case {problem.name!r}: stage_times and sample_times[stage_index] disagree")
     how_discrete = (f"refimpl.ode.adjoint_recursions.discrete_adjoint (hand-derived recursion, backend {da.backend}); "
                     f"cross-checked against the tape (refimpl.ad.grad through refimpl.ode.integrators.discrete_loss), "
                     f"normwise relative disagreement in provenance.route_checks")
@@ -332,6 +434,9 @@ def build_case(problem: OdeProblem, *, continuous=None, description: str = "") -
                          f"(a first-order estimate; docs/theory/oscillations-and-corrections.md)")
 
     declared = OdeCaseKind.declare(arrays)
+    for name, text in _layout_roles(layout, smp.grid_index is not None).items():
+        if name in declared:
+            declared[name]["description"] = text
     tolerances = {name: _tolerance("continuous" if name == "continuous_gradient" else "discrete", arrays[name])
                   for name, e in declared.items() if e["role"] == "reference"}
     metadata = {
@@ -480,7 +585,10 @@ class OdeCaseKind(CaseKind):
         n_s = a["theta"].shape[0] if a["theta"].ndim == 2 else -1
         expected = {"x0": (d,), "theta": (n_s, n_p), "sample_times": (n_s,), "stage_weights": (n_s,),
                     "trajectory": (N + 1, d), "loss": (), "discrete_gradient": (n_s, n_p), "grad_x0": (d,),
-                    "normalised_gradient": (n_s, n_p), "continuous_gradient": (n_s, n_p), "grid_index": (N,)}
+                    "normalised_gradient": (n_s, n_p), "continuous_gradient": (n_s, n_p), "grid_index": (N,),
+                    "grid_times": (N,)}
+        if "stage_times" in a:
+            expected["stage_times"] = a["stage_index"].shape if "stage_index" in a else (-1,)
         for name, shape in expected.items():
             if name in a and a[name].shape != shape:
                 raise CaseFormatError(f"{where}: array {name!r} must have shape {shape} (d = {d}, p = {n_p}, N = {N}, "
@@ -488,6 +596,9 @@ class OdeCaseKind(CaseKind):
         for name in ("stage_index", "grid_index"):
             if name in a and a[name].size and (a[name].min() < -1 or a[name].max() >= n_s):
                 raise CaseFormatError(f"{where}: array {name!r} holds indices outside [-1, {n_s})")
+        for index, times in (("stage_index", "stage_times"), ("grid_index", "grid_times")):
+            if (index in a) != (times in a):
+                raise CaseFormatError(f"{where}: arrays {index!r} and {times!r} come together")
         if ("corrected_gradient" in a) != ("corrected_times" in a):
             raise CaseFormatError(f"{where}: 'corrected_gradient' and 'corrected_times' come together")
         if "corrected_gradient" in a:
@@ -531,18 +642,27 @@ class OdeCaseKind(CaseKind):
         same_input("stage_weights", case.stage_weights, smp.weights, where)
         if "stage_index" in case.arrays:
             same_input("stage_index", case.arrays["stage_index"], smp.stage_index, where)
+            same_input("stage_times", case.arrays["stage_times"], stage_times(smp), where)
         if "grid_index" in case.arrays or smp.grid_index is not None:
             same_input("grid_index", case.arrays.get("grid_index", np.zeros(0)),
-                  smp.grid_index if smp.grid_index is not None else np.zeros(0), where)
+                       smp.grid_index if smp.grid_index is not None else np.zeros(0), where)
+            same_input("grid_times", case.arrays.get("grid_times", np.zeros(0)),
+                       grid_times(smp) if smp.grid_index is not None else np.zeros(0), where)
         tf = case.problem["theta_function"]
         theta_fn = None
         if tf["kind"] == "sinusoid":
             theta_fn = Sinusoid(tuple(tf["a"]), tuple(tf["b"]), tf["omega"])
+            if any(v != 0 for key in ("c", "slope") for v in tf.get(key, ())):
+                raise CaseFormatError(f"{where}: a 'sinusoid' theta_function has c = slope = 0")
         elif tf["kind"] == "analytic":
             matches = [c for c in analytic.analytic_cases() if c.name == tf.get("case")]
             if not matches:
                 raise CaseFormatError(f"{where}: unknown analytic case {tf.get('case')!r}")
             theta_fn = matches[0]
+        written = theta_from_spec(tf)  # the θ(t) written into the case: what a foreign solver reads
+        if written is not None:
+            same_input("theta", case.theta,
+                       np.array([written(float(t)) for t in smp.times]).reshape(case.theta.shape), where)
         if theta_fn is not None:
             at = theta_fn.theta if tf["kind"] == "analytic" else theta_fn
             same_input("theta", case.theta,
