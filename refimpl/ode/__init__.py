@@ -13,6 +13,8 @@ Submodules (each holds one kind of thing):
 ``refimpl.ode.adjoint_recursions``  the hand-derived discrete adjoints (NumPy path for any field; compiled path for a
                                     field with a kernel descriptor, :mod:`refimpl.ode._numba`).
 ``refimpl.ode.adjoint_ode``         the backward adjoint ODE p′ = −∂ₓfᵀp (DOP853 + error estimate; RK4+Richardson).
+``refimpl.ode.piecewise_adjoint``   the same, piece by piece, for a parameter table held constant on each step (the
+                                    gradient backsolve adjoints return), with its error estimate.
 ``refimpl.ode.corrections``         normalised AD gradients, leapfrog / 2-stage ERK corrections, diagnostics ([A]).
 
 The test problems with closed-form answers live in :mod:`refimpl.problems`.
@@ -23,6 +25,7 @@ The main functions are imported from their modules::
     from refimpl.ode.integrators import integrate
     from refimpl.ode.adjoint_recursions import discrete_adjoint
     from refimpl.ode.adjoint_ode import continuous_adjoint
+    from refimpl.ode.piecewise_adjoint import piecewise_constant_continuous_gradient
 """
 from __future__ import annotations
 
@@ -43,6 +46,7 @@ _EXPORTS = {
     "Trajectory": "integrators", "integrate": "integrators", "discrete_loss": "integrators",
     "DiscreteAdjoint": "adjoint_recursions", "discrete_adjoint": "adjoint_recursions",
     "continuous_adjoint": "adjoint_ode",
+    "piecewise_constant_continuous_gradient": "piecewise_adjoint",
 }
 
 __all__ = sorted(_EXPORTS)
