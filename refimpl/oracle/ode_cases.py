@@ -26,6 +26,13 @@ How each reference is computed (also written into every case's ``provenance.how`
     :math:`\delta L/\delta\theta(t_r)` at the sample times: in closed form for the analytic cases
     (:mod:`refimpl.problems.analytic_ode`), else by :func:`refimpl.ode.adjoint_ode.continuous_adjoint` (DOP853, rtol
     1e-12, with its "tighter" error estimate, which must be ≤ 1/100 of the tolerance).
+``piecewise_constant_continuous_gradient``, ``piecewise_constant_grad_x0`` (step and constant layouts)
+    :math:`\partial L/\partial\theta_n = \int_{t_n}^{t_{n+1}} \partial_\theta f(x, \theta_n)^T\lambda\,dt` and
+    :math:`\lambda(0)` for the ODE whose parameter is row n of ``theta`` held constant on step n (one row: constant
+    on [0, T]) — what a backsolve adjoint returns — by
+    :func:`refimpl.ode.piecewise_adjoint.piecewise_constant_continuous_gradient` (DOP853 per step, rtol 1e-12, with
+    its "tighter" error estimate E); tolerance ``atol = max(1e-7·max|ref|, 100 E)``, ``rtol = 1e-7``. Constant-θ
+    analytic cases are checked against the closed form :math:`dL/d\theta` at build time.
 ``corrected_gradient`` (with ``corrected_times``)
     the ``"corrected"`` estimate of :func:`refimpl.ode.corrections.applicable_estimates` (leapfrog pair sum at the
     midpoints, Runge–Kutta :math:`G_r/(h b_i)` with reconstruction where :math:`b_i = 0`) where one applies (not for
@@ -96,6 +103,11 @@ ODE_REFERENCES = {
     "continuous_gradient": "deltaL/deltatheta(t) at the sample times (optimise-then-discretise), shape (n_samples, p)",
     "corrected_gradient": "post-processed discrete gradient (docs/theory/oscillations-and-corrections.md), "
                           "shape (m, p)",
+    "piecewise_constant_continuous_gradient": "step/constant layouts: dL/dtheta_n of the ODE whose parameter is row n "
+                                              "of theta held constant on [t_n, t_{n+1}) (one row: constant on [0, T]),"
+                                              " = int over the step of d_theta f^T lambda dt (what a backsolve adjoint "
+                                              "returns), shape (n_samples, p)",
+    "piecewise_constant_grad_x0": "step/constant layouts: dL/dx_0 of the same piecewise-constant ODE, shape (d,)",
 }
 
 
@@ -295,8 +307,49 @@ def _layout_roles(layout: str, lmm: bool) -> dict:
             "stage_times": "the time of " + ev + " (theta does not depend on it: every stage uses row 0)"}
 
 
-def _tolerance(kind: str, ref: np.ndarray) -> dict:
+#: the tolerance rule of each reference that is not a discrete quantity
+_TOLERANCE_KIND = {"continuous_gradient": "continuous", "piecewise_constant_continuous_gradient": "piecewise",
+                   "piecewise_constant_grad_x0": "piecewise"}
+
+
+def _piecewise_reference(field, theta, x0, T, loss, arrays, how, checks, notes, analytic_case) -> None:
+    r"""Add ``piecewise_constant_continuous_gradient`` and ``piecewise_constant_grad_x0``: the continuous adjoint of
+    the problem whose parameter is ``theta[n]`` on :math:`[t_n, t_{n+1})` (one row: constant on [0, T]), by
+    :func:`refimpl.ode.piecewise_adjoint.piecewise_constant_continuous_gradient` (DOP853 per piece, rtol = atol =
+    1e-12), its "tighter" error estimates in ``checks``. For a constant-θ analytic case the closed form
+    :math:`dL/d\theta = \int_0^T \delta L/\delta\theta\,dt` is a second route: the distance goes into ``notes``
+    and must be within the error estimate's tolerance."""
+    from refimpl.ode.piecewise_adjoint import piecewise_constant_continuous_gradient
+
+    res = piecewise_constant_continuous_gradient(field, theta, x0, T, loss, rtol=CONTINUOUS_RTOL_SOLVE,
+                                                 atol=CONTINUOUS_RTOL_SOLVE)
+    arrays["piecewise_constant_continuous_gradient"] = np.asarray(res.grad_theta, dtype=np.float64)
+    arrays["piecewise_constant_grad_x0"] = np.asarray(res.grad_x0, dtype=np.float64)
+    checks["piecewise_constant_continuous_gradient"] = float(res.error.grad_theta)
+    checks["piecewise_constant_grad_x0"] = float(res.error.grad_x0)
+    text = (f"refimpl.ode.piecewise_adjoint.piecewise_constant_continuous_gradient (DOP853 per step, rtol = atol = "
+            f"{CONTINUOUS_RTOL_SOLVE:g}, the adjoint continuous across the steps); its 'tighter' error estimate "
+            f"(absolute) in provenance.route_checks")
+    how["piecewise_constant_continuous_gradient"] = how["piecewise_constant_grad_x0"] = text
+    if analytic_case is not None and analytic_case.theta_is_constant:
+        exact = np.asarray(analytic_case.integrated_gradient_exact(), dtype=np.float64).reshape(1, -1)
+        err = float(np.max(np.abs(exact - arrays["piecewise_constant_continuous_gradient"])))
+        tol = _tolerance("piecewise", exact, checks["piecewise_constant_continuous_gradient"])
+        if err > tol["atol"] / 100:
+            raise RuntimeError(f"piecewise-constant reference {err:.3g} from the closed form dL/dtheta (more than 1/100 "
+                               f"of the tolerance {tol['atol']:.3g})")
+        notes.append(f"piecewise_constant_continuous_gradient: max |ref - closed-form dL/dtheta| = {err:.3e} "
+                     f"(refimpl.problems.analytic_ode case {analytic_case.name!r}, integrated_gradient_exact)")
+
+
+def _tolerance(kind: str, ref: np.ndarray, estimate: float = 0.0) -> dict:
     scale = float(np.max(np.abs(ref))) if ref.size else 0.0
+    if kind == "piecewise":
+        floor = CONTINUOUS_TOL * scale if scale > 0 else CONTINUOUS_TOL
+        return {"rtol": CONTINUOUS_TOL, "atol": max(floor, 100 * float(estimate)),
+                "why": f"atol = max(1e-7 max|ref|, 100 E), E = {float(estimate):.2e} the reference's error estimate "
+                       f"(provenance.route_checks): a backsolve adjoint stopping at every t_n, run at rtol ~1e-8, "
+                       f"passes (docs/case-format.md)"}
     if kind == "continuous":
         return {"rtol": CONTINUOUS_TOL, "atol": CONTINUOUS_TOL * scale if scale > 0 else CONTINUOUS_TOL,
                 "why": "reference error <= 1/100 of this; a continuous-adjoint solver at rtol ~1e-8 passes, an O(h) "
@@ -406,7 +459,14 @@ def build_case(problem: OdeProblem, *, continuous=None, description: str = "") -
         how["normalised_gradient"] = "discrete_gradient[r] / (h * stage_weights[r]) (docs/theory/discrete-adjoint.md)"
     else:
         notes.append("normalised_gradient omitted: some stage weights are 0 (those samples carry no information)")
-    if theta_fn is not None:
+    if layout == "constant":
+        notes.append("continuous_gradient omitted: with one theta for all times the continuous counterpart of the "
+                     "discrete gradient is dL/dtheta = int_0^T deltaL/deltatheta dt, given as "
+                     "piecewise_constant_continuous_gradient")
+    if layout in ("step", "constant"):
+        _piecewise_reference(field, theta, x0, T, loss, arrays, how, checks, notes,
+                             analytic_case if layout == "constant" else None)
+    if theta_fn is not None and layout != "constant":
         if continuous is None:
             continuous = (_closed_form(analytic_case) if analytic_case is not None
                           else _dop853(field, theta_fn, x0, T, loss))
@@ -437,7 +497,7 @@ def build_case(problem: OdeProblem, *, continuous=None, description: str = "") -
     for name, text in _layout_roles(layout, smp.grid_index is not None).items():
         if name in declared:
             declared[name]["description"] = text
-    tolerances = {name: _tolerance("continuous" if name == "continuous_gradient" else "discrete", arrays[name])
+    tolerances = {name: _tolerance(_TOLERANCE_KIND.get(name, "discrete"), arrays[name], checks.get(name, 0.0))
                   for name, e in declared.items() if e["role"] == "reference"}
     metadata = {
         "format": "refimpl-case", "format_version": 1, "name": problem.name, "kind": "ode",
@@ -586,7 +646,8 @@ class OdeCaseKind(CaseKind):
         expected = {"x0": (d,), "theta": (n_s, n_p), "sample_times": (n_s,), "stage_weights": (n_s,),
                     "trajectory": (N + 1, d), "loss": (), "discrete_gradient": (n_s, n_p), "grad_x0": (d,),
                     "normalised_gradient": (n_s, n_p), "continuous_gradient": (n_s, n_p), "grid_index": (N,),
-                    "grid_times": (N,)}
+                    "grid_times": (N,), "piecewise_constant_continuous_gradient": (n_s, n_p),
+                    "piecewise_constant_grad_x0": (d,)}
         if "stage_times" in a:
             expected["stage_times"] = a["stage_index"].shape if "stage_index" in a else (-1,)
         for name, shape in expected.items():
@@ -596,6 +657,11 @@ class OdeCaseKind(CaseKind):
         for name in ("stage_index", "grid_index"):
             if name in a and a[name].size and (a[name].min() < -1 or a[name].max() >= n_s):
                 raise CaseFormatError(f"{where}: array {name!r} holds indices outside [-1, {n_s})")
+        if p["layout"] == "stage" and any(k.startswith("piecewise_constant_") for k in a):
+            raise CaseFormatError(f"{where}: the piecewise-constant references belong to the step and constant "
+                                  f"layouts (in the stage layout theta is not a per-step table)")
+        if p["layout"] == "constant" and a["theta"].shape[0] != 1:
+            raise CaseFormatError(f"{where}: a constant-layout case has one row of theta, got {a['theta'].shape[0]}")
         for index, times in (("stage_index", "stage_times"), ("grid_index", "grid_times")):
             if (index in a) != (times in a):
                 raise CaseFormatError(f"{where}: arrays {index!r} and {times!r} come together")
@@ -679,6 +745,15 @@ class OdeCaseKind(CaseKind):
                 raise CaseFormatError(f"{where}: the case has a corrected gradient but {why_not}")
             same_input("corrected_times", case.arrays["corrected_times"], corrected.times, where)
             out["corrected_gradient"] = corrected.values
+        if "piecewise_constant_continuous_gradient" in case.arrays or "piecewise_constant_grad_x0" in case.arrays:
+            from refimpl.ode.piecewise_adjoint import piecewise_constant_continuous_gradient
+
+            res = piecewise_constant_continuous_gradient(o["field"], o["theta"], o["x0"], o["T"], o["loss"],
+                                                         rtol=CONTINUOUS_RTOL_SOLVE, atol=CONTINUOUS_RTOL_SOLVE,
+                                                         error_estimate=None)
+            out["piecewise_constant_continuous_gradient"] = res.grad_theta
+            out["piecewise_constant_grad_x0"] = res.grad_x0
+            out = {k: v for k, v in out.items() if k in case.arrays}
         if "continuous_gradient" in case.arrays and theta_fn is not None:
             if tf["kind"] == "analytic":
                 out["continuous_gradient"] = theta_fn.functional_gradient_exact(np.array(smp.times))
