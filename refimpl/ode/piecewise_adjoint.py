@@ -32,8 +32,8 @@ Numerical route (that of :func:`refimpl.ode.adjoint_ode.continuous_adjoint`, app
    integrator crosses a breakpoint, so each solve sees a smooth right-hand side and keeps its order (a step across a
    jump of θ would fall to first order there and mislead its error control).
 2. Backward, for n = N−1 … 0: DOP853 on [t_{n+1}, t_n] for the augmented system (λ, s), λ′ = −∂ₓfᵀλ,
-   s′ = −∂_θf(x(t), θ_n)ᵀλ, from (λ(t_{n+1}), 0), reading x(t) from piece n's dense output. Then λ(t_n) is the start
-   of the next piece and ∂L/∂θ_n = s(t_n).
+   s′ = −∂_θf(x(t), θ_n)ᵀλ, from (λ(t_{n+1}), 0), reading x(t) from piece n's dense output. Then λ(t_n) starts the
+   backward solve of piece n − 1, and ∂L/∂θ_n = s(t_n).
 
 With one piece this is the same sequence of SciPy calls as ``continuous_adjoint`` with the constant θ, so the two give
 the same numbers at the same tolerances (tested).
@@ -198,12 +198,13 @@ def _piecewise_once(prob, grid: np.ndarray, table: np.ndarray, rtol: float, atol
             fwd = solve_ivp(forward_rhs, (grid[n], grid[n + 1]), xs[n], method="DOP853", rtol=rtol, atol=atol,
                             max_step=cap[n], dense_output=True)
         if not fwd.success:
-            raise RuntimeError(f"forward DOP853 solve failed on step {n} [{grid[n]!r}, {grid[n + 1]!r}]: "
-                               f"{fwd.message}")
+            raise RuntimeError(f"forward DOP853 solve failed on step {n} [t_{n}, t_{n + 1}] = [{float(grid[n])!r}, "
+                               f"{float(grid[n + 1])!r}] at t = {float(fwd.t[-1])!r}, max |x| = "
+                               f"{np.max(np.abs(fwd.y[:, -1])):.3g}: {fwd.message}")
         xs[n + 1] = fwd.y[:, -1]
         if not np.all(np.isfinite(xs[n + 1])):
-            raise NonFiniteError(f"the solution became non-finite on step {n}: x(t) at t = {grid[n + 1]!r} has a "
-                                 f"non-finite entry (max |x(t_{n})| = {np.max(np.abs(xs[n])):.3g})")
+            raise NonFiniteError(f"the solution became non-finite on step {n}: x(t) at t = {float(grid[n + 1])!r} "
+                                 f"has a non-finite entry (max |x(t_{n})| = {np.max(np.abs(xs[n])):.3g})")
         sols.append(fwd.sol)
         fwd_nfev += int(fwd.nfev)
         fwd_steps += fwd.t.size - 1
@@ -230,11 +231,12 @@ def _piecewise_once(prob, grid: np.ndarray, table: np.ndarray, rtol: float, atol
             bwd = solve_ivp(backward_rhs, (grid[n + 1], grid[n]), y_end, method="DOP853", rtol=rtol, atol=atol,
                             max_step=cap[n])
         if not bwd.success:
-            raise RuntimeError(f"backward DOP853 solve failed on step {n} [{grid[n + 1]!r}, {grid[n]!r}]: "
-                               f"{bwd.message}")
+            raise RuntimeError(f"backward DOP853 solve failed on step {n} [t_{n + 1}, t_{n}] = "
+                               f"[{float(grid[n + 1])!r}, {float(grid[n])!r}] at t = {float(bwd.t[-1])!r}, max |λ| = "
+                               f"{np.max(np.abs(bwd.y[:d, -1])):.3g}: {bwd.message}")
         if not np.all(np.isfinite(bwd.y[:, -1])):
-            raise NonFiniteError(f"the adjoint became non-finite on step {n} (backward from t = {grid[n + 1]!r} to "
-                                 f"{grid[n]!r}; max |λ(t_{n + 1})| = {np.max(np.abs(ps[n + 1])):.3g})")
+            raise NonFiniteError(f"the adjoint became non-finite on step {n} (backward from t = {float(grid[n + 1])!r} "
+                                 f"to {float(grid[n])!r}; max |λ(t_{n + 1})| = {np.max(np.abs(ps[n + 1])):.3g})")
         ps[n] = bwd.y[:d, -1]
         grads[n] = bwd.y[d:, -1]
         bwd_nfev += int(bwd.nfev)
