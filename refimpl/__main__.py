@@ -9,6 +9,10 @@ import sys
 for _var in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
-from refimpl.cli import main  # noqa: E402  (after the environment is set)
+try:
+    from refimpl.cli import main  # noqa: E402  (after the environment is set)
+except KeyboardInterrupt:  # Ctrl-C while importing: nothing was written yet
+    print("interrupted", file=sys.stderr)
+    sys.exit(130)
 
 sys.exit(main())

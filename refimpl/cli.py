@@ -3,20 +3,31 @@
 ``python -m refimpl validate [--quick] [--out DIR] [--only NAME …]``
     runs every experiment registered in ``validation.EXPERIMENTS`` (the ``validation/`` folder beside the package) and
     writes ``DIR/index.md`` with one PASS/FAIL line per claim. Exit 0 every claim passed, 1 some claim failed.
-``python -m refimpl cases export DIR [--quick]``
-    writes the battery of oracle cases (JSON metadata + ``.npz`` arrays, ``docs/case-format.md``) to DIR.
-``python -m refimpl check CASE_DIR THEIRS.npz [--json]``
+``python -m refimpl cases export DIR [--quick] [--force]``
+    writes the battery of oracle cases (JSON metadata + ``.npz`` arrays, ``docs/case-format.md``) to DIR, atomically.
+``python -m refimpl check CASE_DIR THEIRS.npz [--json] [--rtol R] [--atol A] [--precision float32] [--verify]``
     compares a foreign implementation's arrays with a case. Exit 0 pass, 1 mismatch.
 
-Exit code 2 always means bad input (usage errors, missing or malformed files). The CLI composes; nothing imports it.
+Exit codes of every command: 2 bad input (usage errors, missing or malformed files, a case failing its integrity
+check); 3 an internal error of refimpl — the traceback is saved to a file whose path is printed, and it is never 1,
+which means "your implementation mismatches"; 130 interrupted (SIGINT or SIGTERM). The CLI composes; nothing
+imports it.
 """
 from __future__ import annotations
 
 import argparse
+import datetime
 import importlib
+import json
+import os
+import platform
+import signal
 import sys
+import tempfile
+import textwrap
 import time
 import traceback
+from contextlib import contextmanager
 from pathlib import Path
 
 import refimpl
@@ -71,6 +82,45 @@ def validate(out: Path, quick: bool, only: list[str] | None = None) -> int:
     return 0 if n_fail == 0 else 1
 
 
+CHECK_DESCRIPTION = """\
+Compare a foreign implementation's arrays with one oracle case.
+
+CASE_DIR   one case folder of an export: it holds case.json (the problem, what each array is, the tolerances,
+           integrity hashes) and arrays.npz (inputs and references), e.g. cases/tanh-d2__rk4__stage__N16. Not the
+           export root (cases/): its index.json lists the case names. docs/case-format.md (the README.md of every
+           export) defines the format.
+THEIRS.npz your arrays, saved with numpy.savez(path, NAME=array, ...). Each NAME must be a reference quantity of the
+           case, spelled exactly (lower case), e.g. trajectory, loss, discrete_gradient, grad_x0,
+           normalised_gradient, continuous_gradient, corrected_gradient (ODE cases), energy, particle_trajectory,
+           ... (Wasserstein cases); case.json lists those of the case under "arrays" with role "reference". Give any
+           subset; the ones you omit are reported as not provided. Each array must have the reference's shape and a
+           real dtype (float64 recommended; float32/float16 and integers are read as they are and compared in float64;
+           bool, complex and object arrays are refused); NaN or inf in your array is a mismatch, not an error.
+
+Tolerances: an entry passes when |theirs - ref| <= atol + rtol*|ref|. By default each quantity uses the case's
+rtol/atol (case.json "tolerances": float64 rounding). --precision float32 derives them from float32's unit roundoff,
+the case's rounding depth and its measured condition (never tighter than the case's; the formula is printed).
+--rtol/--atol replace them for every quantity, as given (the report marks tolerances looser than the case's).
+The tolerances used are printed on every row, with the worst entry in full precision.
+"""
+
+def _exit_codes_epilog() -> str:
+    from refimpl.oracle.commands import EXIT_CODES
+
+    return "exit codes:\n" + "\n".join(textwrap.fill(text, 110, initial_indent=f"  {code:<4} ",
+                                                      subsequent_indent=" " * 7) for code, text in EXIT_CODES.items())
+
+
+def _tolerance_arg(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m refimpl", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -80,33 +130,106 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--only", nargs="+", metavar="NAME", help="run only these experiments")
     # oracle (docs/case-format.md): refimpl.oracle.commands
     cases = sub.add_parser("cases", help="oracle cases as data").add_subparsers(dest="cases_command", required=True)
-    ex = cases.add_parser("export", help="write the battery of oracle cases (JSON metadata + .npz arrays) to DIR")
-    ex.add_argument("dir", type=Path, metavar="DIR")
+    ex = cases.add_parser("export", help="write the battery of oracle cases (JSON metadata + .npz arrays) to DIR",
+                          description="Write the battery of oracle cases to DIR, atomically: it is built in a "
+                                      "temporary sibling folder and swapped into place, index.json last; an "
+                                      "interrupted export (Ctrl-C, SIGTERM, a kill) leaves DIR as it was.",
+                          epilog="exit codes: 0 written; 2 DIR refused (empty path, a file, not empty without "
+                                 "--force) or not writable; 3 internal error; 130 interrupted (DIR unchanged)",
+                          formatter_class=argparse.RawDescriptionHelpFormatter)
+    ex.add_argument("dir", metavar="DIR", help="the folder to write (created; refused if not empty, see --force)")
     ex.add_argument("--quick", action="store_true", help="a small subset (for tests)")
+    ex.add_argument("--force", action="store_true", help="replace a non-empty DIR whole (its old content is removed)")
     ck = sub.add_parser("check", help="compare a foreign implementation's arrays with an oracle case "
-                                      "(exit 0 pass, 1 mismatch, 2 bad input)")
-    ck.add_argument("case_dir", type=Path, metavar="CASE_DIR")
-    ck.add_argument("theirs", type=Path, metavar="THEIRS.npz")
+                                      "(exit 0 pass, 1 mismatch, 2 bad input, 3 internal error)",
+                        description=CHECK_DESCRIPTION, epilog=_exit_codes_epilog(),
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
+    ck.add_argument("case_dir", type=Path, metavar="CASE_DIR", help="one case folder (holding case.json, arrays.npz)")
+    ck.add_argument("theirs", type=Path, metavar="THEIRS.npz", help="your arrays, named as the case's references")
     ck.add_argument("--json", action="store_true", help="machine-readable report on stdout")
+    ck.add_argument("--rtol", type=_tolerance_arg, metavar="R", help="relative tolerance for every quantity "
+                    "(0 <= R < 1; replaces the case's, as given)")
+    ck.add_argument("--atol", type=_tolerance_arg, metavar="A", help="absolute tolerance for every quantity "
+                    "(A >= 0; replaces the case's, as given)")
+    ck.add_argument("--precision", choices=("float64", "float32"), default="float64",
+                    help="float64 (default): the case's tolerances; float32: tolerances derived from float32's unit "
+                         "roundoff and the case's condition (docs/case-format.md § Precision)")
+    ck.add_argument("--verify", action="store_true", help="first recompute every reference from the case's problem "
+                    "and inputs with refimpl and refuse (exit 2) a case whose stored references disagree")
     return parser
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread like SIGINT's KeyboardInterrupt (exit 130)."""
+
+
+@contextmanager
+def _sigterm_as_interrupt():
+    def raise_terminated(signum, frame):
+        raise Terminated()
+    try:
+        old = signal.signal(signal.SIGTERM, raise_terminated)
+    except ValueError:  # not the main thread: leave SIGTERM alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
+def _save_traceback(argv) -> str | None:
+    """Write the current exception's traceback (with the command and versions) to a new file; its path, or None."""
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    text = (f"refimpl {refimpl.__version__}, Python {platform.python_version()} on {platform.platform()}\n"
+            f"command: python -m refimpl {' '.join(map(str, argv))}\n\n{traceback.format_exc()}")
+    for folder in (tempfile.gettempdir(), os.getcwd()):
+        try:
+            fd, path = tempfile.mkstemp(prefix=f"refimpl-crash-{stamp}-", suffix=".txt", dir=folder)
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(text)
+            return path
+        except OSError:
+            continue
+    return None
+
+
 def main(argv=None) -> int:
+    """Run one command; return its exit code (module docstring). Never raises (except SystemExit from --help)."""
+    argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
     except SystemExit as e:  # argparse exits with 2 on usage errors and 0 on --help
         return int(e.code or 0)
     try:
-        if args.command == "validate":
-            return validate(args.out, args.quick, args.only)
-        if args.command == "cases":
-            from refimpl.oracle.commands import export_command
-            return export_command(args.dir, args.quick)
-        if args.command == "check":
-            from refimpl.oracle.commands import check_command
-            return check_command(args.case_dir, args.theirs, args.json)
+        with _sigterm_as_interrupt():
+            if args.command == "validate":
+                return validate(args.out, args.quick, args.only)
+            if args.command == "cases":
+                from refimpl.oracle.commands import export_command
+                return export_command(args.dir, args.quick, args.force)
+            if args.command == "check":
+                from refimpl.oracle.commands import check_command
+                return check_command(args.case_dir, args.theirs, args.json, rtol=args.rtol, atol=args.atol,
+                                     precision=args.precision, verify=args.verify)
     except FileNotFoundError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # the reader of our output left (`... | head`): not an error of refimpl
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
+    except Exception as e:  # a bug in refimpl: never exit 1 ("your implementation mismatches")
+        path = _save_traceback(argv)
+        where = f"the traceback is saved in {path}" if path else "the traceback could not be saved:\n" + \
+            traceback.format_exc()
+        print(f"internal error in refimpl (exit 3; not a verdict on your implementation): {type(e).__name__}: {e}; "
+              f"{where} — please report it", file=sys.stderr)
+        if getattr(args, "json", False):
+            print(json.dumps({"status": "internal error", "exit_code": 3, "error": f"{type(e).__name__}: {e}",
+                              "traceback_file": path}))
+        return 3
     return 2

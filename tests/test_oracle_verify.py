@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from refimpl.oracle import CaseFormatError, load_case, save_case
+from refimpl.oracle.case import integrity_of
 from refimpl.oracle.battery import battery
 from refimpl.oracle.safe_io import read_npz, write_npz
 from refimpl.oracle.verify import recompute, verify_case
@@ -29,23 +30,32 @@ def test_saved_cases_verify(saved):
         assert report.passed and not report.not_provided, report
 
 
-def _edit(src, dst, change_meta=None, change_arrays=None):
+def _edit(src, dst, change_meta=None, change_arrays=None, reseal=True):
+    """A copy of the case with its metadata and/or arrays changed. ``reseal``: recompute the integrity section, as an
+    editor who knows the format would — the edit is then well formed and only recomputation can catch it (without
+    resealing, loading refuses it: tests/test_oracle_integrity.py)."""
     import shutil
     shutil.copytree(src, dst)
+    meta = json.loads((dst / "case.json").read_text())
+    arrays = {k: np.array(v) for k, v in read_npz(dst / "arrays.npz", native=True).items()}
     if change_meta:
-        meta = json.loads((dst / "case.json").read_text())
         change_meta(meta)
-        (dst / "case.json").write_text(json.dumps(meta))
     if change_arrays:
-        arrays = {k: np.array(v) for k, v in read_npz(dst / "arrays.npz").items()}
         change_arrays(arrays)
         write_npz(dst / "arrays.npz", arrays)
+    if reseal:
+        meta["integrity"] = integrity_of(meta, arrays)
+    (dst / "case.json").write_text(json.dumps(meta))
     return dst
 
 
 def test_an_edited_loss_target_is_caught(saved, tmp_path):
     out, names = saved
     name = [n for n in names if n.startswith("tanh-d2__")][0]
+    unsealed = _edit(out / name, tmp_path / "u", reseal=False,
+                     change_meta=lambda m: m["problem"]["loss"]["y"].__setitem__(0, 0.25))
+    with pytest.raises(CaseFormatError, match="integrity: the 'problem' section"):
+        load_case(unsealed)
     d = _edit(out / name, tmp_path / "c", change_meta=lambda m: m["problem"]["loss"]["y"].__setitem__(0, 0.25))
     report = verify_case(d)  # the case still loads (it is well formed) but is not what refimpl computes
     assert not report.passed and not report["loss"].passed and not report["discrete_gradient"].passed

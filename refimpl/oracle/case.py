@@ -6,8 +6,14 @@ kinds that gives each kind its own rules.
 ``kind`` is registered in :data:`CASE_KINDS`; its ``problem`` section satisfies that kind's schema; every array the kind
 requires is declared; every declared array is a known input or reference of the kind; ``arrays.npz`` holds exactly the
 declared arrays, each with its declared shape and dtype and finite; a tolerance is given for exactly the reference
-arrays. Then the kind checks its own rules (:meth:`CaseKind.check_problem`: shapes that agree with the problem's
-dimensions, coefficients that parse, ...).
+arrays; every tolerance is within the bounds :data:`MAX_RTOL` and :func:`max_atol` (relative to the reference's
+scale). Then the kind checks its own rules (:meth:`CaseKind.check_problem`: shapes that agree with the problem's
+dimensions, coefficients that parse, ...), and last the **integrity** section: the SHA-256 of each array's canonical
+bytes (:func:`array_sha256`) and of the canonical JSON of ``problem`` and of ``tolerances`` (:func:`json_sha256`)
+must be the ones recorded (:func:`integrity_of`). A case built in memory without an integrity section gets one on
+construction; :func:`load_case` refuses a case file without one. Integrity guards against corruption and edits of a
+case (a torn copy, an array changed in place, a problem changed without recomputing the references); it is not a
+signature.
 
 A case kind is one class registered in :data:`CASE_KINDS` (see :class:`CaseKind`); refimpl registers ``"ode"``
 (:mod:`refimpl.oracle.ode_cases`) and ``"wasserstein"`` (:mod:`refimpl.oracle.wasserstein_cases`). The format of both is
@@ -15,7 +21,9 @@ defined in ``docs/case-format.md``.
 """
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Mapping
@@ -26,13 +34,56 @@ from refimpl.oracle.json_schema import SchemaViolation, validate
 from refimpl.oracle.safe_io import CaseFormatError, case_schema, read_json, read_npz, write_npz
 from refimpl.registry import Registry
 
-__all__ = ["Case", "CaseKind", "CASE_KINDS", "load_case", "save_case", "CASE_JSON", "CASE_ARRAYS"]
+__all__ = ["Case", "CaseKind", "CASE_KINDS", "load_case", "save_case", "CASE_JSON", "CASE_ARRAYS", "array_sha256",
+           "json_sha256", "integrity_of", "max_atol", "MAX_RTOL", "ATOL_SCALE", "ATOL_FLOOR"]
 
 CASE_JSON = "case.json"
 CASE_ARRAYS = "arrays.npz"
 
 #: case kinds by name (the ``kind`` of case.json) → the :class:`CaseKind` subclass that owns their rules
 CASE_KINDS = Registry("case kind")
+
+#: largest ``rtol`` a case may declare. A tolerance exists to separate rounding from modelling errors; the modelling
+#: errors the cases are built to expose are O(h) ≥ 6e-2 (N = 16) or O(1) (the phenomenon of [A]), and the loosest
+#: legitimate tolerance is the float32 profile (~1e-5 … 1e-4, docs/case-format.md § Precision). 1e-2 is above every
+#: legitimate value and below every modelling error, so a larger value can only be a mistake or an edit.
+MAX_RTOL = 1e-2
+#: ``atol`` may be at most ``ATOL_SCALE · max|ref| + ATOL_FLOOR`` (:func:`max_atol`): relative to the reference's scale
+#: with the same reasoning as :data:`MAX_RTOL`, plus a floor for references that are (nearly) zero. The floor 1e-6 is
+#: above every absolute floor the battery uses (1e-12 for discrete, 1e-7 for continuous quantities) and far below the
+#: O(1) quantities a zero array must not match (an ``atol`` of 1e300 accepted a zero gradient).
+ATOL_SCALE = 1e-2
+ATOL_FLOOR = 1e-6
+
+
+def max_atol(reference) -> float:
+    """The largest ``atol`` a case may declare for ``reference``: ``ATOL_SCALE · max|ref| + ATOL_FLOOR``."""
+    ref = np.asarray(reference, dtype=np.float64)
+    return ATOL_SCALE * (float(np.max(np.abs(ref))) if ref.size else 0.0) + ATOL_FLOOR
+
+
+def array_sha256(a) -> str:
+    """SHA-256 (hex) of an array's canonical bytes: the UTF-8 text ``'{dtype}{shape}\n'`` (dtype name such as
+    ``float64``, shape as a Python tuple, e.g. ``float64(17, 2)\n``; ``int64()\n`` for a scalar) followed by the
+    entries in C order as little-endian bytes. ``hashlib.sha256(header + a.astype('<f8').tobytes())`` in any language."""
+    a = np.asarray(a)
+    header = f"{a.dtype.name}{tuple(int(n) for n in a.shape)}\n".encode("utf-8")
+    data = np.ascontiguousarray(a, dtype=a.dtype.newbyteorder("<")).tobytes()
+    return hashlib.sha256(header + data).hexdigest()
+
+
+def json_sha256(value) -> str:
+    """SHA-256 (hex) of the canonical JSON of ``value``: ``json.dumps(value, sort_keys=True, separators=(",", ":"),
+    ensure_ascii=False, allow_nan=False)`` encoded as UTF-8 (floats in their shortest round-trip form)."""
+    text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def integrity_of(metadata: Mapping, arrays: Mapping) -> dict:
+    """The ``integrity`` section for ``metadata`` and ``arrays``: ``{"arrays": {name: array_sha256}, "problem":
+    json_sha256(problem), "tolerances": json_sha256(tolerances)}``."""
+    return {"arrays": {name: array_sha256(arrays[name]) for name in sorted(arrays)},
+            "problem": json_sha256(metadata["problem"]), "tolerances": json_sha256(metadata["tolerances"])}
 
 
 class CaseKind:
@@ -51,7 +102,8 @@ class CaseKind:
     Methods (class methods; only :meth:`check_problem` is needed to load and check a case):
     :meth:`check_problem` the kind's own consistency rules; :meth:`summary` one line for ``repr``; :meth:`recompute`
     the references recomputed from the case's own description (used by :func:`refimpl.oracle.verify.verify_case`);
-    :meth:`battery` the kind's cases in the exported battery.
+    :meth:`battery` the kind's cases in the exported battery; :meth:`rounding_depth` and :meth:`condition` the
+    rounding model of the float32 tolerance profile (:mod:`refimpl.oracle.precision`).
     """
 
     family: str = ""
@@ -72,6 +124,23 @@ class CaseKind:
     def recompute(cls, case: "Case") -> dict:
         """The reference quantities of ``case`` recomputed by refimpl (name → array)."""
         raise NotImplementedError(f"the {cls.family!r} case kind cannot recompute its references")
+
+    @classmethod
+    def rounding_depth(cls, case: "Case") -> int:
+        """The number :math:`D` of dependent floating-point operations whose rounding a reference accumulates (the
+        float32 profile, :mod:`refimpl.oracle.precision`). Default: the number of entries of the largest array of the
+        case (a generic over-estimate); kinds override it with their own count (ODE: steps × stages)."""
+        return max([1] + [int(a.size) for a in case.arrays.values()])
+
+    @classmethod
+    def condition(cls, case: "Case", depth: int, unit_roundoff: float) -> float:
+        r"""The condition :math:`\kappa \ge 1` of the case, measured by the case itself: the largest route check
+        (``provenance.route_checks``, the normwise disagreement of two float64 routes) of a rounding-level reference
+        (case ``rtol`` ≤ 1e-9; a continuous gradient's route check is a solver error, not rounding) divided by
+        ``depth · unit_roundoff``; 1 when that is smaller or there is no route check."""
+        checks = case.metadata["provenance"].get("route_checks", {})
+        rounding = [float(v) for k, v in checks.items() if k in case.tolerances and case.tolerances[k]["rtol"] <= 1e-9]
+        return max([1.0] + [d / (depth * unit_roundoff) for d in rounding])
 
     @classmethod
     def battery(cls, *, quick: bool = False) -> Iterator["Case"]:
@@ -108,6 +177,12 @@ class Case:
             a.flags.writeable = False
             arrays[k] = a
         object.__setattr__(self, "arrays", arrays)
+        meta = self.metadata
+        if isinstance(meta, dict) and "integrity" not in meta:  # built in memory: seal it (load_case requires one)
+            try:
+                object.__setattr__(self, "metadata", {**meta, "integrity": integrity_of(meta, arrays)})
+            except (KeyError, TypeError, ValueError):
+                pass  # malformed metadata: check() says what is wrong
         self.check()
 
     # accessors --------------------------------------------------------------------------------------------------------
@@ -207,7 +282,35 @@ class Case:
                 raise CaseFormatError(f"{where}: array {name!r} has dtype {a.dtype}, declared {entry['dtype']}")
             if a.dtype.kind == "f" and not np.all(np.isfinite(a)):
                 raise CaseFormatError(f"{where}: array {name!r} contains NaN or inf")
+        for name, tol in meta["tolerances"].items():
+            if tol["rtol"] > MAX_RTOL:
+                raise CaseFormatError(f"{where}: tolerances.{name}.rtol = {tol['rtol']!r} exceeds the bound "
+                                      f"{MAX_RTOL!r} (docs/case-format.md § Tolerances)")
+            bound = max_atol(arrays[name])
+            if tol["atol"] > bound:
+                raise CaseFormatError(f"{where}: tolerances.{name}.atol = {tol['atol']!r} exceeds the bound "
+                                      f"{ATOL_SCALE!r}·max|{name}| + {ATOL_FLOOR!r} = {bound!r} "
+                                      f"(docs/case-format.md § Tolerances)")
         kind.check_problem(self, where)
+        self._check_integrity(where)
+
+    def _check_integrity(self, where: str) -> None:
+        """CaseFormatError naming the array, ``problem`` or ``tolerances`` whose SHA-256 is not the recorded one."""
+        recorded = self.metadata.get("integrity")
+        if recorded is None:
+            raise CaseFormatError(f"{where}: {CASE_JSON} has no integrity section (re-export the case)")
+        actual = integrity_of(self.metadata, self.arrays)
+        if set(recorded["arrays"]) != set(actual["arrays"]):
+            raise CaseFormatError(f"{where}: integrity: the hashed arrays {sorted(recorded['arrays'])} are not the "
+                                  f"arrays of the case {sorted(actual['arrays'])}")
+        for name in actual["arrays"]:
+            if recorded["arrays"][name] != actual["arrays"][name]:
+                raise CaseFormatError(f"{where}: integrity: array {name!r} does not match its SHA-256 in {CASE_JSON} "
+                                      f"(the array or its record was modified)")
+        for section in ("problem", "tolerances"):
+            if recorded[section] != actual[section]:
+                raise CaseFormatError(f"{where}: integrity: the {section!r} section of {CASE_JSON} does not match "
+                                      f"its SHA-256 (it was modified after the references were computed)")
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -221,17 +324,33 @@ def load_case(directory) -> Case:
         raise CaseFormatError(f"{directory}: not a case directory (expected a folder with {CASE_JSON} and "
                               f"{CASE_ARRAYS})")
     meta = read_json(directory / CASE_JSON)
-    arrays = read_npz(directory / CASE_ARRAYS)
+    if isinstance(meta, dict) and "integrity" not in meta:
+        raise CaseFormatError(f"{directory}: {CASE_JSON} has no integrity section (a case written by refimpl always "
+                              f"has one; re-export the case)")
+    arrays = read_npz(directory / CASE_ARRAYS, native=True)  # declared dtypes are checked before any cast
     return Case(meta, arrays, source=str(directory))
 
 
 def save_case(case: Case, directory) -> Path:
-    """Write ``case`` to ``directory`` (created if needed; its two files are overwritten). Returns the directory."""
+    """Write ``case`` to ``directory`` (created if needed; its two files are replaced). Returns the directory.
+
+    The ``integrity`` section is recomputed from the arrays being written. Each file is written to a temporary name in
+    ``directory`` and renamed into place (``os.replace``), ``arrays.npz`` first and ``case.json`` last, so a reader
+    never sees a torn file; a case interrupted between the two renames fails its integrity check instead of loading."""
     if not isinstance(case, Case):
         raise TypeError(f"case must be a refimpl.oracle.Case, got {type(case).__name__}")
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(case.metadata, indent=1, allow_nan=False, ensure_ascii=False) + "\n"
-    (directory / CASE_JSON).write_text(text, encoding="utf-8")
-    write_npz(directory / CASE_ARRAYS, case.arrays)
+    metadata = {**case.metadata, "integrity": integrity_of(case.metadata, case.arrays)}
+    text = json.dumps(metadata, indent=1, allow_nan=False, ensure_ascii=False) + "\n"
+    tmp_arrays, tmp_json = directory / f".{CASE_ARRAYS}.tmp", directory / f".{CASE_JSON}.tmp"
+    try:
+        write_npz(tmp_arrays, case.arrays)
+        tmp_json.write_text(text, encoding="utf-8")
+        os.replace(tmp_arrays, directory / CASE_ARRAYS)
+        os.replace(tmp_json, directory / CASE_JSON)
+    finally:
+        for tmp in (tmp_arrays, tmp_json):
+            if tmp.exists():
+                tmp.unlink()
     return directory

@@ -766,3 +766,11 @@ class OdeCaseKind(CaseKind):
     @classmethod
     def battery(cls, *, quick: bool = False):
         return ode_battery(quick=quick)
+
+    @classmethod
+    def rounding_depth(cls, case: Case) -> int:
+        """N steps × s field evaluations per step (a multistep method: its starter's s, at least 1), the chain the
+        forward and adjoint sweeps accumulate rounding along (refimpl.oracle.precision)."""
+        p = case.problem
+        stages = [len(t["b"]) for t in (p["scheme"], p["starter"]) if t and t["family"] == "runge_kutta"]
+        return int(p["N"]) * max([1] + stages)

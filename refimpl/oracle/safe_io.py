@@ -23,6 +23,7 @@ import io
 import json
 import math
 import re
+import stat
 import zipfile
 import zlib
 from functools import lru_cache
@@ -58,6 +59,25 @@ def case_schema() -> dict:
     return json.loads(_schema_text())
 
 
+def _require_regular_file(path: Path) -> None:
+    """CaseFormatError unless ``path`` is a regular file (after symbolic links), saying what it is instead: a missing
+    path, a directory, a FIFO, a device or a socket are refused before anything opens them (opening a FIFO would
+    block)."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise CaseFormatError(f"{path}: no such file") from None
+    except OSError as e:
+        raise CaseFormatError(f"{path}: cannot be read ({e.strerror or e})") from None
+    if stat.S_ISREG(mode):
+        return
+    what = ("a directory" if stat.S_ISDIR(mode) else "a FIFO (named pipe)" if stat.S_ISFIFO(mode)
+            else "a character device" if stat.S_ISCHR(mode) else "a block device" if stat.S_ISBLK(mode)
+            else "a socket" if stat.S_ISSOCK(mode) else "not a regular file")
+    raise CaseFormatError(f"{path}: is {what}, not a file" if what != "not a regular file"
+                          else f"{path}: not a regular file")
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # JSON
 
@@ -77,8 +97,7 @@ def read_json(path) -> dict:
     """Parse a JSON file defensively (size limit, UTF-8, finite numbers only); CaseFormatError on any problem."""
     path = Path(path)
     try:
-        if not path.is_file():
-            raise CaseFormatError(f"{path}: no such file")
+        _require_regular_file(path)
         if path.stat().st_size > MAX_JSON_BYTES:
             raise CaseFormatError(f"{path}: larger than {MAX_JSON_BYTES} bytes")
         text = path.read_bytes().decode("utf-8")
@@ -106,15 +125,17 @@ def _read_header(fp, where: str):
     raise CaseFormatError(f"{where}: unsupported .npy format version {version}")
 
 
-def read_npz(path, *, max_bytes: int = MAX_NPZ_BYTES) -> dict:
+def read_npz(path, *, max_bytes: int = MAX_NPZ_BYTES, native: bool = False, names=None) -> dict:
     """The arrays of an ``.npz`` file as a dict of read-only ndarrays (see the module docstring for what is refused).
 
-    Accepted dtypes: real floating point (converted to float64) and integers (kept as int64; booleans refused).
+    Accepted dtypes: real floating point and integers (booleans refused). By default floats are converted to float64
+    and integers to int64; with ``native=True`` each array keeps the (native-byte-order) dtype it was stored with, so
+    that a caller can check a declared dtype *before* any cast (a float32 array stays float32). ``names``: the array
+    names the caller accepts; a member whose name is not a valid array name then gets a message listing them.
     """
     path = Path(path)
     try:
-        if not path.is_file():
-            raise CaseFormatError(f"{path}: no such file")
+        _require_regular_file(path)
         with zipfile.ZipFile(path) as zf:
             infos = zf.infolist()
             if not infos:
@@ -126,8 +147,13 @@ def read_npz(path, *, max_bytes: int = MAX_NPZ_BYTES) -> dict:
                 name = info.filename
                 key = name[:-4] if name.endswith(".npy") else None
                 if key is None or not ARRAY_NAME.fullmatch(key):
+                    hint = ""
+                    if key is not None and ARRAY_NAME.fullmatch(key.lower()):
+                        hint = f"; array names are lower case: {key.lower()!r}?"
+                    if names is not None:
+                        hint += f" (the valid names here: {', '.join(names)})"
                     raise CaseFormatError(f"{path}: member {name[:80]!r} is not NAME.npy with NAME matching "
-                                          f"{ARRAY_NAME.pattern}")
+                                          f"{ARRAY_NAME.pattern}{hint}")
                 if key in out:
                     raise CaseFormatError(f"{path}: array {key!r} appears twice")
                 where = f"{path}[{key}]"
@@ -149,7 +175,8 @@ def read_npz(path, *, max_bytes: int = MAX_NPZ_BYTES) -> dict:
                                           f"member holds {data_bytes}")
                 with zf.open(info) as fp:
                     arr = np.lib.format.read_array(fp, allow_pickle=False)
-                arr = np.array(arr, dtype=np.float64 if dtype.kind == "f" else np.int64, order="C")
+                target = dtype.newbyteorder("=") if native else (np.float64 if dtype.kind == "f" else np.int64)
+                arr = np.array(arr, dtype=target, order="C")
                 arr.flags.writeable = False
                 out[key] = arr
             return out

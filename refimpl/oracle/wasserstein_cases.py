@@ -396,3 +396,11 @@ class WassersteinCaseKind(CaseKind):
     @classmethod
     def battery(cls, *, quick: bool = False):
         return iter(()) if quick else wasserstein_battery()
+
+    @classmethod
+    def rounding_depth(cls, case: Case) -> int:
+        """max(1, K) steps × the length of each step's sums (n particles, or d for a Gaussian)
+        (refimpl.oracle.precision)."""
+        p = case.problem
+        width = case.arrays["particles0"].shape[0] if "particles0" in case.arrays else p["dim"]
+        return max(1, int(p["n_steps"])) * max(1, int(width))
