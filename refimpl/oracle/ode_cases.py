@@ -580,16 +580,24 @@ def ode_battery(*, quick: bool = False):
     starter) × both layouts × four neural/base fields (tanh, linear, two-layer tanh, polynomial; d = 2) at
     N = :data:`BATTERY_N`; the phenomenon cases of [A] (tanh, leapfrog/Ralston/midpoint/forward Euler, N =
     :data:`PHENOMENON_N`); and every analytic case × (forward Euler, Heun, RK4, leapfrog, AB2) with closed-form
-    continuous gradients. ``quick`` keeps only the tanh field and two analytic cases (for tests)."""
+    continuous gradients. The constant layout (one θ for every evaluation): every named scheme × the four base fields
+    with θ ≡ a, the constant part of the base problem's path, and the constant-θ analytic cases × (forward Euler,
+    Heun, RK4, leapfrog, AB2), whose closed-form dL/dθ checks the piecewise-constant reference. ``quick`` keeps only
+    the tanh field and two analytic cases (for tests)."""
     from refimpl.problems import analytic_ode as analytic
 
     bases = oracle_base_problems()[:1] if quick else oracle_base_problems()
     for base, field, x0, y, theta in bases:
         cont = _fine_grid_solver(field, theta, x0, y, 1.0, BATTERY_N)
+        constant = Sinusoid(theta.a, (0.0,) * len(theta.a), theta.omega)  # θ(t) ≡ a
         for method, starter, label in _scheme_variants():
             for layout in ("stage", "step"):
                 yield build_case(OdeProblem(f"{base}__{label}__{layout}__N{BATTERY_N}", field, method, x0, y, 1.0,
                                             BATTERY_N, theta, layout, starter), continuous=cont)
+            yield build_case(OdeProblem(f"{base}__{label}__constant__N{BATTERY_N}", field, method, x0, y, 1.0,
+                                        BATTERY_N, constant, "constant", starter),
+                             description=f"{base}: one theta shared by every step and stage (time-independent), "
+                                         f"{label}")
     field, x0, y, theta = oracle_base_problems()[0][1:]
     cont = _fine_grid_solver(field, theta, x0, y, 1.0, PHENOMENON_N)
     for method, starter in (("leapfrog", "forward_euler"), ("ralston", None), ("midpoint", None),
@@ -608,6 +616,10 @@ def ode_battery(*, quick: bool = False):
             yield build_case(OdeProblem(f"analytic-{case.name}__{method}__stage__N{BATTERY_N}", case.field, method,
                                         case.x0, case.loss.y, case.T, BATTERY_N, case, "stage", starter),
                              continuous=cont)
+            if case.theta_is_constant:
+                yield build_case(OdeProblem(f"analytic-{case.name}__{method}__constant__N{BATTERY_N}", case.field,
+                                            method, case.x0, case.loss.y, case.T, BATTERY_N, case, "constant",
+                                            starter))
 
 
 # ---------------------------------------------------------------------------------------------------------------------
