@@ -260,7 +260,8 @@ def discrete_quantities(meta: dict, arrays: dict) -> dict:
            "grad_x0": np.asarray(gx0)}
     if "normalised_gradient" in meta["arrays"]:
         h = float(meta["problem"]["h"])
-        out["normalised_gradient"] = out["discrete_gradient"] / (h * arrays["stage_weights"][:, None])
+        w = np.asarray(arrays["stage_weights"], dtype=out["discrete_gradient"].dtype)
+        out["normalised_gradient"] = out["discrete_gradient"] / (out["discrete_gradient"].dtype.type(h) * w[:, None])
     return out
 
 
