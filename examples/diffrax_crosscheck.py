@@ -62,12 +62,12 @@ import numpy as np
 FLOAT32 = os.environ.get("REFIMPL_DIFFRAX_FLOAT32") == "1"  # set by --float32-demo for its child process
 if not FLOAT32:
     os.environ.setdefault("JAX_ENABLE_X64", "1")
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
 jax.config.update("jax_enable_x64", not FLOAT32)
-jax.config.update("jax_platforms", "cpu")
 
 import diffrax  # noqa: E402
 
