@@ -23,7 +23,9 @@ How a case maps onto diffrax (``docs/case-format.md`` § Map your solver):
     ``theta[argmin |sample_times − t|]`` (diffrax's ``t0 + c_i dt`` is a few ulps from ``stage_times``; distinct
     sample times are ≥ h/6 apart).
   - ``"step"``: θ_n is a per-step argument, not a function of time (the c = 1 stage of step n is at t_{n+1} and uses
-    row n). One ``diffeqsolve`` per step, ``args = theta[n]``, chained with ``jax.lax.scan``.
+    row n). One ``diffeqsolve`` with ``args = theta`` (the table) and the solver wrapped in ``PerStepArgs``, which
+    hands row n to every stage of the step that starts at t_n (the wrapper pattern of diffrax's ``HalfSolver``). A
+    first-same-as-last tableau would carry a stage across steps: refused there.
   - ``"constant"``: ``args = theta[0]``, one ``diffeqsolve``.
   - multistep starters: one ``diffeqsolve`` per starter step with ``args`` = that step's rows and stage times
     (``stage_index[n]``, ``stage_times[n]``), looked up by time inside the step.
@@ -167,6 +169,39 @@ class SeededLeapfrog(diffrax.LeapfrogMidpoint):
         return self.t_prev, self.y_prev
 
 
+class PerStepArgs(diffrax.AbstractSolver):
+    """Per-step args: ``diffeqsolve``'s ``args`` is the table (N, p) and step n (the one starting at t_n = ``grid[n]``)
+    hands row n to the wrapped solver as its ``args`` (the wrapper pattern of diffrax's ``HalfSolver``,
+    ``diffrax/_solver/base.py``). The field then sees one parameter vector per step, whatever the time of a stage."""
+
+    solver: diffrax.AbstractSolver
+    grid: jax.Array
+
+    @property
+    def term_structure(self):
+        return self.solver.term_structure
+
+    @property
+    def interpolation_cls(self):
+        return self.solver.interpolation_cls
+
+    def order(self, terms):
+        return self.solver.order(terms)
+
+    def _row(self, t0, table):
+        n = jnp.clip(jnp.searchsorted(self.grid, t0, side="right") - 1, 0, table.shape[0] - 1)
+        return table[n]
+
+    def init(self, terms, t0, t1, y0, args):
+        return self.solver.init(terms, t0, t1, y0, self._row(t0, args))
+
+    def step(self, terms, t0, t1, y0, args, solver_state, made_jump):
+        return self.solver.step(terms, t0, t1, y0, self._row(t0, args), solver_state, made_jump)
+
+    def func(self, terms, t0, y0, args):
+        return self.solver.func(terms, t0, y0, self._row(t0, args))
+
+
 def nearest_row(times, t):
     """The index of the time in ``times`` closest to t (θ as a function of time)."""
     return jnp.argmin(jnp.abs(times - t))
@@ -209,15 +244,15 @@ def trajectory_function(meta: dict, arrays: dict):
             return lambda x0, th: solve_steps(solver, f, grid, x0, lambda t, a: a[nearest_row(st, t)], th)
         if layout == "constant":
             return lambda x0, th: solve_steps(solver, f, grid, x0, lambda t, a: a, th[0])
-        # step layout: per-step args, one diffeqsolve per step chained by lax.scan
-
-        def per_step(x0, th):
-            def body(x, n):
-                x1 = one_step(solver, f, grid[n], grid[n + 1], x, th[n][None], jnp.zeros(1, dtype=DTYPE))
-                return x1, x1
-            _, xs = jax.lax.scan(body, x0, jnp.arange(N))
-            return jnp.concatenate([x0[None], xs])
-        return per_step
+        # step layout: per-step args. (A first-same-as-last tableau would hand step n's last stage, computed with
+        # row n, to step n+1 as its first stage: not the step layout.)
+        if getattr(getattr(solver, "tableau", None), "fsal", False):
+            raise Skip(f"tableau {scheme['name']!r} is first-same-as-last: diffrax reuses the last stage of step n "
+                       f"(row n) as the first stage of step n+1, which the step layout gives row n+1")
+        stepper = PerStepArgs(solver, grid)
+        # the field gets row n from the wrapper; diffeqsolve also calls it once with the raw args (the whole table)
+        # to check the output's type (diffrax/_integrate.py, filter_eval_shape): any row serves there
+        return lambda x0, th: solve_steps(stepper, f, grid, x0, lambda t, a: a if a.ndim == 1 else a[0], th)
     if scheme["name"] != "leapfrog":
         raise Skip(f"diffrax 0.7.2 has no {scheme['name']} (Adams–Bashforth) solver; expressing it would mean "
                    f"writing the multistep method, not using diffrax")
