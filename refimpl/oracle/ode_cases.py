@@ -289,7 +289,7 @@ def theta_from_spec(tspec: dict):
 def _layout_roles(layout: str, lmm: bool) -> dict:
     """How ``theta``, ``sample_times``, ``stage_index`` and ``stage_times`` are used in this layout: the array
     descriptions written into case.json (docs/case-format.md § Parameter samples: the three layouts)."""
-    ev = "f(x_m, .) at grid time t_m and the starter stages" if lmm else "stage i of step n"
+    ev = "stage i of starter step n (grid_times: the multistep evaluations)" if lmm else "stage i of step n"
     if layout == "stage":
         return {"theta": "theta_r = theta(sample_times[r]), one row per distinct evaluation time of f; a function "
                          "of time: the evaluation at time t uses the row whose sample time is t, shape (n_samples, p)",
