@@ -1,5 +1,5 @@
 r"""The ODE case kind: ẋ = f(x, θ(t)) on [0, T], N steps of an explicit scheme, L = ½|x_N − y|², and the
-references a foreign solver/adjoint is compared on. The format (every field, every array, the two parameter layouts)
+references a foreign solver/adjoint is compared on. The format (every field, every array, the three parameter layouts)
 is defined in ``docs/case-format.md``; the discrete adjoint, the sample layouts and the stage weights in
 ``docs/theory/discrete-adjoint.md``; the continuous adjoint in ``docs/theory/continuous-adjoint.md``.
 
@@ -182,9 +182,10 @@ class OdeProblem:
     r"""An ODE problem to turn into a case: ẋ = f(x, θ(t)), x(0) = x₀, L = ½|x(T) − y|².
 
     ``field`` a vector field :func:`field_spec` can store; ``method`` a scheme or its name (:func:`refimpl.ode.schemes.scheme`);
-    ``starter`` for a multistep method ("forward_euler", "matched" or a tableau); ``layout`` "stage"/"step";
-    ``theta``: a :class:`Sinusoid`, an analytic case of :mod:`refimpl.problems.analytic_ode` (its θ(t) and closed forms are
-    used), a callable t ↦ (p,) array, or an (n_samples, p) array of samples (then no continuous gradient).
+    ``starter`` for a multistep method ("forward_euler", "matched" or a tableau); ``layout`` "stage", "step" or
+    "constant"; ``theta``: a :class:`Sinusoid`, an analytic case of :mod:`refimpl.problems.analytic_ode` (its θ(t) and
+    closed forms are used), a callable t ↦ (p,) array, or an (n_samples, p) array of samples (then no continuous
+    gradient). In the constant layout θ is evaluated once, at t = 0 (pass a constant path).
     """
 
     name: str
@@ -577,7 +578,7 @@ def _scheme_variants():
 
 def ode_battery(*, quick: bool = False):
     """Yield the ODE cases of the battery: every named scheme (multistep methods with the forward-Euler and the matched
-    starter) × both layouts × four neural/base fields (tanh, linear, two-layer tanh, polynomial; d = 2) at
+    starter) × the stage and step layouts × four neural/base fields (tanh, linear, two-layer tanh, polynomial; d = 2) at
     N = :data:`BATTERY_N`; the phenomenon cases of [A] (tanh, leapfrog/Ralston/midpoint/forward Euler, N =
     :data:`PHENOMENON_N`); and every analytic case × (forward Euler, Heun, RK4, leapfrog, AB2) with closed-form
     continuous gradients. The constant layout (one θ for every evaluation): every named scheme × the four base fields
