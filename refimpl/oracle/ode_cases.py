@@ -337,8 +337,8 @@ def _piecewise_reference(field, theta, x0, T, loss, arrays, how, checks, notes, 
         err = float(np.max(np.abs(exact - arrays["piecewise_constant_continuous_gradient"])))
         tol = _tolerance("piecewise", exact, checks["piecewise_constant_continuous_gradient"])
         if err > tol["atol"] / 100:
-            raise RuntimeError(f"piecewise-constant reference {err:.3g} from the closed form dL/dtheta (more than 1/100 "
-                               f"of the tolerance {tol['atol']:.3g})")
+            raise RuntimeError(f"piecewise-constant reference {err:.3g} from the closed form dL/dtheta (more than "
+                               f"1/100 of the tolerance {tol['atol']:.3g})")
         notes.append(f"piecewise_constant_continuous_gradient: max |ref - closed-form dL/dtheta| = {err:.3e} "
                      f"(refimpl.problems.analytic_ode case {analytic_case.name!r}, integrated_gradient_exact)")
 
