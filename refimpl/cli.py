@@ -104,6 +104,7 @@ the case's rounding depth and its measured condition (never tighter than the cas
 The tolerances used are printed on every row, with the worst entry in full precision.
 """
 
+
 def _exit_codes_epilog() -> str:
     from refimpl.oracle.commands import EXIT_CODES
 
@@ -197,13 +198,13 @@ def _save_traceback(argv) -> str | None:
 def main(argv=None) -> int:
     """Run one command; return its exit code (module docstring). Never raises (except SystemExit from --help)."""
     argv = sys.argv[1:] if argv is None else list(argv)
-    parser = build_parser()
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as e:  # argparse exits with 2 on usage errors and 0 on --help
-        return int(e.code or 0)
+    args = None
     try:
         with _sigterm_as_interrupt():
+            try:
+                args = build_parser().parse_args(argv)
+            except SystemExit as e:  # argparse exits with 2 on usage errors and 0 on --help
+                return int(e.code or 0)
             if args.command == "validate":
                 return validate(args.out, args.quick, args.only)
             if args.command == "cases":

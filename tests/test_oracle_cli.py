@@ -147,7 +147,7 @@ def test_verify_announces_the_numba_compile_once_on_stderr(export, own, capsys, 
     for name in names:
         assert cli.main(["check", str(root / name), str(own if name == names[0] else own), "--verify"]) in (0, 2)
     err = capsys.readouterr().err
-    assert err.count("compiling Numba kernels (first use") == 1
+    assert err.count("loading Numba kernels (compiled on first use") == 1
 
 
 def test_check_help_explains_both_arguments_tolerances_and_exit_codes(capsys):

@@ -5,7 +5,8 @@ Independent route for the float32 profile: a PyTorch float32 implementation of t
 cases (the foreign code of examples/torch_leapfrog.py, run with float32 tensors) — real single-precision arithmetic,
 not a rounding of the reference. Its results must fail under the case's float64 tolerances with the hint, pass under
 ``--precision float32``, and a modelling error computed the same way (float32, one stage time off) must still fail.
-The expected profile rtol is recomputed here from the formula in the docs (10·N·s·2⁻²⁴·κ) and the problem section.
+The expected profile rtol is recomputed here from the formula in the docs (10·N·s·2⁻²⁴·κ) and the problem
+section.
 """
 import importlib.util
 import json
@@ -93,6 +94,8 @@ def test_a_float32_implementation_fails_float64_with_the_hint_and_passes_the_flo
         # the same numbers upcast to float64 before saving: the other hint
         upcast = compare(case, {k: v.astype(np.float64) for k, v in mine.items()})
         assert not upcast.passed and "look computed in float32" in upcast.hints[-1]
+        assert "exactly a float32 number" in upcast.hints[-1]
+        assert all(q.float32_exact for q in upcast.quantities)
         loose = compare(case, mine, precision="float32")
         assert loose.passed, (case.name, loose)
         # measured margin: the float32 error is at most 1/10 of the profile's tolerance (the docs say ~1/40)
@@ -148,3 +151,16 @@ def test_huge_values_are_a_mismatch_without_an_overflow_warning(case_dir, tmp_pa
     run = subprocess.run([sys.executable, "-m", "refimpl", "check", str(case_dir), str(path)], capture_output=True,
                          text=True, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"}, timeout=120)
     assert run.returncode == 1 and "Warning" not in run.stderr, run.stderr
+
+
+def test_the_float32_hint_is_not_given_to_a_float64_modelling_error(case_dir):
+    """A float64 gradient off by O(h) (a modelling error) fails without a float32 hint; one off by ~1e-7 relative
+    (float32's precision, not representable in float32) gets it."""
+    case = load_case(case_dir)
+    g = np.array(case.arrays["discrete_gradient"])
+    rng = np.random.default_rng(0)
+    off = compare(case, {"discrete_gradient": g * (1 + 1e-2 * rng.standard_normal(g.shape))})
+    assert not off.passed and not off.hints
+    near = compare(case, {"discrete_gradient": g * (1 + 2e-7 * rng.standard_normal(g.shape))})
+    assert not near.passed and not near["discrete_gradient"].float32_exact
+    assert len(near.hints) == 1 and "--precision float32" in near.hints[0]

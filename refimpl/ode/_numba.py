@@ -35,8 +35,9 @@ import re
 from types import SimpleNamespace
 
 import numpy as np
-from numba import njit
 from numba.extending import register_jitable
+
+from refimpl.numba_cache import njit_cached
 
 from refimpl.arguments import f64_array as _f64, index_array as _index
 from refimpl.ode.fields.base import NumbaKernel
@@ -207,7 +208,7 @@ def sweeps(kernel: NumbaKernel) -> SimpleNamespace:
         return register_jitable(named(fn))
 
     def entry(fn):
-        return njit(cache=True)(named(fn))
+        return njit_cached()(named(fn))  # njit(cache=True), in memory if no cache dir is writable
 
     @helper
     def erk_stages(x, theta, rows, hA, X, K):

@@ -8,11 +8,14 @@ format is defined in ``docs/case-format.md``.
                                battery, recomputation.
 ``refimpl.oracle.wasserstein_cases``  the ``"wasserstein"`` kind (particles, Gaussians, RWCD), likewise.
 ``refimpl.oracle.comparison``  :func:`compare` a foreign implementation's arrays with a case.
+``refimpl.oracle.precision``   the tolerance profiles of ``check --precision`` (the float32 profile).
 ``refimpl.oracle.verify``      :func:`verify_case`: recompute a case's references from its own description.
-``refimpl.oracle.battery``     the battery of every kind and :func:`export_battery` (README = docs/case-format.md).
+``refimpl.oracle.battery``     the battery of every kind and the atomic :func:`export_battery` (README =
+                               docs/case-format.md).
 ``refimpl.oracle.json_schema`` the small JSON Schema validator the loader uses (``case_schema.json`` ships here).
 
-CLI: ``python -m refimpl cases export DIR`` and ``python -m refimpl check CASE_DIR THEIRS.npz [--json]``.
+CLI (:mod:`refimpl.oracle.commands`): ``python -m refimpl cases export DIR [--force]`` (atomic) and
+``python -m refimpl check CASE_DIR THEIRS.npz [--json] [--rtol R] [--atol A] [--precision float32] [--verify]``.
 The kind modules import the ODE and Wasserstein stacks (Numba, SciPy) only when a case is built or recomputed.
 """
 from refimpl.oracle.safe_io import CaseFormatError

@@ -31,7 +31,7 @@ from pathlib import Path
 import refimpl
 from refimpl.oracle.case import CASE_KINDS, save_case
 
-__all__ = ["battery", "export_battery", "case_format_text", "INDEX_JSON", "README"]
+__all__ = ["battery", "export_battery", "ExportInterrupted", "case_format_text", "INDEX_JSON", "README"]
 
 INDEX_JSON = "index.json"
 README = "README.md"
@@ -76,6 +76,7 @@ def export_battery(directory, *, quick: bool = False, force: bool = False) -> li
     target.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale_exports(target)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.export-{os.getpid()}-", dir=target.parent))
+    done = False
     try:
         names = []
         for case in battery(quick=quick):
@@ -86,15 +87,28 @@ def export_battery(directory, *, quick: bool = False, force: bool = False) -> li
                  "python": platform.python_version(), "cases": names}
         (tmp / INDEX_JSON).write_text(json.dumps(index, indent=1) + "\n", encoding="utf-8")
         os.chmod(tmp, 0o755)  # mkdtemp makes it 0700
-        with _signals_blocked():
+        with _signals_blocked():  # a signal that arrives now is delivered when the block ends, after the cleanup
             if occupied:
                 _swap(tmp, target)  # tmp now holds the old export
             else:
                 os.replace(tmp, target)  # absent or empty: one rename
+            done = True
+            shutil.rmtree(tmp, ignore_errors=True)
+    except KeyboardInterrupt:
+        raise ExportInterrupted(target, done) from None
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return names
+
+
+class ExportInterrupted(KeyboardInterrupt):
+    """SIGINT/SIGTERM during :func:`export_battery`; ``completed`` says whether the new export was already in place
+    (the signal arrived during the swap and was delivered after it) — otherwise the target is unchanged."""
+
+    def __init__(self, target, completed: bool):
+        super().__init__(str(target))
+        self.target, self.completed = target, completed
 
 
 _EXPORT_TMP = re.compile(r"\.(?P<name>.+)\.export-(?P<pid>\d+)-[^/]*")

@@ -42,7 +42,7 @@ def announce_numba_compile() -> None:
     global _ANNOUNCED
     if not _ANNOUNCED:
         _ANNOUNCED = True
-        print("compiling Numba kernels (first use, ~20 s; cached afterwards)…", file=sys.stderr, flush=True)
+        print("loading Numba kernels (compiled on first use, ~20 s; cached afterwards)…", file=sys.stderr, flush=True)
 
 
 def _bad_input(message: str, as_json: bool) -> int:
@@ -67,9 +67,11 @@ def export_command(directory, quick: bool = False, force: bool = False) -> int:
         names = export_battery(directory, quick=quick, force=force)
     except BAD_INPUT_ERRORS as e:
         return _bad_input(_message(e), False)
-    except KeyboardInterrupt:
-        print(f"interrupted: {directory or '(empty path)'} is unchanged (the partial new export was removed)",
-              file=sys.stderr)
+    except KeyboardInterrupt as e:
+        if getattr(e, "completed", False):
+            print(f"interrupted after the new export was in place: {directory} is complete", file=sys.stderr)
+        else:
+            print(f"interrupted: {directory} is unchanged (the partial new export was removed)", file=sys.stderr)
         return 130
     print(f"wrote {len(names)} cases to {directory} in {time.perf_counter() - t0:.1f} s (index: "
           f"{Path(directory) / 'index.json'})")
@@ -103,7 +105,7 @@ def _resolve_case_dir(case_dir: Path) -> Path:
     return case_dir
 
 
-def _verify(case, as_json: bool) -> dict:
+def _verify(case) -> dict:
     """Recompute the references of ``case`` (refimpl.oracle.verify); CaseFormatError naming the first stored reference
     that is not what refimpl computes. Returns a summary for the report."""
     from refimpl.oracle.verify import verify_case
@@ -135,7 +137,7 @@ def check_command(case_dir, theirs, as_json: bool = False, *, rtol=None, atol=No
 
     try:
         case = load_case(_resolve_case_dir(Path(case_dir)))
-        verified = _verify(case, as_json) if verify else None
+        verified = _verify(case) if verify else None
         report = compare(case, Path(theirs), rtol=rtol, atol=atol, precision=precision)
     except BAD_INPUT_ERRORS as e:
         return _bad_input(_message(e), as_json)

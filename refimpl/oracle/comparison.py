@@ -14,9 +14,10 @@ as given, even looser than the case's, and marked as the caller's in the report:
   mismatch (ratio inf at its first position), not bad input: it is what the foreign code computed. So is a finite
   difference that overflows float64 (±1e308 against a reference of the other sign), with no RuntimeWarning.
 
-Float32 detection: a failing quantity whose foreign array is float32 (or float16), or is float64 but agrees with the
-reference only to within the float32 profile's ``rtol`` (a float32 computation upcast before saving), gets a hint
-naming ``--precision float32`` (``Comparison.hints``).
+Float32 detection: a failing quantity whose foreign array is float32 (or float16) gets a hint naming
+``--precision float32`` (``Comparison.hints``); so does a failing float64 array that was evidently computed in float32
+and cast — every entry exactly a float32 number (``float32_exact``), or a normwise error of about float32's precision,
+between :math:`u_{32}/8` and :math:`100\,u_{32}` (:math:`u_{32} = 2^{-24}`).
 
 Bad input — a name that is not a reference quantity of the case, a shape that differs from the reference, a
 non-real dtype, an unreadable file — raises :class:`~refimpl.oracle.safe_io.CaseFormatError` (exit code 2 in the CLI).
@@ -78,6 +79,7 @@ class QuantityComparison:
     n_failing: int
     passed: bool
     dtype: str = "float64"
+    float32_exact: bool = False
     tolerance_source: str = "case"
     case_rtol: float = float("nan")
     case_atol: float = float("nan")
@@ -212,9 +214,11 @@ def _tolerance_value(value, where: str, *, upper: float | None = None) -> float:
 
 def _float32_hints(results, profile32) -> list:
     """At most two hints (module docstring): the failing quantities whose foreign array is float32/float16, and the
-    failing float64 ones that agree only to within the float32 profile's rtol."""
+    failing float64 ones that look computed in float32."""
     low = [q for q in results if not q.passed and q.dtype in ("float32", "float16")]
-    upcast = [q for q in results if not q.passed and q not in low and q.max_rel_error <= profile32.rtol_floor]
+    u32 = profile32.unit_roundoff
+    upcast = [q for q in results if not q.passed and q not in low
+              and (q.float32_exact or u32 / 8 <= q.max_rel_error <= 100 * u32)]
     hints = []
     if low:
         names = ", ".join(f"{q.name} ({q.dtype})" for q in low)
@@ -224,10 +228,12 @@ def _float32_hints(results, profile32) -> list:
                      f"docs/case-format.md § Precision)")
     if upcast:
         worst = max(q.max_rel_error for q in upcast)
+        exact = [q.name for q in upcast if q.float32_exact]
+        why = (f"every entry of {', '.join(exact)} is exactly a float32 number; " if exact else "")
         hints.append(f"{', '.join(q.name for q in upcast)}: float64 arrays that agree with the references only to "
-                     f"{worst:.2g} relative (float32 unit roundoff {profile32.unit_roundoff:.2g}; the float32 profile "
-                     f"allows {profile32.rtol_floor:.2g}): they look computed in float32 and cast to float64; if so, "
-                     f"check with --precision float32")
+                     f"{worst:.2g} relative ({why}float32 unit roundoff {u32:.2g}; the float32 profile allows "
+                     f"{profile32.rtol_floor:.2g}): they look computed in float32 and cast to float64; if so, check "
+                     f"with --precision float32")
     return hints
 
 
@@ -301,8 +307,12 @@ def compare(case, theirs, *, quantities=None, tolerances: Mapping | None = None,
         if a <= 0 and r <= 0:
             raise ValueError(f"tolerances[{name!r}]: rtol and atol cannot both be 0")
         q = _compare_one(name, mine, ref, r, a)
-        q = replace(q, dtype=str(given.dtype), tolerance_source=source, case_rtol=float(case_tol["rtol"]),
-                    case_atol=float(case_tol["atol"]))
+        with np.errstate(over="ignore", invalid="ignore"):
+            exact32 = bool(given.dtype.itemsize > 4 and given.dtype.kind == "f" and np.all(np.isfinite(mine))
+                           and np.any(mine != np.round(mine))
+                           and np.array_equal(mine, mine.astype(np.float32).astype(np.float64)))
+        q = replace(q, dtype=str(given.dtype), float32_exact=exact32, tolerance_source=source,
+                    case_rtol=float(case_tol["rtol"]), case_atol=float(case_tol["atol"]))
         results.append(q)
     if precision == "float64":
         hints = _float32_hints(results, profile32)

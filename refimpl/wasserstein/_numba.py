@@ -42,14 +42,16 @@ These functions do **no** argument checking; they are called only through the ch
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import prange
+
+from refimpl.numba_cache import njit_cached  # njit(cache=True), or in memory when no cache dir is writable
 
 # =====================================================================================================================
 # formulas, each written once (inlined into every kernel that uses it)
 # =====================================================================================================================
 
 
-@njit(inline="always", cache=True)
+@njit_cached(inline="always")
 def _squared_distance(X, k, j):
     """|x_k − x_j|², summed over the coordinates in order ℓ = 0 … d−1 (the order every kernel relies on)."""
     r2 = 0.0
@@ -59,19 +61,19 @@ def _squared_distance(X, k, j):
     return r2
 
 
-@njit(inline="always", cache=True)
+@njit_cached(inline="always")
 def _gaussian_kernel(r2, inv_s2):
     """k(r²) = exp(−r²/(2s²)), written exp(−0.5·r²·inv_s2) with inv_s2 = 1/s²."""
     return np.exp(-0.5 * r2 * inv_s2)
 
 
-@njit(inline="always", cache=True)
+@njit_cached(inline="always")
 def _gaussian_force_weight(r2, amplitude, inv_s2):
     """w(r²) = −(a/s²) exp(−r²/(2s²)), evaluated ((−a)·inv_s2)·k(r²): ∇[a exp(−|z|²/(2s²))] = w(|z|²) z."""
     return -amplitude * inv_s2 * _gaussian_kernel(r2, inv_s2)
 
 
-@njit(inline="always", cache=True)
+@njit_cached(inline="always")
 def _add_quadratic_partial(g, A, r, B, X, mean, i, k):
     """g + ∂ᵢu(x_k) of the quadratic part, (A x_k)ᵢ − rᵢ + (B(x_k − m))ᵢ, added term by term in a fixed order
     (−rᵢ first, then j = 0 … d−1); with g = 0 the first addition is exact, so both sweeps round identically."""
@@ -81,7 +83,7 @@ def _add_quadratic_partial(g, A, r, B, X, mean, i, k):
     return g
 
 
-@njit(inline="always", cache=True)
+@njit_cached(inline="always")
 def _soft_threshold(v, center, thr):
     """The prox of thr·|· − center|: center + sign(v − center)·max(|v − center| − thr, 0)."""
     z = v - center
@@ -96,7 +98,7 @@ def _soft_threshold(v, center, thr):
 # pairwise sums: Gaussian interaction
 # =====================================================================================================================
 
-@njit(parallel=True, cache=True)
+@njit_cached(parallel=True)
 def _gaussian_interaction_gradient_numba(X, amplitude, width):
     n, d = X.shape
     inv_s2 = 1.0 / (width * width)
@@ -112,7 +114,7 @@ def _gaussian_interaction_gradient_numba(X, amplitude, width):
     return out
 
 
-@njit(parallel=True, cache=True)
+@njit_cached(parallel=True)
 def _gaussian_interaction_partial_numba(X, i, amplitude, width):
     n, d = X.shape
     inv_s2 = 1.0 / (width * width)
@@ -130,7 +132,7 @@ def _gaussian_interaction_partial_numba(X, i, amplitude, width):
 # pairwise sums: blob entropy (a = 1, s = ε)
 # =====================================================================================================================
 
-@njit(parallel=True, cache=True)
+@njit_cached(parallel=True)
 def _mean_kernel_numba(X, bandwidth):
     n, d = X.shape
     inv_e2 = 1.0 / (bandwidth * bandwidth)
@@ -143,7 +145,7 @@ def _mean_kernel_numba(X, bandwidth):
     return out
 
 
-@njit(parallel=True, cache=True)
+@njit_cached(parallel=True)
 def _blob_score_numba(X, bandwidth, kbar):
     n, d = X.shape
     inv_e2 = 1.0 / (bandwidth * bandwidth)
@@ -159,7 +161,7 @@ def _blob_score_numba(X, bandwidth, kbar):
     return out
 
 
-@njit(parallel=True, cache=True)
+@njit_cached(parallel=True)
 def _blob_score_partial_numba(X, i, bandwidth, kbar):
     n, d = X.shape
     inv_e2 = 1.0 / (bandwidth * bandwidth)
@@ -202,7 +204,7 @@ def blob_score_partial(X, i, bandwidth):
 # RWCD / RWCP coordinate sweeps
 # =====================================================================================================================
 
-@njit(cache=True)
+@njit_cached()
 def quadratic_sweep(X, A, r, B, mean, coords, etas, l1_weights, l1_center, use_l1):
     n, d = X.shape
     new = np.empty(n)
@@ -222,7 +224,7 @@ def quadratic_sweep(X, A, r, B, mean, coords, etas, l1_weights, l1_center, use_l
         mean[i] = s / n
 
 
-@njit(parallel=True, cache=True)
+@njit_cached(parallel=True)
 def squared_distances(X):
     n, d = X.shape
     D = np.empty((n, n))
@@ -232,7 +234,7 @@ def squared_distances(X):
     return D
 
 
-@njit(cache=True)
+@njit_cached()
 def pairwise_sweep(X, D, A, r, B, mean, has_quadratic, amplitude, width, coords, etas, l1_weights, l1_center,
                    use_l1):
     n, d = X.shape
