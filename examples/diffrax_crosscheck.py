@@ -35,7 +35,7 @@ How a case maps onto diffrax (``docs/case-format.md`` § Map your solver):
   ``grad_x0`` (and ``normalised_gradient`` = G / (h w)). ``BacksolveAdjoint`` (an adjoint ODE solved backwards) gives
   the continuous gradient of the problem whose θ is held constant on each step: for the step and constant layouts it is
   checked against ``piecewise_constant_continuous_gradient`` / ``piecewise_constant_grad_x0``, with an adaptive
-  ``Dopri8`` at rtol = atol = 1e-12 whose ``PIDController`` has ``jump_ts`` at the grid times (so no step straddles a
+  ``Dopri5`` at rtol = atol = 1e-12 whose ``PIDController`` has ``jump_ts`` at the grid times (so no step straddles a
   jump of θ, and diffrax evaluates each side of a jump with the right row), the field reading
   θ(t) = theta[n] for t in [t_n, t_{n+1}).
 * **float32.** ``--float32-demo``: the same computation with JAX's default float32 on one case; ``refimpl check``
@@ -301,7 +301,7 @@ def discrete_quantities(meta: dict, arrays: dict) -> dict:
 
 
 def backsolve_quantities(meta: dict, arrays: dict) -> dict:
-    """piecewise_constant_continuous_gradient and piecewise_constant_grad_x0 by ``BacksolveAdjoint`` (adaptive Dopri8
+    """piecewise_constant_continuous_gradient and piecewise_constant_grad_x0 by ``BacksolveAdjoint`` (adaptive Dopri5
     at 1e-12, ``jump_ts`` at the grid times), θ(t) = theta[n] on [t_n, t_{n+1}) (one row: constant)."""
     p = meta["problem"]
     f = make_field(p["field"])
