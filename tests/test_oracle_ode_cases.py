@@ -121,5 +121,6 @@ def test_step_piecewise_reference_sums_to_the_constant_one():
     ref = const.arrays["piecewise_constant_continuous_gradient"][0]
     # two DOP853 routes (8 pieces vs 1) at 1e-12, each within its own error estimate (route_checks); their sum bounds
     # the difference
-    bound = sum(c.metadata["provenance"]["route_checks"]["piecewise_constant_continuous_gradient"] for c in (step, const))
+    bound = sum(c.metadata["provenance"]["route_checks"]["piecewise_constant_continuous_gradient"]
+                for c in (step, const))
     assert np.max(np.abs(total - ref)) <= 8 * bound + 1e-14, (total, ref, bound)
