@@ -447,8 +447,8 @@ def main(argv=None) -> int:
             print(f"float32 ({', '.join(demo['dtypes'])}) on {demo['case']}: float64 tolerances -> exit "
                   f"{demo['float64_tolerances']['exit_code']}; --precision float32 -> exit "
                   f"{demo['precision_float32']['exit_code']}")
-            for line in (demo["float64_tolerances"].get("stderr") or "").splitlines()[-3:]:
-                print("   ", line)
+            for hint in demo["float64_tolerances"].get("hints", []):
+                print("    hint:", hint)
         if args.json:
             Path(args.json).write_text(json.dumps(result, indent=1, default=str), encoding="utf-8")
     return 0 if all(r["status"] != "mismatch" for r in rows) else 1
