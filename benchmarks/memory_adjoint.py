@@ -3,8 +3,8 @@ r"""Peak memory of the compiled (Numba) hand discrete adjoint, per parameter lay
     python benchmarks/memory_adjoint.py [--N 1000000] [--d 16] [--checkpoint 1000] [--json out.json]
 
 Problem: the tanh field :math:`f(x,\theta) = \tanh(Wx + b)` of dimension d (p = d² + d parameters per sample), the
-loss :math:`\tfrac12|x_N - y|^2`, forward Euler and RK4 on N steps over [0, 1], ``discrete_adjoint(...,
-backend="numba")`` — the public call, with everything it allocates (argument checks, samples, result).
+loss :math:`\tfrac12|x_N - y|^2`, forward Euler, RK4 and leapfrog (forward-Euler starter) on N steps over [0, 1],
+``discrete_adjoint(..., backend="numba")`` — the public call, with everything it allocates (argument checks, samples, result).
 
 Each configuration runs in a fresh child process, which first solves a tiny problem of the same kind (so Numba's
 compiled code is loaded and the interpreter, NumPy and Numba are resident: the *baseline*), then builds θ and runs the
@@ -13,8 +13,8 @@ high-water mark, which includes the input θ the caller holds), the baseline, an
 whose model exceeds 80% of the memory the machine has available (``MemAvailable`` of /proc/meminfo) is skipped with
 that reason instead of run.
 
-Model (bytes, float64, int64 indices; s stages, n the number of samples: forward Euler stage/step N, RK4 stage
-2N + 1, RK4 step N, constant 1):
+Model (bytes, float64, int64 indices; s stages, n the number of samples: forward Euler and leapfrog stage/step N,
+RK4 stage 2N + 1, RK4 step N, constant 1):
 
 * θ and its gradient: :math:`2\cdot 8np`;
 * states and adjoints kept: :math:`2\cdot 8(N+1)d` without checkpointing; with checkpoint k, the
@@ -22,6 +22,10 @@ Model (bytes, float64, int64 indices; s stages, n the number of samples: forward
   slopes :math:`8ksd` (kept when :math:`ksd \le 2^{23}`);
 * the forward sweep's stage slopes :math:`8Nsd`, kept only when :math:`Nsd \le 2^{23}` (64 MiB) — not at N = 10⁶;
 * the stage index map :math:`8Ns` (which sample each stage uses; all zeros in the constant layout).
+
+Leapfrog (k = 2 steps): the map of the F values :math:`8N` (and the values F, :math:`8Nd`, when
+:math:`Nd \le 2^{23}`; the cotangents :math:`\bar F` are kept for k + 2 indices only); with checkpoint K: windows of k states :math:`8\lceil N/K\rceil kd`, the
+checkpoints of x and λ :math:`2\cdot 8(\lceil N/K\rceil + 1)d`, the segment's states and F values :math:`2\cdot 8(K+k)d`.
 """
 from __future__ import annotations
 
@@ -41,7 +45,8 @@ __all__ = ["CONFIGS", "model_bytes", "measure", "main"]
 #: (scheme, layout, checkpoint?) in the order reported
 CONFIGS = [("forward_euler", "stage", False), ("forward_euler", "step", False), ("forward_euler", "constant", False),
            ("forward_euler", "constant", True), ("rk4", "stage", False), ("rk4", "step", False),
-           ("rk4", "constant", False), ("rk4", "constant", True), ("rk4", "step", True)]
+           ("rk4", "constant", False), ("rk4", "constant", True), ("rk4", "step", True),
+           ("leapfrog", "constant", False), ("leapfrog", "constant", True)]
 
 KEEP = 1 << 23   # refimpl.ode.adjoint_recursions.KEEP_STAGES_MAX_ENTRIES
 
@@ -59,6 +64,16 @@ def model_bytes(scheme: str, layout: str, N: int, d: int, checkpoint: int | None
     s = 4 if scheme == "rk4" else 1
     p = d * d + d
     n = _n_samples(scheme, layout, N)
+    if scheme == "leapfrog":
+        out = {"theta and gradient": 2 * 8 * n * p, "F index": 8 * N}
+        if checkpoint is None:
+            out["states and adjoints"] = 2 * 8 * (N + 1) * d
+            out["F values"] = 8 * N * d if N * d <= KEEP else 0
+        else:
+            K = min(checkpoint, N)
+            out["states and adjoints"] = 8 * -(-N // K) * 2 * d + 2 * 8 * (-(-N // K) + 1) * d + 2 * 8 * (K + 2) * d
+        out["total"] = sum(out.values())
+        return out
     out = {"theta and gradient": 2 * 8 * n * p, "stage index": 8 * N * s}
     if checkpoint is None:
         out["states and adjoints"] = 2 * 8 * (N + 1) * d
@@ -76,28 +91,29 @@ def _problem(scheme, layout, N, d, seed=0):
 
     from refimpl.ode.fields import QuadraticLoss, TanhField
     from refimpl.ode.samples import parameter_samples
-    from refimpl.ode.schemes import FORWARD_EULER, RK4
+    from refimpl.ode.schemes import FORWARD_EULER, LEAPFROG, RK4
 
-    method = {"forward_euler": FORWARD_EULER, "rk4": RK4}[scheme]
+    method, starter = {"forward_euler": (FORWARD_EULER, None), "rk4": (RK4, None),
+                       "leapfrog": (LEAPFROG, "forward_euler")}[scheme]
     field = TanhField(d)
     rng = np.random.default_rng(seed)
-    n = parameter_samples(method, 1.0, N, layout).n_samples
+    n = parameter_samples(method, 1.0, N, layout, starter).n_samples
     theta = rng.standard_normal((n, field.n_params))
     theta *= 0.5 / np.sqrt(d)
     x0, y = rng.standard_normal(d), rng.standard_normal(d)
-    return field, method, x0, theta, QuadraticLoss(y)
+    return field, method, starter, x0, theta, QuadraticLoss(y)
 
 
 def _child(scheme, layout, N, d, checkpoint):
     """Run in the child process: baseline, then one adjoint; prints one JSON line."""
     from refimpl.ode.adjoint_recursions import discrete_adjoint
 
-    field, method, x0, theta, loss = _problem(scheme, layout, 8, d)
-    discrete_adjoint(field, method, x0, theta, 1.0, 8, loss, layout=layout, backend="numba",
+    field, method, starter, x0, theta, loss = _problem(scheme, layout, 8, d)
+    discrete_adjoint(field, method, x0, theta, 1.0, 8, loss, layout=layout, starter=starter, backend="numba",
                      checkpoint=None if checkpoint is None else 2)
     baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    field, method, x0, theta, loss = _problem(scheme, layout, N, d)
-    res = discrete_adjoint(field, method, x0, theta, 1.0, N, loss, layout=layout, backend="numba",
+    field, method, starter, x0, theta, loss = _problem(scheme, layout, N, d)
+    res = discrete_adjoint(field, method, x0, theta, 1.0, N, loss, layout=layout, starter=starter, backend="numba",
                            checkpoint=checkpoint)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     print(json.dumps({"baseline": baseline, "peak": peak, "loss": float(res.loss),

@@ -1,7 +1,7 @@
 """Checkpointing of the hand discrete adjoint (``checkpoint=k``): the gradients are bit-identical to keeping every
 state (the backward sweep recomputes each segment from its checkpoint with the same operations on the same inputs),
-on both backends, for k = 1, k = N, k > N, k dividing N and k not dividing N, every layout, uniform and non-uniform
-grids, exact mode; the result keeps the checkpoint rows only; errors name ``checkpoint``; non-finite results are
+on both backends, for k = 1, k = N, k > N, k dividing N and k not dividing N, every layout, Runge–Kutta (uniform and
+non-uniform grids) and multistep methods with their starters, exact mode; the result keeps the checkpoint rows only; errors name ``checkpoint``; non-finite results are
 reported at the same step with the same message."""
 from fractions import Fraction
 
@@ -16,8 +16,8 @@ from refimpl.ode import adjoint_recursions
 from refimpl.ode.adjoint_recursions import discrete_adjoint
 from refimpl.ode.fields import LinearField, QuadraticLoss, TanhField
 from refimpl.ode.samples import parameter_samples
-from refimpl.ode.schemes import AB2, FORWARD_EULER, HEUN, LEAPFROG, MIDPOINT, RK4, TABLEAUX
-from refimpl.testing.strategies_ode import explicit_tableaux, ode_problems
+from refimpl.ode.schemes import AB2, FORWARD_EULER, HEUN, LEAPFROG, MIDPOINT, MULTISTEP_METHODS, RK4, TABLEAUX
+from refimpl.testing.strategies_ode import explicit_tableaux, multistep_methods, ode_problems
 
 
 def assert_same(a, b):
@@ -86,17 +86,18 @@ def test_checkpointed_exact_mode_is_equal():
     field = LinearField(2)
     rng = np.random.default_rng(13)
     N = 5
-    smp = parameter_samples(RK4, 1, N, "stage")
-    th = np.array([[Fraction(int(v), 8) for v in row] for row in rng.integers(-3, 4, (smp.n_samples, field.n_params))],
-                  dtype=object)
     x0 = np.array([Fraction(1, 2), Fraction(-1, 3)], dtype=object)
     loss = QuadraticLoss(np.array([Fraction(1, 4), Fraction(1, 5)], dtype=object))
-    full = discrete_adjoint(field, RK4, x0, th, 1, N, loss)
-    for k in (1, 2, 5):
-        ck = discrete_adjoint(field, RK4, x0, th, 1, N, loss, checkpoint=k)
-        assert ck.loss == full.loss
-        assert list(ck.grad_theta.ravel()) == list(full.grad_theta.ravel())
-        assert list(ck.grad_x0) == list(full.grad_x0)
+    for method, starter in ((RK4, None), (AB2, "matched"), (LEAPFROG, "forward_euler")):
+        smp = parameter_samples(method, 1, N, "stage", starter)
+        th = np.array([[Fraction(int(v), 8) for v in row]
+                       for row in rng.integers(-3, 4, (smp.n_samples, field.n_params))], dtype=object)
+        full = discrete_adjoint(field, method, x0, th, 1, N, loss, starter=starter)
+        for k in (1, 2, 5):
+            ck = discrete_adjoint(field, method, x0, th, 1, N, loss, checkpoint=k, starter=starter)
+            assert ck.loss == full.loss
+            assert list(ck.grad_theta.ravel()) == list(full.grad_theta.ravel())
+            assert list(ck.grad_x0) == list(full.grad_x0)
 
 
 @settings(max_examples=40, deadline=None)
@@ -123,35 +124,77 @@ def test_bad_checkpoint_values(bad, exc, match):
         discrete_adjoint(field, RK4, np.zeros(2), theta, 1.0, 3, QuadraticLoss(np.zeros(2)), checkpoint=bad)
 
 
-@pytest.mark.parametrize("method", [LEAPFROG, AB2])
-def test_checkpoint_with_a_multistep_method_is_refused(method):
-    field = TanhField(2)
-    theta = np.zeros((parameter_samples(method, 1.0, 4, starter="forward_euler").n_samples, field.n_params))
-    with pytest.raises(ValueError, match="^checkpoint: checkpointing is implemented for Runge-Kutta methods"):
-        discrete_adjoint(field, method, np.zeros(2), theta, 1.0, 4, QuadraticLoss(np.zeros(2)),
-                         starter="forward_euler", checkpoint=2)
+LMM = [(m, s) for m in MULTISTEP_METHODS.values() for s in ("forward_euler", "matched")]
+
+
+@pytest.mark.parametrize("method,starter", LMM, ids=[f"{m.name}-{s}" for m, s in LMM])
+@pytest.mark.parametrize("layout", ["stage", "step", "constant"])
+def test_checkpointed_multistep_gradients_are_bit_identical(method, starter, layout):
+    """Multistep methods with their starters: windows of k states at the checkpoints, the adjoints λ and F̄ kept for
+    the k + 2 indices in use; N from the smallest allowed (N = k) up, k dividing N or not."""
+    field = TanhField(3)
+    rng = np.random.default_rng(14)
+    x0, loss = rng.standard_normal(3), QuadraticLoss(rng.standard_normal(3))
+    for N in (method.steps, method.steps + 1, 9, 13):
+        smp = parameter_samples(method, 1.1, N, layout, starter)
+        theta = 0.5 * rng.standard_normal((smp.n_samples, field.n_params))
+        for backend in ("numpy", "numba"):
+            full = discrete_adjoint(field, method, x0, theta, 1.1, N, loss, layout=layout, starter=starter,
+                                    backend=backend)
+            for k in (1, 2, 3, 4, 5, N, N + 3):
+                ck = discrete_adjoint(field, method, x0, theta, 1.1, N, loss, layout=layout, starter=starter,
+                                      backend=backend, checkpoint=k)
+                assert ck.backend == backend and ck.checkpoint == min(k, N)
+                assert_same(full, ck)
+
+
+@settings(max_examples=30, deadline=None)
+@given(ode_problems(methods=multistep_methods(steps=(2, 3), weakly_stable=True), N=(2, 10)), st.integers(1, 12))
+def test_checkpointed_multistep_equals_full_property(p, k):
+    for backend in ("numpy", "numba") if p.field.kernel is not None else ("numpy",):
+        full = discrete_adjoint(p.field, p.method, p.x0, p.theta, p.T, p.N, p.loss, backend=backend, **p.kwargs())
+        ck = discrete_adjoint(p.field, p.method, p.x0, p.theta, p.T, p.N, p.loss, backend=backend, checkpoint=k,
+                              **p.kwargs())
+        assert_same(full, ck)
 
 
 @pytest.mark.parametrize("backend", ["numpy", "numba"])
-def test_non_finite_errors_are_the_same_with_checkpointing(backend):
+@pytest.mark.parametrize("method,starter", [(RK4, None), (LEAPFROG, "forward_euler"), (AB2, "forward_euler")],
+                         ids=["rk4", "leapfrog", "ab2"])
+def test_non_finite_errors_are_the_same_with_checkpointing(backend, method, starter):
     """Forward overflow (ẋ = −1000x, h = 0.25) and backward overflow (λ grows ≈ 1e25 per step): the same message as
     without checkpointing (tests/test_nonfinite_results.py builds the same problems)."""
     field = LinearField(1)
     N, T = 400, 100.0
-    theta = np.tile([-1000.0, 0.0], (parameter_samples(RK4, T, N).n_samples, 1))
+    theta = np.tile([-1000.0, 0.0], (parameter_samples(method, T, N, starter=starter).n_samples, 1))
     msgs = []
     for ck in (None, 7):
         with pytest.raises(NonFiniteError) as e:
-            discrete_adjoint(field, RK4, np.ones(1), theta, T, N, QuadraticLoss(np.zeros(1)), backend=backend,
-                             checkpoint=ck)
+            discrete_adjoint(field, method, np.ones(1), theta, T, N, QuadraticLoss(np.zeros(1)), backend=backend,
+                             checkpoint=ck, starter=starter)
         msgs.append(str(e.value))
     assert msgs[0] == msgs[1] and msgs[0].startswith("the solution became non-finite at step ")
     N = 10
-    theta = np.tile([2.2e7, 0.0], (parameter_samples(RK4, 1.0, N).n_samples, 1))
+    W = 2.2e7 if method is RK4 else 1e26
+    theta = np.tile([W, 0.0], (parameter_samples(method, 1.0, N, starter=starter).n_samples, 1))
     msgs = []
     for ck in (None, 3):
         with pytest.raises(NonFiniteError) as e:
-            discrete_adjoint(field, RK4, np.array([1e-100]), theta, 1.0, N, QuadraticLoss(np.zeros(1)),
-                             backend=backend, checkpoint=ck)
+            discrete_adjoint(field, method, np.array([1e-100]), theta, 1.0, N, QuadraticLoss(np.zeros(1)),
+                             backend=backend, checkpoint=ck, starter=starter)
         msgs.append(str(e.value))
     assert msgs[0] == msgs[1] and msgs[0].startswith("the adjoint became non-finite at step ")
+
+
+def test_memory_script_measures_a_small_case():
+    """benchmarks/memory_adjoint.py end to end at a small size (one child process): the model terms add up, the
+    child reports a peak at least its baseline and keeps only the checkpoint rows."""
+    from benchmarks.memory_adjoint import measure, model_bytes
+
+    m = model_bytes("rk4", "constant", 1000, 4, 10)
+    assert m["theta and gradient"] == 2 * 8 * 1 * 20 and m["stage index"] == 8 * 1000 * 4
+    assert m["states and adjoints"] == 2 * 8 * 101 * 4 + 8 * 10 * 4 and m["stage slopes"] == 8 * 10 * 4 * 4
+    assert m["total"] == sum(v for k, v in m.items() if k != "total")
+    row = measure("rk4", "constant", 1000, 4, 10)
+    assert "skipped" not in row, row
+    assert row["peak"] >= row["baseline"] > 0 and row["rows_kept"] == 101

@@ -260,6 +260,7 @@ def test_exact_grid_exact_mode_matches_float_run():
     # and the same exact gradient with a float grid in exact mode (the float values are exact rationals)
     ex2 = discrete_adjoint(field, RK4, x0, th, 1, N, loss, grid=g.astype(float))
     assert list(ex2.grad_theta.ravel()) == list(ex.grad_theta.ravel())
+    assert list(ex.h) == list(ex2.h) == [Fraction(1, 8), Fraction(1, 4), Fraction(1, 8), Fraction(1, 2)]
 
 
 def test_corrections_on_a_grid():

@@ -1,6 +1,6 @@
 r"""Hand-derived discrete adjoints (discretise-then-optimise) of any explicit Runge–Kutta tableau and any explicit
 linear multistep method with its starter: the exact gradient of :math:`L_h = \Phi(x_N)` with respect to every parameter
-sample (both layouts of :mod:`refimpl.ode.samples`) and to :math:`x_0`.
+sample (every layout of :mod:`refimpl.ode.samples`: "stage", "step", "constant") and to :math:`x_0`.
 
 Derivation (derived; it is reverse-mode differentiation of the discrete equations written out by hand, cf. Hager,
 *Numer. Math.* 87 (2000) and Sandu, *LNCS* 3994 (2006) for the Runge–Kutta case). For every intermediate quantity
@@ -22,10 +22,18 @@ and by nothing else (a one-step method). So, for :math:`i = s, s-1, \dots, 1`,
     \bar\theta_{r(n,i)} \mathrel{+}= \partial_\theta f(X_i,\theta_{r(n,i)})^{\mathsf T}\bar k_i,
 
 and :math:`\lambda_n = \lambda_{n+1} + \sum_i \bar X_i`. A sample shared by two steps (stage-time layout, a grid
-time) or by all stages of a step (step layout) accumulates every contribution. :math:`\partial L_h/\partial x_0 =
-\lambda_0`. (The NumPy path recomputes the stage states from the stored :math:`x_n` during the backward sweep;
-the Numba path keeps the forward sweep's stage slopes :math:`k_i` — and, for an LMM, the values :math:`F_m` — and
-re-forms :math:`X_i` from them, bounded by ``KEEP_STAGES_MAX_ENTRIES``; both give the same numbers, bit for bit.)
+time), by all stages of a step (step layout) or by every evaluation (constant layout) accumulates every contribution.
+On a non-uniform grid (Runge–Kutta only) :math:`h` is :math:`h_n` in step n (docs/theory/discrete-adjoint.md §11).
+:math:`\partial L_h/\partial x_0 = \lambda_0`. (The NumPy path recomputes the stage states from the stored
+:math:`x_n` during the backward sweep; the Numba path keeps the forward sweep's stage slopes :math:`k_i` — and, for
+an LMM, the values :math:`F_m` — and re-forms :math:`X_i` from them, bounded by ``KEEP_STAGES_MAX_ENTRIES``; both give
+the same numbers, bit for bit.)
+
+**Checkpointing** (``checkpoint=k``; docs/theory/discrete-adjoint.md §12): the step adjoint of ERK step n needs
+:math:`x_n` only (LMM step n: :math:`x_{n+k}` for its :math:`F` term, the adjoints of a few neighbouring indices),
+so the forward sweep may keep :math:`x_0, x_k, x_{2k}, \dots, x_N` (for an LMM the window of its k states at each
+checkpoint) and the backward sweep recompute each segment's states from its checkpoint by the same step function —
+the same floating-point operations on the same inputs, hence bit-identical gradients.
 
 **LMM** (:math:`x_{n+k} = -\sum_{j<k}\alpha_jx_{n+j} + h\sum_{j<k}\beta_j F_{n+j}`, :math:`F_m = f(x_m,\theta_{g(m)})`,
 :math:`n = 0..N-k`; :math:`x_1..x_{k-1}` from :math:`k-1` starter ERK steps). :math:`x_m` is used by the steps
@@ -68,6 +76,7 @@ complex128, or exact on Fraction ``object`` arrays); ``"numba"`` runs the same r
 from __future__ import annotations
 
 from dataclasses import dataclass
+from fractions import Fraction
 
 import numpy as np
 
@@ -225,6 +234,121 @@ def _numpy_erk_checkpointed(problem: Problem, loss, every: int):
     return xs, value, grad_theta, np.array([lam_ck[int(n)] for n in marks])
 
 
+def _numpy_lmm_checkpointed(problem: Problem, loss, every: int):
+    r"""The NumPy LMM adjoint with checkpointing: the forward sweep keeps the window :math:`x_c..x_{c+k-1}` at every
+    c = 0, every, 2·every, … ≤ N − k (and x_N); the backward sweep takes the multistep steps n in segments
+    [c, c + every) from the last, recomputes :math:`x_c..x_{c+every+k-1}` from the window (the same operations as
+    :func:`refimpl.ode.integrators.run`) and runs the recursion of :func:`_numpy_lmm` with the adjoints
+    :math:`\lambda` and :math:`\bar F` kept for the k + 2 indices still in use only. Every quantity receives the same
+    operations in the same order as in :func:`_numpy_lmm`: bit-identical results. Returns (x at the checkpoints, loss
+    value, grad_theta, lambda at the checkpoints)."""
+    field, method, smp, theta, h = problem.field, problem.method, problem.samples, problem.theta, problem.h
+    exact, N, k = problem.exact, problem.samples.N, problem.method.steps
+    hA, hb = _erk_coefficients(smp.starter, h, exact)
+    fw_malpha = [-(Fraction(a) if exact else float(a)) for a in method.alpha[:k]]     # as integrators.run
+    fw_hbeta = _scaled(method.beta, h, exact)
+    marks = _checkpoint_steps(N, every)
+
+    def lmm_states(window, c, e):
+        """x_c..x_{e+k-1} from the window x_c..x_{c+k-1} by the multistep steps n = c..e-1 (integrators.run)."""
+        xs = list(window)
+        F = {}
+        for n in range(c, e):
+            x_new = None
+            for j in range(k):
+                if fw_malpha[j] != 0:
+                    term = fw_malpha[j] * xs[n - c + j]
+                    x_new = term if x_new is None else x_new + term
+            for j in range(k):
+                if fw_hbeta[j] != 0:
+                    m = n + j
+                    if m not in F:
+                        F[m] = field.f(xs[m - c], theta[int(smp.grid_index[m])])
+                    term = fw_hbeta[j] * F[m]
+                    x_new = term if x_new is None else x_new + term
+            xs.append(x_new)
+        return xs
+
+    # forward: the starter, then the multistep steps segment by segment (each segment from the previous window)
+    x = [problem.x0]
+    with np.errstate(over="ignore", invalid="ignore"):
+        for n in range(k - 1):
+            x.append(erk_step(field, hA, hb, x[-1], [theta[int(r)] for r in smp.stage_index[n]])[0])
+            if not exact and first_nonfinite(x[-1]) is not None:
+                raise solution_error(problem, n + 1, x[-1], x[-2])
+        starts = list(range(0, N - k + 1, every))
+        windows = {0: tuple(x)}
+        stored = {}
+        for c in starts:
+            e = min(c + every, N - k + 1)
+            seg = lmm_states(windows[c], c, e)
+            if not exact:
+                for i in range(k, len(seg)):
+                    if first_nonfinite(seg[i]) is not None:
+                        raise solution_error(problem, c + i, seg[i], seg[i - 1])
+            if e <= N - k:
+                windows[e] = tuple(seg[e - c:e - c + k])
+            for m in marks:
+                if c <= m < c + len(seg):
+                    stored.setdefault(int(m), seg[int(m) - c])
+    x_N = stored[N]
+    lam_N = _loss_grad(problem, loss, x_N)
+    value = loss.value(x_N)
+    # backward: the recursion of _numpy_lmm on a sliding set of indices
+    malpha = [-(a if exact else float(a)) for a in method.alpha[:k]]
+    hbeta = _scaled(method.beta, h, exact)
+    grad_theta = np.zeros(theta.shape, dtype=_accumulator_dtype(theta, lam_N))
+    zero = problem.x0 * 0
+    lam, Fbar = {N: lam_N}, {}
+    lam_ck = {N: lam_N}
+
+    def get(d, i):
+        if i not in d:
+            d[i] = zero
+        return d[i]
+
+    def add_F_term(m, x_m):
+        r = int(smp.grid_index[m])
+        if m <= N - 1 and r >= 0:
+            if first_nonfinite(get(Fbar, m)) is not None:
+                _raise_adjoint_error(problem, m, get(lam, m + 1))
+            lam[m] = get(lam, m) + field.vjp_x(x_m, theta[r], Fbar[m])
+            grad_theta[r] += field.vjp_theta(x_m, theta[r], Fbar[m])
+        if m <= N - 1 and first_nonfinite(get(lam, m)) is not None:
+            _raise_adjoint_error(problem, m, get(lam, m + 1))
+        if m % every == 0:
+            lam_ck[m] = get(lam, m)
+
+    with np.errstate(over="ignore", invalid="ignore"):
+        for c in reversed(starts):
+            e = min(c + every, N - k + 1)
+            seg = lmm_states(windows[c], c, e)
+            for n in range(e - 1, c - 1, -1):
+                m = n + k
+                if m <= N - 1:
+                    add_F_term(m, seg[m - c])
+                for j in range(k):
+                    if malpha[j] != 0:
+                        lam[n + j] = get(lam, n + j) + malpha[j] * lam[m]
+                    if hbeta[j] != 0:
+                        Fbar[n + j] = get(Fbar, n + j) + hbeta[j] * lam[m]
+                for i in [i for i in lam if i > m + 1 and i != N]:
+                    del lam[i]
+                for i in [i for i in Fbar if i > m]:
+                    del Fbar[i]
+        for m in range(k - 1, -1, -1):
+            add_F_term(m, x[m])
+            if m >= 1:
+                rows = [int(r) for r in smp.stage_index[m - 1]]
+                contrib, gth = erk_step_adjoint(field, hA, hb, x[m - 1], [theta[r] for r in rows], get(lam, m),
+                                                lambda: _raise_adjoint_error(problem, m - 1, lam[m]))
+                lam[m - 1] = get(lam, m - 1) + contrib
+                for r, g in zip(rows, gth):
+                    grad_theta[r] += g
+    return (np.array([stored[int(m)] for m in marks]), value, grad_theta,
+            np.array([lam_ck[int(m)] for m in marks]))
+
+
 def _checkpoint_steps(N: int, every: int) -> np.ndarray:
     """0, every, 2·every, … (< N) and N: the steps a checkpointed sweep keeps."""
     return np.append(np.arange(0, N, every, dtype=np.int64), N)
@@ -358,6 +482,17 @@ def _numba(problem: Problem, loss, checkpoint=None):
         hA, hb = _float_erk(smp.starter, h)
         malpha = np.array([-float(a) for a in method.alpha[:k]])
         hbeta = np.array([h * float(b) for b in method.beta])
+        if checkpoint is not None:
+            args = (smp.stage_index, hA, hb, malpha, hbeta, smp.grid_index)
+            windows, xck, bad = kernels.lmm_forward_checkpointed(kernel, problem.x0, problem.theta, *args, checkpoint)
+            if bad >= 0:
+                return _rerun_for_error(problem, loss, checkpoint)
+            lam_N = _loss_grad(problem, loss, xck[-1])
+            grad_theta, lam_ck, bad = kernels.lmm_backward_checkpointed(kernel, windows, problem.theta, *args, lam_N,
+                                                                        checkpoint)
+            if bad >= 0 or not np.all(np.isfinite(grad_theta)):
+                return _rerun_for_error(problem, loss, checkpoint)
+            return xck, grad_theta, lam_ck
         keep = smp.N * d <= KEEP_STAGES_MAX_ENTRIES
         out = kernels.lmm_forward(kernel, problem.x0, problem.theta, smp.stage_index, hA, hb, malpha, hbeta,
                                   smp.grid_index, keep_slopes=keep)
@@ -379,15 +514,24 @@ def _numba_erk_checkpointed(problem: Problem, loss, kernels, kernel, hA, hb, ste
     xck = kernels.erk_forward_checkpointed(kernel, problem.x0, problem.theta, smp.stage_index, hA, hb, every,
                                            steps=steps)
     if not np.all(np.isfinite(xck[-1])):
-        return _numba(problem, loss)                       # raises the forward error at its step
+        return _rerun_for_error(problem, loss, every)
     lam_N = _loss_grad(problem, loss, xck[-1])
     keep = min(every, smp.N) * len(hb) * d <= KEEP_STAGES_MAX_ENTRIES
     grad_theta, lam_ck = kernels.erk_backward_checkpointed(kernel, xck, problem.theta, smp.stage_index, hA, hb,
                                                            lam_N, every, steps=steps, keep_segment=keep)
     if not (np.all(np.isfinite(lam_ck)) and np.all(np.isfinite(grad_theta))):
-        xs, grad_full, lambdas = _numba(problem, loss)
-        _check_adjoint(problem, lambdas, grad_full)        # raises at the step where the backward sweep overflowed
+        return _rerun_for_error(problem, loss, every)
     return xck, grad_theta, lam_ck
+
+
+def _rerun_for_error(problem: Problem, loss, every: int):
+    """A checkpointed compiled sweep met a non-finite state or adjoint: run again keeping everything, which raises the
+    error at its step (the same message as without checkpointing); should it not raise, its rows at the checkpoints
+    are the result."""
+    xs, grad_theta, lambdas = _numba(problem, loss)
+    _check_adjoint(problem, lambdas, grad_theta)
+    rows = _checkpoint_steps(problem.samples.N, every)
+    return xs[rows], grad_theta, lambdas[rows]
 
 
 def _float_erk(tableau: ButcherTableau, h: float):
@@ -420,9 +564,10 @@ def discrete_adjoint(field, method, x0, theta, T, N, loss, *, layout: str = "sta
     Runge–Kutta method), plus the terminal ``loss`` (``value``/``grad``), the ``backend`` (``"auto"``, ``"numpy"``,
     ``"numba"``) and ``checkpoint``: None (keep every state) or an int k ≥ 1 — keep only :math:`x_0, x_k, x_{2k},
     \dots, x_N` in the forward sweep and recompute each segment's states from its checkpoint in the backward sweep
-    (docs/theory/discrete-adjoint.md §11): state memory O((N/k + k)·d) instead of O(N·d), one more forward sweep of
+    (docs/theory/discrete-adjoint.md §12): state memory O((N/k + k)·d) instead of O(N·d), one more forward sweep of
     work, and gradients bit-identical to ``checkpoint=None`` (the recomputation repeats the same operations on the same
-    inputs). Runge–Kutta methods only. With a checkpoint the result keeps ``trajectory`` and ``lambdas`` at the
+    inputs); for a multistep method the checkpoints are windows of its k states and the backward sweep keeps the
+    adjoints of the k + 2 indices in use only. With a checkpoint the result keeps ``trajectory`` and ``lambdas`` at the
     checkpoints only (``stored_steps``). Returns a :class:`DiscreteAdjoint`.
     """
     if isinstance(x0, Variable) or isinstance(theta, Variable):
@@ -437,9 +582,6 @@ def discrete_adjoint(field, method, x0, theta, T, N, loss, *, layout: str = "sta
             raise TypeError(f"checkpoint must be None or an integer >= 1, got {type(checkpoint).__name__}")
         if checkpoint < 1:
             raise ValueError(f"checkpoint must be >= 1 (keep every k-th state), got {checkpoint}")
-        if not isinstance(problem.method, ButcherTableau):
-            raise ValueError(f"checkpoint: checkpointing is implemented for Runge-Kutta methods; {method.name!r} is a "
-                             f"multistep method (pass checkpoint=None)")
         checkpoint = int(min(checkpoint, problem.samples.N))
     use_numba = resolve_backend(backend, kernel_applies=_numba_applies(problem),
                                 why_not="it needs a field with a kernel descriptor (e.g. TanhField, LinearField) "
@@ -448,7 +590,9 @@ def discrete_adjoint(field, method, x0, theta, T, N, loss, *, layout: str = "sta
         xs, grad_theta, lambdas = _numba(problem, loss, checkpoint)
         value = loss.value(xs[-1])
     elif checkpoint is not None:
-        xs, value, grad_theta, lambdas = _numpy_erk_checkpointed(problem, loss, checkpoint)
+        run_checkpointed = (_numpy_erk_checkpointed if isinstance(problem.method, ButcherTableau)
+                            else _numpy_lmm_checkpointed)
+        xs, value, grad_theta, lambdas = run_checkpointed(problem, loss, checkpoint)
     else:
         xs_list = run(problem)
         xs = np.asarray(ops.stack(xs_list))

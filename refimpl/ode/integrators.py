@@ -15,7 +15,7 @@ ERK (docs/theory/explicit-schemes.md), step n with the parameter rows of :class:
     x_{n+1} = x_n + h_n\sum_i b_i k_{n,i},
 
 with :math:`h_n = h = T/N` on the uniform grid, or :math:`h_n = t_{n+1} - t_n` of a given non-uniform ``grid``
-(docs/theory/discrete-adjoint.md §10; the products :math:`h_n a_{ij}`, :math:`h_n b_i` are formed per step, in the
+(docs/theory/discrete-adjoint.md §11; the products :math:`h_n a_{ij}`, :math:`h_n b_i` are formed per step, in the
 mode's number type).
 
 LMM: :math:`x_1..x_{k-1}` by k − 1 starter ERK steps, then for :math:`n = 0..N-k`
@@ -125,9 +125,11 @@ def prepare_problem(field, method, x0, theta, T, N, layout="stage", starter=None
         if exact:
             g = [Fraction(t) for t in g]           # a float grid is exactly rational: exact h_n
             steps = [b - a for a, b in zip(g[:-1], g[1:])]
+            h = np.empty(len(steps), dtype=object)
+            h[:] = steps
         else:
             steps = [float(v) for v in np.asarray(samples.steps, dtype=np.float64)]
-        h = samples.steps
+            h = samples.steps
     return Problem(field, method, samples, x0, theta, h, exact, steps)
 
 
