@@ -195,3 +195,15 @@ def test_invalid_case_arguments_are_named():
 def test_repr_names_the_case():
     text = repr(LinearSystemCase())
     assert "LinearSystemCase" in text and "time-dependent" in text and "LinearField" in text
+
+
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_theta_terms_write_out_theta_basis(case):
+    # the written-out θ(t) = a + b sin ωt + c cos ωt + slope·t (what an oracle case stores) is B(t) c, evaluated in
+    # another order: a sum of at most 3 products per component, so a few ulps of the component scale
+    terms = {k: np.asarray(v) for k, v in case.theta_terms().items()}
+    for t in np.linspace(0.0, case.T, 13):
+        written = terms["a"] + terms["b"] * np.sin(terms["omega"] * t) + terms["c"] * np.cos(terms["omega"] * t) \
+            + terms["slope"] * t
+        ref = case.theta(t)
+        np.testing.assert_allclose(written, ref, rtol=0, atol=8 * np.finfo(float).eps * max(1.0, np.max(np.abs(ref))))

@@ -1,5 +1,5 @@
 r"""The ODE case kind: ẋ = f(x, θ(t)) on [0, T], N steps of an explicit scheme, L = ½|x_N − y|², and the
-references a foreign solver/adjoint is compared on. The format (every field, every array, the two parameter layouts)
+references a foreign solver/adjoint is compared on. The format (every field, every array, the three parameter layouts)
 is defined in ``docs/case-format.md``; the discrete adjoint, the sample layouts and the stage weights in
 ``docs/theory/discrete-adjoint.md``; the continuous adjoint in ``docs/theory/continuous-adjoint.md``.
 
@@ -26,6 +26,13 @@ How each reference is computed (also written into every case's ``provenance.how`
     :math:`\delta L/\delta\theta(t_r)` at the sample times: in closed form for the analytic cases
     (:mod:`refimpl.problems.analytic_ode`), else by :func:`refimpl.ode.adjoint_ode.continuous_adjoint` (DOP853, rtol
     1e-12, with its "tighter" error estimate, which must be ≤ 1/100 of the tolerance).
+``piecewise_constant_continuous_gradient``, ``piecewise_constant_grad_x0`` (step and constant layouts)
+    :math:`\partial L/\partial\theta_n = \int_{t_n}^{t_{n+1}} \partial_\theta f(x, \theta_n)^T\lambda\,dt` and
+    :math:`\lambda(0)` for the ODE whose parameter is row n of ``theta`` held constant on step n (one row: constant
+    on [0, T]) — what a backsolve adjoint returns — by
+    :func:`refimpl.ode.piecewise_adjoint.piecewise_constant_continuous_gradient` (DOP853 per step, rtol 1e-12, with
+    its "tighter" error estimate E); tolerance ``atol = max(1e-7·max|ref|, 100 E)``, ``rtol = 1e-7``. Constant-θ
+    analytic cases are checked against the closed form :math:`dL/d\theta` at build time.
 ``corrected_gradient`` (with ``corrected_times``)
     the ``"corrected"`` estimate of :func:`refimpl.ode.corrections.applicable_estimates` (leapfrog pair sum at the
     midpoints, Runge–Kutta :math:`G_r/(h b_i)` with reconstruction where :math:`b_i = 0`) where one applies (not for
@@ -80,7 +87,10 @@ ODE_INPUTS = {
     "stage_weights": "stage weight w_r of each sample (docs/theory/discrete-adjoint.md), shape (n_samples,)",
     "stage_index": "ERK: row of theta used by stage i of step n, shape (N, s); LMM: the same for the k-1 starter "
                    "steps, shape (k-1, s_starter)",
+    "stage_times": "the time t_n + c_i h at which stage i of step n evaluates f, same shape as stage_index (ERK: "
+                   "(N, s); LMM: the k-1 starter steps, (k-1, s_starter))",
     "grid_index": "LMM only: row of theta used by f(x_m, .) at grid time t_m, or -1 where unused, shape (N,)",
+    "grid_times": "LMM only: the grid time t_m = m h of the evaluation f(x_m, .) (used or not), shape (N,)",
     "corrected_times": "the times of the rows of corrected_gradient, shape (m,)",
 }
 #: reference quantities of an ODE case (what a foreign implementation is compared on)
@@ -93,6 +103,11 @@ ODE_REFERENCES = {
     "continuous_gradient": "deltaL/deltatheta(t) at the sample times (optimise-then-discretise), shape (n_samples, p)",
     "corrected_gradient": "post-processed discrete gradient (docs/theory/oscillations-and-corrections.md), "
                           "shape (m, p)",
+    "piecewise_constant_continuous_gradient": "step/constant layouts: dL/dtheta_n of the ODE whose parameter is row n "
+                                              "of theta held constant on [t_n, t_{n+1}) (one row: constant on [0, T]),"
+                                              " = int over the step of d_theta f^T lambda dt (what a backsolve adjoint "
+                                              "returns), shape (n_samples, p)",
+    "piecewise_constant_grad_x0": "step/constant layouts: dL/dx_0 of the same piecewise-constant ODE, shape (d,)",
 }
 
 
@@ -167,9 +182,10 @@ class OdeProblem:
     r"""An ODE problem to turn into a case: ẋ = f(x, θ(t)), x(0) = x₀, L = ½|x(T) − y|².
 
     ``field`` a vector field :func:`field_spec` can store; ``method`` a scheme or its name (:func:`refimpl.ode.schemes.scheme`);
-    ``starter`` for a multistep method ("forward_euler", "matched" or a tableau); ``layout`` "stage"/"step";
-    ``theta``: a :class:`Sinusoid`, an analytic case of :mod:`refimpl.problems.analytic_ode` (its θ(t) and closed forms are
-    used), a callable t ↦ (p,) array, or an (n_samples, p) array of samples (then no continuous gradient).
+    ``starter`` for a multistep method ("forward_euler", "matched" or a tableau); ``layout`` "stage", "step" or
+    "constant"; ``theta``: a :class:`Sinusoid`, an analytic case of :mod:`refimpl.problems.analytic_ode` (its θ(t) and
+    closed forms are used), a callable t ↦ (p,) array, or an (n_samples, p) array of samples (then no continuous
+    gradient). In the constant layout θ is evaluated once, at t = 0 (pass a constant path).
     """
 
     name: str
@@ -206,8 +222,135 @@ def corrected_estimate(grad, samples):
     return est, ""
 
 
-def _tolerance(kind: str, ref: np.ndarray) -> dict:
+def stage_times(samples) -> np.ndarray:
+    r"""The time at which each Runge–Kutta stage evaluates f, the shape of ``samples.stage_index``: ERK
+    :math:`t_n + c_i h` for step n, stage i, shape (N, s); LMM the same for the k − 1 starter steps, shape
+    (k − 1, s_starter). Computed as :math:`(n + c_i)\,(T/N)` in float64, the formula of
+    :func:`refimpl.ode.samples.parameter_samples`, so in the stage layout ``stage_times[n, i] ==
+    sample_times[stage_index[n, i]]``. It does not depend on the layout: in the step and constant layouts it still
+    says *when* f is evaluated, while ``stage_index`` says *which row* it uses."""
+    tab = samples.method if samples.starter is None else samples.starter
+    n_rk = samples.stage_index.shape[0]
+    c = np.array([float(v) for v in tab.c])
+    return (np.arange(n_rk, dtype=np.float64)[:, None] + c[None, :]) * (float(samples.T) / samples.N)
+
+
+def grid_times(samples) -> np.ndarray:
+    r"""LMM: the grid time :math:`t_m = m h` of each evaluation :math:`f(x_m, \cdot)`, m = 0..N−1 (the shape of
+    ``samples.grid_index``; a time whose value is never used, index −1, is listed too)."""
+    return np.arange(samples.N, dtype=np.float64) * (float(samples.T) / samples.N)
+
+
+def _number(v: float) -> str:
+    return repr(float(v))
+
+
+#: longest written-out θ(t) put into ``theta_function.formula`` (the schema allows 1000 characters)
+_FORMULA_LIMIT = 1000
+
+
+def theta_formula(terms: dict) -> str:
+    r"""``theta_function.formula`` of a closed-form θ(t): the general form and every component with its numbers
+    written in (Python syntax, so it can be read and evaluated), e.g. ``theta[0](t) = 0.5 + 1.2*cos(3.0*t)``.
+    ``terms``: ``a``, ``b``, ``c``, ``slope`` (length p) and ``omega``, meaning componentwise
+    :math:`\theta(t) = a + b\sin(\omega t) + c\cos(\omega t) + \mathrm{slope}\cdot t`."""
+    head = "theta(t) = a + b sin(omega t) + c cos(omega t) + slope t, componentwise"
+    w = _number(terms["omega"])
+    parts = []
+    for k in range(len(terms["a"])):
+        expr = _number(terms["a"][k])
+        for key, fmt in (("b", "*sin({w}*t)"), ("c", "*cos({w}*t)"), ("slope", "*t")):
+            v = float(terms.get(key, [0.0] * len(terms["a"]))[k])
+            if v != 0.0:
+                expr += (" - " if v < 0 else " + ") + _number(abs(v)) + fmt.format(w=w)
+        parts.append(f"theta[{k}](t) = {expr}")
+    full = f"{head}: " + "; ".join(parts)
+    return full if len(full) <= _FORMULA_LIMIT else f"{head} (too many components to write out: see a, b, c, slope)"
+
+
+def theta_from_spec(tspec: dict):
+    r"""θ(t) (a callable t ↦ (p,) array) from a case's ``theta_function``, or None when it is not in closed form
+    (``"callable"``, ``"samples"``). ``"sinusoid"`` and ``"analytic"``: componentwise
+    :math:`a + b\sin(\omega t) + c\cos(\omega t) + \mathrm{slope}\cdot t` (absent ``c``/``slope`` are 0)."""
+    if tspec.get("kind") not in ("sinusoid", "analytic") or "a" not in tspec:
+        return None
+    a = np.asarray(tspec["a"], dtype=np.float64)
+    zero = np.zeros_like(a)
+    b, c, slope = (np.asarray(tspec.get(k, zero), dtype=np.float64) for k in ("b", "c", "slope"))
+    if not (a.shape == b.shape == c.shape == slope.shape):
+        raise CaseFormatError(f"theta_function: a, b, c, slope must have the same length, got "
+                              f"{[len(v) for v in (a, b, c, slope)]}")
+    omega = float(tspec.get("omega", 0.0))
+
+    def theta(t: float) -> np.ndarray:
+        return a + b * np.sin(omega * t) + c * np.cos(omega * t) + slope * t
+    return theta
+
+
+def _layout_roles(layout: str, lmm: bool) -> dict:
+    """How ``theta``, ``sample_times``, ``stage_index`` and ``stage_times`` are used in this layout: the array
+    descriptions written into case.json (docs/case-format.md § Parameter samples: the three layouts)."""
+    ev = "stage i of starter step n (grid_times: the multistep evaluations)" if lmm else "stage i of step n"
+    if layout == "stage":
+        return {"theta": "theta_r = theta(sample_times[r]), one row per distinct evaluation time of f; a function "
+                         "of time: the evaluation at time t uses the row whose sample time is t, shape (n_samples, p)",
+                "sample_times": "the distinct times at which the scheme evaluates f, increasing, shape (n_samples,)",
+                "stage_times": "the time of " + ev + "; here stage_times == sample_times[stage_index]"}
+    if layout == "step":
+        return {"theta": "theta_n, the parameter of step n, used by every evaluation of f belonging to step n "
+                         "(per-step args, NOT a function of time: the c = 1 stage of step n sits at t_{n+1} but "
+                         "uses row n), shape (N, p)",
+                "sample_times": "t_n, the left end of step n (a label: row n also serves t_{n+1} in the c = 1 "
+                                "stage of step n), shape (N,)",
+                "stage_times": "the time of " + ev + "; the row it uses is stage_index (its step), not its time"}
+    return {"theta": "the one parameter vector shared by every evaluation of f (time-independent), shape (1, p)",
+            "sample_times": "[0.0]: the constant sample has no time (a placeholder), shape (1,)",
+            "stage_times": "the time of " + ev + " (theta does not depend on it: every stage uses row 0)"}
+
+
+#: the tolerance rule of each reference that is not a discrete quantity
+_TOLERANCE_KIND = {"continuous_gradient": "continuous", "piecewise_constant_continuous_gradient": "piecewise",
+                   "piecewise_constant_grad_x0": "piecewise"}
+
+
+def _piecewise_reference(field, theta, x0, T, loss, arrays, how, checks, notes, analytic_case) -> None:
+    r"""Add ``piecewise_constant_continuous_gradient`` and ``piecewise_constant_grad_x0``: the continuous adjoint of
+    the problem whose parameter is ``theta[n]`` on :math:`[t_n, t_{n+1})` (one row: constant on [0, T]), by
+    :func:`refimpl.ode.piecewise_adjoint.piecewise_constant_continuous_gradient` (DOP853 per piece, rtol = atol =
+    1e-12), its "tighter" error estimates in ``checks``. For a constant-θ analytic case the closed form
+    :math:`dL/d\theta = \int_0^T \delta L/\delta\theta\,dt` is a second route: the distance goes into ``notes``
+    and must be within the error estimate's tolerance."""
+    from refimpl.ode.piecewise_adjoint import piecewise_constant_continuous_gradient
+
+    res = piecewise_constant_continuous_gradient(field, theta, x0, T, loss, rtol=CONTINUOUS_RTOL_SOLVE,
+                                                 atol=CONTINUOUS_RTOL_SOLVE)
+    arrays["piecewise_constant_continuous_gradient"] = np.asarray(res.grad_theta, dtype=np.float64)
+    arrays["piecewise_constant_grad_x0"] = np.asarray(res.grad_x0, dtype=np.float64)
+    checks["piecewise_constant_continuous_gradient"] = float(res.error.grad_theta)
+    checks["piecewise_constant_grad_x0"] = float(res.error.grad_x0)
+    text = (f"refimpl.ode.piecewise_adjoint.piecewise_constant_continuous_gradient (DOP853 per step, rtol = atol = "
+            f"{CONTINUOUS_RTOL_SOLVE:g}, the adjoint continuous across the steps); its 'tighter' error estimate "
+            f"(absolute) in provenance.route_checks")
+    how["piecewise_constant_continuous_gradient"] = how["piecewise_constant_grad_x0"] = text
+    if analytic_case is not None and analytic_case.theta_is_constant:
+        exact = np.asarray(analytic_case.integrated_gradient_exact(), dtype=np.float64).reshape(1, -1)
+        err = float(np.max(np.abs(exact - arrays["piecewise_constant_continuous_gradient"])))
+        tol = _tolerance("piecewise", exact, checks["piecewise_constant_continuous_gradient"])
+        if err > tol["atol"] / 100:
+            raise RuntimeError(f"piecewise-constant reference {err:.3g} from the closed form dL/dtheta (more than "
+                               f"1/100 of the tolerance {tol['atol']:.3g})")
+        notes.append(f"piecewise_constant_continuous_gradient: max |ref - closed-form dL/dtheta| = {err:.3e} "
+                     f"(refimpl.problems.analytic_ode case {analytic_case.name!r}, integrated_gradient_exact)")
+
+
+def _tolerance(kind: str, ref: np.ndarray, estimate: float = 0.0) -> dict:
     scale = float(np.max(np.abs(ref))) if ref.size else 0.0
+    if kind == "piecewise":
+        floor = CONTINUOUS_TOL * scale if scale > 0 else CONTINUOUS_TOL
+        return {"rtol": CONTINUOUS_TOL, "atol": max(floor, 100 * float(estimate)),
+                "why": f"atol = max(1e-7 max|ref|, 100 E), E = {float(estimate):.2e} the reference's error estimate "
+                       f"(provenance.route_checks): a backsolve adjoint stopping at every t_n, run at rtol ~1e-8, "
+                       f"passes (docs/case-format.md)"}
     if kind == "continuous":
         return {"rtol": CONTINUOUS_TOL, "atol": CONTINUOUS_TOL * scale if scale > 0 else CONTINUOUS_TOL,
                 "why": "reference error <= 1/100 of this; a continuous-adjoint solver at rtol ~1e-8 passes, an O(h) "
@@ -244,10 +387,13 @@ def build_case(problem: OdeProblem, *, continuous=None, description: str = "") -
     theta_src = problem.theta
     analytic_case = theta_src if isinstance(theta_src, analytic.AnalyticCase) else None
     if analytic_case is not None:
+        terms = analytic_case.theta_terms()
         theta_fn, tspec = analytic_case.theta, {"kind": "analytic", "case": analytic_case.name,
-                                                "formula": "theta(t) = B(t) c of the refimpl.problems.analytic_ode case"}
+                                                "formula": theta_formula(terms), **terms}
     elif isinstance(theta_src, Sinusoid):
-        theta_fn, tspec = theta_src, theta_src.spec()
+        zero = [0.0] * len(theta_src.a)
+        theta_fn, tspec = theta_src, {**theta_src.spec(), "c": zero, "slope": zero}
+        tspec["formula"] = theta_formula(tspec)
     elif callable(theta_src):
         theta_fn, tspec = theta_src, {"kind": "callable", "formula": "a user callable; samples in theta"}
     else:
@@ -257,6 +403,11 @@ def build_case(problem: OdeProblem, *, continuous=None, description: str = "") -
     else:
         theta = np.array([np.asarray(theta_fn(float(t)), dtype=np.float64) for t in smp.times]).reshape(
             smp.n_samples, field.n_params)
+
+    written = theta_from_spec(tspec)
+    if written is not None:  # the θ(t) written into case.json reproduces the samples (rounding of another order)
+        same_input("theta", theta, np.array([written(float(t)) for t in smp.times]).reshape(theta.shape),
+                   problem.name)
 
     da = discrete_adjoint(field, method, x0, theta, T, N, loss, layout=layout, starter=starter)
     grad = np.asarray(da.grad_theta, dtype=np.float64)
@@ -278,12 +429,17 @@ def build_case(problem: OdeProblem, *, continuous=None, description: str = "") -
                            f"(> {ROUTE_AGREEMENT}); refusing to export an untrustworthy reference ({checks})")
 
     arrays = {"x0": x0, "theta": theta, "sample_times": np.array(smp.times), "stage_weights": np.array(smp.weights),
-              "stage_index": np.array(smp.stage_index, dtype=np.int64),
+              "stage_index": np.array(smp.stage_index, dtype=np.int64), "stage_times": stage_times(smp),
               "trajectory": np.asarray(da.trajectory, dtype=np.float64),
               "loss": np.asarray(float(da.loss)), "discrete_gradient": grad,
               "grad_x0": np.asarray(da.grad_x0, dtype=np.float64)}
     if smp.grid_index is not None:
         arrays["grid_index"] = np.array(smp.grid_index, dtype=np.int64)
+        arrays["grid_times"] = grid_times(smp)
+    if layout == "stage":  # the stage layout is a function of time: stage (n, i) uses the sample at its own time
+        at = np.asarray(smp.times)[arrays["stage_index"]]
+        if np.max(np.abs(at - arrays["stage_times"]), initial=0.0) > 4 * np.finfo(float).eps * float(T):
+            raise RuntimeError(f"case {problem.name!r}: stage_times and sample_times[stage_index] disagree")
     how_discrete = (f"refimpl.ode.adjoint_recursions.discrete_adjoint (hand-derived recursion, backend {da.backend}); "
                     f"cross-checked against the tape (refimpl.ad.grad through refimpl.ode.integrators.discrete_loss), "
                     f"normwise relative disagreement in provenance.route_checks")
@@ -304,7 +460,14 @@ def build_case(problem: OdeProblem, *, continuous=None, description: str = "") -
         how["normalised_gradient"] = "discrete_gradient[r] / (h * stage_weights[r]) (docs/theory/discrete-adjoint.md)"
     else:
         notes.append("normalised_gradient omitted: some stage weights are 0 (those samples carry no information)")
-    if theta_fn is not None:
+    if layout == "constant":
+        notes.append("continuous_gradient omitted: with one theta for all times the continuous counterpart of the "
+                     "discrete gradient is dL/dtheta = int_0^T deltaL/deltatheta dt, given as "
+                     "piecewise_constant_continuous_gradient")
+    if layout in ("step", "constant"):
+        _piecewise_reference(field, theta, x0, T, loss, arrays, how, checks, notes,
+                             analytic_case if layout == "constant" else None)
+    if theta_fn is not None and layout != "constant":
         if continuous is None:
             continuous = (_closed_form(analytic_case) if analytic_case is not None
                           else _dop853(field, theta_fn, x0, T, loss))
@@ -332,7 +495,10 @@ def build_case(problem: OdeProblem, *, continuous=None, description: str = "") -
                          f"(a first-order estimate; docs/theory/oscillations-and-corrections.md)")
 
     declared = OdeCaseKind.declare(arrays)
-    tolerances = {name: _tolerance("continuous" if name == "continuous_gradient" else "discrete", arrays[name])
+    for name, text in _layout_roles(layout, smp.grid_index is not None).items():
+        if name in declared:
+            declared[name]["description"] = text
+    tolerances = {name: _tolerance(_TOLERANCE_KIND.get(name, "discrete"), arrays[name], checks.get(name, 0.0))
                   for name, e in declared.items() if e["role"] == "reference"}
     metadata = {
         "format": "refimpl-case", "format_version": 1, "name": problem.name, "kind": "ode",
@@ -412,19 +578,27 @@ def _scheme_variants():
 
 def ode_battery(*, quick: bool = False):
     """Yield the ODE cases of the battery: every named scheme (multistep methods with the forward-Euler and the matched
-    starter) × both layouts × four neural/base fields (tanh, linear, two-layer tanh, polynomial; d = 2) at
+    starter) × the stage and step layouts × four neural/base fields (tanh, linear, two-layer tanh, polynomial; d = 2) at
     N = :data:`BATTERY_N`; the phenomenon cases of [A] (tanh, leapfrog/Ralston/midpoint/forward Euler, N =
     :data:`PHENOMENON_N`); and every analytic case × (forward Euler, Heun, RK4, leapfrog, AB2) with closed-form
-    continuous gradients. ``quick`` keeps only the tanh field and two analytic cases (for tests)."""
+    continuous gradients. The constant layout (one θ for every evaluation): every named scheme × the four base fields
+    with θ ≡ a, the constant part of the base problem's path, and the constant-θ analytic cases × (forward Euler,
+    Heun, RK4, leapfrog, AB2), whose closed-form dL/dθ checks the piecewise-constant reference. ``quick`` keeps only
+    the tanh field and two analytic cases (for tests)."""
     from refimpl.problems import analytic_ode as analytic
 
     bases = oracle_base_problems()[:1] if quick else oracle_base_problems()
     for base, field, x0, y, theta in bases:
         cont = _fine_grid_solver(field, theta, x0, y, 1.0, BATTERY_N)
+        constant = Sinusoid(theta.a, (0.0,) * len(theta.a), theta.omega)  # θ(t) ≡ a
         for method, starter, label in _scheme_variants():
             for layout in ("stage", "step"):
                 yield build_case(OdeProblem(f"{base}__{label}__{layout}__N{BATTERY_N}", field, method, x0, y, 1.0,
                                             BATTERY_N, theta, layout, starter), continuous=cont)
+            yield build_case(OdeProblem(f"{base}__{label}__constant__N{BATTERY_N}", field, method, x0, y, 1.0,
+                                        BATTERY_N, constant, "constant", starter),
+                             description=f"{base}: one theta shared by every step and stage (time-independent), "
+                                         f"{label}")
     field, x0, y, theta = oracle_base_problems()[0][1:]
     cont = _fine_grid_solver(field, theta, x0, y, 1.0, PHENOMENON_N)
     for method, starter in (("leapfrog", "forward_euler"), ("ralston", None), ("midpoint", None),
@@ -443,6 +617,10 @@ def ode_battery(*, quick: bool = False):
             yield build_case(OdeProblem(f"analytic-{case.name}__{method}__stage__N{BATTERY_N}", case.field, method,
                                         case.x0, case.loss.y, case.T, BATTERY_N, case, "stage", starter),
                              continuous=cont)
+            if case.theta_is_constant:
+                yield build_case(OdeProblem(f"analytic-{case.name}__{method}__constant__N{BATTERY_N}", case.field,
+                                            method, case.x0, case.loss.y, case.T, BATTERY_N, case, "constant",
+                                            starter))
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -480,7 +658,11 @@ class OdeCaseKind(CaseKind):
         n_s = a["theta"].shape[0] if a["theta"].ndim == 2 else -1
         expected = {"x0": (d,), "theta": (n_s, n_p), "sample_times": (n_s,), "stage_weights": (n_s,),
                     "trajectory": (N + 1, d), "loss": (), "discrete_gradient": (n_s, n_p), "grad_x0": (d,),
-                    "normalised_gradient": (n_s, n_p), "continuous_gradient": (n_s, n_p), "grid_index": (N,)}
+                    "normalised_gradient": (n_s, n_p), "continuous_gradient": (n_s, n_p), "grid_index": (N,),
+                    "grid_times": (N,), "piecewise_constant_continuous_gradient": (n_s, n_p),
+                    "piecewise_constant_grad_x0": (d,)}
+        if "stage_times" in a:
+            expected["stage_times"] = a["stage_index"].shape if "stage_index" in a else (-1,)
         for name, shape in expected.items():
             if name in a and a[name].shape != shape:
                 raise CaseFormatError(f"{where}: array {name!r} must have shape {shape} (d = {d}, p = {n_p}, N = {N}, "
@@ -488,6 +670,14 @@ class OdeCaseKind(CaseKind):
         for name in ("stage_index", "grid_index"):
             if name in a and a[name].size and (a[name].min() < -1 or a[name].max() >= n_s):
                 raise CaseFormatError(f"{where}: array {name!r} holds indices outside [-1, {n_s})")
+        if p["layout"] == "stage" and any(k.startswith("piecewise_constant_") for k in a):
+            raise CaseFormatError(f"{where}: the piecewise-constant references belong to the step and constant "
+                                  f"layouts (in the stage layout theta is not a per-step table)")
+        if p["layout"] == "constant" and a["theta"].shape[0] != 1:
+            raise CaseFormatError(f"{where}: a constant-layout case has one row of theta, got {a['theta'].shape[0]}")
+        for index, times in (("stage_index", "stage_times"), ("grid_index", "grid_times")):
+            if (index in a) != (times in a):
+                raise CaseFormatError(f"{where}: arrays {index!r} and {times!r} come together")
         if ("corrected_gradient" in a) != ("corrected_times" in a):
             raise CaseFormatError(f"{where}: 'corrected_gradient' and 'corrected_times' come together")
         if "corrected_gradient" in a:
@@ -531,18 +721,27 @@ class OdeCaseKind(CaseKind):
         same_input("stage_weights", case.stage_weights, smp.weights, where)
         if "stage_index" in case.arrays:
             same_input("stage_index", case.arrays["stage_index"], smp.stage_index, where)
+            same_input("stage_times", case.arrays["stage_times"], stage_times(smp), where)
         if "grid_index" in case.arrays or smp.grid_index is not None:
             same_input("grid_index", case.arrays.get("grid_index", np.zeros(0)),
-                  smp.grid_index if smp.grid_index is not None else np.zeros(0), where)
+                       smp.grid_index if smp.grid_index is not None else np.zeros(0), where)
+            same_input("grid_times", case.arrays.get("grid_times", np.zeros(0)),
+                       grid_times(smp) if smp.grid_index is not None else np.zeros(0), where)
         tf = case.problem["theta_function"]
         theta_fn = None
         if tf["kind"] == "sinusoid":
             theta_fn = Sinusoid(tuple(tf["a"]), tuple(tf["b"]), tf["omega"])
+            if any(v != 0 for key in ("c", "slope") for v in tf.get(key, ())):
+                raise CaseFormatError(f"{where}: a 'sinusoid' theta_function has c = slope = 0")
         elif tf["kind"] == "analytic":
             matches = [c for c in analytic.analytic_cases() if c.name == tf.get("case")]
             if not matches:
                 raise CaseFormatError(f"{where}: unknown analytic case {tf.get('case')!r}")
             theta_fn = matches[0]
+        written = theta_from_spec(tf)  # the θ(t) written into the case: what a foreign solver reads
+        if written is not None:
+            same_input("theta", case.theta,
+                       np.array([written(float(t)) for t in smp.times]).reshape(case.theta.shape), where)
         if theta_fn is not None:
             at = theta_fn.theta if tf["kind"] == "analytic" else theta_fn
             same_input("theta", case.theta,
@@ -559,6 +758,15 @@ class OdeCaseKind(CaseKind):
                 raise CaseFormatError(f"{where}: the case has a corrected gradient but {why_not}")
             same_input("corrected_times", case.arrays["corrected_times"], corrected.times, where)
             out["corrected_gradient"] = corrected.values
+        if "piecewise_constant_continuous_gradient" in case.arrays or "piecewise_constant_grad_x0" in case.arrays:
+            from refimpl.ode.piecewise_adjoint import piecewise_constant_continuous_gradient
+
+            res = piecewise_constant_continuous_gradient(o["field"], o["theta"], o["x0"], o["T"], o["loss"],
+                                                         rtol=CONTINUOUS_RTOL_SOLVE, atol=CONTINUOUS_RTOL_SOLVE,
+                                                         error_estimate=None)
+            out["piecewise_constant_continuous_gradient"] = res.grad_theta
+            out["piecewise_constant_grad_x0"] = res.grad_x0
+            out = {k: v for k, v in out.items() if k in case.arrays}
         if "continuous_gradient" in case.arrays and theta_fn is not None:
             if tf["kind"] == "analytic":
                 out["continuous_gradient"] = theta_fn.functional_gradient_exact(np.array(smp.times))

@@ -73,6 +73,19 @@ class AnalyticCase:
         """θ(t) = B(t) c, shape (p,)."""
         return self.theta_basis(float(t)) @ self.coefficients
 
+    def theta_terms(self) -> dict:  # pragma: no cover - abstract
+        r"""θ(t) written out: ``{"a", "b", "c", "slope", "omega"}`` with, componentwise,
+        :math:`\theta(t) = a + b\sin(\omega t) + c\cos(\omega t) + \mathrm{slope}\cdot t` (vectors of length p;
+        every case's B(t) is a combination of 1, t, cos ωt and sin ωt). Written beside :meth:`theta_basis`, which it
+        must equal: ``tests/test_ode_analytic.py`` checks it."""
+        raise NotImplementedError
+
+    def _terms(self, a, b=None, c=None, slope=None, omega=0.0) -> dict:
+        zero = [0.0] * len(a)
+        return {"a": [float(v) for v in a], "b": [float(v) for v in (zero if b is None else b)],
+                "c": [float(v) for v in (zero if c is None else c)],
+                "slope": [float(v) for v in (zero if slope is None else slope)], "omega": float(omega)}
+
     @property
     def constant_theta(self) -> np.ndarray:
         """θ for a constant-θ case (= the coefficients); ValueError otherwise."""
@@ -163,6 +176,10 @@ class ScalarLinearCase(AnalyticCase):
     def theta_basis(self, t: float) -> np.ndarray:
         return np.array([[1.0, np.cos(self.omega * t)]])
 
+    def theta_terms(self) -> dict:
+        c = self.coefficients  # θ(t) = c₀ + c₁ cos ωt
+        return self._terms([c[0]], c=[c[1]], omega=self.omega)
+
     def _E(self, t: float):
         a, w = self.a, self.omega
         return (np.exp(a * t) - 1) / a, (a * np.exp(a * t) - a * np.cos(w * t) + w * np.sin(w * t)) / (a * a + w * w)
@@ -222,6 +239,12 @@ class ScalarGrowthCase(AnalyticCase):
         if self.theta_is_constant:
             return np.array([[1.0]])
         return np.array([[1.0, np.sin(self.omega * t)]])
+
+    def theta_terms(self) -> dict:
+        c = self.coefficients  # θ(t) = c₀ (+ c₁ sin ωt)
+        if self.theta_is_constant:
+            return self._terms([c[0]])
+        return self._terms([c[0]], b=[c[1]], omega=self.omega)
 
     def _Theta_basis(self, t: float) -> np.ndarray:
         """∫₀ᵗ B(s) ds."""
@@ -311,6 +334,11 @@ class LinearSystemCase(AnalyticCase):
         B[:, :p] = np.eye(p)
         B[d * d:, p:] = t * np.eye(d)
         return B
+
+    def theta_terms(self) -> dict:
+        A, b0, b1 = self._split(np.asarray(self.coefficients))  # θ(t) = (vec A, b₀ + b₁ t)
+        d = self.d
+        return self._terms(np.concatenate([A.ravel(), b0]), slope=np.concatenate([np.zeros(d * d), b1]))
 
     def _split(self, c):
         d = self.d
@@ -407,6 +435,12 @@ class LogisticCase(AnalyticCase):
         if self.theta_is_constant:
             return np.eye(2)
         return np.array([[1.0, np.cos(self.omega * t), 0.0], [0.0, 0.0, 1.0]])
+
+    def theta_terms(self) -> dict:
+        c = self.coefficients  # θ(t) = (r, K): (c₀, c₁) constant, or (c₀ + c₁ cos ωt, c₂)
+        if self.theta_is_constant:
+            return self._terms(c)
+        return self._terms([c[0], c[2]], c=[c[1], 0.0], omega=self.omega)
 
     def _R_basis(self, t: float) -> np.ndarray:
         """∫₀ᵗ of the growth-rate row of B (coefficients of R(t))."""
