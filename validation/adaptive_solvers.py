@@ -170,11 +170,12 @@ def _plots(outdir, rows, scan, jumps):
 
     fig, axes = plt.subplots(2, 1, figsize=(8, 7), sharex=True)
     S, L, dL = scan["S"], scan["L"], scan["dL"]
-    axes[0].plot(S, L, ".-", ms=3, lw=0.8, label="L(θ + s v)")
+    trend = np.polyval(np.polyfit(S, L, 3), S)
+    axes[0].plot(S, L - trend, ".-", ms=3, lw=0.8, label="L(θ + s v) − (its least-squares cubic)")
     for j in jumps:
         for ax in axes:
             ax.axvline(j["s"], color="0.7", lw=0.8, ls="--")
-    axes[0].set_ylabel("loss")
+    axes[0].set_ylabel("loss, cubic trend removed")
     axes[0].set_title(f"Dormand–Prince 5(4), rtol = atol = {scan['opts']['rtol']:g}: pattern changes dashed")
     axes[0].legend()
     fd = np.gradient(L, S)
