@@ -7,7 +7,7 @@ format is defined in ``docs/case-format.md``.
 ``refimpl.oracle.ode_cases``   the ``"ode"`` kind: arrays, rules, builder (:class:`OdeProblem` → :func:`build_case`),
                                battery, recomputation.
 ``refimpl.oracle.wasserstein_cases``  the ``"wasserstein"`` kind (particles, Gaussians, RWCD), likewise.
-``refimpl.oracle.adaptive_cases``  the ``"adaptive_ode"`` kind (adaptive Runge–Kutta; the grid is checked first).
+``refimpl.oracle.adaptive_cases``  the ``"ode_adaptive"`` kind (adaptive Runge–Kutta; the grid is checked first).
 ``refimpl.oracle.comparison``  :func:`compare` a foreign implementation's arrays with a case.
 ``refimpl.oracle.verify``      :func:`verify_case`: recompute a case's references from its own description.
 ``refimpl.oracle.battery``     the battery of every kind and :func:`export_battery` (README = docs/case-format.md).
@@ -21,7 +21,7 @@ from refimpl.oracle.case import CASE_KINDS, Case, CaseKind, load_case, save_case
 from refimpl.oracle.comparison import Comparison, compare
 from refimpl.oracle.ode_cases import OdeProblem, Sinusoid, build_case  # registers the "ode" kind
 from refimpl.oracle.wasserstein_cases import WassersteinProblem, build_wasserstein_case  # the "wasserstein" kind
-from refimpl.oracle.adaptive_cases import AdaptiveCaseProblem, build_adaptive_case, check_adaptive  # "adaptive_ode"
+from refimpl.oracle.adaptive_cases import AdaptiveCaseProblem, build_adaptive_case, check_adaptive  # "ode_adaptive"
 from refimpl.oracle.verify import verify_case
 from refimpl.oracle.battery import export_battery
 
