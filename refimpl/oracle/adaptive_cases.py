@@ -18,9 +18,9 @@ How each reference is computed (also written into ``provenance.how``):
 ``full_discrete_gradient``, ``full_discrete_grad_x0``
     (b) ``refimpl.ad`` through the whole adaptive loop (:func:`refimpl.ode.adaptive.full_discrete_gradient`) with the
     detachments named in ``problem.gradients.full_discrete_detach``; second route at build time: the complex step of
-    the whole adaptive loss along two random directions (recorded in ``provenance.notes``; agreement required: 1e-12 relative, or 10·max κ·ε times
-    the relative size of (b) − (a) when larger — both routes differentiate the error ratio, whose rounding is amplified
-    by κ, docs/theory/adaptive-steps.md §4).
+    the whole adaptive loss along two random directions (recorded in ``provenance.notes``; agreement required:
+    1e-12 relative, or 10·max κ·ε times the relative size of (b) − (a) when larger — both routes differentiate the
+    error ratio, whose rounding is amplified by κ, docs/theory/adaptive-steps.md §4).
 
 **Checking.** :func:`check_adaptive` compares the accepted grid *first*: if the foreign grid has another length or some
 :math:`|t_n - t_n^{ref}|` exceeds the grid tolerance, it reports the first step n where they differ and by how much
@@ -50,7 +50,8 @@ from refimpl.oracle.case import CASE_KINDS, Case, CaseKind
 from refimpl.oracle.comparison import Comparison, compare, normwise_disagreement
 from refimpl.oracle.safe_io import CaseFormatError
 
-__all__ = ["AdaptiveCaseKind", "AdaptiveCaseProblem", "build_adaptive_case", "check_adaptive", "GridMismatch", "adaptive_battery",
+__all__ = ["AdaptiveCaseKind", "AdaptiveCaseProblem", "build_adaptive_case", "check_adaptive", "GridMismatch",
+           "adaptive_battery",
            "ADAPTIVE_INPUTS", "ADAPTIVE_REFERENCES"]
 
 ROUTE_AGREEMENT = 1e-12
@@ -380,7 +381,8 @@ def check_adaptive(case, theirs, *, tolerances=None):
     if not isinstance(case, Case):
         case = load_case(case)
     if case.metadata["kind"] != AdaptiveCaseKind.family:
-        raise CaseFormatError(f"case {case.name!r} is a {case.metadata['kind']!r} case, not {AdaptiveCaseKind.family!r}")
+        raise CaseFormatError(f"case {case.name!r} is a {case.metadata['kind']!r} case, not "
+                              f"{AdaptiveCaseKind.family!r}")
     if not isinstance(theirs, dict):
         theirs = read_npz(theirs) if isinstance(theirs, (str,)) or hasattr(theirs, "__fspath__") else dict(theirs)
     if "accepted_grid" in theirs:
@@ -407,7 +409,8 @@ def check_adaptive(case, theirs, *, tolerances=None):
 
 def adaptive_battery(*, quick: bool = False):
     """The adaptive cases of the battery: the tanh problem (d = 2, constant θ) × every named pair × rtol 1e-3 and 1e-6
-    (1e-5 for the pairs with a first-order estimate) (I controller), plus Dormand–Prince with the PI controller of HNW and with the starting step detached in (b).
+    (1e-5 for the pairs with a first-order estimate) (I controller), plus Dormand–Prince with the PI controller of HNW
+    and with the starting step detached in (b).
     ``quick``: Dormand–Prince and Bogacki–Shampine at rtol 1e-4 only."""
     from refimpl.ode.embedded import EMBEDDED_PAIRS
     from refimpl.ode.fields import TanhField
