@@ -4,8 +4,9 @@ foreign adaptive solver and its gradient are compared on.
 
 The problem section stores everything that decides the accepted grid as data: the field (``FIELDS`` spec), the pair
 (:meth:`~refimpl.ode.embedded.EmbeddedTableau.to_spec`), the controller, the error norm and the starting step
-(:mod:`refimpl.ode.step_control` specs), ``h0`` (null: the starting-step heuristic), T, rtol, atol, max_steps, the
-loss, and ``gradients``: which detachments the full discrete gradient of the case uses. The kind is registered in
+(:mod:`refimpl.ode.step_control` specs), ``h0`` (null: the starting-step heuristic), T, rtol, atol, max_steps,
+``end`` (``"clip"``: the last step ends at T; an interpolated end is not storable yet), ``reuse_last_stage``
+(``"fsal"`` or ``"always"``), the loss, and ``gradients``: which detachments the full discrete gradient of the case uses. The kind is registered in
 :data:`refimpl.oracle.case.CASE_KINDS` as ``"ode_adaptive"``.
 
 How each reference is computed (also written into ``provenance.how``):
@@ -79,7 +80,7 @@ _SPEC = {"type": "object"}
 _PROBLEM_SCHEMA = {
     "type": "object",
     "required": ["field", "pair", "controller", "norm", "initial_step", "h0", "T", "rtol", "atol", "max_steps", "loss",
-                 "gradients"],
+                 "gradients", "end", "reuse_last_stage"],
     "additionalProperties": False,
     "properties": {
         "field": _SPEC, "pair": _SPEC, "controller": _SPEC, "norm": _SPEC,
@@ -89,6 +90,8 @@ _PROBLEM_SCHEMA = {
         "rtol": {"type": "number", "exclusiveMinimum": 0},
         "atol": {"type": "number", "exclusiveMinimum": 0},
         "max_steps": {"type": "integer", "minimum": 1},
+        "end": {"enum": ["clip"]},
+        "reuse_last_stage": {"enum": ["fsal", "always"]},
         "loss": _SPEC,
         "gradients": {"type": "object", "required": ["frozen_grid", "full_discrete", "full_discrete_detach"],
                       "additionalProperties": False,
@@ -116,7 +119,8 @@ def problem_objects(case: Case) -> dict:
             "x0": np.array(case.x0), "theta": np.array(case.theta),
             "detach": tuple(p["gradients"]["full_discrete_detach"])}
     objs["options"] = dict(rtol=p["rtol"], atol=p["atol"], controller=objs["controller"], norm=objs["norm"],
-                           initial_step=init, h0=p["h0"], max_steps=p["max_steps"])
+                           initial_step=init, h0=p["h0"], max_steps=p["max_steps"],
+                           reuse_last_stage=p["reuse_last_stage"])
     return objs
 
 
@@ -239,6 +243,7 @@ class AdaptiveCaseProblem:
     h0: float | None = None
     max_steps: int = 100_000
     detach: tuple = dataclass_field(default_factory=tuple)
+    reuse_last_stage: str = "fsal"
 
 
 def build_adaptive_case(problem: AdaptiveCaseProblem, *, description: str = "") -> Case:
@@ -263,7 +268,7 @@ def build_adaptive_case(problem: AdaptiveCaseProblem, *, description: str = "") 
     loss = QuadraticLoss(np.asarray(problem.y, dtype=np.float64))
     T = float(problem.T)
     options = dict(rtol=problem.rtol, atol=problem.atol, controller=controller, norm=norm, initial_step=init,
-                   h0=problem.h0, max_steps=problem.max_steps)
+                   h0=problem.h0, max_steps=problem.max_steps, reuse_last_stage=problem.reuse_last_stage)
     detach = tuple(sorted(problem.detach))
     refs, checks, allowed, sol, conv_a = _references(field, pair, controller, norm, init, loss, x0, theta, T, detach,
                                                      options)
@@ -313,7 +318,8 @@ def build_adaptive_case(problem: AdaptiveCaseProblem, *, description: str = "") 
         "problem": {"field": fspec, "pair": pair.to_spec(), "controller": controller.to_spec(),
                     "norm": norm.to_spec(), "initial_step": None if init is None else init.to_spec(),
                     "h0": None if problem.h0 is None else float(problem.h0), "T": T, "rtol": float(problem.rtol),
-                    "atol": float(problem.atol), "max_steps": int(problem.max_steps), "loss": loss.to_spec(),
+                    "atol": float(problem.atol), "max_steps": int(problem.max_steps), "end": "clip",
+                    "reuse_last_stage": problem.reuse_last_stage, "loss": loss.to_spec(),
                     "gradients": {"frozen_grid": "(a) frozen-grid discrete adjoint (docs/theory/adaptive-steps.md §5)",
                                   "full_discrete": "(b) full discrete adjoint (docs/theory/adaptive-steps.md §5)",
                                   "full_discrete_detach": list(detach)}},
