@@ -5,12 +5,14 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
 from scipy.integrate._ivp.common import norm as scipy_norm, select_initial_step
 
 from refimpl.ad import grad, ops
 from refimpl.ode.embedded import BOGACKI_SHAMPINE_32, DORMAND_PRINCE_54
 from refimpl.ode.step_control import (CONTROLLERS, I_CONTROLLER, PI_HNW, STEP_CONTROL_FAMILIES, Controller,
                                       ErrorNorm, InitialStep, Tolerances, re_abs, re_max)
+from refimpl.testing.strategies_adaptive import controllers, error_norms
 
 
 def test_error_ratio_matches_direct_formulas():
@@ -130,3 +132,31 @@ def test_bad_norm_and_initial_step():
         InitialStep(factor=-1.0)
     with pytest.raises(ValueError, match="order"):
         InitialStep(order=-2)
+
+
+def test_starting_step_derivative_on_the_tape_equals_complex_step():
+    # h0(x0, theta) of HNW II.4 is differentiable inside a branch; the tape and the complex step agree
+    from refimpl.ad import Variable, getvalue, value_and_grad
+    from refimpl.ode.fields import TanhField
+    field = TanhField(2)
+    rng = np.random.default_rng(4)
+    theta = rng.normal(size=6)
+    x0 = rng.normal(size=2)
+    init = InitialStep()
+
+    def h0(th):
+        f = lambda y: field.f(y, th)
+        return init.select(f, x0, f(x0), 1e-6, 1e-4, ErrorNorm("rms"), DORMAND_PRINCE_54)
+
+    _, g = value_and_grad(h0)(theta)
+    v = rng.normal(size=6)
+    eps = 1e-30
+    cs = np.imag(h0(theta + 1j * eps * v)) / eps
+    assert abs(cs - g @ v) <= 1e-13 * (np.abs(g) @ np.abs(v))
+
+
+@settings(max_examples=30, deadline=None)
+@given(controllers(), error_norms())
+def test_drawn_controllers_and_norms_round_trip(controller, norm):
+    for obj in (controller, norm):
+        assert STEP_CONTROL_FAMILIES.from_spec(json.loads(json.dumps(obj.to_spec()))) == obj

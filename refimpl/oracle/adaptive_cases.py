@@ -183,6 +183,12 @@ class AdaptiveCaseKind(CaseKind):
     def battery(cls, *, quick: bool = False):
         return adaptive_battery(quick=quick)
 
+    @classmethod
+    def compare(cls, case: Case, theirs, *, tolerances=None):
+        """The kind's own comparison: :func:`check_adaptive` (the accepted grid first). A checker that dispatches on
+        the kind calls this instead of the generic :func:`refimpl.oracle.comparison.compare`."""
+        return check_adaptive(case, theirs, tolerances=tolerances)
+
 
 def _references(field, pair, controller, norm, initial_step, loss, x0, theta, T, detach, options):
     """Every reference and the route checks (module docstring)."""
