@@ -136,7 +136,7 @@ def test_bad_norm_and_initial_step():
 
 def test_starting_step_derivative_on_the_tape_equals_complex_step():
     # h0(x0, theta) of HNW II.4 is differentiable inside a branch; the tape and the complex step agree
-    from refimpl.ad import Variable, getvalue, value_and_grad
+    from refimpl.ad import value_and_grad
     from refimpl.ode.fields import TanhField
     field = TanhField(2)
     rng = np.random.default_rng(4)
