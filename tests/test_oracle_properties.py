@@ -2,6 +2,7 @@
 named schemes, random float tableaux and multistep methods, both layouts): build → save → load is exact, the case
 passes against its own arrays, and re-deriving it from its JSON description (float coefficients included) reproduces
 every reference within the case tolerance."""
+import json
 import tempfile
 from pathlib import Path
 
@@ -13,9 +14,13 @@ from refimpl.oracle.ode_cases import OdeProblem, build_case
 from refimpl.oracle.verify import verify_case
 from refimpl.testing.strategies_ode import ode_problems
 
+#: the parameter layouts an ODE case can hold (the case schema's list; the strategies may draw more)
+CASE_LAYOUTS = tuple(json.loads((Path(__file__).resolve().parents[1] / "refimpl" / "oracle" / "case_schema.json")
+                                .read_text())["$defs"]["ode_problem"]["properties"]["layout"]["enum"])
+
 
 @settings(max_examples=25, deadline=None)
-@given(p=ode_problems(N=(1, 6)))
+@given(p=ode_problems(N=(1, 6), layouts=CASE_LAYOUTS))
 def test_random_problems_round_trip_and_verify(p):
     case = build_case(OdeProblem("prop", p.field, p.method, p.x0, p.loss.y, p.T, p.N, p.theta, p.layout, p.starter))
     with tempfile.TemporaryDirectory() as tmp:

@@ -8,7 +8,8 @@ Submodules (each holds one kind of thing):
                                     registries ``SCHEMES`` (name -> instance) and ``SCHEME_FAMILIES``.
 ``refimpl.ode.fields``              vector fields with hand-written Jacobians/VJPs (registry ``FIELDS``), terminal
                                     losses (registry ``LOSSES``).
-``refimpl.ode.samples``             parameter sample layouts ("stage", "step"), sample times and stage weights.
+``refimpl.ode.samples``             parameter sample layouts ("stage", "step", "constant"), sample times and stage
+                                    weights, non-uniform grids (Runge–Kutta).
 ``refimpl.ode.integrators``         the generic ERK / LMM integrator (NumPy, complex, Fraction, tape Variables).
 ``refimpl.ode.adjoint_recursions``  the hand-derived discrete adjoints (NumPy path for any field; compiled path for a
                                     field with a kernel descriptor, :mod:`refimpl.ode._numba`).

@@ -15,6 +15,12 @@ The point functions of the built-in fields are here too (section "field point fu
 :math:`z` again and takes :math:`\operatorname{sech}^2 z = 4w/(1+w)^2`, :math:`w = e^{-2|z|}`, not :math:`1 - f^2`
 from the stored value :math:`f = \tanh z` (the stage slope), which cancels where tanh saturates (|z| ≳ 10).
 
+Non-uniform grids (Runge–Kutta): the ERK sweeps take the steps :math:`h_n` and form :math:`h_na_{ij}`,
+:math:`h_nb_i` per step (:func:`_step_coefficients`), the products the NumPy path forms. Checkpointing
+(docs/theory/discrete-adjoint.md §12): ``erk_forward_checkpointed`` keeps every k-th state, and
+``erk_backward_checkpointed`` recomputes each segment from its checkpoint with the same step code before running the
+step adjoints over it, so its results are bit-identical to ``erk_backward`` on the full trajectory.
+
 Summation order is fixed (no reassociation, no ``fastmath``), so results are deterministic and do not depend on the
 loop structure: :math:`z_i = b_i + W_{i0}x_0 + W_{i1}x_1 + \dots` in that order (four rows are summed side by side
 for instruction-level parallelism, each in this order); vector updates are explicit loops (no temporaries).
@@ -191,8 +197,9 @@ def _stage_state(i, x, hA, X, K):
 
 @functools.lru_cache(maxsize=None)
 def sweeps(kernel: NumbaKernel) -> SimpleNamespace:
-    """The compiled sweeps ``erk_forward``, ``erk_backward``, ``lmm_forward``, ``lmm_backward`` (unchecked; use the
-    wrappers below) for the field point functions named by ``kernel``; built once per descriptor."""
+    """The compiled sweeps ``erk_forward``, ``erk_backward``, ``erk_forward_checkpointed``,
+    ``erk_backward_checkpointed``, ``lmm_forward``, ``lmm_backward`` (unchecked; use the wrappers below) for the field
+    point functions named by ``kernel``; built once per descriptor."""
     f, vjp = kernel.functions()
     vjp_reads_fx = bool(kernel.vjp_reads_fx)
     tag = re.sub(r"\W", "_", f"{kernel.module}.{kernel.f}.{kernel.vjp}.{int(vjp_reads_fx)}")

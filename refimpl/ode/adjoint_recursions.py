@@ -1,6 +1,6 @@
 r"""Hand-derived discrete adjoints (discretise-then-optimise) of any explicit Runge–Kutta tableau and any explicit
 linear multistep method with its starter: the exact gradient of :math:`L_h = \Phi(x_N)` with respect to every parameter
-sample (both layouts of :mod:`refimpl.ode.samples`) and to :math:`x_0`.
+sample (every layout of :mod:`refimpl.ode.samples`: "stage", "step", "constant") and to :math:`x_0`.
 
 Derivation (derived; it is reverse-mode differentiation of the discrete equations written out by hand, cf. Hager,
 *Numer. Math.* 87 (2000) and Sandu, *LNCS* 3994 (2006) for the Runge–Kutta case). For every intermediate quantity
@@ -22,7 +22,13 @@ and by nothing else (a one-step method). So, for :math:`i = s, s-1, \dots, 1`,
     \bar\theta_{r(n,i)} \mathrel{+}= \partial_\theta f(X_i,\theta_{r(n,i)})^{\mathsf T}\bar k_i,
 
 and :math:`\lambda_n = \lambda_{n+1} + \sum_i \bar X_i`. A sample shared by two steps (stage-time layout, a grid
-time) or by all stages of a step (step layout) accumulates every contribution. :math:`\partial L_h/\partial x_0 =
+time), by all stages of a step (step layout) or by every evaluation (constant layout) accumulates every contribution.
+On a non-uniform grid (Runge–Kutta only) :math:`h` is :math:`h_n` in step n (docs/theory/discrete-adjoint.md §11).
+
+**Checkpointing** (``checkpoint=k``, Runge–Kutta only; docs/theory/discrete-adjoint.md §12): the step adjoint of step
+n needs :math:`x_n` only, so the forward sweep may keep :math:`x_0, x_k, x_{2k}, \dots, x_N` and the backward sweep
+recompute each segment's states from its checkpoint by the same step function — the same floating-point operations
+on the same inputs, hence bit-identical gradients. :math:`\partial L_h/\partial x_0 =
 \lambda_0`. (The NumPy path recomputes the stage states from the stored :math:`x_n` during the backward sweep;
 the Numba path keeps the forward sweep's stage slopes :math:`k_i` — and, for an LMM, the values :math:`F_m` — and
 re-forms :math:`X_i` from them, bounded by ``KEEP_STAGES_MAX_ENTRIES``; both give the same numbers, bit for bit.)
@@ -420,7 +426,7 @@ def discrete_adjoint(field, method, x0, theta, T, N, loss, *, layout: str = "sta
     Runge–Kutta method), plus the terminal ``loss`` (``value``/``grad``), the ``backend`` (``"auto"``, ``"numpy"``,
     ``"numba"``) and ``checkpoint``: None (keep every state) or an int k ≥ 1 — keep only :math:`x_0, x_k, x_{2k},
     \dots, x_N` in the forward sweep and recompute each segment's states from its checkpoint in the backward sweep
-    (docs/theory/discrete-adjoint.md §11): state memory O((N/k + k)·d) instead of O(N·d), one more forward sweep of
+    (docs/theory/discrete-adjoint.md §12): state memory O((N/k + k)·d) instead of O(N·d), one more forward sweep of
     work, and gradients bit-identical to ``checkpoint=None`` (the recomputation repeats the same operations on the same
     inputs). Runge–Kutta methods only. With a checkpoint the result keeps ``trajectory`` and ``lambdas`` at the
     checkpoints only (``stored_steps``). Returns a :class:`DiscreteAdjoint`.

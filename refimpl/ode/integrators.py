@@ -15,7 +15,7 @@ ERK (docs/theory/explicit-schemes.md), step n with the parameter rows of :class:
     x_{n+1} = x_n + h_n\sum_i b_i k_{n,i},
 
 with :math:`h_n = h = T/N` on the uniform grid, or :math:`h_n = t_{n+1} - t_n` of a given non-uniform ``grid``
-(docs/theory/discrete-adjoint.md §10; the products :math:`h_n a_{ij}`, :math:`h_n b_i` are formed per step, in the
+(docs/theory/discrete-adjoint.md §11; the products :math:`h_n a_{ij}`, :math:`h_n b_i` are formed per step, in the
 mode's number type).
 
 LMM: :math:`x_1..x_{k-1}` by k − 1 starter ERK steps, then for :math:`n = 0..N-k`

@@ -2,7 +2,7 @@ r"""Where the parameters live: the parameter samples of a scheme on a grid, thei
 
 Grid: uniform, :math:`h = T/N`, :math:`t_n = nh` (the default), or — for an explicit Runge–Kutta method only — a given
 non-uniform grid :math:`0 = t_0 < t_1 < \dots < t_N = T` with steps :math:`h_n = t_{n+1} - t_n` (``grid=``;
-docs/theory/discrete-adjoint.md §10). A parameter array has shape ``(n_samples, p)``; row :math:`r` is the sample
+docs/theory/discrete-adjoint.md §11). A parameter array has shape ``(n_samples, p)``; row :math:`r` is the sample
 :math:`\theta_r` and ``samples.times[r]`` its time. Three layouts (docs/theory/discrete-adjoint.md §1, §10):
 
 ``"stage"``     one sample per *distinct* time at which the scheme evaluates :math:`f`. ERK: the stage times
@@ -397,7 +397,16 @@ def _stage_weights(method, tab, erk, stage_index, grid_index, N, n_samples):
     r"""Stage weights :math:`w_r` (float64; exact numerators and denominator for rational coefficients, else None):
     every (sample row, coefficient) use — :math:`b_i` of every Runge–Kutta stage, :math:`\beta_j` of every
     multistep use of :math:`F_{n+j}` — added up. Float coefficients are summed in the order of the steps (n outer,
-    stage or j inner); rational ones exactly in integers."""
+    stage or j inner); rational ones exactly in integers (for the constant layout, whose one row takes every use,
+    as counts times coefficients, without forming the O(N·s) list of uses)."""
+    exact = tab.exact and (erk or method.exact)
+    if exact and n_samples == 1:
+        uses = [(stage_index.shape[0], b) for b in tab.b]
+        if not erk:
+            uses += [(N - method.steps + 1, beta) for beta in method.beta if beta != 0]
+        den = math.lcm(*[Fraction(c).denominator for _, c in uses]) if uses else 1
+        num = sum(count * Fraction(c).numerator * (den // Fraction(c).denominator) for count, c in uses)
+        return np.array([num / den], dtype=np.float64), (num,), den
     rows = [stage_index]
     coefs = [np.broadcast_to(np.arange(tab.stages), stage_index.shape)]
     all_coefs = list(tab.b)
@@ -411,7 +420,6 @@ def _stage_weights(method, tab, erk, stage_index, grid_index, N, n_samples):
         all_coefs += [method.beta[j] for j in js]
     rows = np.concatenate([r.reshape(-1) for r in rows])
     which = np.concatenate([c.reshape(-1) for c in coefs])
-    exact = tab.exact and (erk or method.exact)
     if exact:
         den = math.lcm(*[Fraction(c).denominator for c in all_coefs]) if all_coefs else 1
         nums = [0] * n_samples
