@@ -80,7 +80,9 @@ class AdaptiveSolution:
     (ndarray, complex, or Variable), ``ratios`` (N,) accepted error ratios, ``rejected`` the
     :class:`RejectedStep` s, ``nfev`` field evaluations (starting step included), ``loss`` (Φ(x_N) or None),
     ``h0`` the starting step (carrier value), and the data used: ``pair``, ``controller``, ``norm``,
-    ``tolerances``, ``initial_step``, ``detach``."""
+    ``tolerances``, ``initial_step``, ``detach``; ``cancellation`` (N,) the rounding amplification κ of each accepted
+    step's error estimate (:func:`_cancellation`: r carries a relative rounding error ≈ κε, and the next step size
+    inherits it — the scale on which two correct implementations' grids may differ)."""
 
     grid: np.ndarray
     steps: np.ndarray
@@ -96,6 +98,7 @@ class AdaptiveSolution:
     tolerances: Tolerances
     initial_step: InitialStep | None
     detach: frozenset = dataclass_field(default_factory=frozenset)
+    cancellation: np.ndarray | None = None
 
     @property
     def N(self) -> int:
@@ -224,7 +227,7 @@ def _solve(field, pair, x0, theta, T, tol, controller, norm, initial_step, h0, m
 
     k1 = f(x0)
     if h0 is None:
-        h = initial_step.select(f, x0, k1, atol, rtol, norm, pair)
+        h = initial_step.select(f, x0, k1, atol, rtol, norm, pair, T)
         if re_value(h) <= 0 or not math.isfinite(re_value(h)):
             raise NonFiniteError(f"the starting-step heuristic gave h0 = {re_value(h)!r} (x0, f(x0) and the "
                                  f"tolerances must be finite); give h0 explicitly")
@@ -237,9 +240,10 @@ def _solve(field, pair, x0, theta, T, tol, controller, norm, initial_step, h0, m
     t = 0.0
     x = x0
     xs = [x0]
-    grid, steps, ratios, rejected = [0.0], [], [], []
+    grid, steps, ratios, rejected, kappas = [0.0], [], [], [], []
     history = (1.0, 1.0)
     attempts = 0
+    after_reject = False
     while True:
         if attempts >= max_steps:
             raise AdaptiveStepError(
@@ -278,6 +282,7 @@ def _solve(field, pair, x0, theta, T, tol, controller, norm, initial_step, h0, m
                 term = b_err[i] * ks[i]
                 e = term if e is None else e + term
         e = h * e
+        kappa = _cancellation(b_err, ks)
         r = norm.ratio(e, x, x_new, atol, rtol)
         r_re = re_value(r)
         if not math.isfinite(r_re):
@@ -290,11 +295,13 @@ def _solve(field, pair, x0, theta, T, tol, controller, norm, initial_step, h0, m
         if "error_ratio" in detach:
             r = _detached(r)
         accepted = controller.accepts(r)
-        fac = controller.factor(r, history, k_order, accepted)
+        fac = controller.factor(r, history, k_order, accepted, after_reject)
+        after_reject = not accepted
         history = controller.next_history(r, history, accepted)
         if accepted:
             steps.append(h_re)
             ratios.append(r_re)
+            kappas.append(kappa)
             t = T if last else t + h
             grid.append(T if last else re_value(t))
             x = x_new
@@ -315,7 +322,17 @@ def _solve(field, pair, x0, theta, T, tol, controller, norm, initial_step, h0, m
                                  f"(accepted step N = {len(steps)}, T = {T:.6g})")
     return AdaptiveSolution(_read_only(grid), _read_only(steps), ops.stack(xs), _read_only(ratios), tuple(rejected),
                             nfev, value, h_start, pair, controller, norm, tol, initial_step if h0 is None else None,
-                            detach)
+                            detach, _read_only(kappas))
+
+
+def _cancellation(b_err, ks) -> float:
+    r""":math:`\kappa = \max_j \sum_i |b^{\mathrm{err}}_i k_{i,j}| / \max_j |\sum_i b^{\mathrm{err}}_i k_{i,j}|`: how much
+    the rounding of the stages is amplified in the error estimate (relative error of r ≈ κ·ε; inf for e = 0)."""
+    vals = [np.real(np.asarray(getvalue(k))) for k in ks]
+    num = sum(abs(w) * np.abs(v) for w, v in zip(b_err, vals) if w != 0.0)
+    den = np.abs(sum(w * v for w, v in zip(b_err, vals) if w != 0.0))
+    top = float(np.max(den))
+    return float(np.max(num)) / top if top > 0 else math.inf
 
 
 def _read_only(values) -> np.ndarray:
@@ -375,7 +392,7 @@ def full_discrete_gradient(field, pair, x0, theta, T, loss, *, detach=(), **opti
     sol = holder["solution"]
     plain = AdaptiveSolution(sol.grid, sol.steps, getvalue(sol.xs), sol.ratios, sol.rejected, sol.nfev,
                              float(getvalue(sol.loss)), float(getvalue(sol.h0)), sol.pair, sol.controller, sol.norm,
-                             sol.tolerances, sol.initial_step, sol.detach)
+                             sol.tolerances, sol.initial_step, sol.detach, sol.cancellation)
     det = ",".join(sorted(_check_detach(detach))) or "nothing"
     return AdaptiveGradient("full_discrete", float(value), np.asarray(g[:d]), np.asarray(g[d:]), sol.grid,
                             f"tape through the whole loop, detached: {det}", plain)

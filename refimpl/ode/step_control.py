@@ -34,7 +34,8 @@ proportional/integral/derivative coefficients (diffrax's ``pcoeff, icoeff, dcoef
 ``grow_on_reject`` (False: after a rejection the factor is at most 1), ``shrink_on_accept`` (False: after an accepted
 step it is at least 1), ``on_reject`` ("same": the formula above with the rejected :math:`r_n`; "integral": the I
 controller :math:`\mathrm{safety}\cdot r_n^{-1/k}`), ``history_on_reject`` (whether a rejected ratio becomes
-:math:`r_{n-1}`). :math:`r_n = 0` gives :math:`\mathrm{fac}_{\max}` (a constant). Consistency (``ValueError`` naming the
+:math:`r_{n-1}`), ``hold_after_reject`` (the first accepted step after a rejection may not grow: HNW's DOPRI5 code,
+SciPy's ``RungeKutta._step_impl``). :math:`r_n = 0` gives :math:`\mathrm{fac}_{\max}` (a constant). Consistency (``ValueError`` naming the
 field otherwise): :math:`\beta_1 > 0`, :math:`\sum\beta > 0` (so a constant ratio :math:`r \ne 1` drives h back to
 :math:`r = 1`), :math:`0 < \mathrm{safety} \le 1`, :math:`0 < \mathrm{fac}_{\min} \le 1 \le \mathrm{fac}_{\max}`,
 :math:`\mathrm{fac}_{\min} < \mathrm{fac}_{\max}`.
@@ -195,7 +196,8 @@ MAX_NORM = ErrorNorm("max", "max")
 class Controller:
     r"""A step-size controller (module docstring): ``beta`` = (β₁, β₂, β₃), ``safety``, ``factor_min``,
     ``factor_max``, ``error_order`` k (None: the pair's q + 1), ``accept`` ("le": r ≤ 1, "lt": r < 1),
-    ``grow_on_reject``, ``shrink_on_accept``, ``on_reject`` ("same" | "integral"), ``history_on_reject``, ``name``."""
+    ``grow_on_reject``, ``shrink_on_accept``, ``on_reject`` ("same" | "integral"), ``history_on_reject``,
+    ``hold_after_reject``, ``name``."""
 
     name: str = "integral"
     beta: tuple = (1.0, 0.0, 0.0)
@@ -208,6 +210,7 @@ class Controller:
     shrink_on_accept: bool = True
     on_reject: str = "same"
     history_on_reject: bool = False
+    hold_after_reject: bool = False
 
     family = "controller"
 
@@ -242,7 +245,7 @@ class Controller:
             raise ValueError(f"accept must be 'le' (accept r <= 1) or 'lt' (accept r < 1), got {self.accept!r}")
         if self.on_reject not in ("same", "integral"):
             raise ValueError(f"on_reject must be 'same' or 'integral', got {self.on_reject!r}")
-        for key in ("grow_on_reject", "shrink_on_accept", "history_on_reject"):
+        for key in ("grow_on_reject", "shrink_on_accept", "history_on_reject", "hold_after_reject"):
             if not isinstance(getattr(self, key), bool):
                 raise TypeError(f"{key} must be a bool, got {type(getattr(self, key)).__name__}")
 
@@ -265,9 +268,10 @@ class Controller:
         v = re_value(r)
         return v <= 1.0 if self.accept == "le" else v < 1.0
 
-    def factor(self, r, history: tuple, k: float, accepted: bool):
+    def factor(self, r, history: tuple, k: float, accepted: bool, after_reject: bool = False):
         r"""The step factor after a step with ratio ``r`` (accepted or not) and the previous accepted ratios
-        ``history`` = (r_{n-1}, r_{n-2}) (module docstring). A value of the carrier's type, or a float when clipped."""
+        ``history`` = (r_{n-1}, r_{n-2}) (module docstring); ``after_reject``: the attempt before this one was
+        rejected. A value of the carrier's type, or a float when clipped."""
         if re_value(r) == 0.0:
             fac = self.factor_max
         else:
@@ -281,6 +285,8 @@ class Controller:
             hi = min(hi, 1.0)
         if accepted and not self.shrink_on_accept:
             lo = max(lo, 1.0)
+        if accepted and after_reject and self.hold_after_reject:
+            hi = min(hi, 1.0)
         v = re_value(fac)
         if v > hi:
             return hi
@@ -299,13 +305,13 @@ class Controller:
                 "factor_min": self.factor_min, "factor_max": self.factor_max, "error_order": self.error_order,
                 "accept": self.accept, "grow_on_reject": self.grow_on_reject,
                 "shrink_on_accept": self.shrink_on_accept, "on_reject": self.on_reject,
-                "history_on_reject": self.history_on_reject}
+                "history_on_reject": self.history_on_reject, "hold_after_reject": self.hold_after_reject}
 
     @classmethod
     def from_spec(cls, spec: dict) -> "Controller":
         _check_family(spec, cls)
         keys = ("name", "beta", "safety", "factor_min", "factor_max", "error_order", "accept", "grow_on_reject",
-                "shrink_on_accept", "on_reject", "history_on_reject")
+                "shrink_on_accept", "on_reject", "history_on_reject", "hold_after_reject")
         kw = {k: spec[k] for k in keys if k in spec}
         if "beta" in kw:
             kw["beta"] = tuple(kw["beta"])
@@ -334,7 +340,7 @@ class InitialStep:
     r"""The HNW II.4 starting step (module docstring), its constants as fields: ``order`` (the exponent is
     1/(order + 1); None: the pair's propagated order p), ``factor`` 0.01, ``small`` 1e-5 (threshold on d₀, d₁),
     ``fallback`` 1e-6, ``growth`` 100, ``tiny`` 1e-15, ``tiny_factor`` 1e-3. ``norm_kind`` None uses the solver's
-    norm kind."""
+    norm kind; ``clip_to_interval`` caps h₀ and the result by T (SciPy)."""
 
     order: int | None = None
     factor: float = 0.01
@@ -344,6 +350,7 @@ class InitialStep:
     tiny: float = 1e-15
     tiny_factor: float = 1e-3
     norm_kind: str | None = None
+    clip_to_interval: bool = False
 
     family = "initial_step"
 
@@ -353,12 +360,15 @@ class InitialStep:
             raise ValueError(f"order must be None or an integer >= 0, got {self.order!r}")
         for key in ("factor", "small", "fallback", "growth", "tiny", "tiny_factor"):
             object.__setattr__(self, key, _finite_float(getattr(self, key), key, positive=True))
+        if not isinstance(self.clip_to_interval, bool):
+            raise TypeError(f"clip_to_interval must be a bool, got {type(self.clip_to_interval).__name__}")
         if self.norm_kind not in (None,) + ErrorNorm.KINDS:
             raise ValueError(f"norm_kind must be None or one of {ErrorNorm.KINDS}, got {self.norm_kind!r}")
 
-    def select(self, f, x0, f0, atol: float, rtol: float, norm: ErrorNorm, pair):
+    def select(self, f, x0, f0, atol: float, rtol: float, norm: ErrorNorm, pair, T: float | None = None):
         """The starting step from ``x0`` with ``f0 = f(x0)``; ``f`` evaluates the field (one more evaluation).
-        Returns ``h`` (a value of the carrier's type: it depends on x0 and θ)."""
+        Returns ``h`` (a value of the carrier's type: it depends on x0 and θ). With ``clip_to_interval`` (SciPy's
+        ``select_initial_step``) :math:`h_0` and the result are also capped by the interval length ``T``."""
         nrm = norm if self.norm_kind is None else ErrorNorm(self.norm_kind, norm.scale)
         scale = atol + rtol * re_abs(x0)
         d0 = nrm.norm(x0 / scale)
@@ -367,6 +377,8 @@ class InitialStep:
             h0 = self.fallback
         else:
             h0 = self.factor * d0 / d1
+        if self.clip_to_interval and T is not None and re_value(h0) > T:
+            h0 = float(T)
         x1 = x0 + h0 * f0
         f1 = f(x1)
         d2 = nrm.norm((f1 - f0) / scale) / h0
@@ -378,12 +390,16 @@ class InitialStep:
         else:
             h1 = (self.factor / dmax) ** (1.0 / (p + 1))
         h_big = self.growth * h0
-        return h_big if re_value(h_big) <= re_value(h1) else h1
+        h = h_big if re_value(h_big) <= re_value(h1) else h1
+        if self.clip_to_interval and T is not None and re_value(h) > T:
+            h = float(T)
+        return h
 
     def to_spec(self) -> dict:
         return {"family": self.family, "order": self.order, "factor": self.factor, "small": self.small,
                 "fallback": self.fallback, "growth": self.growth, "tiny": self.tiny,
-                "tiny_factor": self.tiny_factor, "norm_kind": self.norm_kind}
+                "tiny_factor": self.tiny_factor, "norm_kind": self.norm_kind,
+                "clip_to_interval": self.clip_to_interval}
 
     @classmethod
     def from_spec(cls, spec: dict) -> "InitialStep":

@@ -1,8 +1,8 @@
 """Hypothesis strategies for property tests (refimpl's own, and users').
 
 Arrays: :func:`shapes`, :func:`float_arrays`, :func:`complex_arrays`, :func:`broadcast_pairs`, :func:`positive_arrays`.
-ODE schemes and problems, Gaussian measures and particle clouds are re-exported from ``strategies_ode`` and
-``strategies_wasserstein`` when those modules are present.
+ODE schemes and problems, Gaussian measures and particle clouds, embedded pairs and adaptive problems are re-exported
+from ``strategies_ode``, ``strategies_wasserstein`` and ``strategies_adaptive`` when those modules are present.
 
 Values are bounded (default |x| ≤ 2) so that compositions of exp/tanh/power stay well conditioned: a property test checks
 derivative *rules*, and an overflow would only test the floating-point range.
@@ -73,3 +73,4 @@ def _reexport(module_name: str) -> None:
 
 _reexport("refimpl.testing.strategies_ode")  # explicit tableaux, LMMs, fields, problems
 _reexport("refimpl.testing.strategies_wasserstein")  # Gaussian measures, particle clouds
+_reexport("refimpl.testing.strategies_adaptive")  # embedded pairs, controllers, adaptive problems
