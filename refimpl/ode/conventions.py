@@ -47,8 +47,12 @@ The two families (registry :data:`CONVENTIONS`; ``to_spec()`` / ``CONVENTIONS.fr
       r_{n-1}^{(p_c+2d_c)/k} r_{n-2}^{-d_c/k}` clipped to :math:`[1, \mathrm{factormax}]` after an accepted step and to
       :math:`[\mathrm{factormin}, \mathrm{safety}]` after a rejected one, :math:`k` = the solver's order; the error
       history advances on accepted steps only (initially 1);
-    * starting step: the same HNW heuristic with exponent :math:`1/k`, then ``lax.stop_gradient`` (``init``); the
-      factor is ``stop_gradient`` too, so with constant :math:`t_0, T` the whole grid is a constant for autodiff;
+    * starting step: ``dt0=None`` gives :math:`h_0 = 0.01` whatever the problem: ``PIDController.init`` calls
+      ``_select_initial_step``, whose first line returns 0.01 unless ``terms`` is an ``ODETerm`` — and
+      ``_diffeqsolve`` has wrapped every term in a ``WrapTerm`` (``_integrate.py:_diffeqsolve._wrap``) before, so the
+      HNW heuristic written there (exponent :math:`1/k`) never runs. The result is ``lax.stop_gradient``-ed
+      (``init``); the factor is ``stop_gradient`` too, so with constant :math:`t_0, T` the whole grid is a constant
+      for autodiff;
     * the last step is clipped to :math:`T` (``_clip_to_end``), the output is :math:`x_N` at :math:`T`.
 
     Its ``diffeqsolve(..., RecursiveCheckpointAdjoint())`` gradient is refimpl's **frozen-grid discrete adjoint (a)**
@@ -245,7 +249,7 @@ def _positive(value, name: str) -> float:
 
 class _Convention:
     """What every convention provides (see the module docstring): ``pair``, ``controller``, ``norm``,
-    ``initial_step``, ``detach`` (the library's autodiff detachments, names of
+    ``initial_step`` (or a fixed first step ``h0``), ``detach`` (the library's autodiff detachments, names of
     :data:`refimpl.ode.adaptive.DETACHABLE`), ``end`` ("clip" | "overshoot"), ``output`` (the interpolant used with
     "overshoot"), ``reuse_last_stage`` ("fsal" | "always"), ``gradient_kind`` (which refimpl gradient the library's
     backward pass equals) and ``solve`` / ``library_gradient`` / ``to_spec``."""
@@ -256,7 +260,11 @@ class _Convention:
 
     def solve_options(self) -> dict:
         """The keyword arguments of :func:`refimpl.ode.adaptive.adaptive_solve` that make it this library."""
-        options = {"controller": self.controller, "norm": self.norm, "initial_step": self.initial_step}
+        options = {"controller": self.controller, "norm": self.norm}
+        if self.h0 is None:
+            options["initial_step"] = self.initial_step
+        else:
+            options["h0"] = self.h0
         if self.end != "clip":
             options["end"] = self.end
             options["output"] = self.output
@@ -319,6 +327,7 @@ class TorchdiffeqConvention(_Convention):
     end = "overshoot"
     reuse_last_stage = "always"
     norm = RMS_NORM
+    h0 = None
 
     def __init__(self, method: str = "dopri5", *, safety: float = 0.9, ifactor: float = 10.0, dfactor: float = 0.2):
         if not isinstance(method, str):
@@ -381,7 +390,7 @@ class DiffraxConvention(_Convention):
     norm = RMS_NORM
 
     def __init__(self, solver: str = "Dopri5", *, pcoeff: float = 0.0, icoeff: float = 1.0, dcoeff: float = 0.0,
-                 safety: float = 0.9, factormin: float = 0.2, factormax: float = 10.0):
+                 safety: float = 0.9, factormin: float = 0.2, factormax: float = 10.0, dt0: float | None = None):
         if not isinstance(solver, str):
             raise TypeError(f"solver must be a string (a diffrax solver class name), got {type(solver).__name__}")
         if solver not in DIFFRAX_PAIRS:
@@ -400,6 +409,11 @@ class DiffraxConvention(_Convention):
                                               grow_on_reject=False, shrink_on_accept=False, on_reject="same",
                                               history_on_reject=False)
         self.initial_step = InitialStep(order=p - 1)
+        self.dt0 = None if dt0 is None else _positive(dt0, "dt0")
+        self.h0 = self.UNWRAPPED_DT0 if dt0 is None else self.dt0
+
+    #: the first step of ``diffeqsolve(..., dt0=None)`` (pid.py:_select_initial_step on a WrapTerm)
+    UNWRAPPED_DT0 = 0.01
 
     def library_gradient(self, field, x0, theta, T, loss, *, rtol, atol, route: str = "tape"):
         """(a) on this convention's accepted grid (``route`` as in
@@ -411,12 +425,12 @@ class DiffraxConvention(_Convention):
     def to_spec(self) -> dict:
         return {"family": self.family, "version": self.version, "solver": self.solver, "pcoeff": self.pcoeff,
                 "icoeff": self.icoeff, "dcoeff": self.dcoeff, "safety": self.safety, "factormin": self.factormin,
-                "factormax": self.factormax}
+                "factormax": self.factormax, "dt0": self.dt0}
 
     @classmethod
     def from_spec(cls, spec: dict) -> "DiffraxConvention":
         _check_spec(spec, cls)
-        keys = ("pcoeff", "icoeff", "dcoeff", "safety", "factormin", "factormax")
+        keys = ("pcoeff", "icoeff", "dcoeff", "safety", "factormin", "factormax", "dt0")
         return cls(spec.get("solver", "Dopri5"), **{k: spec[k] for k in keys if k in spec})
 
 
