@@ -41,7 +41,8 @@ from numba.extending import register_jitable
 from refimpl.arguments import f64_array as _f64, index_array as _index
 from refimpl.ode.fields.base import NumbaKernel
 
-__all__ = ["sweeps", "erk_forward", "erk_backward", "lmm_forward", "lmm_backward",
+__all__ = ["sweeps", "erk_forward", "erk_backward", "erk_forward_checkpointed", "erk_backward_checkpointed",
+           "checkpoint_steps", "lmm_forward", "lmm_backward",
            "linear_f", "linear_vjp", "tanh_f", "tanh_vjp"]
 
 
@@ -161,6 +162,21 @@ def tanh_vjp(x, fx, th, v, out_x, g_th):
 
 
 @register_jitable
+def _step_coefficients(n, hs, A, b, hA, hb, hAn, hbn):
+    """The pre-scaled coefficients of step n: ``hA, hb`` on the uniform grid (``hs`` empty); on a non-uniform grid
+    ``hAn = hs[n]*A``, ``hbn = hs[n]*b`` formed here (the products the NumPy path forms, h_n·a_ij and h_n·b_i)."""
+    if hs.shape[0] == 0:
+        return hA, hb
+    h = hs[n]
+    s = b.shape[0]
+    for i in range(s):
+        hbn[i] = h * b[i]
+        for j in range(s):
+            hAn[i, j] = h * A[i, j]
+    return hAn, hbn
+
+
+@register_jitable
 def _stage_state(i, x, hA, X, K):
     """X_i = x + sum_{j<i} hA_ij K_j (K_0..K_{i-1} given)."""
     d = x.shape[0]
@@ -240,21 +256,26 @@ def sweeps(kernel: NumbaKernel) -> SimpleNamespace:
                 lam_out[m] += Xbar[i, m]
 
     @entry
-    def erk_forward(x0, theta, stage_index, hA, hb, xs, Ks):
-        """Ks: (N, s, d) to keep every step's stage slopes, or (0, s, d) not to."""
+    def erk_forward(x0, theta, stage_index, hA, hb, hs, xs, Ks):
+        """Ks: (N, s, d) to keep every step's stage slopes, or (0, s, d) not to. ``hs``: empty (uniform grid,
+        ``hA``/``hb`` pre-scaled) or the steps h_n (``hA``/``hb`` then hold A and b)."""
         N = stage_index.shape[0]
         s = hb.shape[0]
         d = x0.shape[0]
         keep = Ks.shape[0] == N
         X = np.empty((s, d))
         K = np.empty((s, d))
+        hAn = np.empty((s, s))
+        hbn = np.empty(s)
         xs[0, :] = x0
         for n in range(N):
-            erk_step(xs[n], theta, stage_index[n], hA, hb, X, Ks[n] if keep else K, xs[n + 1])
+            cA, cb = _step_coefficients(n, hs, hA, hb, hA, hb, hAn, hbn)
+            erk_step(xs[n], theta, stage_index[n], cA, cb, X, Ks[n] if keep else K, xs[n + 1])
 
     @entry
-    def erk_backward(xs, theta, stage_index, hA, hb, lambdas, grad_theta, Ks):
-        """lambdas[N] holds lambda_N on entry; Ks: the stored stage slopes (N, s, d), or (0, s, d) to recompute."""
+    def erk_backward(xs, theta, stage_index, hA, hb, hs, lambdas, grad_theta, Ks):
+        """lambdas[N] holds lambda_N on entry; Ks: the stored stage slopes (N, s, d), or (0, s, d) to recompute;
+        ``hs`` as in erk_forward."""
         N = stage_index.shape[0]
         s = hb.shape[0]
         d = xs.shape[1]
@@ -263,9 +284,77 @@ def sweeps(kernel: NumbaKernel) -> SimpleNamespace:
         K = np.empty((s, d))
         Xbar = np.empty((s, d))
         kb = np.empty(d)
+        hAn = np.empty((s, s))
+        hbn = np.empty(s)
         for n in range(N - 1, -1, -1):
-            erk_step_adjoint(xs[n], theta, stage_index[n], hA, hb, lambdas[n + 1], lambdas[n], grad_theta,
+            cA, cb = _step_coefficients(n, hs, hA, hb, hA, hb, hAn, hbn)
+            erk_step_adjoint(xs[n], theta, stage_index[n], cA, cb, lambdas[n + 1], lambdas[n], grad_theta,
                              X, Ks[n] if stored else K, Xbar, kb, not stored)
+
+    @entry
+    def erk_forward_checkpointed(x0, theta, stage_index, hA, hb, hs, every, xck):
+        """The forward sweep keeping only the checkpoints: xck[i] = x_{i·every} (i·every ≤ N) and xck[-1] = x_N
+        (rows (N + every - 1)//every + 1)."""
+        N = stage_index.shape[0]
+        s = hb.shape[0]
+        d = x0.shape[0]
+        X = np.empty((s, d))
+        K = np.empty((s, d))
+        hAn = np.empty((s, s))
+        hbn = np.empty(s)
+        x = np.empty(d)
+        x_next = np.empty(d)
+        x[:] = x0
+        xck[0, :] = x0
+        for n in range(N):
+            cA, cb = _step_coefficients(n, hs, hA, hb, hA, hb, hAn, hbn)
+            erk_step(x, theta, stage_index[n], cA, cb, X, K, x_next)
+            for m in range(d):
+                x[m] = x_next[m]
+            if (n + 1) % every == 0:
+                xck[(n + 1) // every, :] = x
+        xck[xck.shape[0] - 1, :] = x
+
+    @entry
+    def erk_backward_checkpointed(xck, theta, stage_index, hA, hb, hs, every, lam_ck, grad_theta, keep_segment):
+        """The backward sweep from the checkpoints of erk_forward_checkpointed: segment by segment (last first),
+        the states x_c..x_{e-1} (c = i·every, e = min(c + every, N)) are recomputed from xck[i] by the forward step
+        (the same code and inputs: the same numbers), the segment's stage slopes kept when ``keep_segment``, then the
+        step adjoints run from e − 1 down to c. lam_ck[-1] holds lambda_N on entry; on exit lam_ck[i] =
+        lambda_{i·every}."""
+        N = stage_index.shape[0]
+        s = hb.shape[0]
+        d = xck.shape[1]
+        seg = np.empty((every, d))
+        Kseg = np.empty((every if keep_segment else 0, s, d))
+        X = np.empty((s, d))
+        K = np.empty((s, d))
+        Xbar = np.empty((s, d))
+        kb = np.empty(d)
+        hAn = np.empty((s, s))
+        hbn = np.empty(s)
+        lam = np.empty(d)
+        lam_prev = np.empty(d)
+        lam[:] = lam_ck[lam_ck.shape[0] - 1]
+        n_seg = (N + every - 1) // every
+        for i in range(n_seg - 1, -1, -1):
+            c = i * every
+            e = min(c + every, N)
+            seg[0, :] = xck[i]
+            for n in range(c, e):
+                cA, cb = _step_coefficients(n, hs, hA, hb, hA, hb, hAn, hbn)
+                if n + 1 < e:
+                    erk_step(seg[n - c], theta, stage_index[n], cA, cb, X, Kseg[n - c] if keep_segment else K,
+                             seg[n + 1 - c])
+                elif keep_segment:
+                    erk_stages(seg[n - c], theta, stage_index[n], cA, X, Kseg[n - c])
+            for n in range(e - 1, c - 1, -1):
+                cA, cb = _step_coefficients(n, hs, hA, hb, hA, hb, hAn, hbn)
+                erk_step_adjoint(seg[n - c], theta, stage_index[n], cA, cb, lam, lam_prev, grad_theta,
+                                 X, Kseg[n - c] if keep_segment else K, Xbar, kb, not keep_segment)
+                for m in range(d):
+                    lam[m] = lam_prev[m]
+            lam_ck[i, :] = lam
 
     @entry
     def lmm_forward(x0, theta, s_index, hA, hb, malpha, hbeta, grid_index, xs, F, have_F):
@@ -346,7 +435,8 @@ def sweeps(kernel: NumbaKernel) -> SimpleNamespace:
                     lam[m - 1, i] += contrib[i]
 
     return SimpleNamespace(erk_forward=erk_forward, erk_backward=erk_backward, lmm_forward=lmm_forward,
-                           lmm_backward=lmm_backward)
+                           lmm_backward=lmm_backward, erk_forward_checkpointed=erk_forward_checkpointed,
+                           erk_backward_checkpointed=erk_backward_checkpointed)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -375,27 +465,44 @@ def _stored(a, name, shape):
     return a
 
 
-def erk_forward(kernel, x0, theta, stage_index, hA, hb, keep_stages: bool = False):
-    """States (N+1, d) of the ERK recursion for the field of ``kernel`` (its NumbaKernel) with pre-scaled ``hA = h*A``,
-    ``hb = h*b``. With ``keep_stages``, returns ``(xs, K)`` with the stage slopes ``K[n, i] = f(X_i, theta)`` of every
-    step, shape (N, s, d), for :func:`erk_backward` (which then re-forms the stage states from them instead of
-    evaluating f again)."""
+def _steps(steps, N):
+    """The per-step sizes h_n of a non-uniform grid (positive, finite, (N,)), or an empty array for the uniform grid."""
+    if steps is None:
+        return np.empty(0)
+    steps = _f64(steps, "steps", 1)
+    if steps.shape != (N,) or np.any(steps <= 0):
+        raise ValueError(f"steps must be N = {N} positive step sizes h_n, got shape {steps.shape}")
+    return steps
+
+
+def _erk_arguments(kernel, x0, theta, stage_index, hA, hb, steps):
     x0 = _f64(x0, "x0", 1)
     theta, hA, hb = _check_common(kernel, x0, theta, hA, hb, x0.shape[0])
     stage_index = _index(stage_index, "stage_index", 2, theta.shape[0])
     if stage_index.shape[1] != hb.shape[0]:
         raise ValueError("stage_index must have one column per stage")
+    return x0, theta, hA, hb, stage_index, _steps(steps, stage_index.shape[0])
+
+
+def erk_forward(kernel, x0, theta, stage_index, hA, hb, keep_stages: bool = False, steps=None):
+    """States (N+1, d) of the ERK recursion for the field of ``kernel`` (its NumbaKernel) with pre-scaled ``hA = h*A``,
+    ``hb = h*b``; or, with ``steps`` = the step sizes h_n (N,) of a non-uniform grid, ``hA`` = A and ``hb`` = b and step
+    n uses h_n·A, h_n·b. With ``keep_stages``, returns ``(xs, K)`` with the stage slopes ``K[n, i] = f(X_i, theta)``
+    of every step, shape (N, s, d), for :func:`erk_backward` (which then re-forms the stage states from them instead
+    of evaluating f again)."""
+    x0, theta, hA, hb, stage_index, hs = _erk_arguments(kernel, x0, theta, stage_index, hA, hb, steps)
     N, s, d = stage_index.shape[0], hb.shape[0], x0.shape[0]
     xs = np.empty((N + 1, d))
     Ks = np.empty((N if keep_stages else 0, s, d))
-    sweeps(kernel).erk_forward(x0, theta, stage_index, hA, hb, xs, Ks)
+    sweeps(kernel).erk_forward(x0, theta, stage_index, hA, hb, hs, xs, Ks)
     return (xs, Ks) if keep_stages else xs
 
 
-def erk_backward(kernel, xs, theta, stage_index, hA, hb, lam_N, stages=None):
+def erk_backward(kernel, xs, theta, stage_index, hA, hb, lam_N, stages=None, steps=None):
     """(grad_theta, lambdas) of the ERK discrete adjoint, given the states ``xs`` and ``lam_N`` = ∇Φ(x_N).
     ``stages``: the ``K`` that ``erk_forward(..., keep_stages=True)`` returned for the same arguments (the caller
-    vouches for that; the result is then bit-identical to recomputing them), or None to recompute."""
+    vouches for that; the result is then bit-identical to recomputing them), or None to recompute. ``steps`` as in
+    :func:`erk_forward`."""
     xs = _f64(xs, "xs", 2)
     d = xs.shape[1]
     theta, hA, hb = _check_common(kernel, xs, theta, hA, hb, d)
@@ -406,12 +513,64 @@ def erk_backward(kernel, xs, theta, stage_index, hA, hb, lam_N, stages=None):
     lam_N = _f64(lam_N, "lam_N", 1)
     if lam_N.shape != (d,):
         raise ValueError(f"lam_N must have shape ({d},)")
+    hs = _steps(steps, N)
     Ks = np.empty((0, s, d)) if stages is None else _stored(stages, "stages", (N, s, d))
     lambdas = np.zeros_like(xs)
     lambdas[-1] = lam_N
     grad_theta = np.zeros_like(theta)
-    sweeps(kernel).erk_backward(xs, theta, stage_index, hA, hb, lambdas, grad_theta, Ks)
+    sweeps(kernel).erk_backward(xs, theta, stage_index, hA, hb, hs, lambdas, grad_theta, Ks)
     return grad_theta, lambdas
+
+
+def checkpoint_steps(N: int, every: int) -> np.ndarray:
+    """The steps n whose states a checkpointed sweep keeps: 0, every, 2·every, … (< N) and N."""
+    return np.append(np.arange(0, N, every, dtype=np.int64), N)
+
+
+def _check_every(every, N):
+    if isinstance(every, (bool, np.bool_)) or not isinstance(every, (int, np.integer)) or every < 1:
+        raise ValueError(f"every must be an integer >= 1, got {every!r}")
+    return int(min(every, N))
+
+
+def erk_forward_checkpointed(kernel, x0, theta, stage_index, hA, hb, every: int, steps=None):
+    """The ERK forward sweep keeping only the states at :func:`checkpoint_steps` (``every``-th, and x_N): array
+    (len(checkpoint_steps), d). Arguments otherwise as :func:`erk_forward`. Memory O((N/every)·d)."""
+    x0, theta, hA, hb, stage_index, hs = _erk_arguments(kernel, x0, theta, stage_index, hA, hb, steps)
+    N = stage_index.shape[0]
+    every = _check_every(every, N)
+    xck = np.empty((len(checkpoint_steps(N, every)), x0.shape[0]))
+    sweeps(kernel).erk_forward_checkpointed(x0, theta, stage_index, hA, hb, hs, every, xck)
+    return xck
+
+
+def erk_backward_checkpointed(kernel, xck, theta, stage_index, hA, hb, lam_N, every: int, steps=None,
+                              keep_segment: bool = True):
+    """(grad_theta, lambdas at :func:`checkpoint_steps`) of the ERK discrete adjoint from the checkpoints ``xck`` that
+    :func:`erk_forward_checkpointed` returned for the same arguments: each segment's states are recomputed from its
+    checkpoint (and, with ``keep_segment``, its stage slopes kept for the segment), so the result is bit-identical to
+    :func:`erk_backward` on the full trajectory. Memory O((N/every)·d + every·d) (times s with ``keep_segment``)."""
+    xck = _f64(xck, "xck", 2)
+    d = xck.shape[1]
+    theta, hA, hb = _check_common(kernel, xck, theta, hA, hb, d)
+    stage_index = _index(stage_index, "stage_index", 2, theta.shape[0])
+    N, s = stage_index.shape[0], hb.shape[0]
+    if stage_index.shape != (N, s):
+        raise ValueError(f"stage_index must have shape (N, s) = {(N, s)}")
+    every = _check_every(every, N)
+    if xck.shape[0] != len(checkpoint_steps(N, every)):
+        raise ValueError(f"xck must have one row per checkpoint ({len(checkpoint_steps(N, every))}), got "
+                         f"{xck.shape[0]}")
+    lam_N = _f64(lam_N, "lam_N", 1)
+    if lam_N.shape != (d,):
+        raise ValueError(f"lam_N must have shape ({d},)")
+    hs = _steps(steps, N)
+    lam_ck = np.zeros_like(xck)
+    lam_ck[-1] = lam_N
+    grad_theta = np.zeros_like(theta)
+    sweeps(kernel).erk_backward_checkpointed(xck, theta, stage_index, hA, hb, hs, every, lam_ck, grad_theta,
+                                             bool(keep_segment))
+    return grad_theta, lam_ck
 
 
 def _check_lmm(theta, s_index, hb, malpha, hbeta, grid_index, N):

@@ -88,8 +88,11 @@ class DiscreteAdjoint:
     r"""The discrete adjoint of one problem.
 
     ``loss`` :math:`L_h`; ``grad_theta`` :math:`\partial L_h/\partial\theta_r`, shape ``(n_samples, p)``;
-    ``grad_x0``; ``lambdas`` :math:`\lambda_n = \partial L_h/\partial x_n`, shape ``(N+1, d)``; ``trajectory``
-    :math:`x_0..x_N`; ``samples`` (times, stage weights); ``h``; ``backend`` used.
+    ``grad_x0``; ``lambdas`` :math:`\lambda_n = \partial L_h/\partial x_n` and ``trajectory`` :math:`x_n` at the
+    steps ``stored_steps``: every step :math:`n = 0..N` (shape ``(N+1, d)``) without checkpointing; with
+    ``checkpoint = k`` only the checkpoints :math:`n = 0, k, 2k, \dots` and :math:`N` (the rest was recomputed and
+    discarded: keeping it would undo the memory saving); ``samples`` (times, stage weights); ``h`` (on a non-uniform
+    grid the steps :math:`h_n`); ``backend`` used; ``checkpoint`` (None or k).
     """
 
     loss: object
@@ -100,12 +103,19 @@ class DiscreteAdjoint:
     samples: ParameterSamples
     h: object
     backend: str
+    checkpoint: int | None = None
+
+    @property
+    def stored_steps(self) -> np.ndarray:
+        """The step indices n of the rows of ``trajectory`` and ``lambdas``."""
+        N = self.samples.N
+        return np.arange(N + 1) if self.checkpoint is None else _checkpoint_steps(N, self.checkpoint)
 
     def normalised_gradient(self) -> np.ndarray:
         r""":math:`g_r = (\partial L_h/\partial\theta_r)/(h\,w_r)` (docs/theory/discrete-adjoint.md), NaN where the
         stage weight :math:`w_r = 0` (e.g. the stage-1 samples of the midpoint rule: they carry no information)."""
         w = self.samples.weights
-        hw = float(self.h) * w
+        hw = float(self.h) * w if self.samples.grid is None else self.samples.step_weights
         out = np.full(self.grad_theta.shape, np.nan, dtype=np.result_type(self.grad_theta.dtype, np.float64)
                       if self.grad_theta.dtype != object else np.float64)
         nz = w != 0
@@ -113,7 +123,8 @@ class DiscreteAdjoint:
         return out
 
     def __repr__(self) -> str:
-        return (f"DiscreteAdjoint({self.samples!r}, backend={self.backend!r}, loss={self.loss!r}, "
+        ck = "" if self.checkpoint is None else f", checkpoint={self.checkpoint}"
+        return (f"DiscreteAdjoint({self.samples!r}, backend={self.backend!r}{ck}, loss={self.loss!r}, "
                 f"|grad_theta|_max={np.max(np.abs(np.asarray(self.grad_theta, dtype=complex))):.6g})")
 
 
@@ -145,11 +156,13 @@ def erk_step_adjoint(field, hA, hb, x, thetas, lam_next, on_nonfinite=None):
 
 def _numpy_erk(problem: Problem, xs, lam_N):
     field, smp, theta, h = problem.field, problem.samples, problem.theta, problem.h
-    hA, hb = _erk_coefficients(problem.method, h, problem.exact)
+    hA, hb = _erk_coefficients(problem.method, h, problem.exact) if problem.steps is None else (None, None)
     grad_theta = np.zeros(theta.shape, dtype=_accumulator_dtype(theta, lam_N))
     lambdas = [None] * (smp.N + 1)
     lambdas[smp.N] = lam_N
     for n in range(smp.N - 1, -1, -1):
+        if problem.steps is not None:
+            hA, hb = _erk_coefficients(problem.method, problem.steps[n], problem.exact)
         rows = [int(r) for r in smp.stage_index[n]]
         lambdas[n], gth = erk_step_adjoint(field, hA, hb, xs[n], [theta[r] for r in rows], lambdas[n + 1],
                                            lambda: _raise_adjoint_error(problem, n, lambdas[n + 1]))
@@ -158,6 +171,63 @@ def _numpy_erk(problem: Problem, xs, lam_N):
         if first_nonfinite(lambdas[n]) is not None:
             _raise_adjoint_error(problem, n, lambdas[n + 1])
     return grad_theta, np.array(lambdas)
+
+
+def _numpy_erk_checkpointed(problem: Problem, loss, every: int):
+    """The NumPy ERK adjoint with checkpointing (module docstring): the forward sweep keeps x_n at n = 0, every,
+    2·every, … and N; the backward sweep recomputes each segment's states from its checkpoint with the same step
+    (the same numbers) and runs the same step adjoints, so every result is bit-identical to :func:`_numpy_erk`.
+    Returns (x at the checkpoints, loss value, grad_theta, lambda at the checkpoints)."""
+    field, smp, theta, N = problem.field, problem.samples, problem.theta, problem.samples.N
+
+    def coefficients(n):
+        return _erk_coefficients(problem.method, problem.step(n), problem.exact)
+
+    def step(n, x):
+        hA, hb = coefficients(n)
+        return erk_step(field, hA, hb, x, [theta[int(r)] for r in smp.stage_index[n]])[0]
+
+    marks = _checkpoint_steps(N, every)
+    ck = {0: problem.x0}
+    x = problem.x0
+    with np.errstate(over="ignore", invalid="ignore"):
+        for n in range(N):
+            x_next = step(n, x)
+            if not problem.exact and first_nonfinite(x_next) is not None:
+                raise solution_error(problem, n + 1, x_next, x)
+            x = x_next
+            if (n + 1) % every == 0 or n + 1 == N:
+                ck[n + 1] = x
+    lam_N = _loss_grad(problem, loss, x)
+    value = loss.value(x)
+    grad_theta = np.zeros(theta.shape, dtype=_accumulator_dtype(theta, lam_N))
+    lam_ck = {N: lam_N}
+    lam = lam_N
+    with np.errstate(over="ignore", invalid="ignore"):
+        for c in marks[-2::-1]:
+            c = int(c)
+            e = min(c + every, N)
+            seg = [ck[c]]
+            for n in range(c, e - 1):
+                seg.append(step(n, seg[-1]))
+            for n in range(e - 1, c - 1, -1):
+                hA, hb = coefficients(n)
+                rows = [int(r) for r in smp.stage_index[n]]
+                lam_next = lam
+                lam, gth = erk_step_adjoint(field, hA, hb, seg[n - c], [theta[r] for r in rows], lam_next,
+                                            lambda: _raise_adjoint_error(problem, n, lam_next))
+                for r, g in zip(rows, gth):
+                    grad_theta[r] += g
+                if first_nonfinite(lam) is not None:
+                    _raise_adjoint_error(problem, n, lam_next)
+            lam_ck[c] = lam
+    xs = np.array([ck[int(n)] for n in marks])
+    return xs, value, grad_theta, np.array([lam_ck[int(n)] for n in marks])
+
+
+def _checkpoint_steps(N: int, every: int) -> np.ndarray:
+    """0, every, 2·every, … (< N) and N: the steps a checkpointed sweep keeps."""
+    return np.append(np.arange(0, N, every, dtype=np.int64), N)
 
 
 def _numpy_lmm(problem: Problem, xs, lam_N):
@@ -205,7 +275,7 @@ def _numpy_lmm(problem: Problem, xs, lam_N):
 def _raise_adjoint_error(problem: Problem, n: int, lam_next):
     """The backward sweep overflowed inside step n (x_n → x_{n+1}); the forward states and the loss are finite."""
     size = f" (max |lambda_{n + 1}| = {np.max(np.abs(lam_next)):.3g})"
-    raise NonFiniteError(f"the adjoint became non-finite at step {n}, time t = {n * float(problem.h):.6g}, of the "
+    raise NonFiniteError(f"the adjoint became non-finite at step {n}, time t = {problem.time(n):.6g}, of the "
                          f"backward sweep: lambda_{n} = dL/dx_{n} (or a stage cotangent of that step) overflows{size}; "
                          f"the trajectory and the loss are finite")
 
@@ -260,21 +330,29 @@ def _numba_applies(problem: Problem) -> bool:
 KEEP_STAGES_MAX_ENTRIES = 1 << 23
 
 
-def _numba(problem: Problem, loss):
+def _numba(problem: Problem, loss, checkpoint=None):
     from refimpl.ode import _numba as kernels  # imports Numba: only when the compiled path runs
 
     kernel = _kernel_of(problem.field)
     smp, h = problem.samples, problem.h
     d = problem.x0.shape[0]
     if isinstance(problem.method, ButcherTableau):
-        hA, hb = _float_erk(problem.method, h)
+        if problem.steps is None:
+            hA, hb = _float_erk(problem.method, h)
+            steps = None
+        else:                                  # A and b; step n scales them by h_n (as the NumPy path does)
+            hA, hb = _float_erk(problem.method, 1.0)
+            steps = np.array(problem.steps, dtype=np.float64)
+        if checkpoint is not None:
+            return _numba_erk_checkpointed(problem, loss, kernels, kernel, hA, hb, steps, checkpoint)
         keep = smp.N * len(hb) * d <= KEEP_STAGES_MAX_ENTRIES
-        out = kernels.erk_forward(kernel, problem.x0, problem.theta, smp.stage_index, hA, hb, keep_stages=keep)
+        out = kernels.erk_forward(kernel, problem.x0, problem.theta, smp.stage_index, hA, hb, keep_stages=keep,
+                                  steps=steps)
         xs, stages = out if keep else (out, None)
         _check_forward(problem, xs)
         lam_N = _loss_grad(problem, loss, xs[-1])
         grad_theta, lambdas = kernels.erk_backward(kernel, xs, problem.theta, smp.stage_index, hA, hb, lam_N,
-                                                   stages=stages)
+                                                   stages=stages, steps=steps)
     else:
         method, k = problem.method, problem.method.steps
         hA, hb = _float_erk(smp.starter, h)
@@ -289,6 +367,27 @@ def _numba(problem: Problem, loss):
         grad_theta, lambdas = kernels.lmm_backward(kernel, xs, problem.theta, smp.stage_index, hA, hb, malpha, hbeta,
                                                    smp.grid_index, lam_N, slopes=slopes)
     return xs, grad_theta, lambdas
+
+
+def _numba_erk_checkpointed(problem: Problem, loss, kernels, kernel, hA, hb, steps, every):
+    """The compiled ERK adjoint with checkpointing (:func:`refimpl.ode._numba.erk_backward_checkpointed`; the
+    segment's stage slopes are kept when they fit in ``KEEP_STAGES_MAX_ENTRIES``). A non-finite state or adjoint is
+    located, for its message, by running the sweeps again without checkpointing (only on that error path: a
+    non-finite state stays non-finite in every later state, and a non-finite adjoint in every earlier one, so the
+    checkpoints detect it)."""
+    smp, d = problem.samples, problem.x0.shape[0]
+    xck = kernels.erk_forward_checkpointed(kernel, problem.x0, problem.theta, smp.stage_index, hA, hb, every,
+                                           steps=steps)
+    if not np.all(np.isfinite(xck[-1])):
+        return _numba(problem, loss)                       # raises the forward error at its step
+    lam_N = _loss_grad(problem, loss, xck[-1])
+    keep = min(every, smp.N) * len(hb) * d <= KEEP_STAGES_MAX_ENTRIES
+    grad_theta, lam_ck = kernels.erk_backward_checkpointed(kernel, xck, problem.theta, smp.stage_index, hA, hb,
+                                                           lam_N, every, steps=steps, keep_segment=keep)
+    if not (np.all(np.isfinite(lam_ck)) and np.all(np.isfinite(grad_theta))):
+        xs, grad_full, lambdas = _numba(problem, loss)
+        _check_adjoint(problem, lambdas, grad_full)        # raises at the step where the backward sweep overflowed
+    return xck, grad_theta, lam_ck
 
 
 def _float_erk(tableau: ButcherTableau, h: float):
@@ -313,12 +412,18 @@ def _loss_grad(problem: Problem, loss, xN):
 
 
 def discrete_adjoint(field, method, x0, theta, T, N, loss, *, layout: str = "stage", starter=None,
-                     backend: str = "auto") -> DiscreteAdjoint:
+                     backend: str = "auto", grid=None, checkpoint=None) -> DiscreteAdjoint:
     r"""The discrete adjoint of :math:`L_h = \Phi(x_N)` by the hand-derived recursion (module docstring).
 
     Arguments as :func:`refimpl.ode.integrators.integrate` (plain ndarrays only: float64, complex128, or Fraction
-    ``object`` arrays for exact mode), plus the terminal ``loss`` (``value``/``grad``) and the ``backend``
-    (``"auto"``, ``"numpy"``, ``"numba"``). Returns a :class:`DiscreteAdjoint`.
+    ``object`` arrays for exact mode; ``layout`` "stage", "step" or "constant"; ``grid`` a non-uniform grid for a
+    Runge–Kutta method), plus the terminal ``loss`` (``value``/``grad``), the ``backend`` (``"auto"``, ``"numpy"``,
+    ``"numba"``) and ``checkpoint``: None (keep every state) or an int k ≥ 1 — keep only :math:`x_0, x_k, x_{2k},
+    \dots, x_N` in the forward sweep and recompute each segment's states from its checkpoint in the backward sweep
+    (docs/theory/discrete-adjoint.md §11): state memory O((N/k + k)·d) instead of O(N·d), one more forward sweep of
+    work, and gradients bit-identical to ``checkpoint=None`` (the recomputation repeats the same operations on the same
+    inputs). Runge–Kutta methods only. With a checkpoint the result keeps ``trajectory`` and ``lambdas`` at the
+    checkpoints only (``stored_steps``). Returns a :class:`DiscreteAdjoint`.
     """
     if isinstance(x0, Variable) or isinstance(theta, Variable):
         raise TypeError("x0, theta: the hand adjoint takes plain arrays, not tape Variables (use refimpl.ad.grad "
@@ -326,13 +431,24 @@ def discrete_adjoint(field, method, x0, theta, T, N, loss, *, layout: str = "sta
     if not isinstance(loss, TerminalLoss):
         raise TypeError(f"loss must implement value(x) and grad(x), got {type(loss).__name__}")
     check_backend(backend)
-    problem = prepare_problem(field, method, x0, theta, T, N, layout, starter)
+    problem = prepare_problem(field, method, x0, theta, T, N, layout, starter, grid)
+    if checkpoint is not None:
+        if isinstance(checkpoint, (bool, np.bool_)) or not isinstance(checkpoint, (int, np.integer)):
+            raise TypeError(f"checkpoint must be None or an integer >= 1, got {type(checkpoint).__name__}")
+        if checkpoint < 1:
+            raise ValueError(f"checkpoint must be >= 1 (keep every k-th state), got {checkpoint}")
+        if not isinstance(problem.method, ButcherTableau):
+            raise ValueError(f"checkpoint: checkpointing is implemented for Runge-Kutta methods; {method.name!r} is a "
+                             f"multistep method (pass checkpoint=None)")
+        checkpoint = int(min(checkpoint, problem.samples.N))
     use_numba = resolve_backend(backend, kernel_applies=_numba_applies(problem),
                                 why_not="it needs a field with a kernel descriptor (e.g. TanhField, LinearField) "
                                         "and float64 x0/theta") == "numba"
     if use_numba:
-        xs, grad_theta, lambdas = _numba(problem, loss)
+        xs, grad_theta, lambdas = _numba(problem, loss, checkpoint)
         value = loss.value(xs[-1])
+    elif checkpoint is not None:
+        xs, value, grad_theta, lambdas = _numpy_erk_checkpointed(problem, loss, checkpoint)
     else:
         xs_list = run(problem)
         xs = np.asarray(ops.stack(xs_list))
@@ -345,4 +461,4 @@ def discrete_adjoint(field, method, x0, theta, T, N, loss, *, layout: str = "sta
                 grad_theta, lambdas = _numpy_lmm(problem, xs_list, lam_N)
     _check_adjoint(problem, lambdas, grad_theta)
     return DiscreteAdjoint(value, grad_theta, lambdas[0], lambdas, xs, problem.samples, problem.h,
-                           "numba" if use_numba else "numpy")
+                           "numba" if use_numba else "numpy", checkpoint)

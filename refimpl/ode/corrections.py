@@ -22,9 +22,24 @@ Estimates (formulas; provenance in brackets):
                             :math:`w_r = 0` (stage 1 of the midpoint rule) carry no first-order information and are
                             *reconstructed* by linear interpolation in time from the neighbouring samples with :math:`w
                             \ne 0` (linear extrapolation at the ends).
-``applicable_estimates``    all of the above that apply to a scheme, by name.
+``time_average_gradient``   constant layout only: :math:`G/T`, the time average of :math:`\delta L/\delta\theta` over
+                            [0, T] [derived below].
+``applicable_estimates``    all of the above that apply to a scheme and layout, by name.
 ``at_times``                piecewise-linear interpolation (linear extrapolation beyond the ends) of any estimate to
                             requested times, e.g. the grid points a training loop updates.
+
+Non-uniform grids (Runge–Kutta only): :math:`h\,w_r` becomes :math:`\sum h_n b_i` over the uses of sample r
+(``samples.step_weights``), so ``normalised_gradient`` and ``erk_corrected_gradient`` apply unchanged; "G/h" has no
+single h and is not formed.
+
+**Constant layout** (one θ for every evaluation; docs/theory/discrete-adjoint.md §10). Its gradient is the sum of all
+evaluations' contributions, :math:`G = \partial L_h/\partial\theta \to dL/d\theta = \int_0^T \delta L/\delta\theta\,dt`
+(the discrete loss converges with its θ-derivative for a fixed θ), so :math:`G/T` is the time average of
+:math:`\delta L/\delta\theta` (``time_average_gradient``); for every consistent scheme the end point of
+:math:`\dot x = \theta` is :math:`x_0 + T\theta` exactly, i.e. T is the sensitivity that normalises. The general
+:math:`G/(h\,w_0)` coincides with it when :math:`h\,w_0 = T`: every ERK (:math:`w_0 = N`) and every LMM with
+:math:`\sigma(1) = 1` (Adams); leapfrog has :math:`w_0 = 2N - 1`, so :math:`G/(h\,w_0) \approx \tfrac12 G/T`. There is
+no oscillation between samples to correct: the leapfrog and ERK corrections and "G/h" do not apply (ValueError).
 
 The leapfrog correction is the pair *sum* (derived below: it converges to δL/δθ); the pair *average*, which converges
 to ½δL/δθ, is implemented too for comparison, and the validation (``validation/neural_ode_oscillations.py``) reports
@@ -80,6 +95,7 @@ __all__ = [
     "gradient_error",
     "observed_rates",
     "applicable_estimates",
+    "time_average_gradient",
     "LEAPFROG_VARIANTS",
 ]
 
@@ -158,23 +174,45 @@ def _result(times, values, label, reconstructed=None) -> GradientSamples:
 # estimates
 
 
+def _not_constant(samples: ParameterSamples, what: str) -> None:
+    if samples.layout == "constant":
+        raise ValueError(f"samples: {what} does not apply to the constant layout (one sample for every step; nothing "
+                         f"oscillates between samples): use normalised_gradient or time_average_gradient")
+
+
 def per_step_gradient(grad_theta, samples: ParameterSamples) -> GradientSamples:
-    r""":math:`G_r/h` at the sample times :math:`\tau_r` (no stage weight; the "raw" reading for stage-time ERK)."""
+    r""":math:`G_r/h` at the sample times :math:`\tau_r` (no stage weight; the "raw" reading for stage-time ERK).
+    Uniform grid, stage or step layout only (ValueError naming ``samples`` otherwise)."""
     G = _check(grad_theta, samples)
+    _not_constant(samples, "G/h")
+    if samples.grid is not None:
+        raise ValueError("samples: G/h needs a single step h; on a non-uniform grid use normalised_gradient "
+                         "(G_r / sum of h_n b_i)")
     return _result(samples.times, G / float(samples.h), "G/h")
 
 
 def normalised_gradient(grad_theta, samples: ParameterSamples) -> GradientSamples:
     r"""The normalised AD gradient :math:`g(\tau_r) = G_r/(h\,w_r)` (docs/theory/discrete-adjoint.md): :math:`w_r` is
     the stage weight of sample :math:`r` summed over every step that uses it (:mod:`refimpl.ode.samples`). NaN rows
-    where :math:`w_r = 0`. Same formula as
+    where :math:`w_r = 0`. On a non-uniform grid :math:`h\,w_r` is :math:`\sum h_n b_i` over the uses of r
+    (``samples.step_weights``). Same formula as
     :meth:`refimpl.ode.adjoint_recursions.DiscreteAdjoint.normalised_gradient`."""
     G = _check(grad_theta, samples)
     w = samples.weights
     out = np.full(G.shape, np.nan)
     nz = w != 0
-    out[nz] = G[nz] / (float(samples.h) * w[nz, None])
+    out[nz] = G[nz] / samples.step_weights[nz, None]
     return _result(samples.times, out, "G/(h w)")
+
+
+def time_average_gradient(grad_theta, samples: ParameterSamples) -> GradientSamples:
+    r"""Constant layout: :math:`G/T \approx \frac1T\int_0^T \delta L/\delta\theta\,dt` (module docstring: the
+    gradient of a constant θ is the integral of the continuous gradient), one row at ``samples.times[0]`` = 0 (the
+    constant sample has no time). ValueError naming ``samples`` for other layouts."""
+    G = _check(grad_theta, samples)
+    if samples.layout != "constant":
+        raise ValueError(f"samples: the time average G/T is for the constant layout, got layout {samples.layout!r}")
+    return _result(samples.times, G / float(samples.T), "G/T (time average)")
 
 
 def _is_leapfrog(method) -> bool:
@@ -191,6 +229,7 @@ def leapfrog_corrected_gradient(grad_theta, samples: ParameterSamples, variant: 
     :func:`at_times`.
     """
     G = _check(grad_theta, samples)
+    _not_constant(samples, "the leapfrog correction")
     if not _is_leapfrog(samples.method):
         raise ValueError(f"samples: the leapfrog correction needs the leapfrog method (alpha = (-1, 0, 1), beta = "
                          f"(0, 2)), got {samples.method!r}")
@@ -218,8 +257,10 @@ def erk_corrected_gradient(grad_theta, samples: ParameterSamples) -> GradientSam
     :math:`w_r \ne 0` (:math:`w_r = b_i` for a stage time used by stage :math:`i` of one step; shared grid times sum
     their weights). Samples with :math:`w_r = 0` (stage 1 of the midpoint rule) are *reconstructed*: linear
     interpolation in time between the nearest samples with :math:`w \ne 0` on each side, linear extrapolation from the
-    two nearest at an end (marked in ``reconstructed``)."""
+    two nearest at an end (marked in ``reconstructed``). On a non-uniform grid :math:`h\,w_r` is
+    ``samples.step_weights`` (:math:`\sum h_n b_i`)."""
     G = _check(grad_theta, samples)
+    _not_constant(samples, "the stage-weight correction")
     if not isinstance(samples.method, ButcherTableau):
         raise ValueError(f"samples: the stage-weight correction is for Runge-Kutta samples, got {samples.method!r}")
     w = samples.weights
@@ -227,7 +268,7 @@ def erk_corrected_gradient(grad_theta, samples: ParameterSamples) -> GradientSam
     if nz.sum() < 2:
         raise ValueError("samples: fewer than two samples with nonzero stage weight")
     out = np.empty(G.shape)
-    out[nz] = G[nz] / (float(samples.h) * w[nz, None])
+    out[nz] = G[nz] / samples.step_weights[nz, None]
     if not nz.all():
         good = GradientSamples(samples.times[nz], out[nz], "", np.zeros(int(nz.sum()), dtype=bool))
         out[~nz] = _interpolate(good, samples.times[~nz])
@@ -318,14 +359,20 @@ def observed_rates(Ns, errors) -> np.ndarray:
 
 
 def applicable_estimates(grad_theta, samples: ParameterSamples) -> dict:
-    """Every estimate of δL/δθ this module defines that applies to the samples' scheme, by name:
+    r"""Every estimate of δL/δθ this module defines that applies to the samples' scheme and layout, by name.
 
-    ``"per_step"`` (:func:`per_step_gradient`) and ``"normalised"`` (:func:`normalised_gradient`) always;
+    Constant layout: ``"normalised"`` (:func:`normalised_gradient`, :math:`G/(h\,w_0)`) and ``"time_average"``
+    (:func:`time_average_gradient`, :math:`G/T`) only. Otherwise:
+    ``"per_step"`` (:func:`per_step_gradient`; uniform grid only) and ``"normalised"`` (:func:`normalised_gradient`);
     ``"corrected"``: :func:`leapfrog_corrected_gradient` (sum) for leapfrog, :func:`erk_corrected_gradient` for a
     Runge–Kutta method, absent for other multistep methods (refimpl proposes no correction there,
     docs/theory/oscillations-and-corrections.md; their normalised gradient is the candidate); ``"average"``: the
     leapfrog pair average (leapfrog only)."""
-    out = {"per_step": per_step_gradient(grad_theta, samples), "normalised": normalised_gradient(grad_theta, samples)}
+    if samples.layout == "constant":
+        return {"normalised": normalised_gradient(grad_theta, samples),
+                "time_average": time_average_gradient(grad_theta, samples)}
+    out = {} if samples.grid is not None else {"per_step": per_step_gradient(grad_theta, samples)}
+    out["normalised"] = normalised_gradient(grad_theta, samples)
     if _is_leapfrog(samples.method):
         out["corrected"] = leapfrog_corrected_gradient(grad_theta, samples, "sum")
         out["average"] = leapfrog_corrected_gradient(grad_theta, samples, "average")

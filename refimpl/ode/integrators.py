@@ -11,8 +11,12 @@ All array math goes through :mod:`refimpl.ad.ops` and Python operators; the traj
 ERK (docs/theory/explicit-schemes.md), step n with the parameter rows of :class:`~refimpl.ode.samples.ParameterSamples`:
 
 .. math::
-    X_{n,i} = x_n + h\sum_{j<i} a_{ij} k_{n,j},\quad k_{n,i} = f(X_{n,i}, \theta_{r(n,i)}),\quad
-    x_{n+1} = x_n + h\sum_i b_i k_{n,i}.
+    X_{n,i} = x_n + h_n\sum_{j<i} a_{ij} k_{n,j},\quad k_{n,i} = f(X_{n,i}, \theta_{r(n,i)}),\quad
+    x_{n+1} = x_n + h_n\sum_i b_i k_{n,i},
+
+with :math:`h_n = h = T/N` on the uniform grid, or :math:`h_n = t_{n+1} - t_n` of a given non-uniform ``grid``
+(docs/theory/discrete-adjoint.md §10; the products :math:`h_n a_{ij}`, :math:`h_n b_i` are formed per step, in the
+mode's number type).
 
 LMM: :math:`x_1..x_{k-1}` by k − 1 starter ERK steps, then for :math:`n = 0..N-k`
 
@@ -47,7 +51,7 @@ __all__ = ["Trajectory", "integrate", "discrete_loss", "Problem", "prepare_probl
 @dataclass(frozen=True, eq=False)
 class Trajectory:
     """Result of :func:`integrate`: states ``x`` (N+1, d) (ndarray or Variable), the parameter ``samples`` (times,
-    stage weights, index maps), the step ``h``."""
+    stage weights, index maps), the step ``h`` (on a non-uniform grid: the steps :math:`h_n`, an array (N,))."""
 
     x: object
     samples: ParameterSamples
@@ -63,7 +67,9 @@ class Trajectory:
 class Problem:
     """A validated problem: what :func:`prepare_problem` returns and both the integrator and the adjoints run on.
 
-    ``exact`` is True in exact mode (object arrays; coefficients and h are Fractions)."""
+    ``exact`` is True in exact mode (object arrays; coefficients and h are Fractions). ``steps`` is None on the
+    uniform grid (every step is ``h``), else the list of :math:`h_n` in the mode's number type; ``h`` is then the
+    array of the steps (as :attr:`ParameterSamples.steps`)."""
 
     field: VectorField
     method: object
@@ -72,18 +78,27 @@ class Problem:
     theta: object
     h: object
     exact: bool
+    steps: list | None = None
+
+    def step(self, n: int):
+        """:math:`h_n`, the size of step n (the mode's number type)."""
+        return self.h if self.steps is None else self.steps[n]
+
+    def time(self, n: int) -> float:
+        """:math:`t_n` as a float (for messages)."""
+        return n * float(self.h) if self.steps is None else float(self.samples.grid[n])
 
 
 def _value(a):
     return getvalue(a) if isinstance(a, Variable) else a
 
 
-def prepare_problem(field, method, x0, theta, T, N, layout="stage", starter=None) -> Problem:
+def prepare_problem(field, method, x0, theta, T, N, layout="stage", starter=None, grid=None) -> Problem:
     """Validate every argument of a problem at the entry point (errors name the argument) and fix the mode."""
     if not isinstance(field, VectorField):
         raise TypeError(f"field must implement the VectorField protocol (dim, n_params, f, dfdx, dfdtheta, vjp_x, "
                         f"vjp_theta), got {type(field).__name__}")
-    samples = parameter_samples(method, T, N, layout, starter)
+    samples = parameter_samples(method, T, N, layout, starter, grid=grid)
     x0 = check_state_array(x0, "x0", (field.dim,))
     hint = (f" (layout {layout!r} of {method.name!r} on N = {samples.N} steps has {samples.n_samples} samples; "
             f"field.n_params = {field.n_params})")
@@ -101,7 +116,19 @@ def prepare_problem(field, method, x0, theta, T, N, layout="stage", starter=None
         h = Fraction(samples.T) / samples.N
     else:
         h = float(samples.T) / samples.N
-    return Problem(field, method, samples, x0, theta, h, exact)
+    steps = None
+    if samples.grid is not None:
+        g = samples.grid
+        if g.dtype == object and not exact:
+            raise TypeError("grid: an exact (object array of Fractions) grid needs exact mode (object x0 and theta); "
+                            "give a float64 grid for a floating-point run")
+        if exact:
+            g = [Fraction(t) for t in g]           # a float grid is exactly rational: exact h_n
+            steps = [b - a for a, b in zip(g[:-1], g[1:])]
+        else:
+            steps = [float(v) for v in np.asarray(samples.steps, dtype=np.float64)]
+        h = samples.steps
+    return Problem(field, method, samples, x0, theta, h, exact, steps)
 
 
 def _scaled(coefs, h, exact: bool):
@@ -195,8 +222,8 @@ def solution_error(problem: Problem, n: int, x_n, x_prev) -> NonFiniteError:
     theta = np.asarray(_value(problem.theta))[_sample_row(problem, n - 1)]
     method = problem.method if isinstance(problem.method, ButcherTableau) or n >= problem.method.steps \
         else problem.samples.starter
-    hint = stability_hint(method, problem.field, x_prev, theta, problem.h)
-    return NonFiniteError(f"the solution became non-finite at step {n}, time t = {n * float(problem.h):.6g}: x_{n} has "
+    hint = stability_hint(method, problem.field, x_prev, theta, problem.step(n - 1))
+    return NonFiniteError(f"the solution became non-finite at step {n}, time t = {problem.time(n):.6g}: x_{n} has "
                           f"a non-finite entry at index {where[0]} (max |x_{n - 1}| = "
                           f"{np.max(np.abs(x_prev)):.3g}){hint}")
 
@@ -234,8 +261,10 @@ def _run(problem: Problem) -> list:
     h, exact = problem.h, problem.exact
     xs = [problem.x0]
     if isinstance(method, ButcherTableau):
-        hA, hb = _erk_coefficients(method, h, exact)
+        hA, hb = _erk_coefficients(method, h, exact) if problem.steps is None else (None, None)
         for n in range(smp.N):
+            if problem.steps is not None:
+                hA, hb = _erk_coefficients(method, problem.steps[n], exact)
             xs.append(erk_step(field, hA, hb, xs[-1], [theta[int(r)] for r in smp.stage_index[n]])[0])
             check_state(problem, xs, n + 1)
         return xs
@@ -265,19 +294,22 @@ def _run(problem: Problem) -> list:
     return xs
 
 
-def integrate(field, method, x0, theta, T, N, *, layout: str = "stage", starter=None) -> Trajectory:
+def integrate(field, method, x0, theta, T, N, *, layout: str = "stage", starter=None, grid=None) -> Trajectory:
     """Integrate :math:`\\dot x = f(x,\\theta(t))` on :math:`[0, T]` with ``N`` steps of ``method`` (a
     :class:`ButcherTableau`, or a :class:`LinearMultistep` with its ``starter``). ``theta`` has shape
-    ``(n_samples, p)`` for the ``layout`` (see :mod:`refimpl.ode.samples`; :func:`parameter_samples` gives n_samples
-    and the sample times). Returns a :class:`Trajectory`; a state that overflows raises
-    :class:`~refimpl.arguments.NonFiniteError` ("the solution became non-finite at step n, time t")."""
-    problem = prepare_problem(field, method, x0, theta, T, N, layout, starter)
+    ``(n_samples, p)`` for the ``layout`` ("stage", "step" or "constant"; see :mod:`refimpl.ode.samples`;
+    :func:`parameter_samples` gives n_samples and the sample times). ``grid``: None (uniform, :math:`h = T/N`) or the
+    N + 1 times of a non-uniform grid, Runge–Kutta methods only (:func:`refimpl.ode.samples.check_step_grid`).
+    Returns a :class:`Trajectory`; a state that overflows raises :class:`~refimpl.arguments.NonFiniteError` ("the
+    solution became non-finite at step n, time t")."""
+    problem = prepare_problem(field, method, x0, theta, T, N, layout, starter, grid)
     return Trajectory(ops.stack(run(problem)), problem.samples, problem.h)
 
 
-def discrete_loss(field, method, x0, theta, T, N, loss, *, layout: str = "stage", starter=None):
-    """:math:`L_h = \\Phi(x_N)` of the discrete problem (taped when x0/theta are Variables)."""
+def discrete_loss(field, method, x0, theta, T, N, loss, *, layout: str = "stage", starter=None, grid=None):
+    """:math:`L_h = \\Phi(x_N)` of the discrete problem (taped when x0/theta are Variables); arguments as
+    :func:`integrate`."""
     if not isinstance(loss, TerminalLoss):
         raise TypeError(f"loss must implement value(x) and grad(x), got {type(loss).__name__}")
-    problem = prepare_problem(field, method, x0, theta, T, N, layout, starter)
+    problem = prepare_problem(field, method, x0, theta, T, N, layout, starter, grid)
     return checked_loss_value(problem, loss, run(problem)[-1])

@@ -19,6 +19,12 @@ Constructions (every drawn object also passes the library's own validation on co
   inside the disc :math:`|r| \le 0.9` (real, or conjugate pairs); with ``weakly_stable=True`` one parasitic root may be
   :math:`-1` (as in leapfrog). :math:`\beta` drawn in [−2, 2] except for ``min_order`` entries fixed by the linear
   order conditions :math:`C_1 = \dots = C_{\rm min\_order} = 0`.
+* :func:`step_grids`: non-uniform grids :math:`0 = t_0 < \dots < t_N = T` whose steps are T times normalised positive
+  weights drawn in [1, ``ratio``] (so the largest step is at most ``ratio`` times the smallest, before rounding); the
+  end point is set to T exactly.
+* :func:`ode_problems`: every layout of :data:`refimpl.ode.samples.LAYOUTS` ("stage", "step", "constant") by default;
+  ``nonuniform=True`` gives the Runge–Kutta problems a :func:`step_grids` grid (multistep problems keep the uniform one:
+  a non-uniform grid is for Runge–Kutta methods only).
 """
 from __future__ import annotations
 
@@ -38,7 +44,7 @@ from refimpl.ode.samples import LAYOUTS, parameter_samples
 from refimpl.ode.schemes import MULTISTEP_METHODS, TABLEAUX, starter as resolve_starter
 from refimpl.ode.tableau import ButcherTableau
 
-__all__ = ["explicit_tableaux", "multistep_methods", "vector_fields", "ODEProblem", "ode_problems"]
+__all__ = ["explicit_tableaux", "multistep_methods", "vector_fields", "step_grids", "ODEProblem", "ode_problems"]
 
 _MAX_FIXED = 10.0
 
@@ -181,9 +187,23 @@ def _bias_columns(field: VectorField) -> np.ndarray:
     raise ValueError(f"fields: saturated=True needs tanh fields (TanhField, TwoLayerTanhField), got {field!r}")
 
 
+@st.composite
+def step_grids(draw, T: float, N: int, ratio: float = 4.0):
+    """A float64 grid of N + 1 strictly increasing times from 0 to T (exactly) with step ratios ≤ ``ratio`` (module
+    docstring)."""
+    if not ratio >= 1.0:
+        raise ValueError(f"ratio must be >= 1, got {ratio}")
+    w = draw(hnp.arrays(np.float64, (N,), elements=_floats(1.0, ratio)))
+    grid = np.concatenate([[0.0], np.cumsum(w) / np.sum(w) * T])
+    grid[-1] = T
+    assume(np.all(np.diff(grid) > 0))
+    return grid
+
+
 @dataclass(frozen=True, eq=False)
 class ODEProblem:
-    """A drawn discrete problem: arguments of ``integrate`` / ``discrete_adjoint`` plus the loss."""
+    """A drawn discrete problem: arguments of ``integrate`` / ``discrete_adjoint`` plus the loss (``grid`` None for
+    the uniform grid)."""
 
     field: VectorField
     method: object
@@ -194,14 +214,18 @@ class ODEProblem:
     T: float
     N: int
     loss: QuadraticLoss
+    grid: np.ndarray | None = None
 
     def kwargs(self) -> dict:
-        return dict(layout=self.layout, starter=self.starter)
+        out = dict(layout=self.layout, starter=self.starter)
+        if self.grid is not None:
+            out["grid"] = self.grid
+        return out
 
 
 @st.composite
 def ode_problems(draw, fields=None, methods=None, N=(1, 8), T=(0.25, 1.5), layouts=LAYOUTS, bound: float = 1.0,
-                 saturated: bool = False):
+                 saturated: bool = False, nonuniform: bool = False):
     r"""Whole problems: a field (default :func:`vector_fields`), a method (default: a named scheme, a random tableau
     or a random multistep method with a forward-Euler or matched starter), a layout, ``N`` in the given range (raised
     to the method's step count), T, x0, θ with entries in [−bound, bound] (scaled per field) and a quadratic loss.
@@ -210,7 +234,9 @@ def ode_problems(draw, fields=None, methods=None, N=(1, 8), T=(0.25, 1.5), layou
     :math:`|Wx + b| \gtrsim 8` all along (|f| ≤ 1 per unit keeps |x| small) and :math:`\operatorname{sech}^2` is
     :math:`10^{-7}..10^{-26}`, where :math:`1 - \tanh^2` from a rounded tanh would have lost most or all of its digits;
     the fields default to the tanh kinds whose θ-gradient is all through :math:`\operatorname{sech}^2` (one layer, and
-    two layers with fixed :math:`W_2`)."""
+    two layers with fixed :math:`W_2`).
+
+    ``nonuniform=True``: Runge–Kutta problems get a non-uniform grid (:func:`step_grids`, step ratio ≤ 4)."""
     if fields is None:
         fields = vector_fields(kinds=("tanh", "two_layer_fixed")) if saturated else vector_fields()
     field = draw(fields)
@@ -225,7 +251,8 @@ def ode_problems(draw, fields=None, methods=None, N=(1, 8), T=(0.25, 1.5), layou
     n_steps = max(draw(st.integers(*N)), getattr(method, "steps", 1))
     t_end = draw(_floats(*T))
     layout = draw(st.sampled_from(tuple(layouts)))
-    smp = parameter_samples(method, t_end, n_steps, layout, starter)
+    grid = draw(step_grids(t_end, n_steps)) if nonuniform and isinstance(method, ButcherTableau) else None
+    smp = parameter_samples(method, t_end, n_steps, layout, starter, grid=grid)
     el = _floats(-bound, bound)
     x0 = draw(hnp.arrays(np.float64, (field.dim,), elements=el))
     theta = draw(hnp.arrays(np.float64, (smp.n_samples, field.n_params), elements=el)) * _theta_scale(field)
@@ -235,4 +262,4 @@ def ode_problems(draw, fields=None, methods=None, N=(1, 8), T=(0.25, 1.5), layou
         sign = draw(hnp.arrays(np.float64, (len(bias),), elements=st.sampled_from([-1.0, 1.0])))
         theta[:, bias] = magnitude * sign
     y = draw(hnp.arrays(np.float64, (field.dim,), elements=el))
-    return ODEProblem(field, method, starter, layout, x0, theta, t_end, n_steps, QuadraticLoss(y))
+    return ODEProblem(field, method, starter, layout, x0, theta, t_end, n_steps, QuadraticLoss(y), grid)
