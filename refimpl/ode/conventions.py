@@ -58,7 +58,13 @@ The two families (registry :data:`CONVENTIONS`; ``to_spec()`` / ``CONVENTIONS.fr
     Its ``diffeqsolve(..., RecursiveCheckpointAdjoint())`` gradient is refimpl's **frozen-grid discrete adjoint (a)**
     on the accepted grid.
 
-Differences between the two (each listed in docs/theory/adaptive-steps.md's table of library conventions): accept
+Both libraries' Dormand–Prince error estimate is Shampine's (L. F. Shampine, Math. Comp. 46 (1986) 135–150, cited
+in ``diffrax/_solver/dopri5.py:Dopri5``), not the original pair's: :math:`\hat b = \tfrac13 b + \tfrac23\hat
+b_{\mathrm{DP}}`, so the error weights are exactly :math:`\tfrac23` of Dormand–Prince's (HNW I Table II.5.2) — the
+same solve as the original pair at tolerances :math:`\tfrac32` as large. refimpl's ``dormand_prince_54`` is the
+original; the conventions carry the libraries' floats.
+
+Differences between the two libraries, all of them found in the sources above: accept
 :math:`r \le 1` vs :math:`r < 1`; starting step attached vs detached; output interpolated past :math:`T` vs last step
 clipped; FSAL reuse for every tableau vs detected from the data; torchdiffeq's mixed norm (max of per-tensor RMS) for
 tuple states vs diffrax's one RMS over the whole pytree (states here are one vector, so they agree); diffrax's
