@@ -51,8 +51,15 @@ __all__ = ["adaptive_solve", "AdaptiveSolution", "RejectedStep", "DETACHABLE", "
            "full_discrete_gradient", "frozen_grid_gradient", "continuous_gradient", "AdaptiveStepError",
            "DEFAULT_MAX_STEPS"]
 
-#: quantities whose gradient :func:`adaptive_solve` can stop (``detach=``)
-DETACHABLE = ("h0", "h", "error_ratio")
+#: quantities whose gradient :func:`adaptive_solve` can stop (``detach=``); "h_next": the controller's outputs only
+#: (every h after the first), leaving the starting step on the tape
+DETACHABLE = ("h0", "h", "error_ratio", "h_next")
+#: how the value at T is formed: "clip" (the last step ends at T) or "overshoot" (no clipping: the last step ends at
+#: or past T and ``output`` interpolates it at T)
+ENDS = ("clip", "overshoot")
+#: which stage starts the next step: "fsal" (the last stage if the pair is FSAL, else f(x_{n+1})) or "always" (the
+#: last stage, FSAL or not)
+REUSE_LAST_STAGE = ("fsal", "always")
 #: default cap on step attempts (accepted + rejected)
 DEFAULT_MAX_STEPS = 100_000
 
@@ -99,6 +106,8 @@ class AdaptiveSolution:
     initial_step: InitialStep | None
     detach: frozenset = dataclass_field(default_factory=frozenset)
     cancellation: np.ndarray | None = None
+    #: the value at T: ``xs[-1]`` with ``end="clip"``, the interpolated value with ``end="overshoot"``
+    x_end: object = None
 
     @property
     def N(self) -> int:
@@ -166,7 +175,7 @@ def _check_field(field):
 def adaptive_solve(field, pair, x0, theta, T, *, rtol, atol, controller: Controller = I_CONTROLLER,
                    norm: ErrorNorm = RMS_NORM, initial_step: InitialStep | None = None, h0=None,
                    max_steps: int = DEFAULT_MAX_STEPS, min_step: float | None = None, loss=None,
-                   detach=()) -> AdaptiveSolution:
+                   detach=(), end: str = "clip", output=None, reuse_last_stage: str = "fsal") -> AdaptiveSolution:
     r"""Integrate :math:`\dot x = f(x,\theta)` on [0, T] adaptively (module docstring) and return an
     :class:`AdaptiveSolution`.
 
@@ -174,7 +183,12 @@ def adaptive_solve(field, pair, x0, theta, T, *, rtol, atol, controller: Control
     (a float > 0, a constant) or None for the HNW heuristic ``initial_step`` (default :class:`InitialStep()`);
     ``max_steps`` caps the attempts (accepted + rejected); ``min_step`` (default :math:`10\,\epsilon\max(|t|, T)`)
     is the underflow bound; ``loss`` a :class:`~refimpl.ode.fields.TerminalLoss` (then ``loss`` of the result is
-    Φ(x_N)); ``detach`` a subset of :data:`DETACHABLE`. ``x0``/``theta`` float64, complex128 or Variables; theta of
+    Φ(x_end)); ``detach`` a subset of :data:`DETACHABLE`. ``end`` (:data:`ENDS`): "clip" (default) or "overshoot":
+    no clipping, the integration stops at the first accepted :math:`t_{N} \ge T` and ``x_end = output(x_{N-1}, x_N,
+    ks, h, s)`` with the last step's stages ``ks``, size ``h`` and :math:`s = (T - t_{N-1})/(t_N - t_{N-1})`, all
+    carried values (torchdiffeq's rule; ``output`` e.g. :class:`refimpl.ode.conventions.QuarticInterpolant`).
+    ``reuse_last_stage`` (:data:`REUSE_LAST_STAGE`): "always" starts every step with the previous accepted step's
+    last stage even for a pair that is not FSAL (torchdiffeq's rule). ``x0``/``theta`` float64, complex128 or Variables; theta of
     shape (p,) or (1, p).
     """
     _check_field(field)
@@ -204,12 +218,23 @@ def adaptive_solve(field, pair, x0, theta, T, *, rtol, atol, controller: Control
         if isinstance(h0, bool) or not isinstance(h0, (numbers.Real, np.floating, np.integer)) \
                 or not math.isfinite(float(h0)) or not float(h0) > 0:
             raise ValueError(f"h0 must be None (the starting-step heuristic) or a finite number > 0, got {h0!r}")
+    if end not in ENDS:
+        raise ValueError(f"end must be one of {ENDS}, got {end!r}")
+    if (output is not None) != (end == "overshoot"):
+        raise ValueError(f"output: end='overshoot' needs an output(x_prev, x_last, ks, h, s) callable and "
+                         f"end='clip' takes none, got end={end!r}, output={output!r}")
+    if output is not None and not callable(output):
+        raise TypeError(f"output must be callable, got {type(output).__name__}")
+    if reuse_last_stage not in REUSE_LAST_STAGE:
+        raise ValueError(f"reuse_last_stage must be one of {REUSE_LAST_STAGE}, got {reuse_last_stage!r}")
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         return _solve(field, pair, x0, theta, T, tol, controller, norm, initial_step, h0, int(max_steps), min_step,
-                      loss, detach)
+                      loss, detach, output, reuse_last_stage == "always" or pair.fsal)
 
 
-def _solve(field, pair, x0, theta, T, tol, controller, norm, initial_step, h0, max_steps, min_step, loss, detach):
+def _solve(field, pair, x0, theta, T, tol, controller, norm, initial_step, h0, max_steps, min_step, loss, detach,
+           output=None, reuse_last=None):
+    reuse_last = pair.fsal if reuse_last is None else reuse_last
     nfev = 0
 
     def f(x):
@@ -252,7 +277,7 @@ def _solve(field, pair, x0, theta, T, tol, controller, norm, initial_step, h0, m
                 f"loosen rtol/atol)")
         attempts += 1
         t_re = re_value(t)
-        last = t_re + re_value(h) >= T
+        last = output is None and t_re + re_value(h) >= T
         if last:
             h = T - t
         h_re = re_value(h)
@@ -302,27 +327,33 @@ def _solve(field, pair, x0, theta, T, tol, controller, norm, initial_step, h0, m
             steps.append(h_re)
             ratios.append(r_re)
             kappas.append(kappa)
+            t_prev, x_prev = t, x
             t = T if last else t + h
             grid.append(T if last else re_value(t))
             x = x_new
             xs.append(x)
             if last:
                 break
-            k1 = ks[-1] if pair.fsal else f(x)
+            if output is not None and re_value(t) >= T:
+                x_end = output(x_prev, x, ks, h, (T - t_prev) / (t - t_prev))
+                break
+            k1 = ks[-1] if reuse_last else f(x)
         else:
             rejected.append(RejectedStep(len(steps), t_re, h_re, r_re))
         h = h * fac
-        if "h" in detach:
+        if "h" in detach or "h_next" in detach:
             h = _detached(h)
+    if output is None:
+        x_end = xs[-1]
     value = None
     if loss is not None:
-        value = loss.value(xs[-1])
+        value = loss.value(x_end)
         if first_nonfinite(np.asarray(getvalue(value))) is not None:
             raise NonFiniteError(f"the loss became non-finite: Phi(x_N) = {getvalue(value)} at the final state "
                                  f"(accepted step N = {len(steps)}, T = {T:.6g})")
     return AdaptiveSolution(_read_only(grid), _read_only(steps), ops.stack(xs), _read_only(ratios), tuple(rejected),
                             nfev, value, h_start, pair, controller, norm, tol, initial_step if h0 is None else None,
-                            detach, _read_only(kappas))
+                            detach, _read_only(kappas), x_end)
 
 
 def _cancellation(b_err, ks) -> float:
