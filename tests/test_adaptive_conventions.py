@@ -92,7 +92,7 @@ def test_controller_rules():
 
 def test_detachments_and_output_rules():
     td, dx = TorchdiffeqConvention(), DiffraxConvention()
-    assert td.detach == {"h"} and dx.detach == {"h0", "h"}
+    assert td.detach == {"h_next"} and dx.detach == {"h0", "h"}
     assert (td.end, td.reuse_last_stage, dx.end, dx.reuse_last_stage) == ("overshoot", "always", "clip", "fsal")
     assert td.gradient_kind == "full_discrete" and dx.gradient_kind == "frozen_grid"
 

@@ -62,10 +62,10 @@ class TorchField(torch.nn.Module):
         return W2 @ torch.tanh(W1 @ x + b)
 
     def callback_accept_step(self, t0, y0, dt):
-        self.accepted.append((float(t0), float(dt)))
+        self.accepted.append((float(t0.detach()), float(dt.detach())))
 
     def callback_reject_step(self, t0, y0, dt):
-        self.rejected.append((float(t0), float(dt)))
+        self.rejected.append((float(t0.detach()), float(dt.detach())))
 
 
 def _library(problem, method, rtol, *, adjoint=False, first_step=None):
@@ -79,7 +79,7 @@ def _library(problem, method, rtol, *, adjoint=False, first_step=None):
     loss = 0.5 * torch.sum((out[-1] - torch.tensor(Y, dtype=torch.float64)) ** 2)
     loss.backward()
     grid = np.array([0.0] + [t0 + dt for t0, dt in func.accepted])
-    return {"loss": float(loss), "grid": grid, "rejected": len(func.rejected),
+    return {"loss": float(loss.detach()), "grid": grid, "rejected": len(func.rejected),
             "grad": np.concatenate([func.theta.grad.numpy(), x0.grad.numpy()])}
 
 
@@ -111,20 +111,22 @@ def _grid_tolerance(sol) -> float:
 
 
 CASES = [(p, "dopri5") for p in PROBLEMS] + [("tanh", m) for m in ("bosh3", "fehlberg2", "adaptive_heun")]
+#: rtol 1e-9 costs a 2nd-order pair ~2e4 steps (minutes on the tape): the low-order methods stop at 1e-6
+RTOLS_BY_METHOD = {"dopri5": RTOLS, "bosh3": RTOLS, "fehlberg2": RTOLS[:2], "adaptive_heun": RTOLS[:2]}
 
 
 @pytest.mark.parametrize("problem,method", CASES)
 def test_odeint_backward_is_the_full_discrete_adjoint_with_its_detachments(problem, method):
     field, theta = PROBLEMS[problem]
     conv = convention(f"torchdiffeq:{method}")
-    for rtol in RTOLS:
+    for rtol in RTOLS_BY_METHOD[method]:
         lib = _library(problem, method, rtol)
         sol = conv.solve(field, X0, theta, T, rtol=rtol, atol=rtol, loss=LOSS)
         assert (sol.N, sol.n_rejected) == (len(lib["grid"]) - 1, lib["rejected"]), (rtol, sol, lib["grid"])
         assert sol.grid[-1] >= T  # stepped past T, never clipped
         assert np.max(np.abs(sol.grid - lib["grid"])) <= _grid_tolerance(sol), (rtol, sol.grid - lib["grid"])
-        # the same arithmetic in another order over N <= 200 steps: 1e-13 relative ~ N s eps with room
-        assert abs(float(sol.loss) - lib["loss"]) <= 1e-13 * abs(lib["loss"])
+        # the same arithmetic in another order: each of the N steps of s stages adds O(s) roundings, 4 N s eps relative
+        assert abs(float(sol.loss) - lib["loss"]) <= 4 * sol.N * conv.pair.stages * EPS * abs(lib["loss"])
         ref = conv.library_gradient(field, X0, theta, T, LOSS, rtol=rtol, atol=rtol)
         assert ref.kind == "full_discrete"
         # rounding of a chained adjoint (measured far below); the nearest other variants differ by >= 1e-11 here

@@ -33,7 +33,7 @@ The two families (registry :data:`CONVENTIONS`; ``to_spec()`` / ``CONVENTIONS.fr
       :math:`f` at the *lower-order* solution while the higher-order one is propagated.
 
     Its ``odeint`` + ``backward()`` gradient is refimpl's **full discrete adjoint (b) with the controller's step sizes
-    detached and the starting step attached** (``detach={"h"}``), of the interpolated output.
+    detached and the starting step attached** (``detach={"h_next"}``), of the interpolated output.
 
 ``diffrax`` (0.7.x; ``solver`` = ``Dopri5``, ``Tsit5``, ``Bosh3``, ``Heun``; ``PIDController`` coefficients)
     read from ``diffrax/_step_size_controller/pid.py`` (``_select_initial_step``, ``PIDController.init``,
@@ -322,14 +322,14 @@ class TorchdiffeqConvention(_Convention):
     (``misc.py:_select_initial_step`` with ``order - 1``): ``InitialStep(order=p - 1)``. Output: ``end="overshoot"``
     with :class:`QuarticInterpolant` (``_advance`` + ``_interp_evaluate``). ``reuse_last_stage="always"``
     (``_runge_kutta_step`` returns ``k[..., -1]`` as the next ``f0``). Gradient of ``odeint`` + ``backward()``: (b)
-    with ``detach={"h"}`` (``_optimal_step_size`` is ``@torch.no_grad()``; ``_select_initial_step`` is not)."""
+    with ``detach={"h_next"}`` (``_optimal_step_size`` is ``@torch.no_grad()``; ``_select_initial_step`` is not)."""
 
     family = "torchdiffeq"
     version = "0.2.5"
     gradient_kind = "full_discrete"
     METHODS = tuple(TORCHDIFFEQ_PAIRS)
     #: the library's autodiff: controller outputs constant, starting step and times on the graph
-    detach = frozenset({"h"})
+    detach = frozenset({"h_next"})
     end = "overshoot"
     reuse_last_stage = "always"
     norm = RMS_NORM
@@ -355,7 +355,7 @@ class TorchdiffeqConvention(_Convention):
         self.initial_step = InitialStep(order=p - 1)
 
     def library_gradient(self, field, x0, theta, T, loss, *, rtol, atol, route: str = "tape"):
-        """(b) with ``detach={"h"}`` on the tape (the only route: the starting step is differentiated)."""
+        """(b) with ``detach={"h_next"}`` on the tape (the only route: the starting step is differentiated)."""
         if route != "tape":
             raise ValueError(f"route: torchdiffeq's gradient differentiates the starting step, so only the 'tape' "
                              f"route computes it, got {route!r}")
