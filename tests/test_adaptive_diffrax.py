@@ -163,6 +163,9 @@ def test_recursive_checkpoint_adjoint_is_the_frozen_grid_adjoint(problem, solver
         # <= 5.3e-14); the grid dependence of (b) differs by 1.3e-11 to 4.9e-3 wherever the factors are not clipped
         # (control below)
         assert _relative(got, want) <= 1e-12, (rtol, got, want)
+        # the hand adjoint on the non-uniform grid (NumPy recursion, layout "constant") is the same gradient
+        hand = conv.library_gradient(field, X0, theta, T, LOSS, rtol=rtol, atol=rtol, route="numpy")
+        assert _relative(got, np.concatenate([hand.grad_theta, hand.grad_x0])) <= 1e-12
 
 
 @pytest.mark.parametrize("problem", list(PROBLEMS))
