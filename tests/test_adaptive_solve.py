@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from scipy.integrate import solve_ivp
 
 from refimpl.ad import Variable
@@ -154,6 +154,9 @@ def test_property_tape_gradients_against_complex_step(problem):
         b = full_discrete_gradient(p.field, p.pair, p.x0, p.theta, p.T, p.loss, **p.options())
     except (AdaptiveStepError, NonFiniteError):
         return  # a drawn random pair may be unstable or too slow for the problem: that is reported, not tested
+    # an error estimate that is rounding noise (kappa * eps ~ 1: e.g. theta = 0 makes x(t) linear in t and e = 0
+    # identically) has no derivative: near such a theta the pattern follows |e(theta)|, a kink. Smooth pieces only.
+    assume(np.max(b.solution.cancellation) * EPS <= 1e-4)
     rng = np.random.default_rng(0)
     vx, vt = rng.normal(size=p.x0.size), rng.normal(size=p.theta.size)
     cs, _ = _complex_step(p.field, p.pair, p.x0, p.theta, p.T, p.loss, vx, vt.reshape(p.theta.shape), **p.options())
@@ -165,6 +168,12 @@ def test_property_tape_gradients_against_complex_step(problem):
     cs_a = _frozen_loss_complex_step(p.field, p.pair, p.x0, p.theta, b.grid, p.loss, vx, vt)
     scale_a = np.abs(a.grad_x0) @ np.abs(vx) + np.abs(a.grad_theta) @ np.abs(vt) + 1e-40
     assert abs(cs_a - (a.grad_x0 @ vx + a.grad_theta @ vt)) <= 1e-12 * scale_a
+    # the hand discrete adjoint on the frozen (non-uniform) grid, constant layout, == the tape: both evaluate the same
+    # recursion in a different order, so they agree to a few ulps of the largest term (1e-13 relative)
+    for route in ("numpy",) + (("numba",) if getattr(p.field, "kernel", None) is not None else ()):
+        hand = frozen_grid_gradient(p.field, p.pair, p.x0, p.theta, b.grid, p.loss, route=route)
+        for mine, ref in ((hand.grad_theta, a.grad_theta), (hand.grad_x0, a.grad_x0)):
+            assert np.max(np.abs(mine - ref)) <= 1e-13 * max(np.max(np.abs(ref)), 1e-300) + 1e-300
 
 
 # ---------------------------------------------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ EXPERIMENTS = [
     "neural_ode_oscillations",  # [A]: AD oscillations in neural-ODE training and their corrections
     "wasserstein_flows",  # [C]: forward Euler for Wasserstein gradient flows can be wrong; Gaussian controls
     "wasserstein_coordinate_descent",  # [B]: random coordinate descent on the Wasserstein space (RWCD, RWCP)
+    "adaptive_solvers",  # docs/theory/adaptive-steps.md: frozen-grid vs full discrete vs continuous; loss jumps
 ]
 
 __all__ = ["Claim", "EXPERIMENTS"]

@@ -152,11 +152,16 @@ class ErrorNorm:
             raise ValueError(f"scale must be one of {self.SCALES}, got {self.scale!r}")
 
     def norm(self, v):
-        """:math:`\\|v\\|` of a 1-D vector (rms: :math:`\\sqrt{\\sum v_j^2/d}`, holomorphic; max: the entry of
-        largest real :func:`re_abs`)."""
+        """:math:`\\|v\\|` of a 1-D vector (rms: :math:`\\sqrt{\\sum v_j^2/d}`, holomorphic, and the constant 0 at
+        v = 0; max: the entry of largest real :func:`re_abs`)."""
         if self.kind == "rms":
             d = int(np.shape(getvalue(v))[0])
-            return ops.sqrt(ops.sum(v * v) / d)
+            sq = ops.sum(v * v)
+            if re_value(sq) == 0.0:
+                # v = 0: the norm is 0 with the subgradient 0 (sqrt' is infinite there; a taped sqrt would send
+                # 0 * inf = NaN into the gradient even from an unused branch)
+                return 0.0
+            return ops.sqrt(sq / d)
         a = re_abs(v)
         j = int(np.argmax(np.real(getvalue(a))))
         return a[j]

@@ -101,7 +101,7 @@ class AdaptiveProblem:
 
     def options(self) -> dict:
         """Keyword arguments of ``adaptive_solve`` (rtol, atol, controller, norm, max_steps)."""
-        return dict(rtol=self.rtol, atol=self.atol, controller=self.controller, norm=self.norm, max_steps=5000)
+        return dict(rtol=self.rtol, atol=self.atol, controller=self.controller, norm=self.norm, max_steps=500)
 
 
 @st.composite
