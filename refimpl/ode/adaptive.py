@@ -188,7 +188,8 @@ def adaptive_solve(field, pair, x0, theta, T, *, rtol, atol, controller: Control
     ks, h, s)`` with the last step's stages ``ks``, size ``h`` and :math:`s = (T - t_{N-1})/(t_N - t_{N-1})`, all
     carried values (torchdiffeq's rule; ``output`` e.g. :class:`refimpl.ode.conventions.QuarticInterpolant`).
     ``reuse_last_stage`` (:data:`REUSE_LAST_STAGE`): "always" starts every step with the previous accepted step's
-    last stage even for a pair that is not FSAL (torchdiffeq's rule). ``x0``/``theta`` float64, complex128 or Variables; theta of
+    last stage even for a pair that is not FSAL (torchdiffeq's rule).
+    ``x0``/``theta`` float64, complex128 or Variables; theta of
     shape (p,) or (1, p).
     """
     _check_field(field)
