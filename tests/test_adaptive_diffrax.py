@@ -123,8 +123,8 @@ def _grid_tolerance(sol) -> float:
     the I controller passes :math:`1/k` of a relative change of r into the next step size unless the factor is
     clipped (then the next step does not depend on r at all), and relative step-size changes add up along the grid:
     :math:`|\delta t_n| \le T\,\tfrac1k\sum_m c\,\kappa_m\varepsilon` over the unclipped steps m before the last (a
-    rejected attempt counts with the largest of those κ). c = 64 covers the O(s) roundings of the s-stage estimate and of
-    the norm (s ≤ 7); a difference in the rules would show as different step counts or O(h) differences."""
+    rejected attempt counts with the largest of those κ). c = 64 covers the O(s) roundings of the s-stage estimate
+    and of the norm (s ≤ 7); a difference in the rules would show as different step counts or O(h) differences."""
     c = sol.controller
     k = c.exponent_order(sol.pair)
     total = 0.0

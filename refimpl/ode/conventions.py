@@ -82,7 +82,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from refimpl.ode.embedded import EmbeddedTableau
-from refimpl.ode.step_control import RMS_NORM, Controller, ErrorNorm, InitialStep
+from refimpl.ode.step_control import RMS_NORM, Controller, InitialStep
 from refimpl.registry import Registry
 
 __all__ = ["CONVENTIONS", "QuarticInterpolant", "TorchdiffeqConvention", "DiffraxConvention", "convention",
