@@ -196,3 +196,19 @@ def test_convention_data_matches_the_installed_sources():
             assert list(conv.pair.A[i + 1][: i + 1]) == beta.tolist()
         assert len(tab.beta) == s - 1
         assert list(conv.output.mid) == cls.mid.tolist()
+
+
+@pytest.mark.parametrize("method", ["adaptive_heun", "fehlberg2"])
+def test_non_fsal_pairs_reuse_the_lower_order_stage(method):
+    """Control for ``reuse_last_stage="always"``: torchdiffeq starts each step with the previous step's last stage,
+    f at the lower-order solution (rk_common.py:_runge_kutta_step returns k[..., -1] as f1). Chaining the pair as a
+    Runge-Kutta method (first stage f(x_n)) gives another loss, by far more than rounding (measured 1e-3, 3e-5)."""
+    from refimpl.ode.adaptive import adaptive_solve
+    field, theta = PROBLEMS["tanh"]
+    conv = convention(f"torchdiffeq:{method}")
+    lib = _library("tanh", method, 1e-3)
+    options = dict(conv.solve_options(), reuse_last_stage="fsal")
+    plain = adaptive_solve(field, conv.pair, X0, theta, T, rtol=1e-3, atol=1e-3, loss=LOSS, **options)
+    assert abs(float(plain.loss) - lib["loss"]) > 1e-6 * abs(lib["loss"])
+    same = conv.solve(field, X0, theta, T, rtol=1e-3, atol=1e-3, loss=LOSS)
+    assert abs(float(same.loss) - lib["loss"]) <= 4 * same.N * conv.pair.stages * EPS * abs(lib["loss"])
