@@ -226,3 +226,47 @@ def test_non_finite_error_estimate_names_the_step_and_time():
         pytest.skip("PolynomialField has no pack()")
     with pytest.raises(NonFiniteError, match=r"non-finite error estimate at attempt 1 \(accepted step 0\), t = 0"):
         adaptive_solve(field, "dormand_prince_54", np.array([1e80]), theta, 1.0, rtol=1e-6, atol=1e-8, h0=1.0)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# library rules as options: overshoot-and-interpolate, reuse of the last stage, "h_next"
+
+
+def _linear_output(x_prev, x_last, ks, h, s):
+    return x_prev + s * (x_last - x_prev)
+
+
+def test_overshoot_interpolates_at_T_and_its_gradient_is_exact():
+    field, theta, x0, loss = _tanh_problem(seed=8)
+    opts = dict(rtol=1e-5, atol=1e-7, end="overshoot", output=_linear_output)
+    sol = adaptive_solve(field, "dormand_prince_54", x0, theta, 2.0, loss=loss, **opts)
+    assert sol.grid[-2] < 2.0 <= sol.grid[-1]
+    s = (2.0 - sol.grid[-2]) / (sol.grid[-1] - sol.grid[-2])
+    assert np.array_equal(sol.x_end, sol.xs[-2] + s * (sol.xs[-1] - sol.xs[-2]))
+    g = full_discrete_gradient(field, "dormand_prince_54", x0, theta, 2.0, loss, **opts)
+    frozen = full_discrete_gradient(field, "dormand_prince_54", x0, theta, 2.0, loss, detach={"h"}, **opts)
+    v = np.random.default_rng(1).normal(size=theta.size)
+    cs, _ = _complex_step(field, "dormand_prince_54", x0, theta, 2.0, loss, np.zeros(2), v, **opts)
+    # both routes differentiate r, known to a relative kappa*eps only (docs/theory/adaptive-steps.md §4): the
+    # controller's share (b) - (a) of the derivative carries that relative error. Here the first step has r ~ 1e-5 and
+    # kappa ~ 1e8, and with an interpolated output dL/dh is O(h), not O(local error): the share matters.
+    share = abs((g.grad_theta - frozen.grad_theta) @ v)
+    bound = 1e-12 * (np.abs(g.grad_theta) @ np.abs(v)) + 4 * EPS * np.max(g.solution.cancellation) * share
+    assert abs(cs - g.grad_theta @ v) <= bound
+
+
+def test_reuse_last_stage_always_saves_one_evaluation_per_step():
+    field, theta, x0, _ = _tanh_problem()
+    sol = adaptive_solve(field, "heun_euler_21", x0, theta, 1.0, rtol=1e-4, atol=1e-6, reuse_last_stage="always")
+    assert sol.nfev == 2 + (2 - 1) * (sol.N + sol.n_rejected)
+
+
+def test_h_next_keeps_the_starting_step_on_the_tape():
+    field, theta, x0, loss = _tanh_problem(seed=9)
+    opts = dict(rtol=1e-4, atol=1e-6)
+    nxt = full_discrete_gradient(field, "bogacki_shampine_32", x0, theta, 1.0, loss, detach={"h_next"}, **opts)
+    allh = full_discrete_gradient(field, "bogacki_shampine_32", x0, theta, 1.0, loss, detach={"h"}, **opts)
+    assert np.array_equal(nxt.grid, allh.grid) and not np.array_equal(nxt.grad_theta, allh.grad_theta)
+    fixed = full_discrete_gradient(field, "bogacki_shampine_32", x0, theta, 1.0, loss, detach={"h_next"},
+                                   h0=float(allh.solution.h0), **opts)
+    assert np.array_equal(fixed.grad_theta, allh.grad_theta)

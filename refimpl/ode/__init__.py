@@ -12,6 +12,10 @@ Submodules (each holds one kind of thing):
 ``refimpl.ode.integrators``         the generic ERK / LMM integrator (NumPy, complex, Fraction, tape Variables).
 ``refimpl.ode.adjoint_recursions``  the hand-derived discrete adjoints (NumPy path for any field; compiled path for a
                                     field with a kernel descriptor, :mod:`refimpl.ode._numba`).
+``refimpl.ode.embedded``            :class:`EmbeddedTableau` (embedded pairs, both orders checked), the named pairs,
+                                    registry ``EMBEDDED_PAIRS``.
+``refimpl.ode.step_control``        error norms, I/PI/PID controllers, the HNW starting step (data).
+``refimpl.ode.adaptive``            ``adaptive_solve`` (float, complex, tape) and the gradients of an adaptive loss.
 ``refimpl.ode.adjoint_ode``         the backward adjoint ODE p′ = −∂ₓfᵀp (DOP853 + error estimate; RK4+Richardson).
 ``refimpl.ode.corrections``         normalised AD gradients, leapfrog / 2-stage ERK corrections, diagnostics ([A]).
 
@@ -43,6 +47,13 @@ _EXPORTS = {
     "Trajectory": "integrators", "integrate": "integrators", "discrete_loss": "integrators",
     "DiscreteAdjoint": "adjoint_recursions", "discrete_adjoint": "adjoint_recursions",
     "continuous_adjoint": "adjoint_ode",
+    "EmbeddedTableau": "embedded", "EMBEDDED_PAIRS": "embedded", "HEUN_EULER_21": "embedded", "FEHLBERG_21": "embedded",
+    "BOGACKI_SHAMPINE_32": "embedded", "FEHLBERG_45": "embedded", "DORMAND_PRINCE_54": "embedded",
+    "TSITOURAS_54": "embedded",
+    "ErrorNorm": "step_control", "Controller": "step_control", "InitialStep": "step_control",
+    "CONTROLLERS": "step_control",
+    "adaptive_solve": "adaptive", "AdaptiveSolution": "adaptive", "full_discrete_gradient": "adaptive",
+    "frozen_grid_gradient": "adaptive", "continuous_gradient": "adaptive",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -19,8 +19,14 @@ continuation: complex step gives the derivative of the adaptive loss wherever th
 choices do not change) and on tape :class:`~refimpl.ad.Variable` s, where *everything* is recorded: the stages, the
 error estimate, the norm, the controller's factor, the starting-step heuristic, the clipped last step. ``refimpl.ad``'s
 gradient of the loss is then (b), the full discrete adjoint. ``detach`` stops the gradient through named quantities
-(:data:`DETACHABLE`): ``"h0"`` (the starting step), ``"error_ratio"`` (every r), ``"h"`` (every step size after the
-controller, and the starting step). With ``{"h"}`` the grid is a constant and (b) reduces to (a).
+(:data:`DETACHABLE`): ``"h0"`` (the starting step), ``"error_ratio"`` (every r), ``"h_next"`` (every step size the
+controller proposes, the starting step kept), ``"h"`` (``"h_next"`` and the starting step). With ``{"h"}`` the grid is a
+constant and (b) reduces to (a).
+
+Two library rules are options: ``end="overshoot"`` (no clip to T: the run stops at the first accepted
+:math:`t_N \ge T` and an ``output`` interpolant of the last step gives the value at T, its abscissa
+:math:`s = (T - t_{N-1})/(t_N - t_{N-1})` on the carrier) and ``reuse_last_stage="always"`` (every step starts with the
+previous accepted step's last stage, FSAL or not).
 
 Gradients: :func:`full_discrete_gradient` (b); :func:`frozen_grid_gradient` (a: the fixed-step discrete adjoint on the
 accepted grid, by the tape or by the hand adjoint of :mod:`refimpl.ode.adjoint_recursions`);
@@ -188,8 +194,7 @@ def adaptive_solve(field, pair, x0, theta, T, *, rtol, atol, controller: Control
     ks, h, s)`` with the last step's stages ``ks``, size ``h`` and :math:`s = (T - t_{N-1})/(t_N - t_{N-1})`, all
     carried values (torchdiffeq's rule; ``output`` e.g. :class:`refimpl.ode.conventions.QuarticInterpolant`).
     ``reuse_last_stage`` (:data:`REUSE_LAST_STAGE`): "always" starts every step with the previous accepted step's
-    last stage even for a pair that is not FSAL (torchdiffeq's rule).
-    ``x0``/``theta`` float64, complex128 or Variables; theta of
+    last stage even for a pair that is not FSAL (torchdiffeq's rule). ``x0``/``theta`` float64, complex128 or Variables; theta of
     shape (p,) or (1, p).
     """
     _check_field(field)
@@ -424,7 +429,7 @@ def full_discrete_gradient(field, pair, x0, theta, T, loss, *, detach=(), **opti
     sol = holder["solution"]
     plain = AdaptiveSolution(sol.grid, sol.steps, getvalue(sol.xs), sol.ratios, sol.rejected, sol.nfev,
                              float(getvalue(sol.loss)), float(getvalue(sol.h0)), sol.pair, sol.controller, sol.norm,
-                             sol.tolerances, sol.initial_step, sol.detach, sol.cancellation)
+                             sol.tolerances, sol.initial_step, sol.detach, sol.cancellation, getvalue(sol.x_end))
     det = ",".join(sorted(_check_detach(detach))) or "nothing"
     return AdaptiveGradient("full_discrete", float(value), np.asarray(g[:d]), np.asarray(g[d:]), sol.grid,
                             f"tape through the whole loop, detached: {det}", plain)

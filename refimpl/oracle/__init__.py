@@ -7,6 +7,7 @@ format is defined in ``docs/case-format.md``.
 ``refimpl.oracle.ode_cases``   the ``"ode"`` kind: arrays, rules, builder (:class:`OdeProblem` → :func:`build_case`),
                                battery, recomputation.
 ``refimpl.oracle.wasserstein_cases``  the ``"wasserstein"`` kind (particles, Gaussians, RWCD), likewise.
+``refimpl.oracle.adaptive_cases``  the ``"ode_adaptive"`` kind (adaptive Runge–Kutta; the grid is checked first).
 ``refimpl.oracle.comparison``  :func:`compare` a foreign implementation's arrays with a case.
 ``refimpl.oracle.verify``      :func:`verify_case`: recompute a case's references from its own description.
 ``refimpl.oracle.battery``     the battery of every kind and :func:`export_battery` (README = docs/case-format.md).
@@ -20,9 +21,10 @@ from refimpl.oracle.case import CASE_KINDS, Case, CaseKind, load_case, save_case
 from refimpl.oracle.comparison import Comparison, compare
 from refimpl.oracle.ode_cases import OdeProblem, Sinusoid, build_case  # registers the "ode" kind
 from refimpl.oracle.wasserstein_cases import WassersteinProblem, build_wasserstein_case  # the "wasserstein" kind
+from refimpl.oracle.adaptive_cases import AdaptiveCaseProblem, build_adaptive_case, check_adaptive  # "ode_adaptive"
 from refimpl.oracle.verify import verify_case
 from refimpl.oracle.battery import export_battery
 
 __all__ = ["Case", "CaseFormatError", "load_case", "save_case", "compare", "Comparison", "build_case", "OdeProblem",
            "Sinusoid", "export_battery", "verify_case", "CASE_KINDS", "CaseKind", "WassersteinProblem",
-           "build_wasserstein_case"]
+           "build_wasserstein_case", "AdaptiveCaseProblem", "build_adaptive_case", "check_adaptive"]

@@ -1,0 +1,432 @@
+r"""The adaptive ODE case kind: ẋ = f(x, θ) with one constant θ on [0, T], integrated adaptively by an embedded
+Runge–Kutta pair with a step-size controller (docs/theory/adaptive-steps.md), L = ½|x_N − y|², and the references a
+foreign adaptive solver and its gradient are compared on.
+
+The problem section stores everything that decides the accepted grid as data: the field (``FIELDS`` spec), the pair
+(:meth:`~refimpl.ode.embedded.EmbeddedTableau.to_spec`), the controller, the error norm and the starting step
+(:mod:`refimpl.ode.step_control` specs), ``h0`` (null: the starting-step heuristic), T, rtol, atol, max_steps, the
+loss, and ``gradients``: which detachments the full discrete gradient of the case uses. The kind is registered in
+:data:`refimpl.oracle.case.CASE_KINDS` as ``"ode_adaptive"``.
+
+How each reference is computed (also written into ``provenance.how``):
+
+``accepted_grid``, ``rejected_steps``, ``rejected_count``, ``trajectory``, ``loss``
+    :func:`refimpl.ode.adaptive.adaptive_solve` (float64).
+``frozen_grid_gradient``, ``frozen_grid_grad_x0``
+    (a) the hand discrete adjoint on the accepted grid (:func:`refimpl.ode.adjoint_recursions.discrete_adjoint`,
+    ``layout="constant"``, ``grid=accepted_grid``); second route at build time: the tape on the frozen grid.
+``full_discrete_gradient``, ``full_discrete_grad_x0``
+    (b) ``refimpl.ad`` through the whole adaptive loop (:func:`refimpl.ode.adaptive.full_discrete_gradient`) with the
+    detachments named in ``problem.gradients.full_discrete_detach``; second route at build time: the complex step of
+    the whole adaptive loss along two random directions (recorded in ``provenance.notes``; agreement required: 1e-12 relative, or 10·max κ·ε times
+    the relative size of (b) − (a) when larger — both routes differentiate the error ratio, whose rounding is amplified
+    by κ, docs/theory/adaptive-steps.md §4).
+
+**Checking.** :func:`check_adaptive` compares the accepted grid *first*: if the foreign grid has another length or some
+:math:`|t_n - t_n^{ref}|` exceeds the grid tolerance, it reports the first step n where they differ and by how much
+— a different grid makes every other comparison meaningless (the losses differ by O(rtol), the gradients are
+derivatives of different functions) — and compares nothing else. Otherwise it compares the remaining references with
+:func:`refimpl.oracle.comparison.compare`.
+
+Tolerances (a foreign array passes when :math:`|x - x_{ref}| \le atol + rtol|x_{ref}|`):
+
+* ``accepted_grid``: rtol :math:`= \max(10^{-12}, 10\sum_n\kappa_n\varepsilon)`, with κ_n the rounding amplification of
+  the error estimate of step n (docs/theory/adaptive-steps.md §4): a correct implementation that sums the estimate in
+  another order moves each step size by up to ~Σκε relative;
+* ``rejected_count`` exact (atol 0.5);
+* trajectory, loss, (a): ``rtol = 1e-10``, ``atol = 1e-12·max(1, max|ref|)`` (the discrete ODE tolerance,
+  docs/case-format.md), plus the grid tolerance's effect on x (a relative change δ of the step sizes changes x by ≲ δ);
+* (b): the same, ×10 (the controller's derivative goes through the error estimate, whose rounding is amplified by κ).
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field as dataclass_field
+
+import numpy as np
+
+import refimpl
+from refimpl.oracle.case import CASE_KINDS, Case, CaseKind
+from refimpl.oracle.comparison import Comparison, compare, normwise_disagreement
+from refimpl.oracle.safe_io import CaseFormatError
+
+__all__ = ["AdaptiveCaseKind", "AdaptiveCaseProblem", "build_adaptive_case", "check_adaptive", "GridMismatch", "adaptive_battery",
+           "ADAPTIVE_INPUTS", "ADAPTIVE_REFERENCES"]
+
+ROUTE_AGREEMENT = 1e-12
+DISCRETE_RTOL, DISCRETE_ATOL = 1e-10, 1e-12
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,127}")
+
+ADAPTIVE_INPUTS = {
+    "x0": "initial state x_0, shape (d,)",
+    "theta": "the constant parameter theta (constant layout), shape (1, p)",
+}
+ADAPTIVE_REFERENCES = {
+    "accepted_grid": "accepted times t_0 = 0 < ... < t_N = T, shape (N+1,)",
+    "rejected_count": "number of rejected attempts, shape ()",
+    "rejected_steps": "for each rejected attempt the index n of the accepted step it tried to become, shape (R,)",
+    "trajectory": "x_0..x_N at the accepted grid, shape (N+1, d)",
+    "loss": "L = Phi(x_N), shape ()",
+    "frozen_grid_gradient": "(a) dL/dtheta with the accepted grid held fixed, shape (p,)",
+    "frozen_grid_grad_x0": "(a) dL/dx0 with the accepted grid held fixed, shape (d,)",
+    "full_discrete_gradient": "(b) dL/dtheta through the whole adaptive loop (controller included; detachments in "
+                              "problem.gradients), shape (p,)",
+    "full_discrete_grad_x0": "(b) dL/dx0 through the whole adaptive loop, shape (d,)",
+}
+
+_SPEC = {"type": "object"}
+_PROBLEM_SCHEMA = {
+    "type": "object",
+    "required": ["field", "pair", "controller", "norm", "initial_step", "h0", "T", "rtol", "atol", "max_steps", "loss",
+                 "gradients"],
+    "additionalProperties": False,
+    "properties": {
+        "field": _SPEC, "pair": _SPEC, "controller": _SPEC, "norm": _SPEC,
+        "initial_step": {"anyOf": [_SPEC, {"type": "null"}]},
+        "h0": {"anyOf": [{"type": "number", "exclusiveMinimum": 0}, {"type": "null"}]},
+        "T": {"type": "number", "exclusiveMinimum": 0},
+        "rtol": {"type": "number", "exclusiveMinimum": 0},
+        "atol": {"type": "number", "exclusiveMinimum": 0},
+        "max_steps": {"type": "integer", "minimum": 1},
+        "loss": _SPEC,
+        "gradients": {"type": "object", "required": ["frozen_grid", "full_discrete", "full_discrete_detach"],
+                      "additionalProperties": False,
+                      "properties": {"frozen_grid": {"type": "string", "maxLength": 400},
+                                     "full_discrete": {"type": "string", "maxLength": 400},
+                                     "full_discrete_detach": {"type": "array", "maxItems": 8,
+                                                              "items": {"type": "string", "maxLength": 32}}}},
+    },
+}
+
+
+def problem_objects(case: Case) -> dict:
+    """refimpl objects for an adaptive case: ``field``, ``pair``, ``controller``, ``norm``, ``initial_step``,
+    ``loss``, and the keyword arguments ``options`` of :func:`refimpl.ode.adaptive.adaptive_solve`."""
+    from refimpl.ode.embedded import PAIR_FAMILIES
+    from refimpl.ode.fields import FIELDS, LOSSES
+    from refimpl.ode.step_control import STEP_CONTROL_FAMILIES
+
+    p = case.problem
+    init = None if p["initial_step"] is None else STEP_CONTROL_FAMILIES.from_spec(p["initial_step"])
+    objs = {"field": FIELDS.from_spec(p["field"]), "pair": PAIR_FAMILIES.from_spec(p["pair"]),
+            "controller": STEP_CONTROL_FAMILIES.from_spec(p["controller"]),
+            "norm": STEP_CONTROL_FAMILIES.from_spec(p["norm"]), "initial_step": init,
+            "loss": LOSSES.from_spec(p["loss"], key="kind"), "T": p["T"],
+            "x0": np.array(case.x0), "theta": np.array(case.theta),
+            "detach": tuple(p["gradients"]["full_discrete_detach"])}
+    objs["options"] = dict(rtol=p["rtol"], atol=p["atol"], controller=objs["controller"], norm=objs["norm"],
+                           initial_step=init, h0=p["h0"], max_steps=p["max_steps"])
+    return objs
+
+
+@CASE_KINDS.register
+class AdaptiveCaseKind(CaseKind):
+    """``kind = "ode_adaptive"``: arrays, consistency rules and recomputation of adaptive cases (module docstring)."""
+
+    family = "ode_adaptive"
+    problem_schema = _PROBLEM_SCHEMA
+    inputs = ADAPTIVE_INPUTS
+    references = ADAPTIVE_REFERENCES
+    required = ("x0", "theta", "accepted_grid", "rejected_count", "trajectory", "loss")
+
+    @classmethod
+    def summary(cls, case: Case) -> str:
+        p = case.problem
+        n = case.arrays["accepted_grid"].shape[0] - 1
+        return (f"{p['field']['family']} d={p['field']['dim']}, {p['pair']['name']}, {p['controller']['name']}, "
+                f"rtol={p['rtol']:g}, atol={p['atol']:g}, N={n} accepted")
+
+    @classmethod
+    def check_problem(cls, case: Case, where: str) -> None:
+        p, a = case.problem, case.arrays
+        fld = p["field"]
+        d, n_p = fld.get("dim"), fld.get("n_params")
+        if not isinstance(d, int) or not isinstance(n_p, int):
+            raise CaseFormatError(f"{where}: problem.field needs integer dim and n_params")
+        grid = a["accepted_grid"]
+        if grid.ndim != 1 or grid.shape[0] < 2:
+            raise CaseFormatError(f"{where}: array 'accepted_grid' must be 1-D with at least 2 times")
+        N = grid.shape[0] - 1
+        expected = {"x0": (d,), "theta": (1, n_p), "trajectory": (N + 1, d), "loss": (), "rejected_count": (),
+                    "frozen_grid_gradient": (n_p,), "frozen_grid_grad_x0": (d,), "full_discrete_gradient": (n_p,),
+                    "full_discrete_grad_x0": (d,)}
+        for name, shape in expected.items():
+            if name in a and a[name].shape != shape:
+                raise CaseFormatError(f"{where}: array {name!r} must have shape {shape} (d = {d}, p = {n_p}, N = {N}), "
+                                      f"got {a[name].shape}")
+        if grid[0] != 0.0 or grid[-1] != p["T"] or not np.all(np.diff(grid) > 0):
+            raise CaseFormatError(f"{where}: array 'accepted_grid' must increase strictly from 0 to problem.T = "
+                                  f"{p['T']!r}")
+        if "rejected_steps" in a:
+            rs = a["rejected_steps"]
+            if rs.ndim != 1 or rs.shape[0] != int(a["rejected_count"]) or (rs.size and (rs.min() < 0 or rs.max() > N)):
+                raise CaseFormatError(f"{where}: array 'rejected_steps' must hold rejected_count indices in [0, {N}]")
+        if len(p["loss"].get("y", [])) != d:
+            raise CaseFormatError(f"{where}: problem.loss.y must have dim = {d} entries")
+        try:  # the pair, controller, norm and starting step are data: they must rebuild (and validate) themselves
+            problem_objects(case)
+        except (ValueError, TypeError, KeyError) as e:
+            raise CaseFormatError(f"{where}: the problem section does not rebuild: {e}") from None
+
+    @classmethod
+    def recompute(cls, case: Case) -> dict:
+        refs = _references(**{k: v for k, v in problem_objects(case).items() if k != "T"}, T=case.problem["T"])[0]
+        return {k: np.asarray(v).reshape(case.arrays[k].shape).astype(case.arrays[k].dtype) for k, v in refs.items()
+                if k in case.arrays}
+
+    @classmethod
+    def battery(cls, *, quick: bool = False):
+        return adaptive_battery(quick=quick)
+
+
+def _references(field, pair, controller, norm, initial_step, loss, x0, theta, T, detach, options):
+    """Every reference and the route checks (module docstring)."""
+    from refimpl.ode.adaptive import frozen_grid_gradient, full_discrete_gradient, adaptive_solve
+
+    sol = adaptive_solve(field, pair, x0, theta, T, loss=loss, **options)
+    b = full_discrete_gradient(field, pair, x0, theta, T, loss, detach=detach, **options)
+    a = frozen_grid_gradient(field, pair, x0, theta, sol.grid, loss, route="auto")
+    a_tape = frozen_grid_gradient(field, pair, x0, theta, sol.grid, loss, route="tape")
+    rng = np.random.default_rng(0)
+    cs_err = 0.0
+    if not detach:
+        for _ in range(2):
+            vx, vt = rng.normal(size=x0.shape), rng.normal(size=theta.shape)
+            eps = 1e-30
+            cs = adaptive_solve(field, pair, x0 + 1j * eps * vx, theta + 1j * eps * vt, T, loss=loss, **options)
+            d_cs = float(np.imag(cs.loss)) / eps
+            d_b = float(b.grad_x0 @ vx + b.grad_theta @ vt.ravel())
+            scale = float(np.abs(b.grad_x0) @ np.abs(vx) + np.abs(b.grad_theta) @ np.abs(vt.ravel()))
+            cs_err = max(cs_err, abs(d_cs - d_b) / scale if scale > 0 else abs(d_cs - d_b))
+    refs = {"accepted_grid": np.array(sol.grid), "rejected_count": np.asarray(sol.n_rejected, dtype=np.int64),
+            "rejected_steps": np.array([r.step for r in sol.rejected], dtype=np.int64),
+            "trajectory": np.asarray(sol.xs, dtype=np.float64), "loss": np.asarray(float(sol.loss)),
+            "frozen_grid_gradient": np.asarray(a.grad_theta, dtype=np.float64),
+            "frozen_grid_grad_x0": np.asarray(a.grad_x0, dtype=np.float64),
+            "full_discrete_gradient": np.asarray(b.grad_theta, dtype=np.float64),
+            "full_discrete_grad_x0": np.asarray(b.grad_x0, dtype=np.float64)}
+    checks = {"frozen_grid_gradient": normwise_disagreement(a_tape.grad_theta, a.grad_theta),
+              "frozen_grid_grad_x0": normwise_disagreement(a_tape.grad_x0, a.grad_x0)}
+    allowed = {k: ROUTE_AGREEMENT for k in checks}
+    if not detach:
+        checks["full_discrete_gradient"] = cs_err
+        # both routes differentiate the error ratio, whose rounding is amplified by kappa (docs/theory/adaptive-steps.md
+        # §4): they may differ by ~kappa eps times the controller's share (b) - (a) of the gradient
+        share = normwise_disagreement(a.grad_theta, b.grad_theta)
+        allowed["full_discrete_gradient"] = max(ROUTE_AGREEMENT,
+                                                10 * float(np.max(sol.cancellation)) * np.finfo(float).eps * share)
+    return refs, checks, allowed, sol, a.convention
+
+
+@dataclass(frozen=True, eq=False)
+class AdaptiveCaseProblem:
+    """An adaptive problem to turn into a case: the arguments of :func:`refimpl.ode.adaptive.adaptive_solve` with a
+    quadratic loss ½|x_N − y|²; ``detach`` names the quantities (b) stops the gradient through (default none)."""
+
+    name: str
+    field: object
+    pair: object
+    x0: object
+    theta: object
+    T: float
+    y: object
+    rtol: float
+    atol: float
+    controller: object = None
+    norm: object = None
+    initial_step: object = None
+    h0: float | None = None
+    max_steps: int = 100_000
+    detach: tuple = dataclass_field(default_factory=tuple)
+
+
+def build_adaptive_case(problem: AdaptiveCaseProblem, *, description: str = "") -> Case:
+    """Compute every reference of ``problem`` (module docstring) and return the validated :class:`Case`; refused
+    (RuntimeError) if a second route disagrees by more than :data:`ROUTE_AGREEMENT`."""
+    import scipy
+
+    from refimpl.ode.embedded import embedded_pair
+    from refimpl.ode.fields import QuadraticLoss
+    from refimpl.ode.step_control import I_CONTROLLER, RMS_NORM, InitialStep
+
+    if not isinstance(problem, AdaptiveCaseProblem):
+        raise TypeError(f"problem must be an AdaptiveCaseProblem, got {type(problem).__name__}")
+    if not isinstance(problem.name, str) or not _NAME.fullmatch(problem.name):
+        raise ValueError(f"problem.name must match {_NAME.pattern}, got {problem.name!r}")
+    field, pair = problem.field, embedded_pair(problem.pair)
+    controller = problem.controller or I_CONTROLLER
+    norm = problem.norm or RMS_NORM
+    init = None if problem.h0 is not None else (problem.initial_step or InitialStep())
+    x0 = np.asarray(problem.x0, dtype=np.float64)
+    theta = np.asarray(problem.theta, dtype=np.float64).reshape(1, field.n_params)
+    loss = QuadraticLoss(np.asarray(problem.y, dtype=np.float64))
+    T = float(problem.T)
+    options = dict(rtol=problem.rtol, atol=problem.atol, controller=controller, norm=norm, initial_step=init,
+                   h0=problem.h0, max_steps=problem.max_steps)
+    detach = tuple(sorted(problem.detach))
+    refs, checks, allowed, sol, conv_a = _references(field, pair, controller, norm, init, loss, x0, theta, T, detach,
+                                                     options)
+    over = {k: v for k, v in checks.items() if v > allowed[k]}
+    if over:
+        raise RuntimeError(f"case {problem.name!r}: a second route disagrees beyond its bound ({over}; bounds "
+                           f"{allowed}); refusing to export an untrustworthy reference")
+    arrays = {"x0": x0, "theta": theta, **refs}
+    declared = AdaptiveCaseKind.declare(arrays)
+    kappa = float(np.sum(sol.cancellation))
+    grid_rtol = max(1e-12, 10 * kappa * np.finfo(float).eps)
+    tolerances = {}
+    for name, e in declared.items():
+        if e["role"] != "reference":
+            continue
+        ref = arrays[name]
+        scale = float(np.max(np.abs(ref))) if ref.size else 0.0
+        if name == "accepted_grid":
+            tolerances[name] = {"rtol": min(grid_rtol, 1.0), "atol": 1e-14 * T,
+                                "why": "10 x sum of kappa_n eps: the rounding of the error estimate, amplified by its "
+                                       "cancellation kappa_n, moves each step size (docs/theory/adaptive-steps.md §4)"}
+        elif name in ("rejected_count", "rejected_steps"):
+            tolerances[name] = {"rtol": 0.0, "atol": 0.5, "why": "integers: exact"}
+        else:
+            factor = 10.0 if name.startswith("full_discrete") else 1.0
+            tolerances[name] = {"rtol": min(factor * max(DISCRETE_RTOL, grid_rtol), 1.0),
+                                "atol": factor * DISCRETE_ATOL * max(1.0, scale),
+                                "why": "float64 rounding of another evaluation order (docs/case-format.md) and of the "
+                                       "grid (its tolerance)" + ("; x10 for the controller's derivative through the "
+                                                                 "error estimate" if factor > 1 else "")}
+    det = ", ".join(detach) or "nothing"
+    how_run = "refimpl.ode.adaptive.adaptive_solve (float64)"
+    how = {"accepted_grid": how_run, "rejected_count": how_run, "rejected_steps": how_run, "trajectory": how_run,
+           "loss": how_run,
+           "frozen_grid_gradient": f"(a) {conv_a} on accepted_grid, layout constant; checked against the tape on the "
+                                   f"frozen grid (provenance.route_checks)",
+           "full_discrete_gradient": f"(b) refimpl.ad through the whole adaptive loop, detached: {det}; checked "
+                                     f"against the complex step of the adaptive loss (provenance.notes)"}
+    how["frozen_grid_grad_x0"] = how["frozen_grid_gradient"]
+    how["full_discrete_grad_x0"] = how["full_discrete_gradient"]
+    fspec = field.to_spec()
+    metadata = {
+        "format": "refimpl-case", "format_version": 1, "name": problem.name, "kind": AdaptiveCaseKind.family,
+        "description": description or (f"{fspec['family']} field, {pair.name}, {controller.name} controller, rtol "
+                                       f"{problem.rtol:g}, atol {problem.atol:g}: {sol.N} accepted, "
+                                       f"{sol.n_rejected} rejected"),
+        "problem": {"field": fspec, "pair": pair.to_spec(), "controller": controller.to_spec(),
+                    "norm": norm.to_spec(), "initial_step": None if init is None else init.to_spec(),
+                    "h0": None if problem.h0 is None else float(problem.h0), "T": T, "rtol": float(problem.rtol),
+                    "atol": float(problem.atol), "max_steps": int(problem.max_steps), "loss": loss.to_spec(),
+                    "gradients": {"frozen_grid": "(a) frozen-grid discrete adjoint (docs/theory/adaptive-steps.md §5)",
+                                  "full_discrete": "(b) full discrete adjoint (docs/theory/adaptive-steps.md §5)",
+                                  "full_discrete_detach": list(detach)}},
+        "arrays": declared, "tolerances": tolerances,
+        "provenance": {"refimpl_version": refimpl.__version__, "numpy_version": np.__version__,
+                       "scipy_version": scipy.__version__,
+                       "created_by": "refimpl.oracle.adaptive_cases.build_adaptive_case", "how": how,
+                       "route_checks": {k: v for k, v in checks.items() if k != "full_discrete_gradient"},
+                       "notes": [f"sum of the error-estimate rounding amplification over the accepted steps: "
+                                 f"{kappa:.3e}"] + ([f"full_discrete_gradient vs the complex step of the adaptive loss "
+                                                     f"(two random directions): {checks['full_discrete_gradient']:.3e} "
+                                                     f"relative (bound {allowed['full_discrete_gradient']:.3e})"]
+                                                    if "full_discrete_gradient" in checks else [])},
+    }
+    return Case(metadata, arrays, source=problem.name)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# checking: the grid first
+
+
+@dataclass(frozen=True)
+class GridMismatch:
+    """The foreign accepted grid differs: ``step`` (first index n where it differs, or where one grid ends),
+    ``theirs``/``reference`` t_n there (None past an end), ``difference``, ``tolerance``, the two lengths."""
+
+    case: str
+    step: int
+    theirs: float | None
+    reference: float | None
+    difference: float
+    tolerance: float
+    n_theirs: int
+    n_reference: int
+
+    @property
+    def passed(self) -> bool:
+        return False
+
+    @property
+    def exit_code(self) -> int:
+        return 1
+
+    def table(self) -> str:
+        if self.theirs is None or self.reference is None:
+            where = (f"their grid has {self.n_theirs - 1} steps, the reference {self.n_reference - 1}; they agree up "
+                     f"to t_{self.step - 1}")
+        else:
+            where = (f"at step {self.step}: t_{self.step} = {self.theirs!r} (theirs) vs {self.reference!r} "
+                     f"(reference), difference {self.difference:.3e} > tolerance {self.tolerance:.3e}")
+        return (f"case {self.case}: FAIL (accepted grid differs; nothing else compared: on another grid the loss and "
+                f"the gradients are those of another discrete problem)\n  {where}")
+
+    def __repr__(self) -> str:
+        return self.table()
+
+
+def check_adaptive(case, theirs, *, tolerances=None):
+    """Compare ``theirs`` (a mapping name → array, or an .npz path) with an adaptive ``case``: the accepted grid
+    first (a :class:`GridMismatch` if it differs), then every other provided reference
+    (:func:`refimpl.oracle.comparison.compare`, a :class:`~refimpl.oracle.comparison.Comparison`)."""
+    from refimpl.oracle.case import load_case
+    from refimpl.oracle.safe_io import read_npz
+
+    if not isinstance(case, Case):
+        case = load_case(case)
+    if case.metadata["kind"] != AdaptiveCaseKind.family:
+        raise CaseFormatError(f"case {case.name!r} is a {case.metadata['kind']!r} case, not {AdaptiveCaseKind.family!r}")
+    if not isinstance(theirs, dict):
+        theirs = read_npz(theirs) if isinstance(theirs, (str,)) or hasattr(theirs, "__fspath__") else dict(theirs)
+    if "accepted_grid" in theirs:
+        mine = np.asarray(theirs["accepted_grid"], dtype=np.float64).reshape(-1)
+        ref = case.arrays["accepted_grid"]
+        tol = dict(case.tolerances["accepted_grid"])
+        tol.update((tolerances or {}).get("accepted_grid", {}))
+        n = min(len(mine), len(ref))
+        allowed = tol["atol"] + tol["rtol"] * np.abs(ref[:n])
+        diff = np.abs(mine[:n] - ref[:n])
+        bad = np.flatnonzero(~(diff <= allowed))
+        if bad.size:
+            k = int(bad[0])
+            return GridMismatch(case.name, k, float(mine[k]), float(ref[k]), float(diff[k]), float(allowed[k]),
+                                len(mine), len(ref))
+        if len(mine) != len(ref):
+            return GridMismatch(case.name, n, None, None, float("inf"), 0.0, len(mine), len(ref))
+    return compare(case, theirs, tolerances=tolerances)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# the battery
+
+
+def adaptive_battery(*, quick: bool = False):
+    """The adaptive cases of the battery: the tanh problem (d = 2, constant θ) × every named pair × rtol 1e-3 and 1e-6
+    (1e-5 for the pairs with a first-order estimate) (I controller), plus Dormand–Prince with the PI controller of HNW and with the starting step detached in (b).
+    ``quick``: Dormand–Prince and Bogacki–Shampine at rtol 1e-4 only."""
+    from refimpl.ode.embedded import EMBEDDED_PAIRS
+    from refimpl.ode.fields import TanhField
+    from refimpl.ode.step_control import PI_HNW
+
+    field = TanhField(2)
+    theta = field.pack(np.array([[-0.6, -2.0], [2.0, -0.6]]), np.array([0.3, -0.2]))
+    x0, y, T = np.array([1.0, 0.5]), np.array([0.2, -0.4]), 2.0
+    pairs = ["dormand_prince_54", "bogacki_shampine_32"] if quick else EMBEDDED_PAIRS.names()
+    for name in pairs:
+        # a first-order estimate needs ~rtol^(-1/2) steps: 1e-5 keeps those cases at a few hundred steps
+        low = 1e-6 if EMBEDDED_PAIRS.get(name).estimate_order >= 2 else 1e-5
+        for rtol in ([1e-4] if quick else [1e-3, low]):
+            yield build_adaptive_case(AdaptiveCaseProblem(f"adaptive-tanh-d2__{name}__I__rtol{rtol:.0e}", field, name,
+                                                          x0, theta, T, y, rtol, rtol))
+    if not quick:
+        yield build_adaptive_case(AdaptiveCaseProblem("adaptive-tanh-d2__dormand_prince_54__pi_hnw__rtol1e-06", field,
+                                                      "dormand_prince_54", x0, theta, T, y, 1e-6, 1e-6,
+                                                      controller=PI_HNW))
+        yield build_adaptive_case(AdaptiveCaseProblem("adaptive-tanh-d2__dormand_prince_54__I__rtol1e-06__h0-detached",
+                                                      field, "dormand_prince_54", x0, theta, T, y, 1e-6, 1e-6,
+                                                      detach=("h0",)))

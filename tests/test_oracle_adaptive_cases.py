@@ -1,0 +1,85 @@
+"""The ode_adaptive case kind: build, save/load, self-check, recomputation, and the grid-first check."""
+import json
+
+import numpy as np
+import pytest
+
+from refimpl.oracle import CASE_KINDS, CaseFormatError, load_case, save_case, verify_case
+from refimpl.oracle.adaptive_cases import (AdaptiveCaseKind, AdaptiveCaseProblem, GridMismatch, adaptive_battery,
+                                           build_adaptive_case, check_adaptive)
+from refimpl.ode.fields import TanhField
+
+
+@pytest.fixture(scope="module")
+def cases():
+    return list(adaptive_battery(quick=True))
+
+
+def test_kind_is_registered_and_cases_round_trip(cases, tmp_path):
+    assert CASE_KINDS.get("ode_adaptive") is AdaptiveCaseKind
+    for case in cases:
+        back = load_case(save_case(case, tmp_path / case.name))
+        assert back.metadata == json.loads(json.dumps(case.metadata))
+        for k in case.arrays:
+            assert np.array_equal(back.arrays[k], case.arrays[k]) and back.arrays[k].dtype == case.arrays[k].dtype
+        # the conventions are named in the case
+        assert back.problem["gradients"]["full_discrete_detach"] == []
+        assert back.metadata["provenance"]["route_checks"]["frozen_grid_gradient"] <= 1e-13
+
+
+def test_references_recompute_from_the_case_description(cases):
+    for case in cases:
+        report = verify_case(case)
+        assert report.passed, report
+
+
+def test_own_arrays_pass_and_a_moved_grid_point_is_named(cases):
+    case = cases[0]
+    theirs = {k: np.array(case.arrays[k]) for k in case.references}
+    assert check_adaptive(case, theirs).passed
+    grid = theirs["accepted_grid"].copy()
+    grid[2] += 1e-6
+    r = check_adaptive(case, {**theirs, "accepted_grid": grid})
+    assert isinstance(r, GridMismatch) and r.step == 2 and r.difference == pytest.approx(1e-6, rel=1e-6)
+    assert "at step 2" in r.table() and not r.passed and r.exit_code == 1
+    # a shorter grid (one step fewer): the first step past their end is named
+    short = np.concatenate([theirs["accepted_grid"][:-2], [case.problem["T"]]])
+    r = check_adaptive(case, {**theirs, "accepted_grid": short})
+    assert isinstance(r, GridMismatch) and r.step == len(short) - 1
+
+
+def test_gradients_are_compared_after_the_grid(cases):
+    case = cases[0]
+    theirs = {k: np.array(case.arrays[k]) for k in case.references}
+    # someone reporting the frozen-grid gradient as the full one fails on full_discrete_gradient only
+    theirs["full_discrete_gradient"] = theirs["frozen_grid_gradient"]
+    r = check_adaptive(case, theirs)
+    assert not r.passed and not r["full_discrete_gradient"].passed and r["frozen_grid_gradient"].passed
+
+
+def test_the_two_gradients_differ_in_every_case(cases):
+    for case in cases:
+        a, b = case.arrays["frozen_grid_gradient"], case.arrays["full_discrete_gradient"]
+        assert np.max(np.abs(a - b)) > 1e3 * case.tolerances["full_discrete_gradient"]["atol"]
+
+
+def test_tampered_cases_are_refused(cases):
+    case = cases[0]
+    meta = json.loads(json.dumps(case.metadata))
+    meta["problem"]["pair"]["order"] = 4
+    with pytest.raises(CaseFormatError, match="does not rebuild"):
+        type(case)(meta, case.arrays)
+    arrays = dict(case.arrays)
+    arrays["accepted_grid"] = arrays["accepted_grid"][::-1].copy()
+    with pytest.raises(CaseFormatError, match="accepted_grid"):
+        type(case)(case.metadata, arrays)
+
+
+def test_build_refuses_bad_problems():
+    field = TanhField(2)
+    with pytest.raises(ValueError, match="name"):
+        build_adaptive_case(AdaptiveCaseProblem("bad name", field, "dormand_prince_54", np.zeros(2), np.zeros(6), 1.0,
+                                                np.zeros(2), 1e-3, 1e-3))
+    with pytest.raises(ValueError, match="rtol"):
+        build_adaptive_case(AdaptiveCaseProblem("ok", field, "dormand_prince_54", np.zeros(2), np.ones(6), 1.0,
+                                                np.zeros(2), -1e-3, 1e-3))
