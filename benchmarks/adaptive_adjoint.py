@@ -6,7 +6,9 @@ problems with d ≤ 16 and about 1000 accepted steps, by four routes that comput
                                      :func:`refimpl.ode.adjoint_recursions.discrete_adjoint` with ``grid=``,
                                      ``layout="constant"``, ``backend="numba"`` (a fixed-step forward sweep on the
                                      grid and the hand backward sweep; the adaptive forward solve is not timed);
-``refimpl adaptive + hand``          the same plus the adaptive forward solve that finds the grid
+``refimpl hand kernels, grid given`` the two checked Numba sweeps of :mod:`refimpl.ode._numba` alone, set-up
+                                     (samples, tableau arrays) done once outside the timed call;
+``refimpl adaptive + hand``          the public hand call plus the adaptive forward solve that finds the grid
                                      (:meth:`refimpl.ode.conventions.DiffraxConvention.solve`, Python/NumPy);
 ``torchdiffeq odeint + backward``    ``odeint(method="dopri5")`` + ``backward()``, with ``options={"first_step": h0,
                                      "step_t": [T]}`` — a constant first step and the last step clipped to T, so that
@@ -88,6 +90,29 @@ def _hand(p: AdaptiveProblem, grid):
 
 def refimpl_hand(p: AdaptiveProblem):
     return _hand(p, p.grid()), None
+
+
+def refimpl_hand_kernels(p: AdaptiveProblem):
+    """Only the checked Numba kernel wrappers (forward sweep on the grid, ∇Φ, backward sweep), the parameter
+    samples and the tableau arrays set up once: what the public call costs once its set-up is cached."""
+    from refimpl.ode import _numba as kernels
+    from refimpl.ode.samples import parameter_samples
+
+    g = np.asarray(p.grid(), dtype=np.float64)
+    tab = CONVENTION.pair.tableau
+    smp = parameter_samples(tab, float(g[-1]), len(g) - 1, "constant", grid=g)
+    A, b, _ = tab.arrays()
+    hA, hb = np.ascontiguousarray(A), np.ascontiguousarray(b)
+    steps, theta, y = np.diff(g), p.theta[None, :], p.y
+    stage_index = np.asarray(smp.stage_index)
+
+    def run():
+        xs, stages = kernels.erk_forward(p.field.kernel, p.x0, theta, stage_index, hA, hb, keep_stages=True,
+                                         steps=steps)
+        g_theta, lambdas = kernels.erk_backward(p.field.kernel, xs, theta, stage_index, hA, hb, xs[-1] - y,
+                                                stages=stages, steps=steps)
+        return np.concatenate([g_theta.reshape(-1), lambdas[0]])
+    return run, None
 
 
 def refimpl_adaptive_hand(p: AdaptiveProblem):
@@ -174,6 +199,7 @@ def diffrax_recursive_checkpoint(p: AdaptiveProblem):
 #: the route's own accepted grid or None for the convention's grid)); order = table order
 ROUTES = {
     "refimpl hand (numba), grid given": refimpl_hand,
+    "refimpl hand kernels, grid given": refimpl_hand_kernels,
     "refimpl adaptive + hand": refimpl_adaptive_hand,
     "torchdiffeq odeint + backward": torchdiffeq_backward,
     "diffrax RecursiveCheckpointAdjoint (jit)": diffrax_recursive_checkpoint,
