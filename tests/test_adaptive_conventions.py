@@ -134,3 +134,33 @@ def test_interpolant_checks_its_input():
         QuarticInterpolant(())
     with pytest.raises(ValueError, match="ks"):
         QuarticInterpolant((0.5, 0.0))(np.zeros(1), np.zeros(1), [np.zeros(1)], 0.1, 0.5)
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(max_examples=60, deadline=None)
+@given(pcoeff=st.floats(0.0, 0.7), icoeff=st.floats(0.05, 1.0), dcoeff=st.floats(0.0, 0.3),
+       safety=st.floats(0.5, 1.0), factormin=st.floats(0.05, 0.9), factormax=st.floats(1.5, 20.0),
+       r=st.floats(1e-6, 1e3), r1=st.floats(1e-3, 10.0), r2=st.floats(1e-3, 10.0), solver=st.sampled_from(
+           DiffraxConvention.SOLVERS))
+def test_diffrax_pid_factor_is_the_sources_formula(pcoeff, icoeff, dcoeff, safety, factormin, factormax, r, r1, r2,
+                                                  solver):
+    """pid.py:PIDController.adapt_step_size: coeff1 = (i + p + d)/k, coeff2 = -(p + 2d)/k, coeff3 = d/k on the
+    inverse scaled errors, factor clipped to [1, factormax] when kept and [factormin, safety] when rejected — here with
+    refimpl's Controller (rejected: capped at 1 instead of safety, the one documented difference, so compared only
+    where the clipped formula is below safety). Round trip of the spec as well."""
+    conv = DiffraxConvention(solver, pcoeff=pcoeff, icoeff=icoeff, dcoeff=dcoeff, safety=safety,
+                             factormin=factormin, factormax=factormax)
+    assert CONVENTIONS.from_spec(conv.to_spec()) == conv
+    k = conv.pair.order
+    c1, c2, c3 = (icoeff + pcoeff + dcoeff) / k, -(pcoeff + 2 * dcoeff) / k, dcoeff / k
+    raw = safety * (1 / r) ** c1 * (1 / r1) ** c2 * (1 / r2) ** c3
+    kept = r < 1
+    lo, hi = (1.0, factormax) if kept else (factormin, safety)
+    want = min(max(raw, lo), hi)
+    got = conv.controller.factor(r, (r1, r2), float(k), kept)
+    if kept or max(raw, factormin) <= safety:  # where diffrax's cap at safety (vs refimpl's 1) does not bind
+        assert got == pytest.approx(want, rel=1e-12)
+    assert conv.controller.accepts(r) == kept

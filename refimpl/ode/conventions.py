@@ -70,7 +70,7 @@ clipped; FSAL reuse for every tableau vs detected from the data; torchdiffeq's m
 tuple states vs diffrax's one RMS over the whole pytree (states here are one vector, so they agree); diffrax's
 100-ulp window below :math:`T` (a step ending there is stretched to :math:`T`) and its halving of the remaining
 interval after a rejected step that would still reach :math:`T` (reachable only within that window); a rejected step's
-factor capped at 0.9 (diffrax, binds only for PI/PID coefficients) vs 1; :math:`r = 1` exactly shrinks an accepted
+factor capped at ``safety`` (diffrax; binds only for PI/PID coefficients or ``factormin > safety``) vs 1; :math:`r = 1` exactly shrinks an accepted
 torchdiffeq step by 0.9 (refimpl's controller keeps it: a measure-zero event, not reproduced).
 """
 from __future__ import annotations
