@@ -64,14 +64,23 @@ b_{\mathrm{DP}}`, so the error weights are exactly :math:`\tfrac23` of Dormand�
 same solve as the original pair at tolerances :math:`\tfrac32` as large. refimpl's ``dormand_prince_54`` is the
 original; the conventions carry the libraries' floats.
 
-Differences between the two libraries, all of them found in the sources above: accept
-:math:`r \le 1` vs :math:`r < 1`; starting step attached vs detached; output interpolated past :math:`T` vs last step
-clipped; FSAL reuse for every tableau vs detected from the data; torchdiffeq's mixed norm (max of per-tensor RMS) for
-tuple states vs diffrax's one RMS over the whole pytree (states here are one vector, so they agree); diffrax's
-100-ulp window below :math:`T` (a step ending there is stretched to :math:`T`) and its halving of the remaining
-interval after a rejected step that would still reach :math:`T` (reachable only within that window); a rejected step's
-factor capped at ``safety`` (diffrax; binds only for PI/PID coefficients or ``factormin > safety``) vs 1; :math:`r = 1` exactly shrinks an accepted
-torchdiffeq step by 0.9 (refimpl's controller keeps it: a measure-zero event, not reproduced).
+Differences between the two libraries, all of them found in the sources above:
+
+* acceptance :math:`r \le 1` (torchdiffeq) vs :math:`r < 1` (diffrax);
+* first step: the HNW heuristic, differentiated (torchdiffeq) vs 0.01 whatever the problem, a constant (diffrax,
+  ``dt0=None``);
+* output at :math:`T`: interpolated from a last step past :math:`T` (torchdiffeq) vs last step clipped (diffrax);
+  diffrax also stretches a step that ends within 100 ulps below :math:`T` to :math:`T`, and after a rejected step
+  that would still reach :math:`T` halves the remaining interval (reachable only within that window; not modelled);
+* the next first stage: the last stage for every tableau (torchdiffeq) vs only for an FSAL tableau (diffrax);
+* a rejected step's factor is capped at ``safety`` (diffrax; binds only for PI/PID coefficients or
+  ``factormin > safety``) vs 1 (torchdiffeq, refimpl's controller);
+* :math:`r = 1` exactly: torchdiffeq accepts and shrinks the step by 0.9 (refimpl keeps it: a measure-zero event,
+  not reproduced); diffrax rejects;
+* tuple states: torchdiffeq's mixed norm (max over tensors of each tensor's RMS) vs diffrax's one RMS over the whole
+  pytree (the states here are one vector, so they agree);
+* a non-finite error estimate: diffrax rejects the step (NaN → inf → ``factormin``), torchdiffeq fails an assertion
+  on the next step; refimpl raises naming the step.
 """
 from __future__ import annotations
 
