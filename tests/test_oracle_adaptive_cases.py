@@ -83,3 +83,15 @@ def test_build_refuses_bad_problems():
     with pytest.raises(ValueError, match="rtol"):
         build_adaptive_case(AdaptiveCaseProblem("ok", field, "dormand_prince_54", np.zeros(2), np.ones(6), 1.0,
                                                 np.zeros(2), -1e-3, 1e-3))
+
+
+def test_reuse_last_stage_is_part_of_the_problem():
+    field = TanhField(2)
+    theta = field.pack(np.array([[-0.6, -2.0], [2.0, -0.6]]), np.array([0.3, -0.2]))
+    kw = dict(field=field, pair="heun_euler_21", x0=np.array([1.0, 0.5]), theta=theta, T=1.0, y=np.zeros(2),
+              rtol=1e-3, atol=1e-3)
+    a = build_adaptive_case(AdaptiveCaseProblem("a", **kw))
+    b = build_adaptive_case(AdaptiveCaseProblem("b", reuse_last_stage="always", **kw))
+    assert a.problem["reuse_last_stage"] == "fsal" and b.problem["reuse_last_stage"] == "always"
+    assert not np.array_equal(a.arrays["trajectory"], b.arrays["trajectory"]) or a.arrays["loss"] != b.arrays["loss"]
+    assert verify_case(b).passed

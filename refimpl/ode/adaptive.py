@@ -194,8 +194,8 @@ def adaptive_solve(field, pair, x0, theta, T, *, rtol, atol, controller: Control
     ks, h, s)`` with the last step's stages ``ks``, size ``h`` and :math:`s = (T - t_{N-1})/(t_N - t_{N-1})`, all
     carried values (torchdiffeq's rule; ``output`` e.g. :class:`refimpl.ode.conventions.QuarticInterpolant`).
     ``reuse_last_stage`` (:data:`REUSE_LAST_STAGE`): "always" starts every step with the previous accepted step's
-    last stage even for a pair that is not FSAL (torchdiffeq's rule). ``x0``/``theta`` float64, complex128 or Variables; theta of
-    shape (p,) or (1, p).
+    last stage even for a pair that is not FSAL (torchdiffeq's rule). ``x0``/``theta`` float64, complex128 or
+    Variables; theta of shape (p,) or (1, p).
     """
     _check_field(field)
     pair = embedded_pair(pair)
@@ -363,8 +363,8 @@ def _solve(field, pair, x0, theta, T, tol, controller, norm, initial_step, h0, m
 
 
 def _cancellation(b_err, ks) -> float:
-    r""":math:`\kappa = \max_j \sum_i |b^{\mathrm{err}}_i k_{i,j}| / \max_j |\sum_i b^{\mathrm{err}}_i k_{i,j}|`: how much
-    the rounding of the stages is amplified in the error estimate (relative error of r ≈ κ·ε; inf for e = 0)."""
+    r""":math:`\kappa = \max_j \sum_i |b^{\mathrm{err}}_i k_{i,j}| / \max_j |\sum_i b^{\mathrm{err}}_i k_{i,j}|`: how
+    much the rounding of the stages is amplified in the error estimate (relative error of r ≈ κ·ε; inf for e = 0)."""
     vals = [np.real(np.asarray(getvalue(k))) for k in ks]
     num = sum(abs(w) * np.abs(v) for w, v in zip(b_err, vals) if w != 0.0)
     den = np.abs(sum(w * v for w, v in zip(b_err, vals) if w != 0.0))

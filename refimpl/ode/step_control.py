@@ -6,8 +6,8 @@ adjoint (docs/theory/adaptive-steps.md §3). Two rules make the complex-step der
 parts only, and :math:`|y|` is evaluated as the holomorphic :math:`\operatorname{sign}(\operatorname{Re} y)\,y`
 (:func:`re_abs`), equal to :math:`|y|` on real numbers; clipping to a bound replaces the value by the (constant) bound.
 
-**Error ratio** (HNW I, §II.4, eq. (4.11)). With the error estimate :math:`e = h\sum_i (b_i-\hat b_i)k_i` of an attempted
-step :math:`y_n \to y_{n+1}` and the scale :math:`s_j = \mathrm{atol} + \mathrm{rtol}\cdot m_j`,
+**Error ratio** (HNW I, §II.4, eq. (4.11)). With the error estimate :math:`e = h\sum_i (b_i-\hat b_i)k_i` of an
+attempted step :math:`y_n \to y_{n+1}` and the scale :math:`s_j = \mathrm{atol} + \mathrm{rtol}\cdot m_j`,
 
 .. math::
     r = \Big\|\frac{e}{s}\Big\|,\qquad \|v\|_{\mathrm{rms}} = \Big(\frac1d\sum_j v_j^2\Big)^{1/2},\quad
@@ -35,7 +35,8 @@ proportional/integral/derivative coefficients (diffrax's ``pcoeff, icoeff, dcoef
 step it is at least 1), ``on_reject`` ("same": the formula above with the rejected :math:`r_n`; "integral": the I
 controller :math:`\mathrm{safety}\cdot r_n^{-1/k}`), ``history_on_reject`` (whether a rejected ratio becomes
 :math:`r_{n-1}`), ``hold_after_reject`` (the first accepted step after a rejection may not grow: HNW's DOPRI5 code,
-SciPy's ``RungeKutta._step_impl``). :math:`r_n = 0` gives :math:`\mathrm{fac}_{\max}` (a constant). Consistency (``ValueError`` naming the
+SciPy's ``RungeKutta._step_impl``). :math:`r_n = 0` gives :math:`\mathrm{fac}_{\max}` (a constant). Consistency
+(``ValueError`` naming the
 field otherwise): :math:`\beta_1 > 0`, :math:`\sum\beta > 0` (so a constant ratio :math:`r \ne 1` drives h back to
 :math:`r = 1`), :math:`0 < \mathrm{safety} \le 1`, :math:`0 < \mathrm{fac}_{\min} \le 1 \le \mathrm{fac}_{\max}`,
 :math:`\mathrm{fac}_{\min} < \mathrm{fac}_{\max}`.
@@ -80,7 +81,7 @@ def re_abs(v):
 
 
 def re_max(a, b):
-    """Elementwise ``a`` where Re a ≥ Re b, else ``b`` (the value chosen by real parts; derivative of the chosen one)."""
+    """Elementwise ``a`` where Re a ≥ Re b, else ``b`` (chosen by real parts; the derivative of the chosen one)."""
     return ops.where(np.real(getvalue(a)) >= np.real(getvalue(b)), a, b)
 
 

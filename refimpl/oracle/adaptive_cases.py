@@ -4,8 +4,9 @@ foreign adaptive solver and its gradient are compared on.
 
 The problem section stores everything that decides the accepted grid as data: the field (``FIELDS`` spec), the pair
 (:meth:`~refimpl.ode.embedded.EmbeddedTableau.to_spec`), the controller, the error norm and the starting step
-(:mod:`refimpl.ode.step_control` specs), ``h0`` (null: the starting-step heuristic), T, rtol, atol, max_steps, the
-loss, and ``gradients``: which detachments the full discrete gradient of the case uses. The kind is registered in
+(:mod:`refimpl.ode.step_control` specs), ``h0`` (null: the starting-step heuristic), T, rtol, atol, max_steps,
+``end`` (``"clip"``: the last step ends at T; an interpolated end is not storable yet), ``reuse_last_stage``
+(``"fsal"`` or ``"always"``), the loss, and ``gradients``: which detachments the full discrete gradient of the case uses. The kind is registered in
 :data:`refimpl.oracle.case.CASE_KINDS` as ``"ode_adaptive"``.
 
 How each reference is computed (also written into ``provenance.how``):
@@ -18,9 +19,9 @@ How each reference is computed (also written into ``provenance.how``):
 ``full_discrete_gradient``, ``full_discrete_grad_x0``
     (b) ``refimpl.ad`` through the whole adaptive loop (:func:`refimpl.ode.adaptive.full_discrete_gradient`) with the
     detachments named in ``problem.gradients.full_discrete_detach``; second route at build time: the complex step of
-    the whole adaptive loss along two random directions (recorded in ``provenance.notes``; agreement required: 1e-12 relative, or 10·max κ·ε times
-    the relative size of (b) − (a) when larger — both routes differentiate the error ratio, whose rounding is amplified
-    by κ, docs/theory/adaptive-steps.md §4).
+    the whole adaptive loss along two random directions (recorded in ``provenance.notes``; agreement required:
+    1e-12 relative, or 10·max κ·ε times the relative size of (b) − (a) when larger — both routes differentiate the
+    error ratio, whose rounding is amplified by κ, docs/theory/adaptive-steps.md §4).
 
 **Checking.** :func:`check_adaptive` compares the accepted grid *first*: if the foreign grid has another length or some
 :math:`|t_n - t_n^{ref}|` exceeds the grid tolerance, it reports the first step n where they differ and by how much
@@ -50,7 +51,8 @@ from refimpl.oracle.case import CASE_KINDS, Case, CaseKind
 from refimpl.oracle.comparison import Comparison, compare, normwise_disagreement
 from refimpl.oracle.safe_io import CaseFormatError
 
-__all__ = ["AdaptiveCaseKind", "AdaptiveCaseProblem", "build_adaptive_case", "check_adaptive", "GridMismatch", "adaptive_battery",
+__all__ = ["AdaptiveCaseKind", "AdaptiveCaseProblem", "build_adaptive_case", "check_adaptive", "GridMismatch",
+           "adaptive_battery",
            "ADAPTIVE_INPUTS", "ADAPTIVE_REFERENCES"]
 
 ROUTE_AGREEMENT = 1e-12
@@ -78,7 +80,7 @@ _SPEC = {"type": "object"}
 _PROBLEM_SCHEMA = {
     "type": "object",
     "required": ["field", "pair", "controller", "norm", "initial_step", "h0", "T", "rtol", "atol", "max_steps", "loss",
-                 "gradients"],
+                 "gradients", "end", "reuse_last_stage"],
     "additionalProperties": False,
     "properties": {
         "field": _SPEC, "pair": _SPEC, "controller": _SPEC, "norm": _SPEC,
@@ -88,6 +90,8 @@ _PROBLEM_SCHEMA = {
         "rtol": {"type": "number", "exclusiveMinimum": 0},
         "atol": {"type": "number", "exclusiveMinimum": 0},
         "max_steps": {"type": "integer", "minimum": 1},
+        "end": {"enum": ["clip"]},
+        "reuse_last_stage": {"enum": ["fsal", "always"]},
         "loss": _SPEC,
         "gradients": {"type": "object", "required": ["frozen_grid", "full_discrete", "full_discrete_detach"],
                       "additionalProperties": False,
@@ -115,7 +119,8 @@ def problem_objects(case: Case) -> dict:
             "x0": np.array(case.x0), "theta": np.array(case.theta),
             "detach": tuple(p["gradients"]["full_discrete_detach"])}
     objs["options"] = dict(rtol=p["rtol"], atol=p["atol"], controller=objs["controller"], norm=objs["norm"],
-                           initial_step=init, h0=p["h0"], max_steps=p["max_steps"])
+                           initial_step=init, h0=p["h0"], max_steps=p["max_steps"],
+                           reuse_last_stage=p["reuse_last_stage"])
     return objs
 
 
@@ -238,6 +243,7 @@ class AdaptiveCaseProblem:
     h0: float | None = None
     max_steps: int = 100_000
     detach: tuple = dataclass_field(default_factory=tuple)
+    reuse_last_stage: str = "fsal"
 
 
 def build_adaptive_case(problem: AdaptiveCaseProblem, *, description: str = "") -> Case:
@@ -262,7 +268,7 @@ def build_adaptive_case(problem: AdaptiveCaseProblem, *, description: str = "") 
     loss = QuadraticLoss(np.asarray(problem.y, dtype=np.float64))
     T = float(problem.T)
     options = dict(rtol=problem.rtol, atol=problem.atol, controller=controller, norm=norm, initial_step=init,
-                   h0=problem.h0, max_steps=problem.max_steps)
+                   h0=problem.h0, max_steps=problem.max_steps, reuse_last_stage=problem.reuse_last_stage)
     detach = tuple(sorted(problem.detach))
     refs, checks, allowed, sol, conv_a = _references(field, pair, controller, norm, init, loss, x0, theta, T, detach,
                                                      options)
@@ -312,7 +318,8 @@ def build_adaptive_case(problem: AdaptiveCaseProblem, *, description: str = "") 
         "problem": {"field": fspec, "pair": pair.to_spec(), "controller": controller.to_spec(),
                     "norm": norm.to_spec(), "initial_step": None if init is None else init.to_spec(),
                     "h0": None if problem.h0 is None else float(problem.h0), "T": T, "rtol": float(problem.rtol),
-                    "atol": float(problem.atol), "max_steps": int(problem.max_steps), "loss": loss.to_spec(),
+                    "atol": float(problem.atol), "max_steps": int(problem.max_steps), "end": "clip",
+                    "reuse_last_stage": problem.reuse_last_stage, "loss": loss.to_spec(),
                     "gradients": {"frozen_grid": "(a) frozen-grid discrete adjoint (docs/theory/adaptive-steps.md §5)",
                                   "full_discrete": "(b) full discrete adjoint (docs/theory/adaptive-steps.md §5)",
                                   "full_discrete_detach": list(detach)}},
@@ -380,7 +387,8 @@ def check_adaptive(case, theirs, *, tolerances=None):
     if not isinstance(case, Case):
         case = load_case(case)
     if case.metadata["kind"] != AdaptiveCaseKind.family:
-        raise CaseFormatError(f"case {case.name!r} is a {case.metadata['kind']!r} case, not {AdaptiveCaseKind.family!r}")
+        raise CaseFormatError(f"case {case.name!r} is a {case.metadata['kind']!r} case, not "
+                              f"{AdaptiveCaseKind.family!r}")
     if not isinstance(theirs, dict):
         theirs = read_npz(theirs) if isinstance(theirs, (str,)) or hasattr(theirs, "__fspath__") else dict(theirs)
     if "accepted_grid" in theirs:
@@ -407,7 +415,8 @@ def check_adaptive(case, theirs, *, tolerances=None):
 
 def adaptive_battery(*, quick: bool = False):
     """The adaptive cases of the battery: the tanh problem (d = 2, constant θ) × every named pair × rtol 1e-3 and 1e-6
-    (1e-5 for the pairs with a first-order estimate) (I controller), plus Dormand–Prince with the PI controller of HNW and with the starting step detached in (b).
+    (1e-5 for the pairs with a first-order estimate) (I controller), plus Dormand–Prince with the PI controller of HNW
+    and with the starting step detached in (b).
     ``quick``: Dormand–Prince and Bogacki–Shampine at rtol 1e-4 only."""
     from refimpl.ode.embedded import EMBEDDED_PAIRS
     from refimpl.ode.fields import TanhField
