@@ -49,14 +49,16 @@ CONVENTION = DiffraxConvention("Dopri5")
 
 
 class AdaptiveProblem:
-    """tanh field of dimension ``d``, constant θ = (W, b) with W = ω(S + 0.3 G/√d) (S skew-symmetric, G Gaussian:
-    an oscillating, mildly damped flow, so the step count grows linearly in T), x0, target y, end time T."""
+    """tanh field of dimension ``d``, constant θ = (W, b) with W = 2S − 0.05 I (S skew-symmetric with N(0, 1/d)
+    entries): an oscillating, weakly damped flow, so the step count grows with T while the adjoint stays O(1) (with a
+    non-normal W the gradient grows like e^{λT} and two correct float64 routes differ by its rounding
+    amplification, ~1e-10 at d = 16, T ~ 100 — a conditioning effect, not a disagreement), x0, target y, end time T."""
 
     def __init__(self, d: int, T: float, seed: int = 0):
         rng = np.random.default_rng(seed)
         G = rng.standard_normal((d, d))
         S = (G - G.T) / np.sqrt(2 * d)
-        W = 2.0 * (S + 0.3 * rng.standard_normal((d, d)) / np.sqrt(d))
+        W = 2.0 * S - 0.05 * np.eye(d)
         self.d, self.T = d, float(T)
         self.field = TanhField(d)
         self.theta = self.field.pack(W, 0.1 * rng.standard_normal(d))
@@ -178,25 +180,27 @@ def diffrax_recursive_checkpoint(p: AdaptiveProblem):
     term = diffrax.ODETerm(lambda t, x, th: jnp.tanh(th[: d * d].reshape(d, d) @ x + th[d * d:]))
     y = jnp.asarray(p.y)
 
-    def solve(th, x0, saveat):
-        return diffrax.diffeqsolve(term, diffrax.Dopri5(), 0.0, p.T, None, x0, args=th,
-                                   stepsize_controller=diffrax.PIDController(rtol=RTOL, atol=ATOL), saveat=saveat,
-                                   adjoint=diffrax.RecursiveCheckpointAdjoint(), max_steps=n_max)
+    saveat = diffrax.SaveAt(subs=[diffrax.SubSaveAt(t1=True), diffrax.SubSaveAt(steps=True)])
 
     def loss(th, x0):
-        return 0.5 * jnp.sum((solve(th, x0, diffrax.SaveAt(t1=True)).ys[-1] - y) ** 2)
+        sol = diffrax.diffeqsolve(term, diffrax.Dopri5(), 0.0, p.T, None, x0, args=th,
+                                  stepsize_controller=diffrax.PIDController(rtol=RTOL, atol=ATOL), saveat=saveat,
+                                  adjoint=diffrax.RecursiveCheckpointAdjoint(), max_steps=n_max)
+        return 0.5 * jnp.sum((sol.ys[0][-1] - y) ** 2), (sol.ts[1], sol.stats["num_accepted_steps"])
 
-    grad = jax.jit(jax.grad(loss, argnums=(0, 1)))
+    # the accepted grid comes out of the same compiled program as the gradient (a separately compiled solve may
+    # round differently, and the error estimate's cancellation turns that into a slightly different grid)
+    grad = jax.jit(jax.grad(loss, argnums=(0, 1), has_aux=True))
     th, x0 = jnp.asarray(p.theta), jnp.asarray(p.x0)
+    last = {}
 
     def run():
-        g_th, g_x0 = grad(th, x0)
+        (g_th, g_x0), (ts, n) = grad(th, x0)
+        last["grid"] = np.concatenate([[0.0], np.asarray(ts)[:int(n)]])
         return np.concatenate([np.asarray(g_th.block_until_ready()), np.asarray(g_x0)])
 
     def own_grid():
-        sol = jax.jit(lambda a, b: solve(a, b, diffrax.SaveAt(steps=True)))(th, x0)
-        n = int(sol.stats["num_accepted_steps"])
-        return np.concatenate([[0.0], np.asarray(sol.ts)[:n]])
+        return last["grid"]
     return run, own_grid
 
 
