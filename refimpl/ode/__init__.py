@@ -17,6 +17,7 @@ Submodules (each holds one kind of thing):
                                     registry ``EMBEDDED_PAIRS``.
 ``refimpl.ode.step_control``        error norms, I/PI/PID controllers, the HNW starting step (data).
 ``refimpl.ode.adaptive``            ``adaptive_solve`` (float, complex, tape) and the gradients of an adaptive loss.
+``refimpl.ode.conventions``         torchdiffeq's and diffrax's rules as data (registry ``CONVENTIONS``).
 ``refimpl.ode.adjoint_ode``         the backward adjoint ODE p′ = −∂ₓfᵀp (DOP853 + error estimate; RK4+Richardson).
 ``refimpl.ode.piecewise_adjoint``   the same, piece by piece, for a parameter table held constant on each step (the
                                     gradient backsolve adjoints return), with its error estimate.
@@ -59,6 +60,7 @@ _EXPORTS = {
     "CONTROLLERS": "step_control",
     "adaptive_solve": "adaptive", "AdaptiveSolution": "adaptive", "full_discrete_gradient": "adaptive",
     "frozen_grid_gradient": "adaptive", "continuous_gradient": "adaptive",
+    "CONVENTIONS": "conventions", "convention": "conventions",
 }
 
 __all__ = sorted(_EXPORTS)
