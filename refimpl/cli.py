@@ -1,9 +1,10 @@
 """Command-line interface of refimpl: the validation report and the oracle.
 
-``python -m refimpl validate [--quick] [--out DIR] [--only NAME …]``
-    runs every experiment registered in ``validation.EXPERIMENTS`` (the ``validation/`` folder beside the package) and
-    writes ``DIR/index.md`` with one PASS/FAIL line per claim. Exit 0 every claim passed, 1 some claim failed.
-``python -m refimpl cases export DIR [--quick]``
+``python -m refimpl validate [--quick | --profile P] [--out DIR] [--only NAME …] [--workers N | --scheduler ADDR] [--resume]``
+    runs every experiment registered in ``validation.EXPERIMENTS`` (the ``validation/`` folder beside the package) as
+    one sweep of tasks (refimpl.sweep, docs/sweeps.md) and writes ``DIR/index.md`` with one PASS/FAIL line per claim.
+    Exit 0 every claim passed, 1 some claim failed.
+``python -m refimpl cases export DIR [--quick] [--workers N | --scheduler ADDR]``
     writes the battery of oracle cases (JSON metadata + ``.npz`` arrays, ``docs/case-format.md``) to DIR.
 ``python -m refimpl check CASE_DIR THEIRS.npz [--json]``
     compares a foreign implementation's arrays with a case. Exit 0 pass, 1 mismatch.
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import sys
 import time
 import traceback
@@ -33,42 +35,130 @@ def _import_validation():
     return importlib.import_module("validation")
 
 
-def validate(out: Path, quick: bool, only: list[str] | None = None) -> int:
-    """Run the registered experiments; write ``out/index.md``; return the exit code."""
+def validate(out: Path, quick: bool = False, only: list[str] | None = None, *, profile: str | None = None,
+             workers: int | None = None, scheduler: str | None = None, resume: bool = False,
+             results: Path | None = None, stream=None) -> int:
+    """Run the registered experiments as one sweep (refimpl.sweep; docs/sweeps.md); write ``out/index.md``; return
+    the exit code. ``profile`` ("quick" | "full" | "large"; ``quick=True`` means "quick"); ``workers`` / ``scheduler``
+    choose the executor; ``results`` (default ``out/sweep-results``) keeps each finished task, ``resume`` reuses them."""
+    from refimpl.sweep import ProgressBar, open_executor, run_sweep
+
     validation = _import_validation()
+    from validation.experiment import assemble_experiment, experiment_tasks
+    from validation.walltime import unmarked, wall
+
+    profile = profile or ("quick" if quick else "full")
+    stream = sys.stderr if stream is None else stream
     names = [n for n in validation.EXPERIMENTS if not only or n in only]
     unknown = sorted(set(only or []) - set(validation.EXPERIMENTS))
     if unknown:
         print(f"error: unknown experiment(s) {unknown}; known: {validation.EXPERIMENTS}", file=sys.stderr)
         return 2
     out.mkdir(parents=True, exist_ok=True)
-    rows, sections = [], []
-    for k, name in enumerate(names, 1):
-        t0 = time.perf_counter()
-        print(f"[{k}/{len(names)}] {name} ...", flush=True)
+    results = out / "sweep-results" if results is None else results
+    t_start = time.perf_counter()
+    tasks, broken = {}, {}
+    for name in names:
         try:
-            claims = importlib.import_module(f"validation.{name}").run(out, quick)
-        except Exception:  # an experiment that crashes is a failed claim, reported with its traceback
-            tb = traceback.format_exc()
-            (out / f"{name}.md").write_text(f"# {name}\n\nThe experiment raised:\n\n```\n{tb}```\n")
+            tasks[name] = experiment_tasks(name, profile)
+        except Exception:  # an experiment that cannot list its tasks is a failed claim, like one that crashes
+            broken[name] = traceback.format_exc()
+            tasks[name] = []
+    all_tasks = [t for name in names for t in tasks[name]]
+    known = [t.cost for t in all_tasks if t.cost is not None]
+    estimate = (f"; estimated {sum(known) / 3600:.2f} core-hours" + ("" if len(known) == len(all_tasks) else
+                f" for the {len(known)} tasks with a cost estimate")) if known else ""
+    print(f"{len(all_tasks)} tasks ({profile} profile){estimate}", flush=True)
+    with open_executor(workers, scheduler) as executor:
+        sweep = run_sweep(all_tasks, executor, results=results, resume=resume,
+                          progress=ProgressBar(len(all_tasks), "tasks", stream), sys_path=[str(REPO_ROOT)])
+    if sweep.reused:
+        print(f"reused {sweep.reused} task results from {results}; computed {sweep.computed}", flush=True)
+    if not sweep.ok:
+        print(f"{len(sweep.failures)} task(s) failed:\n{sweep.failure_report()}", file=sys.stderr, flush=True)
+    outcomes = {o.key: o for o in sweep.outcomes}
+    rows, sections, timings = [], [], {}
+    for name in names:
+        own = [outcomes[t.key] for t in tasks[name]]
+        failed = [o for o in own if not o.ok]
+        seconds = {o.key: o.seconds for o in own}
+        t0 = time.perf_counter()
+        try:
+            if name in broken:
+                raise RuntimeError(f"listing the tasks raised:\n{broken[name]}")
+            if failed:
+                raise RuntimeError("\n".join(o.summary() + ("\n" + o.traceback if o.traceback else "")
+                                             for o in failed))
+            claims = assemble_experiment(name, out, profile, {o.key: o.value for o in own}, seconds)
+        except Exception as exc:  # an experiment that crashes is a failed claim, reported with its traceback
+            tb = str(exc) if isinstance(exc, RuntimeError) and (failed or name in broken) else traceback.format_exc()
+            (out / f"{name}.md").write_text(f"# {name}\n\nThe experiment raised:\n\n```\n{tb}\n```\n")
             claims = [validation.Claim(name, "experiment runs to completion", False, tb.strip().splitlines()[-1])]
-        dt = time.perf_counter() - t0
+        timings[name] = {"tasks": seconds, "assemble": time.perf_counter() - t0}
         for c in claims:
             rows.append((name, c))
-            print(f"    {'PASS' if c.passed else 'FAIL'}  {c.source}: {c.statement} — {c.evidence}", flush=True)
-        sections.append(f"- [{name}]({name}.md) ({dt:.1f} s)")
+            print(f"    {'PASS' if c.passed else 'FAIL'}  {c.source}: {c.statement} — {unmarked(c.evidence)}",
+                  flush=True)
+        sections.append(f"- [{name}]({name}.md) ({wall(f'{sum(seconds.values()):.1f} s')} of task time)")
     n_fail = sum(not c.passed for _, c in rows)
+    fixed = [c for _, c in rows if not c.timed]
+    timed = [c for _, c in rows if c.timed]
+    summary = f"{sum(c.passed for c in fixed)}/{len(fixed)} claims pass"
+    if timed:
+        summary += f"; wall-time claims: {wall(f'{sum(c.passed for c in timed)}/{len(timed)} pass')}"
     lines = [
         "# refimpl validation report", "",
-        f"refimpl {refimpl.__version__}; mode: {'quick' if quick else 'full'}; "
-        f"{len(rows) - n_fail}/{len(rows)} claims pass.", "",
+        f"refimpl {refimpl.__version__}; mode: {profile}; {summary}.", "",
         "| result | experiment | source | claim | evidence |", "|---|---|---|---|---|",
     ]
-    lines += [f"| {'PASS' if c.passed else 'FAIL'} | {n} | {c.source} | {c.statement} | {c.evidence} |" for n, c in rows]
+    lines += [f"| {_verdict(c, wall)} | {n} | {c.source} | {c.statement} | {c.evidence} |" for n, c in rows]
     lines += ["", "## Sections", ""] + sections + [""]
     (out / "index.md").write_text("\n".join(lines))
+    timings["total_wall_seconds"] = time.perf_counter() - t_start
+    timings["sweep_wall_seconds"] = sweep.seconds
+    (out / "sweep-timings.json").write_text(json.dumps(timings, indent=1) + "\n")
     print(f"{'PASS' if n_fail == 0 else 'FAIL'}: {len(rows) - n_fail}/{len(rows)} claims pass; report in {out / 'index.md'}")
     return 0 if n_fail == 0 else 1
+
+
+def validate_plan(profile: str, only: list[str] | None = None) -> int:
+    """Print the task count per experiment and the estimated core-hours of a profile; run nothing."""
+    validation = _import_validation()
+    from validation.experiment import experiment_tasks
+
+    total, cost = 0, 0.0
+    for name in validation.EXPERIMENTS:
+        if only and name not in only:
+            continue
+        ts = experiment_tasks(name, profile)
+        known = sum(t.cost for t in ts if t.cost is not None)
+        total += len(ts)
+        cost += known
+        print(f"{name}: {len(ts)} tasks, estimated {known / 3600:.3f} core-hours "
+              f"({sum(t.cost is None for t in ts)} without an estimate)")
+    print(f"{total} tasks ({profile} profile); estimated {cost / 3600:.2f} core-hours")
+    return 0
+
+
+def _verdict(claim, wall) -> str:
+    text = "PASS" if claim.passed else "FAIL"
+    return wall(text) if claim.timed else text
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be ≥ 1, got {value}")
+    return value
+
+
+def _executor_options(parser) -> None:
+    """--workers / --scheduler (docs/sweeps.md): where the sweep's tasks run (default: serially, in this process)."""
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--workers", type=_positive_int, metavar="N", help="run the tasks on N local processes")
+    group.add_argument("--scheduler", metavar="ADDRESS",
+                       help="run the tasks on the dask.distributed cluster at ADDRESS, e.g. tcp://host:8786 (default: "
+                            "$REFIMPL_SCHEDULER; needs pip install 'refimpl[distributed]')")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -78,11 +168,20 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--quick", action="store_true", help="small sizes, for CI")
     v.add_argument("--out", type=Path, default=REPO_ROOT / "validation" / "report", help="report folder")
     v.add_argument("--only", nargs="+", metavar="NAME", help="run only these experiments")
+    v.add_argument("--profile", choices=("quick", "full", "large"), default=None,
+                   help="sizes: quick (= --quick), full (default), large (N to 2^16, more seeds and schemes: a cluster's "
+                        "worth; prints its task count and estimated core-hours first)")
+    v.add_argument("--dry-run", action="store_true", help="print the task count and estimated core-hours, run nothing")
+    v.add_argument("--resume", action="store_true", help="reuse the finished tasks in the results folder")
+    v.add_argument("--results", type=Path, default=None, metavar="DIR",
+                   help="folder of per-task results (default: OUT/sweep-results)")
+    _executor_options(v)
     # oracle (docs/case-format.md): refimpl.oracle.commands
     cases = sub.add_parser("cases", help="oracle cases as data").add_subparsers(dest="cases_command", required=True)
     ex = cases.add_parser("export", help="write the battery of oracle cases (JSON metadata + .npz arrays) to DIR")
     ex.add_argument("dir", type=Path, metavar="DIR")
     ex.add_argument("--quick", action="store_true", help="a small subset (for tests)")
+    _executor_options(ex)
     ck = sub.add_parser("check", help="compare a foreign implementation's arrays with an oracle case "
                                       "(exit 0 pass, 1 mismatch, 2 bad input)")
     ck.add_argument("case_dir", type=Path, metavar="CASE_DIR")
@@ -99,14 +198,29 @@ def main(argv=None) -> int:
         return int(e.code or 0)
     try:
         if args.command == "validate":
-            return validate(args.out, args.quick, args.only)
+            if args.quick and args.profile not in (None, "quick"):
+                print("error: --quick and --profile disagree", file=sys.stderr)
+                return 2
+            profile = args.profile or ("quick" if args.quick else "full")
+            if args.dry_run:
+                return validate_plan(profile, args.only)
+            return validate(args.out, only=args.only, profile=profile, workers=args.workers,
+                            scheduler=args.scheduler, resume=args.resume, results=args.results)
         if args.command == "cases":
             from refimpl.oracle.commands import export_command
-            return export_command(args.dir, args.quick)
+            from refimpl.sweep import open_executor
+            with open_executor(args.workers, args.scheduler) as executor:
+                return export_command(args.dir, args.quick, executor=executor)
         if args.command == "check":
             from refimpl.oracle.commands import check_command
             return check_command(args.case_dir, args.theirs, args.json)
     except FileNotFoundError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except ImportError as e:  # --scheduler without dask.distributed: say what to install
+        from refimpl.sweep import DASK_MISSING
+        if str(e) != DASK_MISSING:
+            raise
         print(f"error: {e}", file=sys.stderr)
         return 2
     return 2

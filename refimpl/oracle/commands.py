@@ -26,13 +26,14 @@ def _bad_input(message: str, as_json: bool) -> int:
     return 2
 
 
-def export_command(directory, quick: bool = False) -> int:
-    """Export the battery to ``directory``; 0 on success, 2 if the directory cannot be written."""
+def export_command(directory, quick: bool = False, executor=None) -> int:
+    """Export the battery to ``directory`` (cases computed on ``executor``, default serial); 0 on success, 2 if the
+    directory cannot be written."""
     from refimpl.oracle.battery import export_battery
 
     t0 = time.perf_counter()
     try:
-        names = export_battery(Path(directory), quick=quick)
+        names = export_battery(Path(directory), quick=quick, executor=executor)
     except BAD_INPUT_ERRORS as e:
         return _bad_input(f"{type(e).__name__}: {e}" if not isinstance(e, CaseFormatError) else str(e), False)
     print(f"wrote {len(names)} cases to {directory} in {time.perf_counter() - t0:.1f} s (index: "
