@@ -14,6 +14,7 @@ Exit code 2 always means bad input (usage errors, missing or malformed files). T
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import json
 import sys
@@ -37,10 +38,11 @@ def _import_validation():
 
 def validate(out: Path, quick: bool = False, only: list[str] | None = None, *, profile: str | None = None,
              workers: int | None = None, scheduler: str | None = None, resume: bool = False,
-             results: Path | None = None, stream=None) -> int:
+             results: Path | None = None, executor=None, stream=None) -> int:
     """Run the registered experiments as one sweep (refimpl.sweep; docs/sweeps.md); write ``out/index.md``; return
     the exit code. ``profile`` ("quick" | "full" | "large"; ``quick=True`` means "quick"); ``workers`` / ``scheduler``
-    choose the executor; ``results`` (default ``out/sweep-results``) keeps each finished task, ``resume`` reuses them."""
+    choose the executor (or pass an open ``executor``); ``results`` (default ``out/sweep-results``) keeps each finished
+    task, ``resume`` reuses them."""
     from refimpl.sweep import ProgressBar, open_executor, run_sweep
 
     validation = _import_validation()
@@ -69,8 +71,8 @@ def validate(out: Path, quick: bool = False, only: list[str] | None = None, *, p
     estimate = (f"; estimated {sum(known) / 3600:.2f} core-hours" + ("" if len(known) == len(all_tasks) else
                 f" for the {len(known)} tasks with a cost estimate")) if known else ""
     print(f"{len(all_tasks)} tasks ({profile} profile){estimate}", flush=True)
-    with open_executor(workers, scheduler) as executor:
-        sweep = run_sweep(all_tasks, executor, results=results, resume=resume,
+    with (contextlib.nullcontext(executor) if executor is not None else open_executor(workers, scheduler)) as ex:
+        sweep = run_sweep(all_tasks, ex, results=results, resume=resume,
                           progress=ProgressBar(len(all_tasks), "tasks", stream), sys_path=[str(REPO_ROOT)])
     if sweep.reused:
         print(f"reused {sweep.reused} task results from {results}; computed {sweep.computed}", flush=True)
@@ -82,6 +84,7 @@ def validate(out: Path, quick: bool = False, only: list[str] | None = None, *, p
         own = [outcomes[t.key] for t in tasks[name]]
         failed = [o for o in own if not o.ok]
         seconds = {o.key: o.seconds for o in own}
+        cpu = {o.key: o.cpu_seconds for o in own}
         t0 = time.perf_counter()
         try:
             if name in broken:
@@ -94,7 +97,7 @@ def validate(out: Path, quick: bool = False, only: list[str] | None = None, *, p
             tb = str(exc) if isinstance(exc, RuntimeError) and (failed or name in broken) else traceback.format_exc()
             (out / f"{name}.md").write_text(f"# {name}\n\nThe experiment raised:\n\n```\n{tb}\n```\n")
             claims = [validation.Claim(name, "experiment runs to completion", False, tb.strip().splitlines()[-1])]
-        timings[name] = {"tasks": seconds, "assemble": time.perf_counter() - t0}
+        timings[name] = {"tasks": seconds, "tasks_cpu": cpu, "assemble": time.perf_counter() - t0}
         for c in claims:
             rows.append((name, c))
             print(f"    {'PASS' if c.passed else 'FAIL'}  {c.source}: {c.statement} — {unmarked(c.evidence)}",

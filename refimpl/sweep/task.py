@@ -150,7 +150,8 @@ def resolve(target: str) -> Callable:
 class TaskOutcome:
     """What running a task produced: ``value`` (None if it raised), ``seconds`` (wall time of the call where it ran),
     ``error`` (None, or ``"ExceptionType: message"``), ``traceback`` (the formatted traceback's last frames, or None),
-    ``worker`` (``host:pid`` that ran it)."""
+    ``worker`` (``host:pid`` that ran it), ``cpu_seconds`` (CPU time of the worker process during the call, all its
+    threads: less sensitive than ``seconds`` to other load on a shared machine)."""
 
     key: str
     hash: str
@@ -159,6 +160,7 @@ class TaskOutcome:
     error: str | None = None
     traceback: str | None = None
     worker: str = ""
+    cpu_seconds: float = 0.0
 
     @property
     def ok(self) -> bool:
@@ -185,11 +187,12 @@ def execute(task: Task, sys_path: tuple = ()) -> TaskOutcome:
             sys.path.insert(0, folder)
     worker = f"{socket.gethostname()}:{os.getpid()}"
     digest = task.hash
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     try:
         value = resolve(task.target)(*task.args, **dict(task.kwargs))
     except Exception as exc:  # noqa: BLE001 - reported with the task's key, the sweep goes on
         tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__, limit=-TRACEBACK_FRAMES))
         return TaskOutcome(task.key, digest, None, time.perf_counter() - t0,
-                           f"{type(exc).__name__}: {exc}", tb, worker)
-    return TaskOutcome(task.key, digest, value, time.perf_counter() - t0, None, None, worker)
+                           f"{type(exc).__name__}: {exc}", tb, worker, time.process_time() - c0)
+    return TaskOutcome(task.key, digest, value, time.perf_counter() - t0, None, None, worker,
+                       time.process_time() - c0)
