@@ -15,14 +15,16 @@ worker that shares no file system with the client.
 """
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import inspect
+import json
 import tempfile
 from pathlib import Path
 
 from refimpl.sweep import Task, run_sweep
 
-__all__ = ["PROFILES", "experiment_tasks", "assemble_experiment", "run_whole", "captured", "write_files",
+__all__ = ["PROFILES", "experiment_tasks", "measured_cost", "write_task_costs", "assemble_experiment", "run_whole", "captured", "write_files",
            "run_in_process"]
 
 PROFILES = ("quick", "full", "large")
@@ -37,16 +39,48 @@ def _check_profile(profile):
         raise ValueError(f"profile must be one of {PROFILES}, got {profile!r}")
 
 
+#: CPU seconds of each task of the full profile, measured in one serial run (docs/sweeps.md §5)
+COSTS_FILE = Path(__file__).with_name("task_costs.json")
+
+
+def measured_cost(key: str) -> float | None:
+    """The measured CPU seconds of the full-profile task ``key`` (:data:`COSTS_FILE`), or None."""
+    global _COSTS
+    if _COSTS is None:
+        _COSTS = json.loads(COSTS_FILE.read_text(encoding="utf-8"))["tasks"] if COSTS_FILE.is_file() else {}
+    return _COSTS.get(key)
+
+
+_COSTS = None
+
+
+def write_task_costs(timings_json, destination=COSTS_FILE) -> int:
+    """Write :data:`COSTS_FILE` from the ``sweep-timings.json`` of a serial full run (``tasks_cpu`` of each
+    experiment); return the number of tasks."""
+    timings = json.loads(Path(timings_json).read_text(encoding="utf-8"))
+    costs = {k: round(v, 3) for name, t in timings.items() if isinstance(t, dict) for k, v in t["tasks_cpu"].items()}
+    serial = timings["total_wall_seconds"] - timings["sweep_wall_seconds"]
+    Path(destination).write_text(json.dumps({"format": "refimpl-task-costs", "unit": "CPU seconds, one serial full run",
+                                             "serial_seconds": round(serial, 3), "tasks": costs}, indent=1) + "\n",
+                                 encoding="utf-8")
+    return len(costs)
+
+
 def experiment_tasks(name: str, profile: str) -> list:
-    """The tasks of experiment ``name`` in ``profile`` (one :func:`run_whole` task if it defines no ``tasks``)."""
+    """The tasks of experiment ``name`` in ``profile`` (one :func:`run_whole` task if it defines no ``tasks``). In the
+    full profile a task without its own cost estimate gets its measured one (:func:`measured_cost`)."""
     _check_profile(profile)
     module = _module(name)
     if not hasattr(module, "tasks"):
-        return [Task.make(f"{name}/run", f"{__name__}:run_whole", name, profile == "quick")]
-    tasks = list(module.tasks(profile))
+        tasks = [Task.make(f"{name}/run", f"{__name__}:run_whole", name, profile == "quick")]
+    else:
+        tasks = list(module.tasks(profile))
     for t in tasks:
         if not t.key.startswith(f"{name}/"):
             raise ValueError(f"tasks: key {t.key!r} of experiment {name!r} must start with {name + '/'!r}")
+    if profile != "quick":
+        tasks = [t if t.cost is not None or measured_cost(t.key) is None else
+                 dataclasses.replace(t, cost=measured_cost(t.key)) for t in tasks]
     return tasks
 
 

@@ -33,7 +33,7 @@ from refimpl.ode.tableau import ButcherTableau
 from refimpl.problems.neural_ode import SEED, LinearCase, NeuralCase
 from refimpl.sweep import Task, seed_from_key
 from validation.claims import Claim
-from validation.experiment import run_in_process
+from validation.experiment import measured_cost, run_in_process
 from validation.walltime import wall
 
 NAME = "neural_ode_oscillations"
@@ -64,9 +64,6 @@ SCHEMES = [
 ]
 
 
-#: the tasks' cost model (seconds of one core per unit N; training: seconds), from the per-task durations of one
-#: serial full run (docs/sweeps.md §4); used for the core-hour estimate printed before a run, never for results
-_COST = {"estimates": 4e-4, "reference": 1e-4, "training": 30.0}
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -365,22 +362,41 @@ def tape_check_task(case_id: str) -> float:
     return _tape_check(make_case(case_id))
 
 
+def _task_cost(case_id: str, N: int, part, profile: str):
+    """Estimated CPU seconds of a refinement task (``part``: scheme index or "reference"), for the core-hour estimate
+    only: the measured cost of the same task in the full profile (validation/task_costs.json); beyond the full profile
+    scaled linearly in N from N = 4096 (the sweeps and the reference's dense output are O(N)), extra neural seeds
+    costed as the default neural case, extra schemes as the mean of the measured 2-stage ones."""
+    if profile == "quick":
+        return None
+    base = "linear" if case_id == "linear" else "neural"
+    n_ref = min(N, 4096)
+    if part == "reference":
+        measured = measured_cost(f"{NAME}/{base}/N={n_ref}/reference")
+        widen = len(schemes(profile)) / len(SCHEMES)
+    elif part < len(SCHEMES):
+        measured, widen = measured_cost(f"{NAME}/{base}/N={n_ref}/{part}"), 1.0
+    else:
+        two_stage_costs = [measured_cost(f"{NAME}/{base}/N={n_ref}/{k}") for k in range(8, 13)]
+        measured = None if None in two_stage_costs else sum(two_stage_costs) / len(two_stage_costs)
+        widen = 1.0
+    return None if measured is None else measured * widen * N / n_ref
+
+
 def tasks(profile: str) -> list:
     """The independent parts of the experiment: per case × N, one task per scheme (hand adjoint + estimates) and
     one reference task; the tape and closed-form checks; one training run per update rule."""
     quick = profile == "quick"
-    out = [Task.make(f"{NAME}/reference-check", f"{__name__}:reference_check_task", cost=0.1)]
-    out += [Task.make(f"{NAME}/tape-check/{c}", f"{__name__}:tape_check_task", c, cost=2.0)
-            for c in ("neural", "linear")]
+    out = [Task.make(f"{NAME}/reference-check", f"{__name__}:reference_check_task")]
+    out += [Task.make(f"{NAME}/tape-check/{c}", f"{__name__}:tape_check_task", c) for c in ("neural", "linear")]
     Ns = refinements(profile)
     for c in case_ids(profile):
         for N in Ns:
             out += [Task.make(f"{NAME}/{c}/N={N}/{k}", f"{__name__}:estimates_task", c, N, k, profile,
-                              cost=_COST["estimates"] * N) for k in range(len(schemes(profile)))]
+                              cost=_task_cost(c, N, k, profile)) for k in range(len(schemes(profile)))]
             out.append(Task.make(f"{NAME}/{c}/N={N}/reference", f"{__name__}:reference_task", c, N, profile,
-                                 N == Ns[-1], cost=_COST["reference"] * N * len(schemes(profile))))
-    out += [Task.make(f"{NAME}/training/{u}", f"{__name__}:training_task", u, quick, cost=_COST["training"])
-            for u in TRAINING_UPDATES]
+                                 N == Ns[-1], cost=_task_cost(c, N, "reference", profile)))
+    out += [Task.make(f"{NAME}/training/{u}", f"{__name__}:training_task", u, quick) for u in TRAINING_UPDATES]
     return out
 
 

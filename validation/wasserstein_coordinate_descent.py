@@ -36,7 +36,7 @@ from refimpl.wasserstein.rwcd_rates import (geodesic_convex_bound, nonconvex_gra
                                             pl_contraction_per_step, predicted_speedup)
 from refimpl.sweep import Task
 from validation.claims import Claim
-from validation.experiment import run_in_process
+from validation.experiment import measured_cost, run_in_process
 from validation.walltime import wall
 
 CD = "docs/theory/coordinate-descent.md"  # the derivations the claims refer to
@@ -347,8 +347,10 @@ def _fmt_row(row):
 NAME = "wasserstein_coordinate_descent"
 
 
-def _n_seeds(quick):
-    return 3 if quick else 10
+#: coordinate sequences per method (speed-up tables) and per rate check, by profile
+SEEDS = {"quick": dict(speedup=3, lsi=8, geodesic=4, nonconvex=3),
+         "full": dict(speedup=10, lsi=24, geodesic=16, nonconvex=8),
+         "large": dict(speedup=40, lsi=96, geodesic=64, nonconvex=32)}
 
 
 def _quad_cases(quick):
@@ -373,19 +375,21 @@ def _kl_cases(quick):
     return cases
 
 
-def part_task(part: str, quick: bool, index: int = 0):
-    """Task: one independent part of the experiment (``index``: which quadratic / KL case)."""
-    n_seeds = _n_seeds(quick)
+def part_task(part: str, quick: bool, index: int = 0, profile: str | None = None):
+    """Task: one independent part of the experiment (``index``: which quadratic / KL case; ``profile`` sets the
+    numbers of coordinate sequences, :data:`SEEDS`; default quick or full)."""
+    seeds = SEEDS[profile or ("quick" if quick else "full")]
+    n_seeds = seeds["speedup"]
     if part == "exactness":
         return _exactness()
     if part == "pl":
         return _pl_rates()
     if part == "lsi":
-        return _rwcp_lsi_rates(8 if quick else 24)
+        return _rwcp_lsi_rates(seeds["lsi"])
     if part == "geodesic":
-        return _geodesic_rates(4 if quick else 16)
+        return _geodesic_rates(seeds["geodesic"])
     if part == "nonconvex":
-        return _nonconvex_rates(3 if quick else 8)
+        return _nonconvex_rates(seeds["nonconvex"])
     if part == "quadratic":
         name, A = _quad_cases(quick)[index]
         return _speedup_quadratic(name, A, n_seeds if "10001" not in name else 4)
@@ -404,13 +408,23 @@ def part_task(part: str, quick: bool, index: int = 0):
 
 
 def tasks(profile: str) -> list:
+    """One task per part (rates, each speed-up case, lasso, wall time). The large profile runs 4× the coordinate
+    sequences of the full one (:data:`SEEDS`); its cost estimate is the full run's measured cost × 4 for the seeded
+    parts."""
     quick = profile == "quick"
-    parts = ["exactness", "pl", "lsi", "geodesic", "nonconvex"]
-    out = [Task.make(f"{NAME}/{p}", f"{__name__}:part_task", p, quick) for p in parts]
-    out += [Task.make(f"{NAME}/quadratic/{k}", f"{__name__}:part_task", "quadratic", quick, k)
-            for k in range(len(_quad_cases(quick)))]
-    out += [Task.make(f"{NAME}/kl/{k}", f"{__name__}:part_task", "kl", quick, k) for k in range(len(_kl_cases(quick)))]
-    out += [Task.make(f"{NAME}/{p}", f"{__name__}:part_task", p, quick) for p in ("lasso", "wall", "exact-expectation")]
+    extra = {} if profile != "large" else {"profile": "large"}
+    parts = [(p, p, 0) for p in ("exactness", "pl", "lsi", "geodesic", "nonconvex")]
+    parts += [(f"quadratic/{k}", "quadratic", k) for k in range(len(_quad_cases(quick)))]
+    parts += [(f"kl/{k}", "kl", k) for k in range(len(_kl_cases(quick)))]
+    parts += [(p, p, 0) for p in ("lasso", "wall", "exact-expectation")]
+    out = []
+    for key, part, k in parts:
+        cost = None
+        if profile == "large" and measured_cost(f"{NAME}/{key}") is not None:
+            seeded = part not in ("exactness", "pl", "wall", "exact-expectation")
+            cost = measured_cost(f"{NAME}/{key}") * (SEEDS["large"]["speedup"] / SEEDS["full"]["speedup"] if seeded
+                                                     else 1.0)
+        out.append(Task.make(f"{NAME}/{key}", f"{__name__}:part_task", part, quick, k, cost=cost, **extra))
     return out
 
 
@@ -424,7 +438,7 @@ def assemble(outdir: Path, profile: str, values: dict, seconds: dict) -> list[Cl
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     quick = profile == "quick"
-    n_seeds = _n_seeds(quick)
+    n_seeds = SEEDS[profile]["speedup"]
     d = 50
     d_kl = 20 if quick else 30
     claims = []
