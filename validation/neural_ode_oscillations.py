@@ -86,9 +86,10 @@ def _restricted(est, rows_times):
     return C.GradientSamples(est.times[keep], est.values[keep], est.label, est.reconstructed[keep])
 
 
-#: extra 2-stage members of the large profile (a finer α sweep around the midpoint's α = ½ and beyond Heun's 1)
+#: extra 2-stage members of the large profile: a finer α sweep in (0, 1] (stage times inside the step), closer to
+#: the midpoint's α = ½ where the stage-1 constant of the correction grows
 LARGE_EXTRA_SCHEMES = [(f"2-stage α={a}", two_stage(Fraction(a)), None, "stage")
-                       for a in ("0.3", "0.45", "0.5", "0.52", "0.65", "0.7", "0.8", "0.95", "1.2")]
+                       for a in ("0.3", "0.35", "0.45", "0.52", "0.65", "0.7", "0.8", "0.85", "0.95")]
 #: extra neural cases of the large profile (θ(t), x₀, y drawn from a seed derived from the task key)
 LARGE_NEURAL_SEEDS = 8
 
