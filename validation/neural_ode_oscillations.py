@@ -363,16 +363,18 @@ def tape_check_task(case_id: str) -> float:
     return _tape_check(make_case(case_id))
 
 
-def _task_cost(case_id: str, N: int, part, profile: str):
+def _task_cost(case_id: str, N: int, part, profile: str, estimate_error: bool = False):
     """Estimated CPU seconds of a refinement task (``part``: scheme index or "reference"), for the core-hour estimate
     only: the measured cost of the same task in the full profile (validation/task_costs.json); beyond the full profile
-    scaled linearly in N from N = 4096 (the sweeps and the reference's dense output are O(N)), extra neural seeds
-    costed as the default neural case, extra schemes as the mean of the measured 2-stage ones."""
+    scaled linearly in N from N = 4096 (the sweeps and the reference's dense output are O(N)), a reference without the
+    error estimate from N = 2048 (the full profile estimates the error at 4096 only: a second, tighter solve), extra
+    neural seeds costed as the default neural case, extra schemes as the mean of the measured 2-stage ones."""
     if profile == "quick":
         return None
     base = "linear" if case_id == "linear" else "neural"
     n_ref = min(N, 4096)
     if part == "reference":
+        n_ref = min(N, 4096 if estimate_error else 2048)
         measured = measured_cost(f"{NAME}/{base}/N={n_ref}/reference")
         widen = len(schemes(profile)) / len(SCHEMES)
     elif part < len(SCHEMES):
@@ -396,7 +398,7 @@ def tasks(profile: str) -> list:
             out += [Task.make(f"{NAME}/{c}/N={N}/{k}", f"{__name__}:estimates_task", c, N, k, profile,
                               cost=_task_cost(c, N, k, profile)) for k in range(len(schemes(profile)))]
             out.append(Task.make(f"{NAME}/{c}/N={N}/reference", f"{__name__}:reference_task", c, N, profile,
-                                 N == Ns[-1], cost=_task_cost(c, N, "reference", profile)))
+                                 N == Ns[-1], cost=_task_cost(c, N, "reference", profile, N == Ns[-1])))
     out += [Task.make(f"{NAME}/training/{u}", f"{__name__}:training_task", u, quick) for u in TRAINING_UPDATES]
     return out
 

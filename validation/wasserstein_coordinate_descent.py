@@ -179,26 +179,49 @@ def _nonconvex_rates(n_seeds):
 
 
 # ----------------------------------------------------------------------------------------------- speed-ups
-def _speedup_quadratic(name, A, n_seeds):
+def _quadratic_setup(A):
     d = A.shape[0]
     E = QuadraticPotential(A)
     g = GaussianMeasure(np.ones(d) / math.sqrt(d), np.eye(d))
-    F0 = E.gaussian_value(g)
-    Lfull, L = float(np.linalg.eigvalsh(A)[-1]), np.diag(A)
-    kappa = Lfull / float(np.linalg.eigvalsh(A)[0])
-    gd = gaussian_wgd(E, g, int(40 * kappa * math.log(10) + 10), stop_at=ACCURACY * F0)
+    lam = np.linalg.eigvalsh(A)
+    return d, E, g, E.gaussian_value(g), float(lam[-1]), np.diag(A), float(lam[-1]) / float(lam[0]), float(lam[0])
+
+
+def _samplings(A):
+    """The samplings run on ½xᵀAx: pᵢ ∝ Lᵢ = Aᵢᵢ is uniform when the diagonal is constant (same sequences, same runs)."""
+    L = np.diag(A)
+    return ("uniform",) if np.all(L == L[0]) else ("uniform", "lipschitz")
+
+
+def _quadratic_wgd(A):
+    """The full-gradient run (WGD) on ½xᵀAx, to the accuracy."""
+    d, E, g, F0, Lfull, L, kappa, mu = _quadratic_setup(A)
+    return gaussian_wgd(E, g, int(40 * kappa * math.log(10) + 10), stop_at=ACCURACY * F0)
+
+
+def _quadratic_run(A, sampling, seed):
+    """One RWCD coordinate sequence (``seed``) on ½xᵀAx, to the accuracy."""
+    d, E, g, F0, Lfull, L, kappa, mu = _quadratic_setup(A)
+    return gaussian_rwcd(E, g, _max_epochs(L, mu) * d, sampling=sampling, seed=seed, stop_at=ACCURACY * F0)
+
+
+def _quadratic_row(name, A, gd, runs):
+    """The table row of one quadratic case from its WGD run and its RWCD runs {sampling: [trace per seed]}."""
+    d, E, g, F0, Lfull, L, kappa, mu = _quadratic_setup(A)
     row = dict(name=name, d=d, kappa=kappa, gd=gd.cost_to_reach(ACCURACY * F0), curves={"WGD": [gd]})
-    max_epochs = _max_epochs(L, float(np.linalg.eigvalsh(A)[0]))
     for s in ("uniform", "lipschitz"):
-        if s == "lipschitz" and np.all(L == L[0]):  # pᵢ ∝ Lᵢ is uniform: same sequences, same runs
-            runs = row["curves"]["RWCD uniform"]
-        else:
-            runs = [gaussian_rwcd(E, g, max_epochs * d, sampling=s, seed=k, stop_at=ACCURACY * F0)
-                    for k in range(n_seeds)]
-        row[s] = _spread([r.cost_to_reach(ACCURACY * F0) for r in runs])
+        rs = runs[s] if s in runs else runs["uniform"]  # pᵢ ∝ Lᵢ uniform: same runs (_samplings)
+        row[s] = _spread([r.cost_to_reach(ACCURACY * F0) for r in rs])
         row["pred_" + s] = predicted_speedup(Lfull, L, s)
-        row["curves"][f"RWCD {s}"] = runs
+        row["curves"][f"RWCD {s}"] = rs
     return row
+
+
+def _speedup_quadratic(name, A, n_seeds):
+    """WGD vs RWCD (``n_seeds`` sequences per sampling) on ½xᵀAx: the table row (the sweep runs the parts as separate
+    tasks and joins them with :func:`_quadratic_row`)."""
+    runs = {s: [_quadratic_run(A, s, k) for k in range(n_seeds)] for s in _samplings(A)}
+    return _quadratic_row(name, A, _quadratic_wgd(A), runs)
 
 
 def _max_epochs(L, mu):
@@ -390,9 +413,11 @@ def part_task(part: str, quick: bool, index: int = 0, profile: str | None = None
         return _geodesic_rates(seeds["geodesic"])
     if part == "nonconvex":
         return _nonconvex_rates(seeds["nonconvex"])
-    if part == "quadratic":
-        name, A = _quad_cases(quick)[index]
-        return _speedup_quadratic(name, A, n_seeds if "10001" not in name else 4)
+    if part == "quadratic-wgd":
+        return _quadratic_wgd(_quad_cases(quick)[index][1])
+    if part in ("quadratic-uniform", "quadratic-lipschitz"):
+        case, seed = divmod(index, _MAX_SEEDS)
+        return _quadratic_run(_quad_cases(quick)[case][1], part.split("-")[1], seed)
     if part == "kl":
         name, A = _kl_cases(quick)[index]
         return _speedup_kl(name, A, n_seeds)
@@ -414,18 +439,44 @@ def tasks(profile: str) -> list:
     quick = profile == "quick"
     extra = {} if profile != "large" else {"profile": "large"}
     parts = [(p, p, 0) for p in ("exactness", "pl", "lsi", "geodesic", "nonconvex")]
-    parts += [(f"quadratic/{k}", "quadratic", k) for k in range(len(_quad_cases(quick)))]
+    for k, (name, A) in enumerate(_quad_cases(quick)):
+        parts.append((f"quadratic/{k}/wgd", "quadratic-wgd", k))
+        parts += [(f"quadratic/{k}/{s}/{seed}", f"quadratic-{s}", k * _MAX_SEEDS + seed) for s in _samplings(A)
+                  for seed in range(_quadratic_seeds(name, profile))]
     parts += [(f"kl/{k}", "kl", k) for k in range(len(_kl_cases(quick)))]
     parts += [(p, p, 0) for p in ("lasso", "wall", "exact-expectation")]
     out = []
     for key, part, k in parts:
-        cost = None
-        if profile == "large" and measured_cost(f"{NAME}/{key}") is not None:
-            seeded = part not in ("exactness", "pl", "wall", "exact-expectation")
-            cost = measured_cost(f"{NAME}/{key}") * (SEEDS["large"]["speedup"] / SEEDS["full"]["speedup"] if seeded
-                                                     else 1.0)
-        out.append(Task.make(f"{NAME}/{key}", f"{__name__}:part_task", part, quick, k, cost=cost, **extra))
+        out.append(Task.make(f"{NAME}/{key}", f"{__name__}:part_task", part, quick, k,
+                             cost=_task_cost(key, part, profile), **extra))
     return out
+
+
+#: seeds are packed into a quadratic-run task's index as case × _MAX_SEEDS + seed
+_MAX_SEEDS = 1000
+
+
+def _quadratic_seeds(name, profile):
+    """Coordinate sequences per sampling of a quadratic case (4 for the κ = 10⁴ coupled case, whose runs are long)."""
+    return SEEDS[profile]["speedup"] if "10001" not in name else 4
+
+
+def _task_cost(key, part, profile):
+    """Estimated CPU seconds (core-hour estimate only): the measured full-profile cost of the task (a per-run share of
+    its quadratic case's measured total where only the total is known), × 4 for the seeded parts of the large
+    profile."""
+    if profile == "quick":
+        return None
+    measured = measured_cost(f"{NAME}/{key}")
+    if measured is None and key.startswith("quadratic/"):
+        case = int(key.split("/")[1])
+        total = measured_cost(f"{NAME}/quadratic/{case}")
+        name, A = _quad_cases(False)[case]
+        measured = None if total is None else total / (1 + len(_samplings(A)) * _quadratic_seeds(name, "full"))
+    if measured is None or profile != "large":
+        return measured
+    repeated = part in ("lsi", "geodesic", "nonconvex", "kl", "lasso")  # their seed counts grow 4×
+    return measured * (SEEDS["large"]["speedup"] / SEEDS["full"]["speedup"] if repeated else 1.0)
 
 
 def run(outdir: Path, quick: bool) -> list[Claim]:
@@ -475,7 +526,10 @@ def assemble(outdir: Path, profile: str, values: dict, seconds: dict) -> list[Cl
                         "per-step descent lemma never fails", all(r[1] <= r[2] for r in nc) and viol == 0,
                         "; ".join(f"{r[0]}: {r[1]:.3g} vs bound {r[2]:.3g}" for r in nc) + f"; violations {viol}"))
 
-    quad_rows = [values[f"{NAME}/quadratic/{k}"] for k in range(len(_quad_cases(quick)))]
+    quad_rows = [_quadratic_row(name, A, values[f"{NAME}/quadratic/{k}/wgd"],
+                                {s: [values[f"{NAME}/quadratic/{k}/{s}/{seed}"]
+                                     for seed in range(_quadratic_seeds(name, profile))] for s in _samplings(A)})
+                 for k, (name, A) in enumerate(_quad_cases(quick))]
     kl_rows = [values[f"{NAME}/kl/{k}"] for k in range(len(_kl_cases(quick)))]
     lasso = values[f"{NAME}/lasso"]
     walls = values[f"{NAME}/wall"]
