@@ -96,7 +96,9 @@ def validate(out: Path, quick: bool = False, only: list[str] | None = None, *, p
         except Exception as exc:  # an experiment that crashes is a failed claim, reported with its traceback
             tb = str(exc) if isinstance(exc, RuntimeError) and (failed or name in broken) else traceback.format_exc()
             (out / f"{name}.md").write_text(f"# {name}\n\nThe experiment raised:\n\n```\n{tb}\n```\n")
-            claims = [validation.Claim(name, "experiment runs to completion", False, tb.strip().splitlines()[-1])]
+            evidence = ("; ".join(o.summary() for o in failed) if failed and name not in broken
+                        else tb.strip().splitlines()[-1])
+            claims = [validation.Claim(name, "experiment runs to completion", False, evidence)]
         timings[name] = {"tasks": seconds, "tasks_cpu": cpu, "assemble": time.perf_counter() - t0}
         for c in claims:
             rows.append((name, c))

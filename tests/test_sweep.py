@@ -42,6 +42,7 @@ def test_task_hash_covers_key_target_and_arguments_but_not_the_cost():
     assert len({base.hash, Task.make("k2", "m:f", 1, x=2.5).hash, Task.make("k", "m:g", 1, x=2.5).hash,
                 Task.make("k", "m:f", 2, x=2.5).hash, Task.make("k", "m:f", 1, x=2.25).hash}) == 5
     assert pickle.loads(pickle.dumps(base)) == base and pickle.loads(pickle.dumps(base)).hash == base.hash
+    assert len({base, Task.make("k", "m:f", 1, x=2.5)}) == 1  # usable in sets and as dict keys
 
 
 def test_task_rejects_what_cannot_be_hashed_or_shipped():

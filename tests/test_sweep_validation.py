@@ -166,3 +166,31 @@ def test_whole_quick_report_is_identical_serial_and_on_local_processes(tmp_path)
     assert run_validate(a, only=None)[0] == 0
     assert run_validate(b, only=None, workers=2)[0] == 0
     assert snapshot(a) == snapshot(b)
+
+
+def test_a_failing_task_fails_its_experiment_with_the_key_and_the_others_complete(monkeypatch, tmp_path, capsys):
+    import types
+
+    import validation
+    from refimpl.sweep import Task
+
+    fake = types.ModuleType("validation.sweep_fake")  # an experiment whose second task raises
+    fake.ok = lambda: 1
+    fake.broken = lambda: 1 / 0
+    fake.tasks = lambda profile: [Task.make("sweep_fake/ok", "validation.sweep_fake:ok"),
+                                  Task.make("sweep_fake/broken", "validation.sweep_fake:broken")]
+    fake.assemble = lambda outdir, profile, values, seconds: []
+    monkeypatch.setitem(sys.modules, "validation.sweep_fake", fake)
+    monkeypatch.setattr(validation, "sweep_fake", fake, raising=False)
+    monkeypatch.setattr(validation, "EXPERIMENTS", validation.EXPERIMENTS + ["sweep_fake"])
+    stderr = io.StringIO()
+    with contextlib.redirect_stderr(stderr), contextlib.redirect_stdout(io.StringIO()):
+        code = cli.validate(tmp_path, only=["ad_selfcheck", "sweep_fake"], profile="quick", stream=io.StringIO())
+    assert code == 1
+    index = (tmp_path / "index.md").read_text(encoding="utf-8")
+    assert ("| FAIL | sweep_fake | sweep_fake | experiment runs to completion | "
+            "sweep_fake/broken: ZeroDivisionError: division by zero |") in index
+    assert "sweep_fake/broken: ZeroDivisionError: division by zero" in (tmp_path / "sweep_fake.md").read_text()
+    assert "| PASS | ad_selfcheck |" in index  # the other experiment completed
+    err = stderr.getvalue()
+    assert "1 task(s) failed" in err and "sweep_fake/broken: ZeroDivisionError" in err and "1 / 0" in err

@@ -128,6 +128,10 @@ def dask_executor(client, *, retries: int = 2, warm: bool = True):
     itself (``distributed.scheduler.allowed-failures``). With ``warm``, a worker plugin runs :func:`worker_setup` on
     every worker, present and future."""
     distributed = _distributed()
+    if not isinstance(client, distributed.Client):
+        raise TypeError(f"client must be a distributed.Client, got {type(client).__name__}")
+    if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+        raise ValueError(f"retries must be an int ≥ 0, got {retries!r}")
     if warm:
         client.register_plugin(_WarmPlugin(distributed), name="refimpl-warm-kernels")
     return client.get_executor(retries=retries, pure=False)

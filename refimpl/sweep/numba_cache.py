@@ -27,19 +27,26 @@ __all__ = ["cache_lock", "lock_path", "warm_kernels"]
 
 
 def _cache_root() -> Path:
-    """Where this process's Numba cache lives: ``NUMBA_CACHE_DIR`` if set, else beside the refimpl sources (Numba's
-    default is the ``__pycache__`` folder next to each source file)."""
-    env = os.environ.get("NUMBA_CACHE_DIR")
-    if env:
-        return Path(env)
+    """Where this process's Numba cache lives: Numba's configured cache folder (``NUMBA_CACHE_DIR``) if set, else the
+    ``__pycache__`` folder of the refimpl package (Numba's default is the ``__pycache__`` next to each source file)."""
+    configured = os.environ.get("NUMBA_CACHE_DIR")
+    try:
+        from numba import config
+
+        configured = config.CACHE_DIR or configured
+    except ImportError:  # pragma: no cover - numba is a dependency
+        pass
+    if configured:
+        return Path(configured)
     import refimpl
 
-    return Path(refimpl.__file__).resolve().parent
+    return Path(refimpl.__file__).resolve().parent / "__pycache__"
 
 
 def lock_path() -> Path:
-    """The lock file for this process's cache: ``<NUMBA_CACHE_DIR>/refimpl-numba.lock`` when that folder is writable,
-    else a file in the temporary folder named after the cache root (so two caches never share a lock)."""
+    """The lock file for this process's cache: ``refimpl-numba.lock`` in the cache root (:func:`_cache_root`) when
+    that folder is writable, else a file in the temporary folder named after the cache root (so two caches never share
+    a lock)."""
     root = _cache_root()
     try:
         root.mkdir(parents=True, exist_ok=True)

@@ -104,6 +104,9 @@ def run_sweep(tasks, executor=None, *, results=None, resume: bool = False, progr
     if isinstance(lost_retries, bool) or not isinstance(lost_retries, int) or lost_retries < 0:
         raise ValueError(f"lost_retries must be an int ≥ 0, got {lost_retries!r}")
     executor = SerialExecutor() if executor is None else executor
+    if not callable(getattr(executor, "submit", None)):
+        raise TypeError(f"executor must have the concurrent.futures.Executor interface (submit), "
+                        f"got {type(executor).__name__}")
     store = ResultStore(Path(results)) if results is not None else None
     t0 = time.perf_counter()
     outcomes: list = [None] * len(tasks)

@@ -113,6 +113,9 @@ class Task:
             kwargs["seed"] = seed_from_key(key)
         return cls(key, target, tuple(args), kwargs, cost)
 
+    def __hash__(self):  # kwargs is a dict: hash the canonical text instead of the fields
+        return hash(self.canonical())
+
     @property
     def seed(self) -> int:
         """:func:`seed_from_key` of this task's key."""
