@@ -126,6 +126,21 @@ def test_a_killed_local_worker_loses_no_task(tmp_path):
     assert result.values() == run_sweep(tasks).values()
 
 
+def test_an_interrupted_write_leaves_the_old_file_and_no_temporary(tmp_path, monkeypatch):
+    from refimpl.sweep import results
+
+    target = tmp_path / "r.pkl"
+    results.atomic_write_bytes(target, b"old")
+
+    def fail(*args):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(results.os, "replace", fail)
+    with pytest.raises(OSError, match="disk full"):
+        results.atomic_write_bytes(target, b"new")
+    assert target.read_bytes() == b"old" and [p.name for p in tmp_path.iterdir()] == ["r.pkl"]
+
+
 def test_serial_executor_runs_each_task_before_the_next_is_submitted():
     ex = SerialExecutor()
     assert ex.submit(lambda: 3).result() == 3

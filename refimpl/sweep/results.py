@@ -33,11 +33,11 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
-        with_suppressed_unlink(tmp)
+        _unlink_quietly(tmp)
         raise
 
 
-def with_suppressed_unlink(path) -> None:
+def _unlink_quietly(path) -> None:
     try:
         os.unlink(path)
     except OSError:
