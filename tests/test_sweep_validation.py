@@ -16,7 +16,8 @@ from refimpl.oracle.battery import export_battery
 from refimpl.sweep import local_processes
 
 sys.path.insert(0, str(cli.REPO_ROOT))
-from validation.walltime import CLOSE, OPEN, mask_wall_times, unmarked, wall  # noqa: E402
+from validation.walltime import (CLOSE, OPEN, mask_wall_times, report_differences, report_snapshot,  # noqa: E402
+                                 unmarked, wall)
 
 SUBSET = ["ad_selfcheck", "wasserstein_flows"]
 
@@ -29,15 +30,8 @@ needs_dask = pytest.mark.skipif(distributed is None, reason="dask.distributed is
 
 
 def snapshot(folder: Path) -> dict:
-    """Every report file (markdown with wall-clock text masked, PNG bytes as they are) and nothing of the sweep's own
-    bookkeeping (sweep-results/, sweep-timings.json)."""
-    out = {}
-    for p in sorted(folder.iterdir()):
-        if p.suffix == ".md":
-            out[p.name] = mask_wall_times(p.read_text(encoding="utf-8"))
-        elif p.suffix == ".png":
-            out[p.name] = p.read_bytes()
-    return out
+    """The report as compared: markdown with wall-clock text masked, PNG bytes (validation.walltime.report_snapshot)."""
+    return report_snapshot(folder)
 
 
 def files(folder: Path) -> dict:
@@ -84,11 +78,16 @@ def cluster_executor():
             yield executor
 
 
-def test_wall_markers_mask_only_the_marked_text():
+def test_wall_markers_mask_only_the_marked_text(tmp_path):
     text = f"a {wall('1.2 s')} b | {wall('PASS')} |"
     assert mask_wall_times(text) == f"a {OPEN}…{CLOSE} b | {OPEN}…{CLOSE} |"
     assert unmarked(text) == "a 1.2 s b | PASS |"
     assert mask_wall_times(text.replace("1.2", "9.9")) == mask_wall_times(text)
+    for folder, body in (("a", "x"), ("b", "x"), ("c", "y")):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "index.md").write_text(f"{body} {wall(folder)}")
+    assert report_differences(tmp_path / "a", tmp_path / "b") == []  # only the wall-clock text differs
+    assert report_differences(tmp_path / "a", tmp_path / "c") == ["index.md"]
     with pytest.raises(ValueError, match="marker"):
         wall(wall("x"))
 
@@ -165,7 +164,7 @@ def test_whole_quick_report_is_identical_serial_and_on_local_processes(tmp_path)
     a, b = tmp_path / "serial", tmp_path / "workers"
     assert run_validate(a, only=None)[0] == 0
     assert run_validate(b, only=None, workers=2)[0] == 0
-    assert snapshot(a) == snapshot(b)
+    assert snapshot(a) == snapshot(b) and report_differences(a, b) == []
 
 
 def test_a_failing_task_fails_its_experiment_with_the_key_and_the_others_complete(monkeypatch, tmp_path, capsys):

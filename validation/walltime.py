@@ -11,8 +11,9 @@ docs/sweeps.md §3.
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
-__all__ = ["OPEN", "CLOSE", "wall", "mask_wall_times", "unmarked"]
+__all__ = ["OPEN", "CLOSE", "wall", "mask_wall_times", "unmarked", "report_snapshot", "report_differences"]
 
 OPEN, CLOSE = "<!--wall-->", "<!--/wall-->"
 _MARKED = re.compile(re.escape(OPEN) + ".*?" + re.escape(CLOSE), re.S)
@@ -34,3 +35,22 @@ def mask_wall_times(report: str) -> str:
 def unmarked(text: str) -> str:
     """``text`` with the markers removed and the marked texts kept (for the console)."""
     return text.replace(OPEN, "").replace(CLOSE, "")
+
+
+def report_snapshot(folder) -> dict:
+    """{file name: content} of a report folder: each markdown file with its wall-clock text masked, each PNG as bytes;
+    the sweep's bookkeeping (``sweep-results/``, ``sweep-timings.json``) is not part of the report."""
+    out = {}
+    for p in sorted(Path(folder).iterdir()):
+        if p.suffix == ".md":
+            out[p.name] = mask_wall_times(p.read_text(encoding="utf-8"))
+        elif p.suffix == ".png":
+            out[p.name] = p.read_bytes()
+    return out
+
+
+def report_differences(a, b) -> list:
+    """The file names whose :func:`report_snapshot` differs between report folders ``a`` and ``b`` (empty: the same
+    report)."""
+    sa, sb = report_snapshot(a), report_snapshot(b)
+    return sorted(n for n in set(sa) | set(sb) if sa.get(n) != sb.get(n))
