@@ -16,10 +16,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib
-import json
 import sys
-import time
-import traceback
 from pathlib import Path
 
 import refimpl
@@ -39,91 +36,24 @@ def _import_validation():
 def validate(out: Path, quick: bool = False, only: list[str] | None = None, *, profile: str | None = None,
              workers: int | None = None, scheduler: str | None = None, resume: bool = False,
              results: Path | None = None, executor=None, stream=None) -> int:
-    """Run the registered experiments as one sweep (refimpl.sweep; docs/sweeps.md); write ``out/index.md``; return
-    the exit code. ``profile`` ("quick" | "full" | "large"; ``quick=True`` means "quick"); ``workers`` / ``scheduler``
-    choose the executor (or pass an open ``executor``); ``results`` (default ``out/sweep-results``) keeps each finished
-    task, ``resume`` reuses them."""
-    from refimpl.sweep import ProgressBar, open_executor, run_sweep
+    """Run the registered experiments as one sweep and write ``out/index.md`` (validation/report.py;
+    docs/sweeps.md); return the exit code. ``profile`` ("quick" | "full" | "large"; ``quick=True`` means "quick");
+    ``workers`` / ``scheduler`` choose the executor (or pass an open ``executor``); ``results`` (default
+    ``out/sweep-results``) keeps each finished task, ``resume`` reuses them."""
+    from refimpl.sweep import open_executor
 
     validation = _import_validation()
-    from validation.experiment import assemble_experiment, experiment_tasks
-    from validation.walltime import unmarked, wall
+    from validation.report import write_report
 
-    profile = profile or ("quick" if quick else "full")
-    stream = sys.stderr if stream is None else stream
     names = [n for n in validation.EXPERIMENTS if not only or n in only]
     unknown = sorted(set(only or []) - set(validation.EXPERIMENTS))
     if unknown:
         print(f"error: unknown experiment(s) {unknown}; known: {validation.EXPERIMENTS}", file=sys.stderr)
         return 2
-    out.mkdir(parents=True, exist_ok=True)
-    results = out / "sweep-results" if results is None else results
-    t_start = time.perf_counter()
-    tasks, broken = {}, {}
-    for name in names:
-        try:
-            tasks[name] = experiment_tasks(name, profile)
-        except Exception:  # an experiment that cannot list its tasks is a failed claim, like one that crashes
-            broken[name] = traceback.format_exc()
-            tasks[name] = []
-    all_tasks = [t for name in names for t in tasks[name]]
-    known = [t.cost for t in all_tasks if t.cost is not None]
-    estimate = (f"; estimated {sum(known) / 3600:.2f} core-hours" + ("" if len(known) == len(all_tasks) else
-                f" for the {len(known)} tasks with a cost estimate")) if known else ""
-    print(f"{len(all_tasks)} tasks ({profile} profile){estimate}", flush=True)
+    profile = profile or ("quick" if quick else "full")
     with (contextlib.nullcontext(executor) if executor is not None else open_executor(workers, scheduler)) as ex:
-        sweep = run_sweep(all_tasks, ex, results=results, resume=resume,
-                          progress=ProgressBar(len(all_tasks), "tasks", stream), sys_path=[str(REPO_ROOT)])
-    if sweep.reused:
-        print(f"reused {sweep.reused} task results from {results}; computed {sweep.computed}", flush=True)
-    if not sweep.ok:
-        print(f"{len(sweep.failures)} task(s) failed:\n{sweep.failure_report()}", file=sys.stderr, flush=True)
-    outcomes = {o.key: o for o in sweep.outcomes}
-    rows, sections, timings = [], [], {}
-    for name in names:
-        own = [outcomes[t.key] for t in tasks[name]]
-        failed = [o for o in own if not o.ok]
-        seconds = {o.key: o.seconds for o in own}
-        cpu = {o.key: o.cpu_seconds for o in own}
-        t0 = time.perf_counter()
-        try:
-            if name in broken:
-                raise RuntimeError(f"listing the tasks raised:\n{broken[name]}")
-            if failed:
-                raise RuntimeError("\n".join(o.summary() + ("\n" + o.traceback if o.traceback else "")
-                                             for o in failed))
-            claims = assemble_experiment(name, out, profile, {o.key: o.value for o in own}, seconds)
-        except Exception as exc:  # an experiment that crashes is a failed claim, reported with its traceback
-            tb = str(exc) if isinstance(exc, RuntimeError) and (failed or name in broken) else traceback.format_exc()
-            (out / f"{name}.md").write_text(f"# {name}\n\nThe experiment raised:\n\n```\n{tb}\n```\n")
-            evidence = ("; ".join(o.summary() for o in failed) if failed and name not in broken
-                        else tb.strip().splitlines()[-1])
-            claims = [validation.Claim(name, "experiment runs to completion", False, evidence)]
-        timings[name] = {"tasks": seconds, "tasks_cpu": cpu, "assemble": time.perf_counter() - t0}
-        for c in claims:
-            rows.append((name, c))
-            print(f"    {'PASS' if c.passed else 'FAIL'}  {c.source}: {c.statement} — {unmarked(c.evidence)}",
-                  flush=True)
-        sections.append(f"- [{name}]({name}.md) ({wall(f'{sum(seconds.values()):.1f} s')} of task time)")
-    n_fail = sum(not c.passed for _, c in rows)
-    fixed = [c for _, c in rows if not c.timed]
-    timed = [c for _, c in rows if c.timed]
-    summary = f"{sum(c.passed for c in fixed)}/{len(fixed)} claims pass"
-    if timed:
-        summary += f"; wall-time claims: {wall(f'{sum(c.passed for c in timed)}/{len(timed)} pass')}"
-    lines = [
-        "# refimpl validation report", "",
-        f"refimpl {refimpl.__version__}; mode: {profile}; {summary}.", "",
-        "| result | experiment | source | claim | evidence |", "|---|---|---|---|---|",
-    ]
-    lines += [f"| {_verdict(c, wall)} | {n} | {c.source} | {c.statement} | {c.evidence} |" for n, c in rows]
-    lines += ["", "## Sections", ""] + sections + [""]
-    (out / "index.md").write_text("\n".join(lines))
-    timings["total_wall_seconds"] = time.perf_counter() - t_start
-    timings["sweep_wall_seconds"] = sweep.seconds
-    (out / "sweep-timings.json").write_text(json.dumps(timings, indent=1) + "\n")
-    print(f"{'PASS' if n_fail == 0 else 'FAIL'}: {len(rows) - n_fail}/{len(rows)} claims pass; report in {out / 'index.md'}")
-    return 0 if n_fail == 0 else 1
+        return write_report(out, names, profile, ex, results=results, resume=resume, sys_path=[str(REPO_ROOT)],
+                            stream=stream)
 
 
 def validate_plan(profile: str, only: list[str] | None = None) -> int:
@@ -143,11 +73,6 @@ def validate_plan(profile: str, only: list[str] | None = None) -> int:
               f"({sum(t.cost is None for t in ts)} without an estimate)")
     print(f"{total} tasks ({profile} profile); estimated {cost / 3600:.2f} core-hours")
     return 0
-
-
-def _verdict(claim, wall) -> str:
-    text = "PASS" if claim.passed else "FAIL"
-    return wall(text) if claim.timed else text
 
 
 def _positive_int(text: str) -> int:
