@@ -1,9 +1,10 @@
 """Command-line interface of refimpl: the validation report and the oracle.
 
-``python -m refimpl validate [--quick] [--out DIR] [--only NAME …]``
-    runs every experiment registered in ``validation.EXPERIMENTS`` (the ``validation/`` folder beside the package) and
-    writes ``DIR/index.md`` with one PASS/FAIL line per claim. Exit 0 every claim passed, 1 some claim failed.
-``python -m refimpl cases export DIR [--quick] [--force]``
+``python -m refimpl validate [--quick | --profile P] [--out DIR] [--only NAME …] [--workers N | --scheduler ADDR] [--resume]``
+    runs every experiment registered in ``validation.EXPERIMENTS`` (the ``validation/`` folder beside the package) as
+    one sweep of tasks (refimpl.sweep, docs/sweeps.md) and writes ``DIR/index.md`` with one PASS/FAIL line per claim.
+    Exit 0 every claim passed, 1 some claim failed.
+``python -m refimpl cases export DIR [--quick] [--force] [--workers N | --scheduler ADDR]``
     writes the battery of oracle cases (JSON metadata + ``.npz`` arrays, ``docs/case-format.md``) to DIR, atomically.
 ``python -m refimpl check CASE_DIR THEIRS.npz [--json] [--rtol R] [--atol A] [--precision float32] [--verify]``
     compares a foreign implementation's arrays with a case. Exit 0 pass, 1 mismatch.
@@ -16,6 +17,7 @@ imports it.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import importlib
 import json
@@ -25,7 +27,6 @@ import signal
 import sys
 import tempfile
 import textwrap
-import time
 import traceback
 from contextlib import contextmanager
 from pathlib import Path
@@ -44,42 +45,62 @@ def _import_validation():
     return importlib.import_module("validation")
 
 
-def validate(out: Path, quick: bool, only: list[str] | None = None) -> int:
-    """Run the registered experiments; write ``out/index.md``; return the exit code."""
+def validate(out: Path, quick: bool = False, only: list[str] | None = None, *, profile: str | None = None,
+             workers: int | None = None, scheduler: str | None = None, resume: bool = False,
+             results: Path | None = None, executor=None, stream=None) -> int:
+    """Run the registered experiments as one sweep and write ``out/index.md`` (validation/report.py;
+    docs/sweeps.md); return the exit code. ``profile`` ("quick" | "full" | "large"; ``quick=True`` means "quick");
+    ``workers`` / ``scheduler`` choose the executor (or pass an open ``executor``); ``results`` (default
+    ``out/sweep-results``) keeps each finished task, ``resume`` reuses them."""
+    from refimpl.sweep import open_executor
+
     validation = _import_validation()
+    from validation.report import write_report
+
     names = [n for n in validation.EXPERIMENTS if not only or n in only]
     unknown = sorted(set(only or []) - set(validation.EXPERIMENTS))
     if unknown:
         print(f"error: unknown experiment(s) {unknown}; known: {validation.EXPERIMENTS}", file=sys.stderr)
         return 2
-    out.mkdir(parents=True, exist_ok=True)
-    rows, sections = [], []
-    for k, name in enumerate(names, 1):
-        t0 = time.perf_counter()
-        print(f"[{k}/{len(names)}] {name} ...", flush=True)
-        try:
-            claims = importlib.import_module(f"validation.{name}").run(out, quick)
-        except Exception:  # an experiment that crashes is a failed claim, reported with its traceback
-            tb = traceback.format_exc()
-            (out / f"{name}.md").write_text(f"# {name}\n\nThe experiment raised:\n\n```\n{tb}```\n")
-            claims = [validation.Claim(name, "experiment runs to completion", False, tb.strip().splitlines()[-1])]
-        dt = time.perf_counter() - t0
-        for c in claims:
-            rows.append((name, c))
-            print(f"    {'PASS' if c.passed else 'FAIL'}  {c.source}: {c.statement} — {c.evidence}", flush=True)
-        sections.append(f"- [{name}]({name}.md) ({dt:.1f} s)")
-    n_fail = sum(not c.passed for _, c in rows)
-    lines = [
-        "# refimpl validation report", "",
-        f"refimpl {refimpl.__version__}; mode: {'quick' if quick else 'full'}; "
-        f"{len(rows) - n_fail}/{len(rows)} claims pass.", "",
-        "| result | experiment | source | claim | evidence |", "|---|---|---|---|---|",
-    ]
-    lines += [f"| {'PASS' if c.passed else 'FAIL'} | {n} | {c.source} | {c.statement} | {c.evidence} |" for n, c in rows]
-    lines += ["", "## Sections", ""] + sections + [""]
-    (out / "index.md").write_text("\n".join(lines))
-    print(f"{'PASS' if n_fail == 0 else 'FAIL'}: {len(rows) - n_fail}/{len(rows)} claims pass; report in {out / 'index.md'}")
-    return 0 if n_fail == 0 else 1
+    profile = profile or ("quick" if quick else "full")
+    with (contextlib.nullcontext(executor) if executor is not None else open_executor(workers, scheduler)) as ex:
+        return write_report(out, names, profile, ex, results=results, resume=resume, sys_path=[str(REPO_ROOT)],
+                            stream=stream)
+
+
+def validate_plan(profile: str, only: list[str] | None = None) -> int:
+    """Print the task count per experiment and the estimated core-hours of a profile; run nothing."""
+    validation = _import_validation()
+    from validation.experiment import experiment_tasks
+
+    total, cost = 0, 0.0
+    for name in validation.EXPERIMENTS:
+        if only and name not in only:
+            continue
+        ts = experiment_tasks(name, profile)
+        known = sum(t.cost for t in ts if t.cost is not None)
+        total += len(ts)
+        cost += known
+        print(f"{name}: {len(ts)} tasks, estimated {known / 3600:.3f} core-hours "
+              f"({sum(t.cost is None for t in ts)} without an estimate)")
+    print(f"{total} tasks ({profile} profile); estimated {cost / 3600:.2f} core-hours")
+    return 0
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be ≥ 1, got {value}")
+    return value
+
+
+def _executor_options(parser) -> None:
+    """--workers / --scheduler (docs/sweeps.md): where the sweep's tasks run (default: serially, in this process)."""
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--workers", type=_positive_int, metavar="N", help="run the tasks on N local processes")
+    group.add_argument("--scheduler", metavar="ADDRESS",
+                       help="run the tasks on the dask.distributed cluster at ADDRESS, e.g. tcp://host:8786 (default: "
+                            "$REFIMPL_SCHEDULER; needs pip install 'refimpl[distributed]')")
 
 
 CHECK_DESCRIPTION = """\
@@ -129,6 +150,14 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--quick", action="store_true", help="small sizes, for CI")
     v.add_argument("--out", type=Path, default=REPO_ROOT / "validation" / "report", help="report folder")
     v.add_argument("--only", nargs="+", metavar="NAME", help="run only these experiments")
+    v.add_argument("--profile", choices=("quick", "full", "large"), default=None,
+                   help="sizes: quick (= --quick), full (default), large (N to 2^16, more seeds and schemes: a cluster's "
+                        "worth; prints its task count and estimated core-hours first)")
+    v.add_argument("--dry-run", action="store_true", help="print the task count and estimated core-hours, run nothing")
+    v.add_argument("--resume", action="store_true", help="reuse the finished tasks in the results folder")
+    v.add_argument("--results", type=Path, default=None, metavar="DIR",
+                   help="folder of per-task results (default: OUT/sweep-results)")
+    _executor_options(v)
     # oracle (docs/case-format.md): refimpl.oracle.commands
     cases = sub.add_parser("cases", help="oracle cases as data").add_subparsers(dest="cases_command", required=True)
     ex = cases.add_parser("export", help="write the battery of oracle cases (JSON metadata + .npz arrays) to DIR",
@@ -141,6 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("dir", metavar="DIR", help="the folder to write (created; refused if not empty, see --force)")
     ex.add_argument("--quick", action="store_true", help="a small subset (for tests)")
     ex.add_argument("--force", action="store_true", help="replace a non-empty DIR whole (its old content is removed)")
+    _executor_options(ex)
     ck = sub.add_parser("check", help="compare a foreign implementation's arrays with an oracle case "
                                       "(exit 0 pass, 1 mismatch, 2 bad input, 3 internal error)",
                         description=CHECK_DESCRIPTION, epilog=_exit_codes_epilog(),
@@ -206,10 +236,19 @@ def main(argv=None) -> int:
             except SystemExit as e:  # argparse exits with 2 on usage errors and 0 on --help
                 return int(e.code or 0)
             if args.command == "validate":
-                return validate(args.out, args.quick, args.only)
+                if args.quick and args.profile not in (None, "quick"):
+                    print("error: --quick and --profile disagree", file=sys.stderr)
+                    return 2
+                profile = args.profile or ("quick" if args.quick else "full")
+                if args.dry_run:
+                    return validate_plan(profile, args.only)
+                return validate(args.out, only=args.only, profile=profile, workers=args.workers,
+                                scheduler=args.scheduler, resume=args.resume, results=args.results)
             if args.command == "cases":
                 from refimpl.oracle.commands import export_command
-                return export_command(args.dir, args.quick, args.force)
+                from refimpl.sweep import open_executor
+                with open_executor(args.workers, args.scheduler) as executor:
+                    return export_command(args.dir, args.quick, args.force, executor=executor)
             if args.command == "check":
                 from refimpl.oracle.commands import check_command
                 return check_command(args.case_dir, args.theirs, args.json, rtol=args.rtol, atol=args.atol,
@@ -223,7 +262,12 @@ def main(argv=None) -> int:
     except BrokenPipeError:  # the reader of our output left (`... | head`): not an error of refimpl
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
-    except Exception as e:  # a bug in refimpl: never exit 1 ("your implementation mismatches")
+    except Exception as e:
+        from refimpl.sweep import DASK_MISSING
+        if isinstance(e, ImportError) and str(e) == DASK_MISSING:  # --scheduler without dask.distributed
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        # a bug in refimpl: never exit 1 ("your implementation mismatches")
         path = _save_traceback(argv)
         where = f"the traceback is saved in {path}" if path else "the traceback could not be saved:\n" + \
             traceback.format_exc()

@@ -2,7 +2,9 @@
 
 Every experiment module listed in :data:`EXPERIMENTS` exposes ``run(outdir, quick) -> list[Claim]``: it writes its
 markdown section ``outdir/<module>.md`` (and PNGs, when matplotlib is available) and returns one :class:`Claim` per
-paper claim it checks. ``python -m refimpl validate`` assembles them into ``outdir/index.md``.
+paper claim it checks. A module that also exposes ``tasks(profile)`` and ``assemble(outdir, profile, values, seconds)``
+is split into independent sweep tasks (validation/experiment.py; docs/sweeps.md §7). ``python -m refimpl validate``
+runs every experiment's tasks as one sweep and writes ``outdir/index.md`` (validation/report.py).
 """
 from validation.claims import Claim
 

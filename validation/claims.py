@@ -8,9 +8,12 @@ class Claim:
 
     ``source`` names the paper (by arXiv number) or the docs/theory file that states the claim, ``statement`` the claim in one sentence, ``passed``
     whether the measured evidence supports it, and ``evidence`` the numbers (one line, e.g. "rate 0.99 over N=32..4096").
+    ``timed``: the verdict compares wall times, so it depends on the machine's load (the report marks it with
+    :func:`validation.walltime.wall`).
     """
 
     source: str
     statement: str
     passed: bool
     evidence: str
+    timed: bool = False

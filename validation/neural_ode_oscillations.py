@@ -14,6 +14,7 @@ conditions, with raw-AD, corrected and continuous-adjoint updates.
 """
 from __future__ import annotations
 
+import sys
 import time
 from fractions import Fraction
 from pathlib import Path
@@ -30,8 +31,12 @@ from refimpl.ode.samples import parameter_samples
 from refimpl.ode.schemes import AB2, AB3, FORWARD_EULER, HEUN, LEAPFROG, MIDPOINT, RALSTON, RK4, two_stage
 from refimpl.ode.tableau import ButcherTableau
 from refimpl.problems.neural_ode import SEED, LinearCase, NeuralCase
+from refimpl.sweep import Task, seed_from_key
 from validation.claims import Claim
-from validation.progress import progress
+from validation.experiment import measured_cost, run_in_process
+from validation.walltime import wall
+
+NAME = "neural_ode_oscillations"
 
 #: where the claims of this experiment are derived (the "source" column of the report)
 DISCRETE_ADJOINT_DOC = "docs/theory/discrete-adjoint.md"
@@ -59,6 +64,8 @@ SCHEMES = [
 ]
 
 
+
+
 # ----------------------------------------------------------------------------------------------------------------------
 # convergence study
 
@@ -79,25 +86,96 @@ def _restricted(est, rows_times):
     return C.GradientSamples(est.times[keep], est.values[keep], est.label, est.reconstructed[keep])
 
 
-def study(case, Ns, schemes=SCHEMES):
-    """{(scheme label, estimate name): [GradientError per N]} and the N-finest estimates for plots."""
+#: extra 2-stage members of the large profile: a finer α sweep in (0, 1] (stage times inside the step), closer to
+#: the midpoint's α = ½ where the stage-1 constant of the correction grows
+LARGE_EXTRA_SCHEMES = [(f"2-stage α={a}", two_stage(Fraction(a)), None, "stage")
+                       for a in ("0.3", "0.35", "0.45", "0.52", "0.65", "0.7", "0.8", "0.85", "0.95")]
+#: extra neural cases of the large profile (θ(t), x₀, y drawn from a seed derived from the task key)
+LARGE_NEURAL_SEEDS = 8
+
+
+def schemes(profile: str) -> list:
+    """The (label, method, starter, layout) list of a profile: :data:`SCHEMES`, plus :data:`LARGE_EXTRA_SCHEMES` in
+    the large profile."""
+    return SCHEMES + LARGE_EXTRA_SCHEMES if profile == "large" else SCHEMES
+
+
+def refinements(profile: str) -> list:
+    """N = 2^5 … 2^9 (quick), 2^12 (full), 2^16 (large)."""
+    return [2 ** k for k in range(5, {"quick": 10, "full": 13, "large": 17}[profile])]
+
+
+def case_ids(profile: str) -> list:
+    """The cases of a profile: "linear", "neural" (seed :data:`SEED`), and in the large profile
+    :data:`LARGE_NEURAL_SEEDS` more neural cases "neural/seed=<s>" with s = seed_from_key of their key."""
+    ids = ["linear", "neural"]
+    if profile == "large":
+        ids += [f"neural/seed={seed_from_key(f'{NAME}/neural-extra/{k}')}" for k in range(LARGE_NEURAL_SEEDS)]
+    return ids
+
+
+def make_case(case_id: str):
+    """The case object named by ``case_id`` (see :func:`case_ids`)."""
+    if case_id == "linear":
+        return LinearCase()
+    if case_id == "neural":
+        return NeuralCase()
+    if case_id.startswith("neural/seed="):
+        case = NeuralCase(int(case_id.split("=", 1)[1]))
+        case.name = f"neural tanh, d=2, seed {case_id.split('=', 1)[1]}"
+        return case
+    raise ValueError(f"case_id: unknown case {case_id!r}")
+
+
+def _estimates(case, N, scheme, grad_theta=None):
+    """The estimates of one scheme at one N: {name: GradientSamples} (``grad_theta`` None: the exact discrete gradient
+    by the hand adjoint; an array: that gradient, e.g. zeros when only the estimates' times are wanted)."""
+    label, method, starter, layout = scheme
+    smp = parameter_samples(method, case.T, N, layout, starter)
+    if grad_theta is None:
+        grad_theta = discrete_adjoint(case.field, method, case.x0, case.theta(smp.times), case.T, N, case.loss,
+                                      layout=layout, starter=starter).grad_theta
+    elif np.isscalar(grad_theta) and grad_theta == 0:
+        grad_theta = np.zeros((smp.n_samples, case.field.n_params))
+    with np.errstate(invalid="ignore", divide="ignore"):  # zero gradients (times only) may meet zero weights
+        ests = C.applicable_estimates(grad_theta, smp)
+    for i, rows in _stage_rows(smp).items():
+        for name in ("per_step", "corrected"):
+            ests[f"{name} stage {i}"] = _restricted(ests[name], smp.times[rows])
+    return ests
+
+
+def estimates_task(case_id: str, N: int, scheme_index: int, profile: str) -> dict:
+    """Task: {estimate name: GradientSamples} of scheme ``schemes(profile)[scheme_index]`` on ``case_id`` at N."""
+    return _estimates(make_case(case_id), N, schemes(profile)[scheme_index])
+
+
+def reference_task(case_id: str, N: int, profile: str, estimate_error: bool) -> tuple:
+    """Task: (times, δL/δθ at times, reference error estimate or None) — times = the union of every estimate's times
+    at N over the profile's schemes (the estimates' times depend only on the samples, so they are taken from a zero
+    gradient; the assembly checks each estimate's times against them)."""
+    case = make_case(case_id)
+    times = np.unique(np.concatenate([e.times for scheme in schemes(profile)
+                                      for e in _estimates(case, N, scheme, 0).values()]))
+    ref = case.reference(times, estimate_error=estimate_error)
+    return times, ref, case.reference_error
+
+
+def study(case, Ns, values, profile, case_id):
+    """{(scheme label, estimate name): [GradientError per N]} and the N = 64 estimates for plots, from the task
+    values of the refinement study."""
     table, keep = {}, {}
-    for N in progress(Ns, f"{case.name}: N = {Ns[0]}…{Ns[-1]}"):
-        per_scheme = []
-        for label, method, starter, layout in schemes:
-            smp = parameter_samples(method, case.T, N, layout, starter)
-            adj = discrete_adjoint(case.field, method, case.x0, case.theta(smp.times), case.T, N, case.loss,
-                                   layout=layout, starter=starter)
-            ests = C.applicable_estimates(adj.grad_theta, smp)
-            for i, rows in _stage_rows(smp).items():
-                for name in ("per_step", "corrected"):
-                    ests[f"{name} stage {i}"] = _restricted(ests[name], smp.times[rows])
-            per_scheme.append((label, ests))
-        times = np.unique(np.concatenate([e.times for _, ests in per_scheme for e in ests.values()]))
-        ref = case.reference(times, estimate_error=(N == Ns[-1]))
-        for label, ests in per_scheme:
+    for N in Ns:
+        times, ref, ref_err = values[f"{NAME}/{case_id}/N={N}/reference"]
+        if N == Ns[-1]:
+            case.reference_error = ref_err
+        for k, (label, *_rest) in enumerate(schemes(profile)):
+            ests = values[f"{NAME}/{case_id}/N={N}/{k}"]
             for name, e in ests.items():
-                err = C.gradient_error(e, ref[np.searchsorted(times, e.times)])
+                idx = np.searchsorted(times, e.times)
+                if not np.array_equal(times[np.minimum(idx, times.size - 1)], e.times):
+                    raise RuntimeError(f"{label} {name} at N={N}: estimate times missing from the reference times")
+                err = C.gradient_error(e, ref[idx])
                 table.setdefault((label, name), []).append(err)
             if N == 64:
                 keep[label] = (ests, lambda t, times=times, ref=ref: ref[np.searchsorted(times, t)])
@@ -121,7 +199,19 @@ def _table_md(Ns, table, attr):
 # training
 
 
-def _training(quick: bool):
+#: the three update rules of the training experiment, in report order
+TRAINING_UPDATES = ("raw AD G/(h w)", "corrected (pair sum)", "continuous adjoint")
+
+
+def training_task(update: str, quick: bool) -> tuple:
+    """Task: (history, info) of the training run with one update rule (see :func:`_training`)."""
+    if update not in TRAINING_UPDATES:
+        raise ValueError(f"update: one of {TRAINING_UPDATES}, got {update!r}")
+    out, info = _training(quick, only=update)
+    return out[update], info
+
+
+def _training(quick: bool, only: str | None = None):
     """Fit x_j(T) ≈ y_j (j = 1..M) with leapfrog (Euler starter), θ sampled on t_0..t_{N−1}, by gradient descent
     θ_n ← θ_n − η ĝ_n for three choices of ĝ: raw normalised AD gradient G/(2h), the corrected gradient at the grid
     (pair sums, interpolated), and the continuous δL/δθ(t_n) of the piecewise-linear θ (RK4 + Richardson route).
@@ -163,6 +253,8 @@ def _training(quick: bool):
     }
     out = {}
     for name, upd in updates.items():
+        if only is not None and name != only:
+            continue
         th = np.zeros((smp.n_samples, field.n_params))
         hist = {"L_h": [], "L": [], "L_iter": []}
         t0 = time.perf_counter()
@@ -177,7 +269,7 @@ def _training(quick: bool):
                 break
             step = gc if upd is None else upd(th, G)
             th = th - eta * step
-        hist["seconds"] = time.perf_counter() - t0
+        hist["seconds"] = time.perf_counter() - t0  # wall time: masked in report comparisons (validation/walltime.py)
         hist["theta"] = th
         scale = max(np.max(np.abs(th)), 1e-300)
         rms = max(float(np.sqrt(np.mean(np.sum(th * th, axis=1)))), 1e-300)
@@ -259,21 +351,83 @@ def _tape_check(case, N=7):
     return worst
 
 
-def run(outdir: Path, quick: bool) -> list[Claim]:
-    outdir = Path(outdir)
-    Ns = [2 ** k for k in range(5, 10 if quick else 13)]
-    span = f"N={Ns[0]}..{Ns[-1]}"
-    neural, linear = NeuralCase(), LinearCase()
+def reference_check_task() -> float:
+    """Task: max |vectorised closed form − expm route| of the linear case's δL/δθ at 9 times."""
+    linear = LinearCase()
     tt = np.linspace(0, linear.T, 9)
-    lin_check = float(np.max(np.abs(linear.reference(tt) - linear.case.functional_gradient_exact(tt))))
-    tape_worst = max(_tape_check(neural), _tape_check(linear))
+    return float(np.max(np.abs(linear.reference(tt) - linear.case.functional_gradient_exact(tt))))
+
+
+def tape_check_task(case_id: str) -> float:
+    """Task: :func:`_tape_check` of one case."""
+    return _tape_check(make_case(case_id))
+
+
+def _task_cost(case_id: str, N: int, part, profile: str, estimate_error: bool = False):
+    """Estimated CPU seconds of a refinement task (``part``: scheme index or "reference"), for the core-hour estimate
+    only: the measured cost of the same task in the full profile (validation/task_costs.json); beyond the full profile
+    scaled linearly in N from N = 4096 (the sweeps and the reference's dense output are O(N)), a reference without the
+    error estimate from N = 2048 (the full profile estimates the error at 4096 only: a second, tighter solve), extra
+    neural seeds costed as the default neural case, extra schemes as the mean of the measured 2-stage ones."""
+    if profile == "quick":
+        return None
+    base = "linear" if case_id == "linear" else "neural"
+    n_ref = min(N, 4096)
+    if part == "reference":
+        n_ref = min(N, 4096 if estimate_error else 2048)
+        measured = measured_cost(f"{NAME}/{base}/N={n_ref}/reference")
+        widen = len(schemes(profile)) / len(SCHEMES)
+    elif part < len(SCHEMES):
+        measured, widen = measured_cost(f"{NAME}/{base}/N={n_ref}/{part}"), 1.0
+    else:
+        two_stage_costs = [measured_cost(f"{NAME}/{base}/N={n_ref}/{k}") for k in range(8, 13)]
+        measured = None if None in two_stage_costs else sum(two_stage_costs) / len(two_stage_costs)
+        widen = 1.0
+    return None if measured is None else measured * widen * N / n_ref
+
+
+def tasks(profile: str) -> list:
+    """The independent parts of the experiment: per case × N, one task per scheme (hand adjoint + estimates) and
+    one reference task; the tape and closed-form checks; one training run per update rule."""
+    quick = profile == "quick"
+    out = [Task.make(f"{NAME}/reference-check", f"{__name__}:reference_check_task")]
+    out += [Task.make(f"{NAME}/tape-check/{c}", f"{__name__}:tape_check_task", c) for c in ("neural", "linear")]
+    Ns = refinements(profile)
+    for c in case_ids(profile):
+        for N in Ns:
+            out += [Task.make(f"{NAME}/{c}/N={N}/{k}", f"{__name__}:estimates_task", c, N, k, profile,
+                              cost=_task_cost(c, N, k, profile)) for k in range(len(schemes(profile)))]
+            out.append(Task.make(f"{NAME}/{c}/N={N}/reference", f"{__name__}:reference_task", c, N, profile,
+                                 N == Ns[-1], cost=_task_cost(c, N, "reference", profile, N == Ns[-1])))
+    out += [Task.make(f"{NAME}/training/{u}", f"{__name__}:training_task", u, quick) for u in TRAINING_UPDATES]
+    return out
+
+
+def run(outdir: Path, quick: bool) -> list[Claim]:
+    """Run the experiment's tasks in this process and assemble the section (``python -m refimpl validate`` runs the
+    tasks through refimpl.sweep instead)."""
+    return run_in_process(sys.modules[__name__], outdir, "quick" if quick else "full")
+
+
+def assemble(outdir: Path, profile: str, values: dict, seconds: dict) -> list[Claim]:
+    """Write ``neural_ode_oscillations.md`` (and plots) from the task values; return the claims."""
+    outdir = Path(outdir)
+    quick = profile == "quick"
+    Ns = refinements(profile)
+    span = f"N={Ns[0]}..{Ns[-1]}"
+    ids = case_ids(profile)
+    cases = [make_case(c) for c in ids]
+    linear, neural = cases[0], cases[1]
+    lin_check = values[f"{NAME}/reference-check"]
+    tape_worst = max(values[f"{NAME}/tape-check/neural"], values[f"{NAME}/tape-check/linear"])
 
     results = {}
-    for case in (linear, neural):
-        t0 = time.perf_counter()
-        table, keep = study(case, Ns)
-        results[case.name] = (table, keep, time.perf_counter() - t0)
-    train, train_info = _training(quick)
+    for c, case in zip(ids, cases):
+        table, keep = study(case, Ns, values, profile, c)
+        secs = sum(v for k, v in seconds.items() if k.startswith(f"{NAME}/{c}/N="))
+        results[case.name] = (table, keep, secs)
+    train = {u: values[f"{NAME}/training/{u}"][0] for u in TRAINING_UPDATES}
+    train_info = values[f"{NAME}/training/{TRAINING_UPDATES[0]}"][1]
 
     lines = ["# Paper [A]: AD oscillations in neural-ODE training and their corrections", "",
              "Estimates of δL/δθ(t) from the exact discrete gradient G = ∂L_h/∂θ (hand adjoint; tape agreement "
@@ -284,13 +438,14 @@ def run(outdir: Path, quick: bool) -> list[Claim]:
              f"{OSCILLATIONS_DOC}). `stage i` rows restrict to the samples of stage i. Errors against the continuous "
              "δL/δθ at the estimate's own times; rate = least-squares slope "
              f"of log error vs log N over {span}.", ""]
-    for case in (linear, neural):
+    for k, case in enumerate(cases):
         table, keep, secs = results[case.name]
         ref_note = ("closed form (eigendecomposition; agrees with the expm route of refimpl.problems.analytic_ode to "
                     f"{lin_check:.1e})" if case is linear else
                     f"DOP853 rtol 1e-12, estimated error ≤ {case.reference_error:.1e} at N={Ns[-1]}")
-        lines += [f"## ({'a' if case is linear else 'b'}) {case.name}", "", f"Reference: {ref_note}. "
-                  f"max|δL/δθ| = {table[(SCHEMES[0][0], 'normalised')][0].reference_max:.3f}. ({secs:.1f} s)", "",
+        lines += [f"## ({chr(ord('a') + k)}) {case.name}", "", f"Reference: {ref_note}. "
+                  f"max|δL/δθ| = {table[(SCHEMES[0][0], 'normalised')][0].reference_max:.3f}. "
+                  f"({wall(f'{secs:.1f} s')} of task time)", "",
                   "### max error", "", *_table_md(Ns, table, "max_error"), "",
                   "### L² error", "", *_table_md(Ns, table, "l2_error"), "",
                   "### (−1)ⁿ amplitude of the estimate (max over samples; O(h) on non-uniform sample grids)", "",
@@ -344,7 +499,7 @@ def run(outdir: Path, quick: bool) -> list[Claim]:
               "|---|---|---|---|---|---|---|"]
     for name, h in train.items():
         lines.append(f"| {name} | {h['L_h'][0]:.3e} | {h['L_h'][-1]:.3e} | {h['L'][-1]:.3e} | "
-                     f"{h['oscillation']:.2e} | {h['roughness']:.2f} | {h['seconds']:.1f} |")
+                     f"{h['oscillation']:.2e} | {h['roughness']:.2f} | {wall(format(h['seconds'], '.1f'))} |")
     lt = results[linear.name][0]
     ab2_w0 = parameter_samples(AB2, 1.0, 8, "stage", "matched").weights[0]
     lines += ["", "## Findings", "",
@@ -376,9 +531,9 @@ def run(outdir: Path, quick: bool) -> list[Claim]:
     # claims
     claims = [Claim(DISCRETE_ADJOINT_DOC, "discrete gradient = exact gradient of L_h (tape == hand adjoint ≤ 1e-13)",
                     tape_worst <= 1e-13, f"worst {tape_worst:.1e} over {len(SCHEMES)} schemes × 2 cases, N=7")]
-    for case in (linear, neural):
+    for case in cases:
         t = results[case.name][0]
-        tag = "(linear)" if case is linear else "(neural)"
+        tag = "(linear)" if case is linear else "(neural)" if case is neural else f"({case.name})"
         raw = [e.max_error / e.reference_max for e in t[("leapfrog (Euler starter)", "normalised")]]
         claims.append(Claim(f"{PAPER_A}; {OSCILLATIONS_DOC}",
                             f"{tag} leapfrog raw AD gradient does not converge to δL/δθ",

@@ -16,6 +16,7 @@ Claims:
 from __future__ import annotations
 
 import math
+import sys
 import time
 from pathlib import Path
 
@@ -34,7 +35,10 @@ from refimpl.wasserstein.measures import GaussianMeasure
 from refimpl.wasserstein.one_dimensional import (AbsPowerDensity, GaussianTarget1D, LogGrid, branch_density,
                                                  forward_euler_lagrangian)
 from refimpl.wasserstein.regularized_1d import regularized_forward_euler_lagrangian
+from refimpl.sweep import Task
 from validation.claims import Claim
+from validation.experiment import call_with, captured, run_in_process, write_files
+from validation.walltime import wall
 
 SOURCE_C = "[C] arXiv 2406.08209"
 WG = "docs/theory/wasserstein-gradients.md"
@@ -388,7 +392,8 @@ def _kernel_section(claims, quick):
                 if b == "numpy":
                     ref = out
             worst = max(worst, float(np.max(np.abs(out - ref)) / np.max(np.abs(ref))))
-            rows.append((name, n, f"{t['numpy']:.4f}", f"{t['numba']:.4f}", f"{t['numpy'] / t['numba']:.1f}"))
+            rows.append((name, n, wall(f"{t['numpy']:.4f}"), wall(f"{t['numba']:.4f}"),
+                         wall(f"{t['numpy'] / t['numba']:.1f}")))
     claims.append(Claim(f"{WG} §9", "Numba kernels agree with the NumPy reference", bool(worst <= 1e-14),
                         f"max relative difference {worst:.1e} (not bit-identical: exp/summation rounding); "
                         "bit-identical across thread counts (tests)"))
@@ -397,29 +402,56 @@ def _kernel_section(claims, quick):
             "", f"max relative difference {worst:.1e}; full benchmark: benchmarks/bench_wasserstein_kernels.py", ""]
 
 
-def run(outdir: Path, quick: bool) -> list[Claim]:
-    outdir = Path(outdir)
-    outdir.mkdir(parents=True, exist_ok=True)
+#: the sections of the report, in order; each is one sweep task
+SECTIONS = {"energies": _energy_section, "gaussian": _gaussian_section, "abs_power": _abs_power_section,
+            "fold": _fold_section, "consumption": _consumption_section, "gaussian_1d": _gaussian_1d_section,
+            "particles": _particle_section, "regularized": _regularized_finding, "kernels": _kernel_section}
+NAME = "wasserstein_flows"
+
+
+def _plt():
     try:
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:  # pragma: no cover
         plt = None
+    return plt
+
+
+def section_task(section: str, quick: bool) -> tuple:
+    """Task: ((markdown lines, claims), {plot file: bytes}) of one section, computed in a temporary folder."""
+    def compute(folder):
+        claims: list[Claim] = []
+        lines = call_with(SECTIONS[section], {"claims": claims, "outdir": folder, "plt": _plt(), "quick": quick})
+        return lines, claims
+    return captured(compute)
+
+
+def tasks(profile: str) -> list:
+    return [Task.make(f"{NAME}/{s}", f"{__name__}:section_task", s, profile == "quick") for s in SECTIONS]
+
+
+def assemble(outdir: Path, profile: str, values: dict, seconds: dict) -> list[Claim]:
+    outdir = Path(outdir)
+    outdir.mkdir(parents=True, exist_ok=True)
+    quick = profile == "quick"
     claims: list[Claim] = []
     lines = ["# Wasserstein gradient flows (paper [C], arXiv 2406.08209)", "",
              "Quick mode (coarser grids, fewer h)." if quick else "Full mode.", ""]
-    lines += _energy_section(claims)
-    lines += _gaussian_section(claims, outdir, plt, quick)
-    lines += _abs_power_section(claims, outdir, plt, quick)
-    lines += _fold_section(claims, outdir, plt, quick)
-    lines += _consumption_section(claims, quick)
-    lines += _gaussian_1d_section(claims)
-    lines += _particle_section(claims, quick)
-    lines += _regularized_finding(claims, quick)
-    lines += _kernel_section(claims, quick)
+    for s in SECTIONS:
+        (section_lines, section_claims), files = values[f"{NAME}/{s}"]
+        write_files(outdir, files)
+        lines += section_lines
+        claims += section_claims
     lines += ["## Claims", "", *_table(["source", "claim", "passed", "evidence"],
                                        [(c.source, c.statement, "yes" if c.passed else "**NO**", c.evidence)
                                         for c in claims]), ""]
     (outdir / "wasserstein_flows.md").write_text("\n".join(lines))
     return claims
+
+
+def run(outdir: Path, quick: bool) -> list[Claim]:
+    """Run the sections in this process and write the section (``python -m refimpl validate`` runs them as sweep
+    tasks)."""
+    return run_in_process(sys.modules[__name__], outdir, "quick" if quick else "full")

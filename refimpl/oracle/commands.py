@@ -56,15 +56,16 @@ def _message(e: BaseException) -> str:
     return str(e) if isinstance(e, CaseFormatError) else f"{type(e).__name__}: {e}"
 
 
-def export_command(directory, quick: bool = False, force: bool = False) -> int:
-    """Export the battery to ``directory`` atomically (:func:`refimpl.oracle.battery.export_battery`); 0 on success,
+def export_command(directory, quick: bool = False, force: bool = False, executor=None) -> int:
+    """Export the battery (cases computed on ``executor``, default serial) to ``directory`` atomically
+    (:func:`refimpl.oracle.battery.export_battery`); 0 on success,
     2 if the directory is refused or cannot be written, 130 if interrupted (the target is then unchanged)."""
     from refimpl.oracle.battery import export_battery
 
     t0 = time.perf_counter()
     announce_numba_compile()
     try:
-        names = export_battery(directory, quick=quick, force=force)
+        names = export_battery(directory, quick=quick, force=force, executor=executor)
     except BAD_INPUT_ERRORS as e:
         return _bad_input(_message(e), False)
     except KeyboardInterrupt as e:
