@@ -412,7 +412,6 @@ def run(outdir: Path, quick: bool) -> list[Claim]:
 def assemble(outdir: Path, profile: str, values: dict, seconds: dict) -> list[Claim]:
     """Write ``neural_ode_oscillations.md`` (and plots) from the task values; return the claims."""
     outdir = Path(outdir)
-    quick = profile == "quick"
     Ns = refinements(profile)
     span = f"N={Ns[0]}..{Ns[-1]}"
     ids = case_ids(profile)

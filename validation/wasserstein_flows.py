@@ -89,7 +89,6 @@ def _gaussian_section(claims, outdir, plt, quick):
     lines = ["## Gaussian control (d = 2): KL(ρₙ‖π) for forward Euler, JKO and the exact flow", "",
              "π = N((0, 1), [[1, .6], [.6, 2]]), ρ₀ = N((2.5, −1.5), diag(.3, .1)), horizon T = 3.", ""]
     rows, err_rows, curves = [], [], {}
-    ratios = {"fe": [], "jko": []}
     jko_monotone = True
     for h in (0.4, 0.2, 0.1, 0.05):
         n = int(round(T / h))

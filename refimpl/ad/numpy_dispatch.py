@@ -24,10 +24,8 @@ is in docs/theory/autodiff.md ("NumPy code on the tape").
 """
 from __future__ import annotations
 
-import importlib
 import inspect
 import numbers
-import sys
 from dataclasses import dataclass, field
 from typing import Callable
 

@@ -41,6 +41,7 @@ Tolerances (a foreign array passes when :math:`|x - x_{ref}| \le atol + rtol|x_{
 """
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field as dataclass_field
 
@@ -48,7 +49,7 @@ import numpy as np
 
 import refimpl
 from refimpl.oracle.case import CASE_KINDS, Case, CaseKind
-from refimpl.oracle.comparison import Comparison, compare, normwise_disagreement
+from refimpl.oracle.comparison import compare_arrays, normwise_disagreement
 from refimpl.oracle.safe_io import CaseFormatError
 
 __all__ = ["AdaptiveCaseKind", "AdaptiveCaseProblem", "build_adaptive_case", "check_adaptive", "GridMismatch",
@@ -184,10 +185,10 @@ class AdaptiveCaseKind(CaseKind):
         return adaptive_battery(quick=quick)
 
     @classmethod
-    def compare(cls, case: Case, theirs, *, tolerances=None):
-        """The kind's own comparison: :func:`check_adaptive` (the accepted grid first). A checker that dispatches on
-        the kind calls this instead of the generic :func:`refimpl.oracle.comparison.compare`."""
-        return check_adaptive(case, theirs, tolerances=tolerances)
+    def compare(cls, case: Case, theirs, **options):
+        """The kind's own comparison, :func:`check_adaptive` (the accepted grid first);
+        :func:`refimpl.oracle.comparison.compare` dispatches here."""
+        return check_adaptive(case, theirs, **options)
 
 
 def _references(field, pair, controller, norm, initial_step, loss, x0, theta, T, detach, options):
@@ -379,15 +380,29 @@ class GridMismatch:
         return (f"case {self.case}: FAIL (accepted grid differs; nothing else compared: on another grid the loss and "
                 f"the gradients are those of another discrete problem)\n  {where}")
 
+    def to_dict(self) -> dict:
+        """The machine-readable report (``check --json``)."""
+        return {"case": self.case, "status": "mismatch", "exit_code": 1, "failure": "accepted_grid",
+                "step": self.step, "theirs": self.theirs, "reference": self.reference,
+                "difference": self.difference if np.isfinite(self.difference) else "inf",
+                "tolerance": self.tolerance, "n_steps_theirs": self.n_theirs - 1,
+                "n_steps_reference": self.n_reference - 1}
+
     def __repr__(self) -> str:
         return self.table()
 
 
-def check_adaptive(case, theirs, *, tolerances=None):
+def check_adaptive(case, theirs, *, quantities=None, tolerances=None, rtol=None, atol=None,
+                   precision: str = "float64"):
     """Compare ``theirs`` (a mapping name → array, or an .npz path) with an adaptive ``case``: the accepted grid
-    first (a :class:`GridMismatch` if it differs), then every other provided reference
-    (:func:`refimpl.oracle.comparison.compare`, a :class:`~refimpl.oracle.comparison.Comparison`)."""
+    first (a :class:`GridMismatch` if it differs — also in length), then every provided reference
+    (:func:`refimpl.oracle.comparison.compare_arrays` with the same options, a
+    :class:`~refimpl.oracle.comparison.Comparison`). The grid's tolerance is the one ``compare_arrays`` would use
+    (the case's, the precision profile's, then the overrides)."""
+    from collections.abc import Mapping
+
     from refimpl.oracle.case import load_case
+    from refimpl.oracle.precision import precision_profile
     from refimpl.oracle.safe_io import read_npz
 
     if not isinstance(case, Case):
@@ -395,15 +410,20 @@ def check_adaptive(case, theirs, *, tolerances=None):
     if case.metadata["kind"] != AdaptiveCaseKind.family:
         raise CaseFormatError(f"case {case.name!r} is a {case.metadata['kind']!r} case, not "
                               f"{AdaptiveCaseKind.family!r}")
-    if not isinstance(theirs, dict):
-        theirs = read_npz(theirs) if isinstance(theirs, (str,)) or hasattr(theirs, "__fspath__") else dict(theirs)
-    if "accepted_grid" in theirs:
+    if isinstance(theirs, (str, os.PathLike)):
+        theirs = read_npz(theirs, native=True, names=case.references)
+    if not isinstance(theirs, Mapping):
+        raise TypeError(f"theirs must be a mapping name -> array or an .npz path, got {type(theirs).__name__}")
+    if "accepted_grid" in theirs and (quantities is None or "accepted_grid" in quantities):
         mine = np.asarray(theirs["accepted_grid"], dtype=np.float64).reshape(-1)
         ref = case.arrays["accepted_grid"]
-        tol = dict(case.tolerances["accepted_grid"])
-        tol.update((tolerances or {}).get("accepted_grid", {}))
+        case_tol = case.tolerances["accepted_grid"]
+        r, a = precision_profile(case, precision).tolerance(case_tol["rtol"], case_tol["atol"], ref)
+        override = dict((tolerances or {}).get("accepted_grid", {}))
+        r = rtol if rtol is not None else override.get("rtol", r)
+        a = atol if atol is not None else override.get("atol", a)
         n = min(len(mine), len(ref))
-        allowed = tol["atol"] + tol["rtol"] * np.abs(ref[:n])
+        allowed = a + r * np.abs(ref[:n])
         diff = np.abs(mine[:n] - ref[:n])
         bad = np.flatnonzero(~(diff <= allowed))
         if bad.size:
@@ -412,7 +432,8 @@ def check_adaptive(case, theirs, *, tolerances=None):
                                 len(mine), len(ref))
         if len(mine) != len(ref):
             return GridMismatch(case.name, n, None, None, float("inf"), 0.0, len(mine), len(ref))
-    return compare(case, theirs, tolerances=tolerances)
+    return compare_arrays(case, theirs, quantities=quantities, tolerances=tolerances, rtol=rtol, atol=atol,
+                          precision=precision)
 
 
 # ---------------------------------------------------------------------------------------------------------------------

@@ -55,12 +55,17 @@ MAX_RTOL = 1e-2
 #: O(1) quantities a zero array must not match (an ``atol`` of 1e300 accepted a zero gradient).
 ATOL_SCALE = 1e-2
 ATOL_FLOOR = 1e-6
+#: the atol bound of an integer reference: |x - r| ≤ ½ for integers means x = r
+INTEGER_ATOL = 0.5
 
 
 def max_atol(reference) -> float:
-    """The largest ``atol`` a case may declare for ``reference``: ``ATOL_SCALE · max|ref| + ATOL_FLOOR``."""
-    ref = np.asarray(reference, dtype=np.float64)
-    return ATOL_SCALE * (float(np.max(np.abs(ref))) if ref.size else 0.0) + ATOL_FLOOR
+    """The largest ``atol`` a case may declare for ``reference``: ``ATOL_SCALE · max|ref| + ATOL_FLOOR``; for an
+    integer reference (counts, indices) at least ``INTEGER_ATOL`` = ½, the tolerance that means "equal" for integers."""
+    given = np.asarray(reference)
+    ref = given.astype(np.float64)
+    bound = ATOL_SCALE * (float(np.max(np.abs(ref))) if ref.size else 0.0) + ATOL_FLOOR
+    return max(bound, INTEGER_ATOL) if given.dtype.kind in "iu" else bound
 
 
 def array_sha256(a) -> str:

@@ -40,7 +40,7 @@ from refimpl.arguments import as_real_array
 from refimpl.oracle.case import Case, load_case
 from refimpl.oracle.safe_io import CaseFormatError, read_npz
 
-__all__ = ["QuantityComparison", "Comparison", "compare", "normwise_disagreement", "same_input"]
+__all__ = ["QuantityComparison", "Comparison", "compare", "compare_arrays", "normwise_disagreement", "same_input"]
 
 
 def normwise_disagreement(a, b) -> float:
@@ -238,8 +238,25 @@ def _float32_hints(results, profile32) -> list:
 
 
 def compare(case, theirs, *, quantities=None, tolerances: Mapping | None = None, rtol=None, atol=None,
-            precision: str = "float64") -> Comparison:
-    """Compare ``theirs`` with the reference arrays of ``case``.
+            precision: str = "float64"):
+    """Compare ``theirs`` with the reference arrays of ``case``: the case kind's own comparison if it has one (a
+    ``compare`` classmethod, e.g. ``ode_adaptive`` checks the accepted grid first), else :func:`compare_arrays`.
+    Arguments as :func:`compare_arrays`."""
+    if not isinstance(case, Case):
+        if not isinstance(case, (str, os.PathLike)):
+            raise TypeError(f"case must be a Case or a case directory path, got {type(case).__name__}")
+        case = load_case(case)
+    own = getattr(case.kind, "compare", None)
+    if own is not None:
+        return own(case, theirs, quantities=quantities, tolerances=tolerances, rtol=rtol, atol=atol,
+                   precision=precision)
+    return compare_arrays(case, theirs, quantities=quantities, tolerances=tolerances, rtol=rtol, atol=atol,
+                          precision=precision)
+
+
+def compare_arrays(case, theirs, *, quantities=None, tolerances: Mapping | None = None, rtol=None, atol=None,
+                   precision: str = "float64") -> Comparison:
+    """Compare ``theirs`` with the reference arrays of ``case``, entry by entry.
 
     ``case``: a :class:`~refimpl.oracle.case.Case` or a case directory. ``theirs``: a mapping name → array, or the
     path of an ``.npz`` file (read without unpickling). ``quantities``: restrict to these names (each must be provided).

@@ -69,7 +69,7 @@ from refimpl.oracle.comparison import normwise_disagreement, same_input
 from refimpl.oracle.safe_io import CaseFormatError
 from refimpl.problems.sinusoid_ode import Sinusoid, oracle_base_problems
 
-__all__ = ["OdeCaseKind", "OdeProblem", "Sinusoid", "build_case", "battery", "problem_objects", "field_spec",
+__all__ = ["OdeCaseKind", "OdeProblem", "Sinusoid", "build_case", "ode_battery", "problem_objects", "field_spec",
            "field_from_spec", "scheme_spec", "scheme_from_spec", "corrected_estimate", "ROUTE_AGREEMENT",
            "ODE_INPUTS", "ODE_REFERENCES"]
 

@@ -7,7 +7,7 @@ import math
 import numpy as np
 
 from refimpl.ad import Variable, linalg, ops
-from refimpl.arguments import as_length_scale, as_particles, as_real_scalar, underlying_array
+from refimpl.arguments import as_length_scale, as_particles, underlying_array
 from refimpl.backends import check_backend
 from refimpl.wasserstein import pairwise_sums
 from refimpl.wasserstein.energies.algebra import ENERGIES, Energy, SumEnergy
