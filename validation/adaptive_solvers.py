@@ -22,7 +22,6 @@ import numpy as np
 from refimpl.ode.adaptive import (adaptive_solve, continuous_gradient, frozen_grid_gradient, full_discrete_gradient)
 from refimpl.ode.fields import QuadraticLoss, TanhField
 from validation.claims import Claim
-from validation.progress import progress
 
 SOURCE = "docs/theory/adaptive-steps.md"
 PAIR = "dormand_prince_54"
@@ -55,7 +54,7 @@ def _rtol_table(quick):
     rng = np.random.default_rng(11)
     v = rng.normal(size=theta.size)
     rows = []
-    for rtol in progress(rtols, "adaptive: rtol sweep"):
+    for rtol in rtols:
         opts = dict(rtol=rtol, atol=rtol)
         b = full_discrete_gradient(field, PAIR, x0, theta, T, loss, **opts)
         a = frozen_grid_gradient(field, PAIR, x0, theta, b.grid, loss)
@@ -79,7 +78,7 @@ def _scan(quick):
     opts = dict(rtol=1e-3, atol=1e-3)
     S = np.linspace(-0.3, 0.3, 61 if quick else 241)
     L, dL, pat = [], [], []
-    for s in progress(S, "adaptive: loss scan"):
+    for s in S:
         g = full_discrete_gradient(field, PAIR, x0, theta + s * v, T, loss, **opts)
         L.append(g.loss)
         dL.append(float(g.grad_theta @ v))
