@@ -176,3 +176,23 @@ def test_estimate_amdahl_and_list_schedule():
     assert lpt_makespan([], 4) == 0.0
     with pytest.raises(ValueError, match="durations"):
         estimate([-1.0])
+
+
+def test_tasks_are_submitted_longest_first_and_collected_in_task_order():
+    from refimpl.sweep.runner import submission_order
+
+    costs = [1.0, None, 5.0, 2.0, 5.0]
+    tasks = [Task.make(f"t/{k}", "builtins:abs", -k, cost=c) for k, c in enumerate(costs)]
+    # unestimated first, then decreasing cost, ties (5.0, 5.0) in task order
+    assert submission_order(tasks, range(5)) == [1, 2, 4, 3, 0]
+    submitted = []
+
+    class Recording(SerialExecutor):
+        def submit(self, fn, task, *args):
+            submitted.append(task.key)
+            return super().submit(fn, task, *args)
+
+    result = run_sweep(tasks, Recording())
+    assert submitted == ["t/1", "t/2", "t/4", "t/3", "t/0"]
+    assert [o.key for o in result.outcomes] == [t.key for t in tasks]
+    assert list(result.values().items()) == [(f"t/{k}", k) for k in range(5)]
