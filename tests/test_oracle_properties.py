@@ -7,12 +7,14 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 
 from refimpl.oracle import compare, load_case, save_case
 from refimpl.oracle.ode_cases import OdeProblem, build_case
 from refimpl.oracle.verify import verify_case
-from refimpl.testing.strategies_ode import ode_problems
+from refimpl.ode.fields import QuadraticLoss, TwoLayerTanhField
+from refimpl.ode.schemes import FORWARD_EULER
+from refimpl.testing.strategies_ode import ODEProblem, ode_problems
 
 #: the parameter layouts an ODE case can hold (the case schema's list; the strategies may draw more)
 CASE_LAYOUTS = tuple(json.loads((Path(__file__).resolve().parents[1] / "refimpl" / "oracle" / "case_schema.json")
@@ -21,6 +23,13 @@ CASE_LAYOUTS = tuple(json.loads((Path(__file__).resolve().parents[1] / "refimpl"
 
 @settings(max_examples=25, deadline=None)
 @given(p=ode_problems(N=(1, 6), layouts=CASE_LAYOUTS))
+# found by hypothesis: a state of 1e-155 made the squares in SciPy's DOP853 error norm underflow to 0/0 in the
+# piecewise-constant reference (refimpl.ode.dop853)
+@example(p=ODEProblem(TwoLayerTanhField(1, 1), FORWARD_EULER, None, "step", np.array([1.12756083e-155]),
+                      np.array([[1e-5, 0.0, 1e-5]]), 1.0, 1, QuadraticLoss(np.zeros(1))))
+@example(p=ODEProblem(TwoLayerTanhField(2, 1), FORWARD_EULER, None, "step", np.array([1.12756083e-155, 0.0]),
+                      np.array([[0.00195312, 0.00195312, 0.0, 0.00195312, 0.00195312]]), 1.0, 1,
+                      QuadraticLoss(np.zeros(2))))
 def test_random_problems_round_trip_and_verify(p):
     case = build_case(OdeProblem("prop", p.field, p.method, p.x0, p.loss.y, p.T, p.N, p.theta, p.layout, p.starter))
     with tempfile.TemporaryDirectory() as tmp:

@@ -58,6 +58,7 @@ from scipy.integrate import solve_ivp
 
 from refimpl.arguments import as_points_1d, as_positive_integer, as_real_scalar, as_vector
 from refimpl.arguments import checked_output
+from refimpl.ode.dop853 import DOP853
 
 __all__ = [
     "AdjointErrorEstimate",
@@ -259,7 +260,7 @@ def _dop853_once(prob: _Problem, times: np.ndarray, rtol: float, atol: float, ma
     def forward_rhs(t, x):
         return np.asarray(field.f(x, theta(t)), dtype=np.float64)
 
-    fwd = solve_ivp(forward_rhs, (0.0, prob.T), prob.x0, method="DOP853", rtol=rtol, atol=atol,
+    fwd = solve_ivp(forward_rhs, (0.0, prob.T), prob.x0, method=DOP853, rtol=rtol, atol=atol,
                     max_step=max_step, dense_output=True)
     if not fwd.success:
         raise RuntimeError(f"forward DOP853 solve failed: {fwd.message}")
@@ -276,7 +277,7 @@ def _dop853_once(prob: _Problem, times: np.ndarray, rtol: float, atol: float, ma
         return out
 
     y_T = np.concatenate([prob.grad_loss(xT), np.zeros(n_p)])
-    bwd = solve_ivp(backward_rhs, (prob.T, 0.0), y_T, method="DOP853", rtol=rtol, atol=atol,
+    bwd = solve_ivp(backward_rhs, (prob.T, 0.0), y_T, method=DOP853, rtol=rtol, atol=atol,
                     max_step=max_step, dense_output=True)
     if not bwd.success:
         raise RuntimeError(f"backward DOP853 solve failed: {bwd.message}")

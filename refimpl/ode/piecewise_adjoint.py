@@ -52,6 +52,7 @@ import numpy as np
 from scipy.integrate import solve_ivp
 
 from refimpl.arguments import NonFiniteError, as_float_array, as_points_1d, as_real_scalar, check_finite
+from refimpl.ode.dop853 import DOP853
 from refimpl.ode.adjoint_ode import (EPS, MIN_TIGHTENING, ROUNDING_FLOOR_ULPS, SCIPY_MIN_RTOL, _check_field,
                                      _loss_value, _make_problem)
 
@@ -195,7 +196,7 @@ def _piecewise_once(prob, grid: np.ndarray, table: np.ndarray, rtol: float, atol
             return np.asarray(field.f(x, th), dtype=np.float64)
 
         with np.errstate(over="ignore", invalid="ignore"):
-            fwd = solve_ivp(forward_rhs, (grid[n], grid[n + 1]), xs[n], method="DOP853", rtol=rtol, atol=atol,
+            fwd = solve_ivp(forward_rhs, (grid[n], grid[n + 1]), xs[n], method=DOP853, rtol=rtol, atol=atol,
                             max_step=cap[n], dense_output=True)
         if not fwd.success:
             raise RuntimeError(f"forward DOP853 solve failed on step {n} [t_{n}, t_{n + 1}] = [{float(grid[n])!r}, "
@@ -228,7 +229,7 @@ def _piecewise_once(prob, grid: np.ndarray, table: np.ndarray, rtol: float, atol
 
         y_end = np.concatenate([ps[n + 1], np.zeros(n_p)])
         with np.errstate(over="ignore", invalid="ignore"):
-            bwd = solve_ivp(backward_rhs, (grid[n + 1], grid[n]), y_end, method="DOP853", rtol=rtol, atol=atol,
+            bwd = solve_ivp(backward_rhs, (grid[n + 1], grid[n]), y_end, method=DOP853, rtol=rtol, atol=atol,
                             max_step=cap[n])
         if not bwd.success:
             raise RuntimeError(f"backward DOP853 solve failed on step {n} [t_{n + 1}, t_{n}] = "
