@@ -13,7 +13,9 @@ The cases are built by refimpl and written as an export writes them (``save_case
 Skipped, with the reason, where JAX or diffrax is not installed.
 """
 import importlib.util
+import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -145,3 +147,24 @@ def test_cases_without_a_diffrax_convention_are_skipped_with_the_reason(example,
     assert row["status"] == "skipped" and "not a diffrax-convention case" in row["reason"]
     meta, _ = example.read_case(cases["adaptive-tanh-d2__dormand_prince_54__I__rtol1e-06"])
     assert meta["problem"]["convention"] is None and meta["problem"]["pair"]["name"] == "dormand_prince_54"
+
+
+@pytest.mark.slow
+def test_the_documented_diffrax_recipe_passes_check(cases, tmp_path):
+    """The Python block of docs/case-format.md § "Map your solver: diffrax" (adaptive section), run as printed on a
+    PI case (its own XLA compilation, ~6 s: with -m slow), writes a theirs.npz that ``refimpl check`` passes."""
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "case-format.md").read_text(encoding="utf-8")
+    section = doc.split("### Map your solver: diffrax\n", 1)[1].split("\n## ", 1)[0]
+    (block,) = re.findall(r"```python\n(.*?)```", section, flags=re.S)
+    case = cases["adaptive-tanh-d2__diffrax-Dopri5__PI0.4-0.3__rtol1e-06__dt0-0.5"]
+    cwd = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        exec(compile(block, "case-format.md", "exec"), {"CASE": case})
+    finally:
+        os.chdir(cwd)
+    r = subprocess.run([sys.executable, "-m", "refimpl", "check", str(case), str(tmp_path / "theirs.npz"), "--json"],
+                       capture_output=True, text=True)
+    rep = json.loads(r.stdout)
+    assert r.returncode == 0 and {q["name"] for q in rep["quantities"]} == LIBRARY_REFERENCES, rep
