@@ -1,5 +1,5 @@
-r"""Worked example: reproduce refimpl's adaptive oracle cases (``"kind": "ode_adaptive"``) with diffrax, reading only the
-case files.
+r"""Worked example: reproduce refimpl's adaptive oracle cases (``"kind": "ode_adaptive"``) with diffrax, reading only
+the case files.
 
 A user's view: nothing from refimpl is imported. Each case is read with ``json`` (``case.json``) and ``numpy``
 (``arrays.npz``, ``allow_pickle=False``), solved with diffrax 0.7.2 on JAX in float64, and the results are written to
@@ -29,8 +29,8 @@ diffrax's own tableau bit for bit.
 
 The other adaptive cases follow refimpl's conventions (the HNW starting step, acceptance r ≤ 1, the original
 Dormand–Prince estimate, ...), which no library follows exactly; ``--defaults`` runs them as a diffrax user would
-(``Dopri5()`` or ``Tsit5()``, ``PIDController(rtol, atol)``, ``dt0=None``) to show what ``check`` says then: the accepted
-grid differs, at which step and by how much, and nothing else is compared.
+(``Dopri5()`` or ``Tsit5()``, ``PIDController(rtol, atol)``, ``dt0=None``) to show what ``check`` says then: the
+accepted grid differs, at which step and by how much, and nothing else is compared.
 
 Run: ``JAX_ENABLE_X64=1 python examples/diffrax_adaptive_crosscheck.py CASES_DIR`` (export first with ``python -m
 refimpl cases export CASES_DIR``), or with no argument to export the quick battery into a temporary directory.
@@ -76,7 +76,7 @@ def read_case(case_dir: Path):
 
 
 def make_field(spec: dict):
-    """f(x, θ) for ``problem.field`` (docs/case-format.md, the field table: a row of θ is the listed blocks, row-major)."""
+    """f(x, θ) for ``problem.field`` (docs/case-format.md, the field table: a row of θ is its blocks, row-major)."""
     fam, d = spec["family"], spec["dim"]
     if fam == "tanh":
         return lambda x, th: jnp.tanh(th[:d * d].reshape(d, d) @ x + th[d * d:])
@@ -204,8 +204,7 @@ def _defaults_run(call: dict, p: dict):
 
 
 def refimpl_check(case_dir: Path, theirs: Path, *extra: str) -> dict:
-    """``python -m refimpl check CASE THEIRS --json [extra]``: the parsed report, with ``exit_code`` and the text
-    report's first lines (``text``, from a second run without ``--json``)."""
+    """``python -m refimpl check CASE THEIRS --json [extra]``: the parsed report, with ``exit_code`` and ``stderr``."""
     r = subprocess.run([sys.executable, "-m", "refimpl", "check", str(case_dir), str(theirs), "--json", *extra],
                        capture_output=True, text=True)
     try:
