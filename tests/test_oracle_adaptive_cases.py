@@ -95,3 +95,48 @@ def test_reuse_last_stage_is_part_of_the_problem():
     assert a.problem["reuse_last_stage"] == "fsal" and b.problem["reuse_last_stage"] == "always"
     assert not np.array_equal(a.arrays["trajectory"], b.arrays["trajectory"]) or a.arrays["loss"] != b.arrays["loss"]
     assert verify_case(b).passed
+
+
+def test_library_convention_cases_name_their_convention(cases):
+    """The quick battery carries diffrax-convention cases; the convention is stored in the problem section and every
+    rule it implies is the problem's own (pair, controller, norm, first step, end, stage reuse)."""
+    from refimpl.ode.conventions import CONVENTIONS
+
+    lib = [c for c in cases if c.problem["convention"] is not None]
+    assert len(lib) == 2 and all("diffrax" in c.metadata["description"] for c in lib)
+    for case in lib:
+        conv = CONVENTIONS.from_spec(case.problem["convention"])
+        assert case.problem["h0"] == conv.h0 == conv.dt0  # dt0 given: the user passes it
+        assert case.problem["pair"] == json.loads(json.dumps(conv.pair.to_spec()))
+        assert case.problem["controller"]["accept"] == "lt" and case.problem["initial_step"] is None
+        assert verify_case(case).passed
+    assert all(c.problem["convention"] is None for c in cases if c not in lib)
+
+
+def test_a_convention_that_disagrees_with_the_problem_is_refused(cases):
+    case = next(c for c in cases if c.problem["convention"] is not None)
+    for key, value in (("h0", 0.25), ("reuse_last_stage", "always")):
+        meta = json.loads(json.dumps(case.metadata))
+        meta["problem"][key] = value
+        with pytest.raises(CaseFormatError, match=f"disagrees with problem.{key}"):
+            type(case)(meta, case.arrays)
+    meta = json.loads(json.dumps(case.metadata))
+    meta["problem"]["controller"]["accept"] = "le"  # refimpl's acceptance r <= 1, not diffrax's r < 1
+    with pytest.raises(CaseFormatError, match="disagrees with problem.controller"):
+        type(case)(meta, case.arrays)
+    meta = json.loads(json.dumps(case.metadata))
+    meta["problem"]["convention"]["solver"] = "Tsit5"  # another tableau than the stored pair
+    with pytest.raises(CaseFormatError, match="problem.pair"):
+        type(case)(meta, case.arrays)
+
+
+def test_conventions_the_format_cannot_store_are_refused():
+    from refimpl.ode.conventions import convention
+
+    field = TanhField(2)
+    args = ("t", field, np.ones(2), np.ones(6), 1.0, np.zeros(2), 1e-3, 1e-3)
+    with pytest.raises(ValueError, match="overshoot"):
+        AdaptiveCaseProblem.from_convention(args[0], "torchdiffeq", *args[1:])
+    # dt0=None: diffrax's own first step 0.01, a constant, is storable
+    p = AdaptiveCaseProblem.from_convention(args[0], convention("diffrax"), *args[1:])
+    assert p.h0 == 0.01 and p.convention.dt0 is None

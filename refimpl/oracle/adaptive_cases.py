@@ -6,7 +6,13 @@ The problem section stores everything that decides the accepted grid as data: th
 (:meth:`~refimpl.ode.embedded.EmbeddedTableau.to_spec`), the controller, the error norm and the starting step
 (:mod:`refimpl.ode.step_control` specs), ``h0`` (null: the starting-step heuristic), T, rtol, atol, max_steps,
 ``end`` (``"clip"``: the last step ends at T; an interpolated end is not storable yet), ``reuse_last_stage``
-(``"fsal"`` or ``"always"``), the loss, and ``gradients``: which detachments the full discrete gradient of the case uses. The kind is registered in
+(``"fsal"`` or ``"always"``), the loss, ``gradients``: which detachments the full discrete gradient of the case
+uses, and ``convention``: null (refimpl's own rules, which no library follows exactly) or the spec of the library
+convention (:mod:`refimpl.ode.conventions`) whose rules the other keys spell out — checked on load: the pair,
+controller, norm, first step, end rule and stage reuse must be the convention's (:func:`_convention_disagreements`), so a case that
+names diffrax is one diffrax reproduces. A convention the format cannot store is refused when the case is built
+(:meth:`AdaptiveCaseProblem.from_convention`): torchdiffeq's interpolated end (``end="overshoot"``) and its starting
+step on the autodiff graph (docs/case-format.md, "Adaptive ODE cases", says why). The kind is registered in
 :data:`refimpl.oracle.case.CASE_KINDS` as ``"ode_adaptive"``.
 
 How each reference is computed (also written into ``provenance.how``):
@@ -31,9 +37,13 @@ derivatives of different functions) — and compares nothing else. Otherwise it 
 
 Tolerances (a foreign array passes when :math:`|x - x_{ref}| \le atol + rtol|x_{ref}|`):
 
-* ``accepted_grid``: rtol :math:`= \max(10^{-12}, 10\sum_n\kappa_n\varepsilon)`, with κ_n the rounding amplification of
-  the error estimate of step n (docs/theory/adaptive-steps.md §4): a correct implementation that sums the estimate in
-  another order moves each step size by up to ~Σκε relative;
+* ``accepted_grid``: rtol :math:`= \max(10^{-12}, 10\sum_n(\kappa_n + t_{n+1}/h_n)\varepsilon)`, atol
+  :math:`10^{-14}T`, with κ_n the rounding amplification of the error estimate of step n
+  (docs/theory/adaptive-steps.md §4): a correct implementation that sums the estimate in another order moves each step
+  size by up to ~Σκε relative, and one that proposes the next step from the rounded times,
+  :math:`(t_{n+1} - t_n)\cdot\mathrm{fac}` (diffrax), by ε t_{n+1}/h_n more at each step; the relative changes add
+  up along the grid, so :math:`|\delta t_n| \lesssim t_n\sum_{m<n}(\kappa_m + t_{m+1}/h_m)\varepsilon` (the
+  exponent 1/k of the controller only shrinks this);
 * ``rejected_count`` exact (atol 0.5);
 * trajectory, loss, (a): ``rtol = 1e-10``, ``atol = 1e-12·max(1, max|ref|)`` (the discrete ODE tolerance,
   docs/case-format.md), plus the grid tolerance's effect on x (a relative change δ of the step sizes changes x by ≲ δ);
@@ -41,6 +51,7 @@ Tolerances (a foreign array passes when :math:`|x - x_{ref}| \le atol + rtol|x_{
 """
 from __future__ import annotations
 
+import json
 import os
 import re
 from dataclasses import dataclass, field as dataclass_field
@@ -53,7 +64,7 @@ from refimpl.oracle.comparison import compare_arrays, normwise_disagreement
 from refimpl.oracle.safe_io import CaseFormatError
 
 __all__ = ["AdaptiveCaseKind", "AdaptiveCaseProblem", "build_adaptive_case", "check_adaptive", "GridMismatch",
-           "adaptive_battery",
+           "adaptive_battery", "diffrax_battery", "DIFFRAX_CASES",
            "ADAPTIVE_INPUTS", "ADAPTIVE_REFERENCES"]
 
 ROUTE_AGREEMENT = 1e-12
@@ -94,6 +105,7 @@ _PROBLEM_SCHEMA = {
         "end": {"enum": ["clip"]},
         "reuse_last_stage": {"enum": ["fsal", "always"]},
         "loss": _SPEC,
+        "convention": {"anyOf": [_SPEC, {"type": "null"}]},
         "gradients": {"type": "object", "required": ["frozen_grid", "full_discrete", "full_discrete_detach"],
                       "additionalProperties": False,
                       "properties": {"frozen_grid": {"type": "string", "maxLength": 400},
@@ -169,6 +181,15 @@ class AdaptiveCaseKind(CaseKind):
                 raise CaseFormatError(f"{where}: array 'rejected_steps' must hold rejected_count indices in [0, {N}]")
         if len(p["loss"].get("y", [])) != d:
             raise CaseFormatError(f"{where}: problem.loss.y must have dim = {d} entries")
+        if p.get("convention") is not None:
+            try:
+                off = _convention_disagreements(p)
+            except (ValueError, TypeError, KeyError) as e:
+                raise CaseFormatError(f"{where}: problem.convention does not rebuild: {e}") from None
+            if off:
+                raise CaseFormatError(f"{where}: problem.convention ({p['convention'].get('family')}) disagrees with "
+                                      f"problem.{', problem.'.join(off)}: a library following the convention would "
+                                      f"not solve this problem")
         try:  # the pair, controller, norm and starting step are data: they must rebuild (and validate) themselves
             problem_objects(case)
         except (ValueError, TypeError, KeyError) as e:
@@ -251,6 +272,28 @@ class AdaptiveCaseProblem:
     max_steps: int = 100_000
     detach: tuple = dataclass_field(default_factory=tuple)
     reuse_last_stage: str = "fsal"
+    convention: object = None
+
+    @classmethod
+    def from_convention(cls, name: str, convention, field, x0, theta, T: float, y, rtol: float, atol: float, *,
+                        max_steps: int = 4096, detach: tuple = ()) -> "AdaptiveCaseProblem":
+        """The problem a library solves with ``convention`` (a :mod:`refimpl.ode.conventions` convention, its spec,
+        or a name such as ``"diffrax:Tsit5"``): the pair with the library's float coefficients, its controller, norm,
+        first step, end rule and stage reuse. Refused (ValueError) for a convention the case format cannot store:
+        one that starts from a heuristic step on the autodiff graph or interpolates at T (``end="overshoot"``,
+        torchdiffeq; docs/case-format.md, "Adaptive ODE cases")."""
+        from refimpl.ode.conventions import convention as resolve
+
+        conv = resolve(convention)
+        if conv.end != "clip":
+            raise ValueError(f"convention: {conv.family} ends past T and interpolates (end={conv.end!r}); an "
+                             f"ode_adaptive case stores only end='clip' (the last step clipped to T)")
+        if conv.h0 is None:
+            raise ValueError(f"convention: {conv.family} chooses its first step by a heuristic on the autodiff graph; "
+                             f"give the convention a fixed first step")
+        return cls(name, field, conv.pair, x0, theta, T, y, rtol, atol, controller=conv.controller, norm=conv.norm,
+                   h0=conv.h0, max_steps=max_steps, detach=tuple(detach), reuse_last_stage=conv.reuse_last_stage,
+                   convention=conv)
 
 
 def build_adaptive_case(problem: AdaptiveCaseProblem, *, description: str = "") -> Case:
@@ -286,7 +329,10 @@ def build_adaptive_case(problem: AdaptiveCaseProblem, *, description: str = "") 
     arrays = {"x0": x0, "theta": theta, **refs}
     declared = AdaptiveCaseKind.declare(arrays)
     kappa = float(np.sum(sol.cancellation))
-    grid_rtol = max(1e-12, 10 * kappa * np.finfo(float).eps)
+    # t_{n+1}/h_n: a solver that proposes the next step from the rounded times, (t_{n+1} - t_n) * fac (diffrax), moves
+    # h_n by up to eps t_{n+1}/h_n relative at each step (refimpl multiplies h_n itself)
+    time_rounding = float(np.sum(sol.grid[1:] / sol.steps))
+    grid_rtol = max(1e-12, 10 * (kappa + time_rounding) * np.finfo(float).eps)
     tolerances = {}
     for name, e in declared.items():
         if e["role"] != "reference":
@@ -295,8 +341,9 @@ def build_adaptive_case(problem: AdaptiveCaseProblem, *, description: str = "") 
         scale = float(np.max(np.abs(ref))) if ref.size else 0.0
         if name == "accepted_grid":
             tolerances[name] = {"rtol": min(grid_rtol, 1.0), "atol": 1e-14 * T,
-                                "why": "10 x sum of kappa_n eps: the rounding of the error estimate, amplified by its "
-                                       "cancellation kappa_n, moves each step size (docs/theory/adaptive-steps.md §4)"}
+                                "why": "10 x sum of (kappa_n + t_{n+1}/h_n) eps: the rounding of the error estimate, "
+                                       "amplified by its cancellation kappa_n, and of the times a step is proposed "
+                                       "from, moves each step size (docs/theory/adaptive-steps.md §4)"}
         elif name in ("rejected_count", "rejected_steps"):
             tolerances[name] = {"rtol": 0.0, "atol": 0.5, "why": "integers: exact"}
         else:
@@ -307,6 +354,10 @@ def build_adaptive_case(problem: AdaptiveCaseProblem, *, description: str = "") 
                                        "grid (its tolerance)" + ("; x10 for the controller's derivative through the "
                                                                  "error estimate" if factor > 1 else "")}
     det = ", ".join(detach) or "nothing"
+    conv = problem.convention
+    if conv is not None:
+        from refimpl.ode.conventions import convention as resolve
+        conv = resolve(conv)
     how_run = "refimpl.ode.adaptive.adaptive_solve (float64)"
     how = {"accepted_grid": how_run, "rejected_count": how_run, "rejected_steps": how_run, "trajectory": how_run,
            "loss": how_run,
@@ -319,14 +370,15 @@ def build_adaptive_case(problem: AdaptiveCaseProblem, *, description: str = "") 
     fspec = field.to_spec()
     metadata = {
         "format": "refimpl-case", "format_version": 1, "name": problem.name, "kind": AdaptiveCaseKind.family,
-        "description": description or (f"{fspec['family']} field, {pair.name}, {controller.name} controller, rtol "
-                                       f"{problem.rtol:g}, atol {problem.atol:g}: {sol.N} accepted, "
-                                       f"{sol.n_rejected} rejected"),
+        "description": description or (f"{_convention_text(conv)}: " if conv is not None else "") + (
+            f"{fspec['family']} field, {pair.name}, {controller.name} controller, rtol {problem.rtol:g}, atol "
+            f"{problem.atol:g}: {sol.N} accepted, {sol.n_rejected} rejected"),
         "problem": {"field": fspec, "pair": pair.to_spec(), "controller": controller.to_spec(),
                     "norm": norm.to_spec(), "initial_step": None if init is None else init.to_spec(),
                     "h0": None if problem.h0 is None else float(problem.h0), "T": T, "rtol": float(problem.rtol),
                     "atol": float(problem.atol), "max_steps": int(problem.max_steps), "end": "clip",
                     "reuse_last_stage": problem.reuse_last_stage, "loss": loss.to_spec(),
+                    "convention": None if conv is None else conv.to_spec(),
                     "gradients": {"frozen_grid": "(a) frozen-grid discrete adjoint (docs/theory/adaptive-steps.md §5)",
                                   "full_discrete": "(b) full discrete adjoint (docs/theory/adaptive-steps.md §5)",
                                   "full_discrete_detach": list(detach)}},
@@ -341,7 +393,36 @@ def build_adaptive_case(problem: AdaptiveCaseProblem, *, description: str = "") 
                                                      f"relative (bound {allowed['full_discrete_gradient']:.3e})"]
                                                     if "full_discrete_gradient" in checks else [])},
     }
+    if conv is not None:
+        off = _convention_disagreements(json.loads(json.dumps(metadata["problem"])))
+        if off:
+            raise ValueError(f"problem.convention: the {conv.family} convention does not describe this problem: it "
+                             f"disagrees on {', '.join(off)} (build it with AdaptiveCaseProblem.from_convention)")
     return Case(metadata, arrays, source=problem.name)
+
+
+def _convention_disagreements(problem: dict) -> list:
+    """The keys of an adaptive ``problem`` section (JSON, as stored) on which its ``convention`` disagrees: every rule
+    that decides the accepted grid must be the convention's own, so that the library reproduces the case."""
+    from refimpl.ode.conventions import CONVENTIONS
+
+    conv = CONVENTIONS.from_spec(problem["convention"])
+    want = {"pair": conv.pair.to_spec(), "controller": conv.controller.to_spec(), "norm": conv.norm.to_spec(),
+            "initial_step": None, "h0": conv.h0, "end": conv.end, "reuse_last_stage": conv.reuse_last_stage}
+    want = json.loads(json.dumps(want))
+    return [k for k, v in want.items() if problem.get(k) != v]
+
+
+def _convention_text(conv) -> str:
+    """One line naming the library call a convention case reproduces and which reference its gradient is."""
+    spec = conv.to_spec()
+    if spec["family"] == "diffrax":
+        pid = ", ".join(f"{k}={spec[k]:g}" for k in ("pcoeff", "icoeff", "dcoeff", "safety", "factormin",
+                                                      "factormax"))
+        return (f"diffrax {spec['version']} convention, diffeqsolve(ODETerm, {spec['solver']}(), dt0={conv.h0!r}, "
+                f"PIDController(rtol, atol, {pid})) + RecursiveCheckpointAdjoint = frozen_grid_gradient")
+    keys = ", ".join(f"{k}={v!r}" for k, v in spec.items() if k not in ("family", "version"))
+    return f"{spec['family']} {spec['version']} convention ({keys})"
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -440,18 +521,51 @@ def check_adaptive(case, theirs, *, quantities=None, tolerances=None, rtol=None,
 # the battery
 
 
-def adaptive_battery(*, quick: bool = False):
-    """The adaptive cases of the battery: the tanh problem (d = 2, constant θ) × every named pair × rtol 1e-3 and 1e-6
-    (1e-5 for the pairs with a first-order estimate) (I controller), plus Dormand–Prince with the PI controller of HNW
-    and with the starting step detached in (b).
-    ``quick``: Dormand–Prince and Bogacki–Shampine at rtol 1e-4 only."""
-    from refimpl.ode.embedded import EMBEDDED_PAIRS
+def _battery_problem():
+    """The battery's adaptive problem: tanh field, d = 2, constant θ, T = 2, L = ½|x_N − y|²."""
     from refimpl.ode.fields import TanhField
-    from refimpl.ode.step_control import PI_HNW
 
     field = TanhField(2)
     theta = field.pack(np.array([[-0.6, -2.0], [2.0, -0.6]]), np.array([0.3, -0.2]))
-    x0, y, T = np.array([1.0, 0.5]), np.array([0.2, -0.4]), 2.0
+    return field, theta, np.array([1.0, 0.5]), np.array([0.2, -0.4]), 2.0
+
+
+#: the diffrax-convention cases: (solver, (pcoeff, icoeff), rtol = atol, dt0, in the quick battery). (0, 1) is
+#: PIDController's default (an I controller); (0.4, 0.3) is a PI controller its documentation suggests, which is HNW's
+#: beta = (0.7, -0.4). Each case has 2 to 8 rejected attempts (dt0 = 0.5 is rejected at once; later rejections follow
+#: steps that grew too fast), so the rejection branch and its factor clip are part of what is compared.
+DIFFRAX_CASES = (("Dopri5", (0.0, 1.0), 1e-4, 0.1, False), ("Dopri5", (0.0, 1.0), 1e-6, 0.5, True),
+                 ("Dopri5", (0.0, 1.0), 1e-9, 0.5, False), ("Tsit5", (0.0, 1.0), 1e-6, 0.5, False),
+                 ("Dopri5", (0.4, 0.3), 1e-6, 0.5, False), ("Tsit5", (0.4, 0.3), 1e-6, 0.5, True),
+                 ("Tsit5", (0.4, 0.3), 1e-8, 0.5, False))
+
+
+def diffrax_battery(*, quick: bool = False):
+    """The battery's cases in diffrax 0.7.2's convention (:class:`refimpl.ode.conventions.DiffraxConvention`):
+    what ``diffeqsolve(ODETerm, Dopri5()/Tsit5(), dt0=h0, PIDController(...), RecursiveCheckpointAdjoint())``
+    computes, accepted grid included (:data:`DIFFRAX_CASES`; ``quick``: the two marked)."""
+    from refimpl.ode.conventions import DiffraxConvention
+
+    field, theta, x0, y, T = _battery_problem()
+    for solver, (pc, ic), rtol, dt0, in_quick in DIFFRAX_CASES:
+        if quick and not in_quick:
+            continue
+        conv = DiffraxConvention(solver, pcoeff=pc, icoeff=ic, dt0=dt0)
+        ctrl = "I" if pc == 0.0 else f"PI{pc:g}-{ic:g}"
+        name = f"adaptive-tanh-d2__diffrax-{solver}__{ctrl}__rtol{rtol:.0e}__dt0-{dt0:g}"
+        yield build_adaptive_case(AdaptiveCaseProblem.from_convention(name, conv, field, x0, theta, T, y, rtol, rtol))
+
+
+def adaptive_battery(*, quick: bool = False):
+    """The adaptive cases of the battery: the tanh problem (d = 2, constant θ) × every named pair × rtol 1e-3 and 1e-6
+    (1e-5 for the pairs with a first-order estimate) (I controller), plus Dormand–Prince with the PI controller of HNW
+    and with the starting step detached in (b) — refimpl's own conventions — then the diffrax-convention cases of
+    :func:`diffrax_battery`.
+    ``quick``: Dormand–Prince and Bogacki–Shampine at rtol 1e-4 only, and two diffrax cases."""
+    from refimpl.ode.embedded import EMBEDDED_PAIRS
+    from refimpl.ode.step_control import PI_HNW
+
+    field, theta, x0, y, T = _battery_problem()
     pairs = ["dormand_prince_54", "bogacki_shampine_32"] if quick else EMBEDDED_PAIRS.names()
     for name in pairs:
         # a first-order estimate needs ~rtol^(-1/2) steps: 1e-5 keeps those cases at a few hundred steps
@@ -466,3 +580,4 @@ def adaptive_battery(*, quick: bool = False):
         yield build_adaptive_case(AdaptiveCaseProblem("adaptive-tanh-d2__dormand_prince_54__I__rtol1e-06__h0-detached",
                                                       field, "dormand_prince_54", x0, theta, T, y, 1e-6, 1e-6,
                                                       detach=("h0",)))
+    yield from diffrax_battery(quick=quick)
