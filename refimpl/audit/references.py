@@ -113,7 +113,7 @@ def _continuous(problem: FixedStepProblem, N: int, stated, grid) -> dict:
     pick_grid = np.searchsorted(times, grid)
     pick_samples = np.searchsorted(times, np.asarray(stated.times, dtype=float))
     err = res.error
-    bound = float(max(np.max(err.functional_gradient), np.max(err.p))) if err is not None else 0.0
+    bound = float(max(np.max(err.functional_gradient) * problem.T / N, np.max(err.p))) if err is not None else 0.0
     return {"what": "continuous gradient dL/dtheta(t) at the sample times", "trajectory": np.asarray(res.x)[pick_grid],
             "loss": float(res.loss), "grad_theta": np.asarray(res.functional_gradient)[pick_samples],
             "grad_x0": np.asarray(res.p[0]), "normalised": True, "error_bound": bound}
