@@ -54,7 +54,8 @@ class SolverOutput:
     r"""What a solver returns for one member. ``trajectory``: the states it computed, (N+1, d) at the grid times
     for a fixed-step member, (M+1, d) at its accepted times ``times`` for an adaptive one (or just the final state,
     (1, d), if that is all the library gives); ``loss`` :math:`L`; ``grad_theta`` (shape of ``member.theta``);
-    ``grad_x0`` (d,); ``times`` the times of the trajectory rows (adaptive: the accepted grid; fixed: optional);
+    ``grad_x0`` (d,); ``times`` the times of the trajectory rows (fixed: optional), or — with a single final row —
+    an adaptive solver's accepted grid;
     ``estimate_times``/``estimate`` an optional estimate of :math:`\delta L/\delta\theta` at times (m, p).
     The arrays keep the dtype the solver used (a float32 result is audited as such)."""
 
@@ -79,8 +80,9 @@ class SolverOutput:
         object.__setattr__(self, "loss", loss.reshape(()))
         object.__setattr__(self, "grad_theta", _array(self.grad_theta, "grad_theta"))
         object.__setattr__(self, "grad_x0", _array(self.grad_x0, "grad_x0", (traj.shape[1],)))
-        if self.times is not None:
-            object.__setattr__(self, "times", _array(self.times, "times", (traj.shape[0],)))
+        if self.times is not None:  # the rows' times; with a single (final) row, an adaptive solver's accepted grid
+            object.__setattr__(self, "times", _array(self.times, "times",
+                                                     None if traj.shape[0] == 1 else (traj.shape[0],)))
         if (self.estimate is None) != (self.estimate_times is None):
             raise ValueError("SolverOutput: estimate and estimate_times go together")
         if self.estimate is not None:
