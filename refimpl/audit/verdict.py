@@ -468,6 +468,8 @@ def adaptive_evidence(problem, family, outputs, references) -> Evidence:
             c = next(c for c in ref["candidates"] if c["label"] == lab)
             errors[lab].append(max(_rel(out["loss"], c["loss"]), _rel(_grad_vec(out), _grad_vec(c))))
     matches = [lab for lab in labels if all(e <= b for e, b in zip(errors[lab], bounds))]
+    library = [lab for lab in matches if next(c for c in references[0]["candidates"] if c["label"] == lab)["library"]]
+    matches = library + [lab for lab in matches if lab not in library]  # the library's own variant named first
     # every variant with the same gradient on this problem is the same quantity: group them by equality
     cerr = [_rel(_grad_vec(o), _grad_vec(r["continuous"])) for o, r in zip(outputs, references)]
     corders = [float("nan")] * (len(rtols) - 1)
