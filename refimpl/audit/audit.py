@@ -55,14 +55,15 @@ def _family(problem, family) -> list:
 def audit_tasks(adapter: Adapter, problem, family) -> list:
     """The sweep's tasks: ``solve/<value>`` and ``reference/<value>`` for each member (JSON-able data only)."""
     from refimpl.sweep import Task
-    a_spec, p_spec = adapter.to_spec(), problem.to_spec()
+    from refimpl.audit.references import reference_spec
+    a_spec, p_spec, r_spec = adapter.to_spec(), problem.to_spec(), reference_spec(problem)
     tag = problem.kind
     tasks = []
     for v in family:
         key = f"{v}" if tag == "fixed" else f"{v:g}"
         tasks.append(Task.make(f"audit/{adapter.name}/solve/{key}", "refimpl.audit.audit:solve_member",
                                a_spec, p_spec, v))
-        tasks.append(Task.make(f"audit/reference/{key}", "refimpl.audit.references:reference_member", p_spec, v))
+        tasks.append(Task.make(f"audit/reference/{key}", "refimpl.audit.references:reference_member", r_spec, v))
     return tasks
 
 

@@ -125,9 +125,9 @@ class FixedStepProblem:
 
     def describe(self) -> str:
         st = f" (starter {self.starter})" if self.starter else ""
+        of = f" of {self.scheme}{st}" if self.layout == "stage" else ""
         return (f"{self.field.formula}; x0 = {self.x0.tolist()}, T = {self.T:g}, L = 1/2 |x_N - y|^2 with y = "
-                f"{self.y.tolist()}; theta(t) = a + b sin({self.theta.omega:g} t) in the {self.layout} layout of "
-                f"{self.scheme}{st}")
+                f"{self.y.tolist()}; theta(t) = a + b sin({self.theta.omega:g} t) in the {self.layout} layout{of}")
 
 
 @dataclass(frozen=True, eq=False)

@@ -22,7 +22,7 @@ from refimpl.ode.multistep import LinearMultistep
 from refimpl.ode.samples import parameter_samples
 from refimpl.ode.schemes import MULTISTEP_METHODS, TABLEAUX, starter as resolve_starter
 
-__all__ = ["fixed_step_candidates", "fixed_step_references", "adaptive_references", "reference_member",
+__all__ = ["fixed_step_candidates", "fixed_step_references", "adaptive_references", "reference_member", "reference_spec",
            "DETACH_SETS", "CONTINUOUS_RTOL"]
 
 #: tolerance of the continuous references (DOP853); their own error estimate is reported with them
@@ -85,7 +85,6 @@ def fixed_step_references(problem: FixedStepProblem, N: int) -> dict:
             "grad_x0": np.asarray(adj.grad_x0, dtype=np.float64),
             "amplification": _amplification(adj.lambdas), "weights": np.asarray(samples.weights, dtype=float),
             "sample_times": np.asarray(samples.times, dtype=float), "starter_rows": starter_rows,
-            "stated": name == problem.scheme and st == problem.starter,
         })
     grid = np.arange(N + 1) * (problem.T / N)
     continuous = _continuous(problem, N, stated, grid)
@@ -157,6 +156,16 @@ def adaptive_references(problem: AdaptiveProblem, rtol: float) -> dict:
             "continuous": {"what": "continuous gradient (c)", "loss": float(cont.loss),
                            "grad_theta": np.asarray(cont.grad_theta, dtype=float),
                            "grad_x0": np.asarray(cont.grad_x0, dtype=float), "error_bound": 0.0}}
+
+
+def reference_spec(problem) -> dict:
+    """The problem spec a reference task carries: outside the stage layout the stated scheme changes nothing in the
+    references (every scheme is a candidate), so it is left out — the audits of several schemes of one problem then
+    share their reference tasks (same hash: computed once with a results folder)."""
+    spec = problem.to_spec()
+    if spec["kind"] == "fixed" and spec["layout"] != "stage":
+        spec.update(scheme="forward_euler", starter=None)
+    return spec
 
 
 def reference_member(problem_spec: dict, value) -> dict:

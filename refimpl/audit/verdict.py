@@ -163,7 +163,8 @@ def fixed_step_evidence(problem, family, outputs, references) -> Evidence:
 
     errors = {lab: [max(r) for r in table[lab]] for lab in labels}
     matches = [lab for lab in labels if under(lab)]
-    stated = next((c["label"] for c in references[0]["candidates"] if c["stated"]), labels[0])
+    stated = next((c["label"] for c in references[0]["candidates"]
+                   if c["scheme"] == problem.scheme and c["starter"] == problem.starter), labels[0])
     cont = _continuous_convergence(problem, Ns, outputs, references)
     osc = _oscillation(problem, Ns, outputs, references, matches[0] if matches else stated)
     est = _estimate_check(problem, Ns, outputs, references, matches[0] if matches else stated)
@@ -176,7 +177,7 @@ def fixed_step_evidence(problem, family, outputs, references) -> Evidence:
             text += (" — and equally that of " + ", ".join(_scheme_name(m) for m in matches[1:])
                      + " (indistinguishable on this problem)")
         stated_name = problem.scheme
-        if cand(0, match)["scheme"] != stated_name and not any(cand(0, m)["stated"] for m in matches):
+        if cand(0, match)["scheme"] != stated_name and stated not in matches:
             text += f" (your '{stated_name}' is {_scheme_name(match)})"
         parts.append(text)
         recognised = True
