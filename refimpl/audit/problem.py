@@ -21,7 +21,7 @@ import numpy as np
 
 from refimpl.ode.fields import FIELDS, QuadraticLoss
 from refimpl.ode.samples import LAYOUTS, parameter_samples
-from refimpl.ode.schemes import MULTISTEP_METHODS, STARTER_NAMES, TABLEAUX, scheme as named_scheme
+from refimpl.ode.schemes import MULTISTEP_METHODS, STARTER_NAMES, scheme as named_scheme
 from refimpl.problems.sinusoid_ode import Sinusoid
 
 __all__ = ["FixedStepProblem", "AdaptiveProblem", "FixedStepMember", "AdaptiveMember", "problem_from_spec",

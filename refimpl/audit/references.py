@@ -22,8 +22,8 @@ from refimpl.ode.multistep import LinearMultistep
 from refimpl.ode.samples import parameter_samples
 from refimpl.ode.schemes import MULTISTEP_METHODS, TABLEAUX, starter as resolve_starter
 
-__all__ = ["fixed_step_candidates", "fixed_step_references", "adaptive_references", "reference_member", "reference_spec",
-           "DETACH_SETS", "CONTINUOUS_RTOL"]
+__all__ = ["fixed_step_candidates", "fixed_step_references", "adaptive_references", "reference_member",
+           "reference_spec", "continuous_at", "DETACH_SETS", "CONTINUOUS_RTOL"]
 
 #: tolerance of the continuous references (DOP853); their own error estimate is reported with them
 CONTINUOUS_RTOL = 1e-11
