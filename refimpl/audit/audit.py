@@ -67,14 +67,16 @@ def audit_tasks(adapter: Adapter, problem, family) -> list:
     return tasks
 
 
-def audit(adapter, problem, family=None, *, executor=None, results=None, resume: bool = False) -> Evidence:
+def audit(adapter, problem, family=None, *, executor=None, results=None, resume: bool = False,
+          sys_path=()) -> Evidence:
     r"""Audit ``adapter`` (an :class:`~refimpl.audit.adapters.Adapter`, or a plain callable ``member ->
     SolverOutput``) on ``problem`` (:class:`~refimpl.audit.problem.FixedStepProblem` or
     :class:`~refimpl.audit.problem.AdaptiveProblem`) over ``family`` (N values, default 4…128, or rtol values,
     default 1e-3…1e-6). ``executor``: any executor of :mod:`refimpl.sweep` (default serial; a solver that lives only
     in this process — a closure — needs the serial one); ``results``/``resume`` as :func:`refimpl.sweep.run_sweep`.
     Returns the :class:`~refimpl.audit.verdict.Evidence` (never raises on a wrong gradient: read ``verdict``, or
-    call ``raise_if_unrecognised()``)."""
+    call ``raise_if_unrecognised()``). ``sys_path``: folders a worker process puts on ``sys.path`` to import your
+    solver's module."""
     from refimpl.sweep import SerialExecutor, run_sweep
     if not isinstance(adapter, Adapter):
         if callable(adapter):
@@ -91,7 +93,7 @@ def audit(adapter, problem, family=None, *, executor=None, results=None, resume:
                          f"(module:function)")
     t0 = time.perf_counter()
     tasks = audit_tasks(adapter, problem, values)
-    sweep = run_sweep(tasks, executor, results=results, resume=resume)
+    sweep = run_sweep(tasks, executor, results=results, resume=resume, sys_path=sys_path)
     outputs, references = [], []
     for k in range(len(values)):
         so, ro = sweep.outcomes[2 * k], sweep.outcomes[2 * k + 1]
