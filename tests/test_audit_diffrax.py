@@ -43,7 +43,7 @@ def dfx():
 
 
 def test_diffrax_heun_recursive_checkpoint_is_the_discrete_adjoint(dfx, results):
-    ev = audit(dfx("Heun"), _fixed("constant", "heun"), (4, 8, 16), results=results, resume=True)
+    ev = audit(dfx("Heun"), _fixed("constant", "heun"), FAMILY, results=results, resume=True)
     assert ev.recognised
     assert ev.verdict.startswith("equals the discrete adjoint of Heun, constant layout, to "), ev
     assert re.search(r"converges to the continuous gradient at order (1\.9|2\.0)", ev.verdict), ev

@@ -1,16 +1,17 @@
 r"""The diffrax adapter (optional peer: ``pip install jax diffrax``; tested with diffrax 0.7.2, jax 0.10.2, CPU,
 float64 — the adapter switches on ``jax_enable_x64``).
 
-Fixed steps: ``diffeqsolve(ODETerm, solver, 0, T, None, x0, args, stepsize_controller=StepTo(ts=grid),
-saveat=SaveAt(steps=True))`` with ``solver`` in ``Euler``, ``Heun``, ``Midpoint``, ``Ralston`` (diffrax's own
-classes). θ as in ``examples/diffrax_crosscheck.py``: constant layout ``args = θ``; step layout a per-step ``args``
-wrapper handing row n to every stage of the step that starts at :math:`t_n` (the pattern of diffrax's
-``HalfSolver``); stage layout the row whose sample time is nearest the stage's time. Adaptive: ``Dopri5``, ``Tsit5``,
+Fixed steps: ``diffeqsolve(ODETerm, solver, 0, T, h, x0, args, stepsize_controller=ConstantStepSize(),
+saveat=SaveAt(steps=True))`` (on T = 1 and N = 2^k the times n h are exact: the grid t_n = nT/N) with
+``solver`` in ``Euler``, ``Heun``, ``Midpoint``, ``Ralston`` (diffrax's own classes). θ as in
+``examples/diffrax_crosscheck.py``: constant layout ``args = θ``; step layout a per-step ``args`` wrapper handing row
+n to every stage of the step that starts at :math:`t_n` (the pattern of diffrax's ``HalfSolver``); stage layout the row whose sample time is nearest the stage's time. Adaptive: ``Dopri5``, ``Tsit5``,
 ``Bosh3``, ``Heun`` with ``PIDController(rtol, atol)``, ``dt0=None``, the value at ``t1`` and the accepted times
 (``SubSaveAt(steps=True)``). ``adjoint``: ``"recursive_checkpoint"`` (``RecursiveCheckpointAdjoint``, the default:
 backpropagation through the solver) or ``"backsolve"`` (``BacksolveAdjoint()``: the adjoint ODE solved backward with
-the forward solver and, on a fixed grid, the grid reversed). Gradients by ``jax.jit(jax.value_and_grad(...))``,
-compiled once per N (fixed) or once per family (adaptive: rtol and atol are traced).
+the forward solver and, on a fixed grid, the same steps h backward from T). Gradients by
+``jax.jit(jax.value_and_grad(...))``, compiled once per family: the fixed-step table is padded to a capacity
+(:func:`_capacity`) and h, N traced; the adaptive rtol and atol are traced.
 """
 from __future__ import annotations
 
@@ -28,6 +29,15 @@ ADJOINTS = ("recursive_checkpoint", "backsolve")
 #: the refimpl scheme each fixed solver's name claims
 CLAIMED_SCHEME = {"Euler": "forward_euler", "Heun": "heun", "Midpoint": "midpoint", "Ralston": "ralston"}
 MAX_STEPS = 16384
+def _capacity(n: int) -> int:
+    """The padded size of a fixed-step member: 256 rows and steps, or the next power of two above (one compile per
+    capacity, so a family N = 4…128 compiles once)."""
+    cap = 256
+    while cap < n:
+        cap *= 2
+    return cap
+
+
 #: compiled loss-and-gradient functions of this process, by (solver, adjoint, field, layout, N) or (…, "adaptive", T)
 _COMPILED: dict = {}
 
@@ -60,12 +70,13 @@ def jax_field(field_spec: dict, jnp):
                      f"trainable W2) in JAX, got {family!r}")
 
 
-def _per_step_solver(diffrax, jnp, solver, grid):
+def _per_step_solver(diffrax, jnp, solver, h, n_rows):
     class PerStepArgs(diffrax.AbstractSolver):
         """Row n of the table ``args`` for every stage of the step starting at t_n (diffrax's HalfSolver pattern)."""
 
         inner: diffrax.AbstractSolver
-        grid: object
+        h: object
+        n_rows: object
 
         @property
         def term_structure(self):
@@ -79,7 +90,8 @@ def _per_step_solver(diffrax, jnp, solver, grid):
             return self.inner.order(terms)
 
         def _row(self, t, table):
-            n = jnp.clip(jnp.searchsorted(self.grid, t, side="right") - 1, 0, table.shape[0] - 1)
+            # t is a step's midpoint (t_n + h/2): floor(t/h) = n exactly, far from rounding either way
+            n = jnp.clip(jnp.floor(t / self.h).astype(jnp.int32), 0, self.n_rows - 1)
             return table[n]
 
         # the step's midpoint picks the row: the same step n forward (t0 = t_n) and backward (t0 = t_{n+1})
@@ -92,7 +104,7 @@ def _per_step_solver(diffrax, jnp, solver, grid):
         def func(self, terms, t0, y0, args):
             return self.inner.func(terms, t0, y0, self._row(t0, args))
 
-    return PerStepArgs(solver, grid)
+    return PerStepArgs(solver, h, n_rows)
 
 
 @ADAPTERS.register
@@ -130,13 +142,22 @@ class DiffraxAdapter(Adapter):
                              f"(the c = 1 stage sits on the next step's time), so the {member.layout} layout is not "
                              f"expressible — audit it in the constant layout")
         if fixed:
-            key = (self.solver, self.adjoint, json.dumps(spec, sort_keys=True), member.layout, member.N)
+            theta_np = np.asarray(member.theta, dtype=np.float64)
+            cap = _capacity(max(member.N, theta_np.shape[0]))
+            key = (self.solver, self.adjoint, json.dumps(spec, sort_keys=True), member.layout, cap)
             if key not in _COMPILED:
-                _COMPILED[key] = self._fixed(spec, member.layout, member.N)
-            grid = jnp.asarray(np.asarray(member.grid, dtype=np.float64))
-            times = jnp.asarray(member.sample_times)
-            (value, xs), (g_theta, g_x0) = _COMPILED[key](theta0, x00, y, grid, times)
-            return SolverOutput(np.asarray(xs), float(value), np.asarray(g_theta), np.asarray(g_x0))
+                _COMPILED[key] = self._fixed(spec, member.layout, cap)
+            rows = np.zeros((cap, theta_np.shape[1]))
+            rows[: theta_np.shape[0]] = theta_np
+            times = np.full(cap, np.inf)
+            times[: theta_np.shape[0]] = member.sample_times
+            (value, xs), (g_theta, g_x0) = _COMPILED[key](jnp.asarray(rows), x00, y, float(member.h),
+                                                          float(member.T), int(member.N), theta_np.shape[0],
+                                                          jnp.asarray(times))
+            xs = np.asarray(xs)
+            traj = xs[-1:] if self.adjoint == "backsolve" else np.concatenate([np.asarray(member.x0)[None],
+                                                                                xs[: member.N]])
+            return SolverOutput(traj, float(value), np.asarray(g_theta)[: theta_np.shape[0]], np.asarray(g_x0))
         key = (self.solver, self.adjoint, json.dumps(spec, sort_keys=True), "adaptive", float(member.T))
         if key not in _COMPILED:
             _COMPILED[key] = self._adaptive(spec, float(member.T))
@@ -150,35 +171,38 @@ class DiffraxAdapter(Adapter):
     def _adjoint(self, diffrax):
         return diffrax.BacksolveAdjoint() if self.adjoint == "backsolve" else diffrax.RecursiveCheckpointAdjoint()
 
-    def _fixed(self, spec, layout: str, N: int):
-        """jit(value_and_grad) of the fixed-step loss for one N (shapes are static in JAX: one compile per N)."""
+    def _fixed(self, spec, layout: str, cap: int):
+        """jit(value_and_grad) of the fixed-step loss for every N ≤ ``cap``: ``ConstantStepSize`` with the traced
+        step h (on T = 1, N = 2^k the times n h are exact: the uniform grid), the parameter table and the
+        sample times padded to ``cap`` rows, ``max_steps = cap`` — one compile for the whole family."""
         jax, jnp, diffrax = _import()
         f = jax_field(spec, jnp)
-        solver, adjoint = getattr(diffrax, self.solver)(), self._adjoint(diffrax)
+        solver = getattr(diffrax, self.solver)()
+        backsolve = self.adjoint == "backsolve"
 
-        def run(theta, x0, y, grid, times):
+        def run(theta, x0, y, h, T, N, n_rows, times):
             if layout == "constant":
                 term, inner = diffrax.ODETerm(lambda t, x, a: f(x, a[0])), solver
             elif layout == "step":
                 # a row from the wrapper; diffeqsolve's term-compatibility check calls the field once with the
                 # whole table (args as given), of which only the output shape matters: row 0 then
                 term = diffrax.ODETerm(lambda t, x, a: f(x, a if a.ndim == 1 else a[0]))
-                inner = _per_step_solver(diffrax, jnp, solver, grid)
+                inner = _per_step_solver(diffrax, jnp, solver, h, n_rows)
             else:
                 term = diffrax.ODETerm(lambda t, x, a: f(x, a[jnp.argmin(jnp.abs(times - t))]))
                 inner = solver
-            if self.adjoint == "backsolve":  # BacksolveAdjoint saves t1 only: the final state is the trajectory
-                # the backward solve steps on the same grid, reversed (StepTo needs its ts in the solve's direction)
-                back = diffrax.BacksolveAdjoint(solver=inner, stepsize_controller=diffrax.StepTo(ts=grid[::-1]))
-                sol = diffrax.diffeqsolve(term, inner, grid[0], grid[-1], None, x0, theta,
-                                          stepsize_controller=diffrax.StepTo(ts=grid),
-                                          saveat=diffrax.SaveAt(t1=True), max_steps=N, adjoint=back)
+            controller = diffrax.ConstantStepSize()
+            if backsolve:  # BacksolveAdjoint saves t1 only: the final state is the trajectory
+                # the backward solve steps h back from T: the same grid, reversed
+                sol = diffrax.diffeqsolve(term, inner, 0.0, T, h, x0, theta, stepsize_controller=controller,
+                                          saveat=diffrax.SaveAt(t1=True), max_steps=cap,
+                                          adjoint=diffrax.BacksolveAdjoint(solver=inner,
+                                                                           stepsize_controller=controller))
                 return 0.5 * jnp.sum((sol.ys[-1] - y) ** 2), sol.ys[-1:]
-            sol = diffrax.diffeqsolve(term, inner, grid[0], grid[-1], None, x0, theta,
-                                      stepsize_controller=diffrax.StepTo(ts=grid),
-                                      saveat=diffrax.SaveAt(steps=True), max_steps=N, adjoint=adjoint)
-            xs = jnp.concatenate([x0[None], sol.ys[:N]])
-            return 0.5 * jnp.sum((xs[-1] - y) ** 2), xs
+            saveat = diffrax.SaveAt(subs=[diffrax.SubSaveAt(t1=True), diffrax.SubSaveAt(steps=True)])
+            sol = diffrax.diffeqsolve(term, inner, 0.0, T, h, x0, theta, stepsize_controller=controller,
+                                      saveat=saveat, max_steps=cap, adjoint=diffrax.RecursiveCheckpointAdjoint())
+            return 0.5 * jnp.sum((sol.ys[0][-1] - y) ** 2), sol.ys[1]
 
         return jax.jit(jax.value_and_grad(run, argnums=(0, 1), has_aux=True))
 
