@@ -60,6 +60,12 @@ def test_torchdiffeq_rk4_in_the_stage_layout_of_rk38(tdq, results):
                                                    "layout"), ev
 
 
+def test_torchdiffeq_rk4_in_the_constant_layout(tdq, results):
+    ev = audit(tdq("rk4"), _fixed("constant", "rk4"), FAMILY, results=results, resume=True)
+    assert ev.recognised and ev.verdict.startswith("equals the discrete adjoint of RK38 (Kutta's 3/8 rule), constant "
+                                                   "layout"), ev
+
+
 def test_torchdiffeq_odeint_adjoint_on_the_grid_is_a_backsolve(tdq, results):
     ev = audit(tdq("rk4", adjoint=True), _fixed("step", "rk4"), FAMILY, results=results, resume=True)
     assert ev.recognised
