@@ -24,7 +24,7 @@ import numpy as np
 from refimpl.registry import Registry
 
 __all__ = ["SolverOutput", "Adapter", "CallableAdapter", "TapeAdapter", "ADAPTERS", "adapter_from_spec",
-           "MissingDependency"]
+           "resolve_callable", "MissingDependency"]
 
 #: adapter kinds: name -> class
 ADAPTERS = Registry("audit adapter")
@@ -137,7 +137,10 @@ def _callable_spec(fn, kind: str) -> dict:
     return {"token": token}
 
 
-def _resolve_callable(spec: dict):
+def resolve_callable(spec: dict):
+    """The function a callable spec names: ``{"target": "module:qualname"}`` (imported) or a local token."""
+    if not isinstance(spec, dict):
+        raise TypeError(f"spec must be a dict with 'target' or 'token', got {type(spec).__name__}")
     if "target" in spec:
         module, _, qual = spec["target"].partition(":")
         obj = importlib.import_module(module)
@@ -179,7 +182,7 @@ class CallableAdapter(Adapter):
 
     @classmethod
     def from_spec(cls, spec: dict) -> "CallableAdapter":
-        return cls(_resolve_callable(spec), spec.get("name"))
+        return cls(resolve_callable(spec), spec.get("name"))
 
 
 @ADAPTERS.register(name="tape")
@@ -221,7 +224,7 @@ class TapeAdapter(Adapter):
 
     @classmethod
     def from_spec(cls, spec: dict) -> "TapeAdapter":
-        return cls(_resolve_callable(spec), spec.get("name"))
+        return cls(resolve_callable(spec), spec.get("name"))
 
 
 def adapter_from_spec(spec: dict) -> Adapter:

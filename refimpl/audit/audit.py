@@ -105,5 +105,5 @@ def audit(adapter, problem, family=None, *, executor=None, results=None, resume:
     evidence = build(problem, values, outputs, references)
     evidence.adapter = adapter.name
     evidence.seconds = time.perf_counter() - t0
-    evidence.outputs, evidence.references = outputs, references
+    evidence.outputs, evidence.references = outputs, references  # the raw numbers behind the verdict
     return evidence

@@ -41,9 +41,9 @@ def _adapter(library: str, method: str, backsolve: bool, target: str | None):
         return DiffraxAdapter(method, adjoint="backsolve" if backsolve else "recursive_checkpoint")
     if target is None or ":" not in target:
         raise BadInput(f"{library}: give the solver as --target package.module:function")
-    from refimpl.audit.adapters import _resolve_callable
+    from refimpl.audit.adapters import resolve_callable
     try:
-        fn = _resolve_callable({"target": target})
+        fn = resolve_callable({"target": target})
     except (ImportError, AttributeError) as e:
         raise BadInput(f"--target {target!r} cannot be imported: {e}") from e
     return (CallableAdapter if library == "callable" else TapeAdapter)(fn, name=target)

@@ -18,6 +18,14 @@ def _e(x) -> str:
     return f"{x:.2e}"
 
 
+def _check(evidences) -> list:
+    evidences = list(evidences)
+    bad = [type(e).__name__ for e in evidences if not isinstance(e, Evidence)]
+    if bad:
+        raise TypeError(f"evidences must be Evidence objects (refimpl.audit.audit), got {bad[0]}")
+    return evidences
+
+
 def _section(ev: Evidence, plot: str | None) -> list:
     label = "N" if ev.kind == "fixed" else "rtol"
     lines = [f"## {ev.adapter}", "", f"**Verdict** ({'recognised' if ev.recognised else 'NOT recognised'}): "
@@ -61,7 +69,7 @@ def _section(ev: Evidence, plot: str | None) -> list:
 def markdown_report(evidences, plots=None, title: str = "refimpl audit") -> str:
     """The report text: the problem, then one section per audit (verdict, localisation, the table of differences
     per member, orders, oscillation and estimate diagnostics)."""
-    evidences = list(evidences)
+    evidences = _check(evidences)
     plots = plots or [None] * len(evidences)
     lines = [f"# {title}", ""]
     if evidences:
@@ -103,6 +111,7 @@ def _plot(ev: Evidence, path: Path) -> bool:
 
 def write_report(evidences, out, title: str = "refimpl audit") -> Path:
     """Write ``out/audit.md`` (and ``out/audit-<k>.png`` per audit with matplotlib); return the Markdown path."""
+    evidences = _check(evidences)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     plots = []

@@ -39,6 +39,11 @@ MIN_ORDER = 0.5
 def rounding_bound(n_steps: int, stages: int, n_params: int, amplification: float = 1.0, eps: float = EPS) -> float:
     r""":math:`\tau = 4\,n s (p + s)\,\varepsilon\,A` — the normwise relative difference two float implementations of
     the same n-step, s-stage computation may show (module docstring; docs/theory/audit.md §3)."""
+    for name, value, low in (("n_steps", n_steps, 0), ("stages", stages, 1), ("n_params", n_params, 0)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+            raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+    if not (np.isfinite(amplification) and amplification >= 1) or not (np.isfinite(eps) and eps > 0):
+        raise ValueError(f"amplification must be a finite number >= 1 and eps > 0, got {amplification!r}, {eps!r}")
     return 4.0 * max(int(n_steps), 1) * int(stages) * (int(n_params) + int(stages)) * eps * float(amplification)
 
 
@@ -97,7 +102,8 @@ class Evidence:
     (candidate label -> per-member max relative difference), ``bounds`` (the rounding bound τ of the match or the
     stated scheme per member), ``continuous`` (per-member distance to the continuous gradient and the observed
     orders), ``localisation`` (where it first goes wrong, or None), ``oscillation``, ``estimate`` (dicts or None),
-    ``failures`` (members whose solver raised), ``problem`` and ``adapter`` descriptions."""
+    ``failures`` (members whose solver raised), ``problem`` and ``adapter`` descriptions, ``seconds`` of wall time,
+    and the raw ``outputs`` (the solver's, per member) and ``references`` (refimpl's, per member)."""
 
     verdict: str
     recognised: bool
@@ -114,6 +120,8 @@ class Evidence:
     problem: str = ""
     adapter: str = ""
     seconds: float = 0.0
+    outputs: list = field(default_factory=list, repr=False)
+    references: list = field(default_factory=list, repr=False)
 
     def __repr__(self) -> str:
         status = "recognised" if self.recognised else "NOT recognised"
