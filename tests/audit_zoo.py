@@ -64,6 +64,19 @@ def rk38_tape(member, x0, theta):
     return erk_forward([[float(a) for a in r] for r in RK38.A], [float(v) for v in RK38.b])(member, x0, theta)
 
 
+def euler_plain_numpy(member, x0, theta):
+    """Forward Euler of the tanh field written with plain NumPy calls (np.reshape, @, np.tanh), differentiated by
+    refimpl's tape through its NumPy dispatch (correct)."""
+    d = x0.shape[0]
+    x, xs = x0, [x0]
+    for n in range(member.N):
+        th = theta[n]
+        W, b = np.reshape(th[: d * d], (d, d)), th[d * d:]
+        x = x + member.h * np.tanh(W @ x + b)
+        xs.append(x)
+    return xs
+
+
 def off_by_one_stage_sample(member, x0, theta):
     """Bug: the midpoint stages (c = 1/2) read the next parameter sample (θ at t_{n+1} instead of t_{n+1/2})."""
     def row(m, n, i):

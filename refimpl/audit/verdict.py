@@ -365,7 +365,9 @@ def _estimate_check(problem, Ns, outputs, references, label) -> dict | None:
         here = [name for name, g in est.items() if g.values.shape == e.shape
                 and np.array_equal(g.times, t) and _rel(e, g.values) <= bound]
         named = here if k == 0 else [n for n in (named or []) if n in here]
-    names = {"sum": "the leapfrog pair sum", "corrected": "refimpl's corrected gradient",
+    c0 = next(c for c in references[0]["candidates"] if c["label"] == label)
+    corrected = "the leapfrog pair sum" if c0["scheme"] == "leapfrog" else "the stage-weight correction G/(h b_i)"
+    names = {"corrected": corrected,
              "average": "the leapfrog pair average", "normalised": "the normalised gradient G/(h w)",
              "per_step": "G/h", "time_average": "G/T"}
     which = f"equals {names.get(named[0], named[0])} of refimpl.ode.corrections; " if named else ""
