@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import importlib
 import itertools
+import uuid
 from dataclasses import dataclass
 
 import numpy as np
@@ -132,7 +133,8 @@ def _callable_spec(fn, kind: str) -> dict:
                 return {"target": f"{module}:{qual}"}
         except (ImportError, AttributeError):
             pass
-    token = f"{kind}-{next(_COUNTER)}"
+    # unique beyond this process: a results folder reused later must never match another function's token
+    token = f"{kind}-{uuid.uuid4().hex}-{next(_COUNTER)}"
     _LOCAL[token] = fn
     return {"token": token}
 
