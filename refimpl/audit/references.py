@@ -148,14 +148,43 @@ def adaptive_references(problem: AdaptiveProblem, rtol: float) -> dict:
                            "loss": float(g.loss), "grad_theta": np.asarray(g.grad_theta, dtype=float),
                            "grad_x0": np.asarray(g.grad_x0, dtype=float)})
     cont = continuous_gradient(field, problem.x0, problem.theta, problem.T, loss, rtol=CONTINUOUS_RTOL)
+    grid_tol = grid_rounding(sol)
+    steps = np.diff(np.asarray(sol.grid, dtype=float))
+    # moving a grid time by δ changes the local errors of its two steps, each ≈ rtol·|x|, by a relative (q+1)δ/h:
+    # the loss and gradient move by at most (q+1)·rtol·M·δ/h_min relative (docs/theory/audit.md §6)
+    # the last step, clipped to T (or interpolated), is excluded: its local error shrinks with it
+    inner = steps[:-1] if len(steps) > 1 else steps
+    sensitivity = (conv.pair.order + 1) * rtol * len(steps) / float(np.min(inner))
     x_end = np.asarray(sol.x_end if sol.x_end is not None else sol.xs[-1], dtype=float)
     return {"kind": "adaptive", "rtol": rtol, "grid": np.asarray(sol.grid, dtype=float),
             "trajectory": np.asarray(sol.xs, dtype=float), "x_end": x_end, "n_rejected": int(sol.n_rejected),
             "stages": int(conv.pair.stages), "library_detach": sorted(library), "convention": problem.convention,
+            "grid_tolerance": grid_tol, "grid_sensitivity": sensitivity,
             "candidates": candidates,
             "continuous": {"what": "continuous gradient (c)", "loss": float(cont.loss),
                            "grad_theta": np.asarray(cont.grad_theta, dtype=float),
                            "grad_x0": np.asarray(cont.grad_x0, dtype=float), "error_bound": 0.0}}
+
+
+def grid_rounding(sol) -> float:
+    r"""How far two correct implementations' accepted grids may drift apart (docs/theory/audit.md §6; derived in
+    docs/theory/adaptive-steps.md §4): summation order changes the error estimate of step n by about
+    :math:`\kappa_n\varepsilon` relative (κ recorded per step, ``sol.cancellation``), the controller passes
+    :math:`1/k` of it into the next step size unless the factor is clipped, and relative step changes add up:
+    :math:`|\delta t| \le t_N\tfrac1k\sum_n c\,\kappa_n\varepsilon` (c = 64 covers the O(s) roundings of the estimate
+    and the norm, s ≤ 7; a rejected attempt counts with the largest κ) plus a few ulps of :math:`t_N`."""
+    eps = float(np.finfo(float).eps)
+    c = sol.controller
+    k = c.exponent_order(sol.pair)
+    used = slice(0, len(sol.ratios) - 1)
+    total = 0.0
+    for r, kappa in zip(sol.ratios[used], sol.cancellation[used]):
+        factor = c.safety * r ** (-1.0 / k) if r > 0 else np.inf
+        if 1.0 < factor < c.factor_max:
+            total += kappa
+    if sol.rejected:
+        total += len(sol.rejected) * float(np.max(sol.cancellation[used], initial=1.0))
+    return float(sol.grid[-1] / k * 64 * eps * total + 4 * eps * sol.grid[-1])
 
 
 def reference_spec(problem) -> dict:
