@@ -154,3 +154,17 @@ def test_missing_library_is_a_clear_message(monkeypatch, tmp_path, capsys):
         DiffraxAdapter("Heun")
     assert main(["audit", "diffrax", "--method", "Heun", "--out", str(tmp_path)]) == 2
     assert "the diffrax adapter needs jax and diffrax" in capsys.readouterr().err
+
+
+def test_indistinguishable_candidates_are_all_named():
+    """On a linear autonomous field every four-stage fourth-order method is the same polynomial of hA (the Taylor
+    polynomial of exp(hA) to degree 4), so RK4 and RK38 give one gradient: both are named, the claimed one first."""
+    from refimpl.ode.fields import LinearField
+    from refimpl.problems.sinusoid_ode import Sinusoid
+    lin = LinearField(2)
+    a = tuple(lin.pack([[-0.5, 1.0], [-1.0, -0.3]], [0.0, 0.0]))
+    problem = FixedStepProblem(lin, [1.0, -0.5], [0.3, 0.1], Sinusoid(a, (0.0,) * 6, 2.0), 1.0, "constant", "rk4")
+    ev = audit(TapeAdapter(zoo.rk4_tape), problem, FAMILY)
+    assert ev.recognised
+    assert ev.verdict.startswith("equals the discrete adjoint of RK4, constant layout, to ")
+    assert "— and equally that of RK38 (Kutta's 3/8 rule) (indistinguishable on this problem)" in ev.verdict

@@ -173,6 +173,8 @@ def fixed_step_evidence(problem, family, outputs, references) -> Evidence:
     matches = [lab for lab in labels if under(lab)]
     stated = next((c["label"] for c in references[0]["candidates"]
                    if c["scheme"] == problem.scheme and c["starter"] == problem.starter), labels[0])
+    if stated in matches:  # several candidates equal on this problem: the one the solver claims is named first
+        matches = [stated] + [lab for lab in matches if lab != stated]
     cont = _continuous_convergence(problem, Ns, outputs, references)
     osc = _oscillation(problem, Ns, outputs, references, matches[0] if matches else stated)
     est = _estimate_check(problem, Ns, outputs, references, matches[0] if matches else stated)
@@ -190,7 +192,7 @@ def fixed_step_evidence(problem, family, outputs, references) -> Evidence:
         parts.append(text)
         recognised = True
     else:
-        fwd = [lab for lab in labels if under(lab, 1.0, (0, 1))]
+        fwd = sorted((lab for lab in labels if under(lab, 1.0, (0, 1))), key=lambda lab: lab != stated)
         best = min(labels, key=lambda lab: max(errors[lab]))
         f32 = (under(best, EPS32 / EPS) and _converges(errors[best], _orders(Ns, errors[best]))[0] == "no")
         if fwd:
