@@ -5,23 +5,8 @@ import re
 
 import pytest
 
-from refimpl.audit import AdaptiveProblem, FixedStepProblem, audit
-from refimpl.ode.fields import TanhField
-from refimpl.problems.sinusoid_ode import oracle_base_problems
-
-_, FIELD, X0, Y, PATH = oracle_base_problems()[0]
-FAMILY = (4, 8, 16, 32)
-_TANH = TanhField(2)
-THETA = _TANH.pack([[0.5, -1.0], [1.2, 0.3]], [0.1, -0.2])
-RTOLS = (1e-3, 1e-4, 1e-5)
-
-
-def _fixed(layout, scheme):
-    return FixedStepProblem(FIELD, X0, Y, PATH, 1.0, layout, scheme)
-
-
-def _adaptive(convention):
-    return AdaptiveProblem(_TANH, [1.0, -0.5], [0.3, -0.1], THETA, 2.0, convention)
+from audit_problems import FAMILY, RTOLS, adaptive as _adaptive, fixed as _fixed
+from refimpl.audit import audit
 
 
 @pytest.fixture(scope="module")
