@@ -89,7 +89,9 @@ def _numba_loops():
 def exp_rates(*, min_total_s: float = 0.3, threads: int | None = None) -> dict:
     """Per-core exp rates (exps/s, one thread) and the all-core rates R_exp used by the roofs.
 
-    Returns ``{"per_core": {...}, "threads": t, "scalar": R, "vector": R, "vector_source": name}``; ``per_core``
+    Returns ``{"per_core": {...}, "threads": t, "scalar": R, "vector": R, "vector_source": name, "own": R}``
+    (``own``: refimpl's polynomial exp, the exp the default kernels run — its roof separates the kernels' loop
+    overhead from the speed of their exp); ``per_core``
     holds ``numba math.exp (libm)``, ``np.exp``, ``refimpl polynomial_exp`` and (if installed) ``torch.exp``."""
     import numba
 
@@ -120,7 +122,8 @@ def exp_rates(*, min_total_s: float = 0.3, threads: int | None = None) -> dict:
     vector_source = max(vector_names, key=per_core.get)
     return {"per_core": per_core, "threads": threads,
             "scalar": per_core["numba math.exp (libm)"] * threads,
-            "vector": per_core[vector_source] * threads, "vector_source": vector_source}
+            "vector": per_core[vector_source] * threads, "vector_source": vector_source,
+            "own": per_core["refimpl polynomial_exp"] * threads}
 
 
 def roof_seconds(kernel: str, n: int, d: int, r_exp: float, r_fma: float) -> float:

@@ -10,8 +10,9 @@ In one sitting (so that ratios compare numbers measured under the same machine l
    d ∈ {2, 10}, by refimpl's default kernels (``numba``: polynomial exp), the same kernels with the C library's exp
    (``numba libm exp``), pykeops on CPU and torch's matmul route (each checked against ``numba`` to 1e-10 before it is
    timed; torch and the libm kernels up to N = 10⁴, to keep the run under 5 minutes);
-3. each kernel as a fraction of the scalar-exp roof and of the vector-exp roof
-   (:func:`benchmarks.exp_roof.roof_seconds`, vector rate = the fastest vector exp measured), and the time ratios
+3. each kernel as a fraction of the scalar-exp roof, of the vector-exp roof
+   (:func:`benchmarks.exp_roof.roof_seconds`, vector rate = the fastest vector exp measured) and of the roof with
+   refimpl's own polynomial exp rate (what is left once the exp is as fast as it is), and the time ratios
    peer / numba.
 
 Writes its tables into ``benchmarks/RESULTS.md`` between its own generated-section markers unless ``--no-write``.
@@ -76,7 +77,7 @@ def collect(profile: str = "full", log=_log) -> dict:
             if "timing" not in route:
                 continue
             t = route["timing"]["median_s"]
-            for roof in ("scalar", "vector"):
+            for roof in ("scalar", "vector", "own"):
                 route[f"fraction_{roof}_roof"] = exp_roof.fraction_of_roof(
                     t, case["kernel"], case["N"], case["d"], res["exp_rates"][roof], res["r_fma"])
     res["total_wall_s"] = time.perf_counter() - t0
@@ -104,22 +105,24 @@ def render(res: dict) -> str:
     for name, v in pc.items():
         use = ("scalar R_exp" if name == "numba math.exp (libm)" else
                "vector R_exp" if name == rates["vector_source"] else "")
+        use = use or ("own R_exp (the default kernels' exp)" if name == "refimpl polynomial_exp" else "")
         lines.append(f"| {name} | {v / 1e6:.0f} M exp/s | {use} |")
     lines += [f"| dgemm (2000², all cores) before / after | {res['dgemm_before']['gflops_best']:.1f} / "
               f"{res['dgemm_after']['gflops_best']:.1f} GFLOP/s | R_fma = the larger |", "",
-              "Times in seconds (median after a warm-up call; ¹ one timed call). `% vec roof` / `% scalar roof` = "
-              "t_roof / t with t_roof = N²(n_exp/R_exp + k/R_fma) (benchmarks/exp_roof.py: interaction n_exp = 1, "
+              "Times in seconds (median after a warm-up call; ¹ one timed call). `% vec roof` / `% own-exp roof` / "
+              "`% scalar roof` = t_roof / t with t_roof = N²(n_exp/R_exp + k/R_fma) (benchmarks/exp_roof.py: interaction n_exp = 1, "
               "k = 5d+3; KDE score n_exp = 2, k = 8d+8). Ratios are peer time / numba time (> 1: refimpl faster). "
               "`err` = largest relative deviation of any route from numba.", "",
-              "| kernel | N | d | numba s | % vec roof | % scalar roof | numba libm exp s | libm/numba | "
-              "pykeops s | pykeops/numba | torch mm s | torch/numba | err |",
-              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+              "| kernel | N | d | numba s | % vec roof | % own-exp roof | % scalar roof | numba libm exp s | "
+              "libm/numba | pykeops s | pykeops/numba | torch mm s | torch/numba | err |",
+              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for c in res["cases"]:
         nb = c["routes"]["numba"]
         tn = _t(c, "numba")
         star = "¹" if nb.get("timing", {}).get("repeats") == 1 else ""
         cells = [c["kernel"], str(c["N"]), str(c["d"]), _fmt(tn) + star,
                  _fmt(100 * nb.get("fraction_vector_roof", float("nan")), ".1f"),
+                 _fmt(100 * nb.get("fraction_own_roof", float("nan")), ".1f"),
                  _fmt(100 * nb.get("fraction_scalar_roof", float("nan")), ".1f")]
         for peer in ("numba libm exp", "pykeops", "torch mm"):
             r = c["routes"].get(peer)
