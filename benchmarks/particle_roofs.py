@@ -35,8 +35,8 @@ from benchmarks.machine import describe_machine, matmul_roof  # noqa: E402
 PROFILES = {
     "full": {"N": (1000, 10000, 20000), "d": (2, 10), "torch_up_to_N": 10000, "libm_up_to_N": 10000, "roof_n": 2000,
              "min_total_s": 0.2, "min_repeats": 3},
-    "quick": {"N": (1000,), "d": (2, 10), "torch_up_to_N": 1000, "libm_up_to_N": 1000, "roof_n": 1000, "min_total_s": 0.05,
-              "min_repeats": 2},
+    "quick": {"N": (1000,), "d": (2, 10), "torch_up_to_N": 1000, "libm_up_to_N": 1000, "roof_n": 1000,
+              "min_total_s": 0.05, "min_repeats": 2},
 }
 ROUTES = ("numba", "numba libm exp", "pykeops", "torch mm")
 BEGIN, END = "<!-- BEGIN GENERATED PARTICLE ROOFS -->", "<!-- END GENERATED PARTICLE ROOFS -->"
@@ -110,7 +110,8 @@ def render(res: dict) -> str:
     lines += [f"| dgemm (2000², all cores) before / after | {res['dgemm_before']['gflops_best']:.1f} / "
               f"{res['dgemm_after']['gflops_best']:.1f} GFLOP/s | R_fma = the larger |", "",
               "Times in seconds (median after a warm-up call; ¹ one timed call). `% vec roof` / `% own-exp roof` / "
-              "`% scalar roof` = t_roof / t with t_roof = N²(n_exp/R_exp + k/R_fma) (benchmarks/exp_roof.py: interaction n_exp = 1, "
+              "`% scalar roof` = t_roof / t with t_roof = N²(n_exp/R_exp + k/R_fma) (benchmarks/exp_roof.py: "
+              "interaction n_exp = 1, "
               "k = 5d+3; KDE score n_exp = 2, k = 8d+8). Ratios are peer time / numba time (> 1: refimpl faster). "
               "`err` = largest relative deviation of any route from numba.", "",
               "| kernel | N | d | numba s | % vec roof | % own-exp roof | % scalar roof | numba libm exp s | "

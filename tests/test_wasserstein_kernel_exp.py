@@ -88,7 +88,8 @@ def test_each_path_is_bit_identical_to_the_scalar_formula(exp):
     f = EXPS[exp]
     for n, d in ((37, 3), (300, 2)):
         X = np.random.default_rng(n).standard_normal((n, d))
-        assert np.array_equal(_numba.gaussian_interaction_gradient(X, 0.7, 1.1, exp), python_interaction(X, 0.7, 1.1, f))
+        assert np.array_equal(_numba.gaussian_interaction_gradient(X, 0.7, 1.1, exp),
+                              python_interaction(X, 0.7, 1.1, f))
         assert np.array_equal(_numba.mean_kernel(X, 0.35, exp), python_mean_kernel(X, 0.35, f))
         if n > 100:
             continue  # the blob score's pure-Python route costs 2N² exps: the small case covers it

@@ -38,9 +38,9 @@ lane per row (section "row blocks" below), and the kernel value exp(·) is, by d
 per-row kernels this module had before). The two differ only in the exp values.
 
 Determinism: the pairwise kernels run ``prange`` over blocks of *output* particles only; each k sums its own row in
-the order j = 0, 1, …, N−1 (two j per pass, added in that order), and no reduction crosses threads or lanes. The sweeps are serial (a sweep is a sequence of short
-O(N)/O(N²) steps, where thread start-up per step costs more than it saves on a shared machine); ``squared_distances``
-runs ``prange`` over the output row only. Every sum runs in a fixed order, no ``fastmath``: bit-identical results for
+the order j = 0, 1, …, N−1 (two j per pass, added in that order), and no reduction crosses threads or lanes. The
+sweeps are serial (a sweep is a sequence of short O(N)/O(N²) steps, where thread start-up per step costs more than it
+saves on a shared machine); ``squared_distances`` runs ``prange`` over the output row only. Every sum runs in a fixed order, no ``fastmath``: bit-identical results for
 any thread count. The cached D drifts from a fresh computation only by rounding (≈ √T·ε·max D after T steps).
 
 These functions do **no** argument checking; they are called only through the checked energy methods and drivers.
@@ -107,7 +107,8 @@ def _soft_threshold(v, center, thr):
 # pairwise sums: row blocks, one SIMD lane per output particle
 #
 # A block of ROWS_PER_BLOCK output particles k0 … k0+m−1 is one prange iteration. For each j = 0 … N−1 in order, the
-# block's helpers below run short loops over the rows q (the SIMD lanes, reading the block's rows transposed, Xb[ℓ, q] = x_{k0+q, ℓ}):
+# block's helpers below run short loops over the rows q (the SIMD lanes, reading the block's rows transposed,
+# Xb[ℓ, q] = x_{k0+q, ℓ}):
 # squared distances, kernel values, accumulation. Row k performs exactly the operations of the scalar formula
 # helpers above, in the same order, whatever block or lane it lands in — the blocking changes speed, not bits.
 # =====================================================================================================================
