@@ -6,9 +6,16 @@ r"""Benchmark 2: the two O(N²d) particle kernels of :mod:`refimpl.wasserstein.p
   (\bar K_k^{-1} + \bar K_j^{-1})`, :math:`\bar K_k = \frac1N\sum_j k(x_k - x_j)`,
   :math:`k(z) = e^{-|z|^2/2\varepsilon^2}` (:meth:`Entropy.wasserstein_gradient`),
 
-by three routes:
+by these routes:
 
-``numba``          refimpl's public energy method (checked wrapper → ``@njit(parallel=True)`` kernel, prange over k);
+``numba``          refimpl's public energy method (checked wrapper → ``@njit(parallel=True)`` kernel, prange over
+                   blocks of output rows, the polynomial exp of :mod:`refimpl.wasserstein.polynomial_exp` in SIMD
+                   lanes: the default ``exp="polynomial"``);
+``numba libm exp`` the same kernels with ``exp="libm"``: the C library's scalar exp, one call per pair
+                   (:func:`refimpl.wasserstein.pairwise_sums.gaussian_interaction_gradient` and friends);
+``pykeops``        KeOps (``pykeops.numpy.LazyTensor``, CPU, float64): the same formula as a symbolic reduction that
+                   KeOps compiles with g++ (first call: compile; later: cached); optional, reported absent when not
+                   installed;
 ``numpy blocked``  the formula of refimpl's NumPy reference (broadcast (B, N, d) differences, same order of operations)
                    applied to row blocks of B particles so that memory stays O(BNd) (the unblocked reference needs
                    O(N²d) memory: 72 GB at N = 3e4, d = 10); at N = 1e3 it is also checked against the unblocked
@@ -38,7 +45,7 @@ from refimpl.wasserstein import pairwise_sums
 
 from benchmarks.timing import Timing, first_call, time_repeats
 
-__all__ = ["KERNELS", "ROUTES", "run_case", "flops_per_pair", "AGREEMENT_TOL"]
+__all__ = ["KERNELS", "ROUTES", "CORE_ROUTES", "run_case", "flops_per_pair", "AGREEMENT_TOL"]
 
 AGREEMENT_TOL = 1e-10
 AMPLITUDE, WIDTH = 0.7, 1.1  # interaction W(z) = a exp(−|z|²/(2s²))
@@ -70,6 +77,36 @@ def numba_route(kernel: str, X):
     else:
         energy = Entropy(bandwidth(X), backend="numba")
     return lambda: energy.wasserstein_gradient(X)
+
+
+def numba_libm_route(kernel: str, X):
+    if kernel == "interaction":
+        return lambda: pairwise_sums.gaussian_interaction_gradient(X, AMPLITUDE, WIDTH, "numba", "libm")
+    eps = bandwidth(X)
+    return lambda: pairwise_sums.blob_score(X, eps, "numba", "libm")
+
+
+# --- pykeops: the formula as a KeOps lazy reduction ------------------------------------------------------------------
+
+def pykeops_route(kernel: str, X):
+    from pykeops.numpy import LazyTensor  # ImportError: reported absent
+
+    n, d = X.shape
+    x_i, x_j = LazyTensor(X[:, None, :]), LazyTensor(X[None, :, :])
+    Z = x_i - x_j
+    r2 = (Z ** 2).sum(-1)
+    if kernel == "interaction":
+        inv_s2 = 1.0 / (WIDTH * WIDTH)
+        return lambda: (((-0.5 * inv_s2) * r2).exp() * Z).sum(axis=1) * (-AMPLITUDE * inv_s2 / n)
+    eps = bandwidth(X)
+    inv_e2 = 1.0 / (eps * eps)
+    K = ((-0.5 * inv_e2) * r2).exp()
+
+    def run():
+        inv_kbar = n / K.sum(axis=1)  # (n, 1): 1/K̄
+        w = K * (LazyTensor(inv_kbar[:, None, :]) + LazyTensor(inv_kbar[None, :, :]))
+        return (w * Z).sum(axis=1) * (-inv_e2 / n)
+    return run
 
 
 # --- numpy: refimpl's reference formula in row blocks ----------------------------------------------------------------
@@ -151,9 +188,12 @@ def torch_route(kernel: str, X):
 
 
 KERNELS = ("interaction", "kde_score")
-ROUTES = {"numba": numba_route, "numpy blocked": numpy_route, "torch mm": torch_route}
+ROUTES = {"numba": numba_route, "numba libm exp": numba_libm_route, "numpy blocked": numpy_route,
+          "torch mm": torch_route, "pykeops": pykeops_route}
+#: the routes of the full benchmark run (benchmarks/run.py); benchmarks/particle_roofs.py runs all of ROUTES
+CORE_ROUTES = ("numba", "numpy blocked", "torch mm")
 #: routes whose first call includes compilation / cache loading / first-touch set-up (NumPy has none)
-NEEDS_WARMUP = {"numba": True, "numpy blocked": False, "torch mm": True}
+NEEDS_WARMUP = {"numba": True, "numba libm exp": True, "numpy blocked": False, "torch mm": True, "pykeops": True}
 REFERENCE_ROUTE = "numba"
 
 

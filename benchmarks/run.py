@@ -98,7 +98,7 @@ def collect(profile: str = "full", sections=SECTIONS, log=_log) -> dict:
         for n in c["N"]:
             for d in c["d"]:
                 for kernel in particle_kernels.KERNELS:
-                    routes = particle_kernels.ROUTES if n <= c["all_routes_up_to_N"] else ["numba"]
+                    routes = particle_kernels.CORE_ROUTES if n <= c["all_routes_up_to_N"] else ["numba"]
                     log(f"particle kernel: {kernel} N={n} d={d} ({', '.join(routes)})")
                     res["particles"].append(particle_kernels.run_case(kernel, n, d, routes=routes,
                                                                       min_total_s=c["min_total_s"],

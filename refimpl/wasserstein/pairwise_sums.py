@@ -11,7 +11,10 @@ Two sums over all particle pairs dominate the cost of a particle Wasserstein gra
 
 Each public function takes ``backend`` ("auto" | "numpy" | "numba", :mod:`refimpl.backends`): "numba" runs the
 compiled kernel of :mod:`refimpl.wasserstein._numba` (always applicable here: the callers pass checked float64
-arrays), "numpy" the reference below, "auto" the kernel. The ``*_numpy`` functions are the reference: the same terms
+arrays), "numpy" the reference below, "auto" the kernel. The kernels take ``exp``: ``"polynomial"`` (default)
+inlines the vectorisable exp of :mod:`refimpl.wasserstein.polynomial_exp` (≤ 2 ulp), ``"libm"`` calls the C
+library's scalar exp (bit-identical to the kernels before the polynomial exp existed); the NumPy reference, which
+calls ``np.exp``, ignores it (but checks it). The ``*_numpy`` functions are the reference: the same terms
 with the same operation order on (N, N, d) broadcast arrays (memory O(N²d): for tests and small N). The two agree to
 rounding (the exp implementations and reductions may differ in the last bit); the tests bound the difference.
 
@@ -23,12 +26,18 @@ import numpy as np
 
 from refimpl.backends import resolve_backend
 from refimpl.wasserstein import _numba
+from refimpl.wasserstein._numba import EXP_IMPLEMENTATIONS
 
 __all__ = ["gaussian_interaction_gradient", "gaussian_interaction_partial", "mean_kernel", "blob_score",
            "blob_score_partial", "gaussian_interaction_gradient_numpy", "mean_kernel_numpy", "blob_score_numpy"]
 
 
-def _use_numba(backend) -> bool:
+def _use_numba(backend, exp) -> bool:
+    """Resolve ``backend``; check ``exp`` (one of :data:`EXP_IMPLEMENTATIONS`) whichever backend runs."""
+    if not isinstance(exp, str):
+        raise TypeError(f"exp must be one of {EXP_IMPLEMENTATIONS}, got {type(exp).__name__}")
+    if exp not in EXP_IMPLEMENTATIONS:
+        raise ValueError(f"exp must be one of {EXP_IMPLEMENTATIONS}, got {exp!r}")
     return resolve_backend(backend, kernel_applies=True) == "numba"
 
 
@@ -64,36 +73,36 @@ def blob_score_numpy(X, bandwidth):
 
 # --- dispatch ------------------------------------------------------------------------------------------------------
 
-def gaussian_interaction_gradient(X, amplitude, width, backend="auto"):
+def gaussian_interaction_gradient(X, amplitude, width, backend="auto", exp="polynomial"):
     """(N, d) Gaussian interaction force."""
-    if _use_numba(backend):
-        return _numba.gaussian_interaction_gradient(X, amplitude, width)
+    if _use_numba(backend, exp):
+        return _numba.gaussian_interaction_gradient(X, amplitude, width, exp)
     return gaussian_interaction_gradient_numpy(X, amplitude, width)
 
 
-def gaussian_interaction_partial(X, i, amplitude, width, backend="auto"):
+def gaussian_interaction_partial(X, i, amplitude, width, backend="auto", exp="polynomial"):
     """(N,) coordinate-i component of the Gaussian interaction force (needs the full |x_k − x_j|: O(N²d))."""
-    if _use_numba(backend):
-        return _numba.gaussian_interaction_partial(X, i, amplitude, width)
+    if _use_numba(backend, exp):
+        return _numba.gaussian_interaction_partial(X, i, amplitude, width, exp)
     return gaussian_interaction_gradient_numpy(X, amplitude, width)[:, i].copy()
 
 
-def mean_kernel(X, bandwidth, backend="auto"):
+def mean_kernel(X, bandwidth, backend="auto", exp="polynomial"):
     """(N,) K̄ at the particles."""
-    if _use_numba(backend):
-        return _numba.mean_kernel(X, bandwidth)
+    if _use_numba(backend, exp):
+        return _numba.mean_kernel(X, bandwidth, exp)
     return mean_kernel_numpy(X, bandwidth)
 
 
-def blob_score(X, bandwidth, backend="auto"):
+def blob_score(X, bandwidth, backend="auto", exp="polynomial"):
     """(N, d) blob-entropy score."""
-    if _use_numba(backend):
-        return _numba.blob_score(X, bandwidth)
+    if _use_numba(backend, exp):
+        return _numba.blob_score(X, bandwidth, exp)
     return blob_score_numpy(X, bandwidth)
 
 
-def blob_score_partial(X, i, bandwidth, backend="auto"):
+def blob_score_partial(X, i, bandwidth, backend="auto", exp="polynomial"):
     """(N,) coordinate-i component of the blob-entropy score (O(N²d): K̄ needs full distances)."""
-    if _use_numba(backend):
-        return _numba.blob_score_partial(X, i, bandwidth)
+    if _use_numba(backend, exp):
+        return _numba.blob_score_partial(X, i, bandwidth, exp)
     return blob_score_numpy(X, bandwidth)[:, i].copy()
