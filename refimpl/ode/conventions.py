@@ -32,6 +32,9 @@ The two families (registry :data:`CONVENTIONS`; ``to_spec()`` / ``CONVENTIONS.fr
       ``f1 = k[..., -1]``) — true FSAL for dopri5 and bosh3, but for adaptive_heun and fehlberg2 :math:`k_s` is
       :math:`f` at the *lower-order* solution while the higher-order one is propagated.
 
+    * ``options={"step_t": ts}`` is ``stop_times=ts``: a step reaching past the next stop time is clipped to end on
+      it (``_adaptive_step``), the next proposal is the factor times the clipped step.
+
     Its ``odeint`` + ``backward()`` gradient is refimpl's **full discrete adjoint (b) with the controller's step sizes
     detached and the starting step attached** (``detach={"h_next"}``), of the interpolated output.
 
@@ -53,7 +56,9 @@ The two families (registry :data:`CONVENTIONS`; ``to_spec()`` / ``CONVENTIONS.fr
       HNW heuristic written there (exponent :math:`1/k`) never runs. The result is ``lax.stop_gradient``-ed
       (``init``); the factor is ``stop_gradient`` too, so with constant :math:`t_0, T` the whole grid is a constant
       for autodiff;
-    * the last step is clipped to :math:`T` (``_clip_to_end``), the output is :math:`x_N` at :math:`T`.
+    * the last step is clipped to :math:`T` (``_clip_to_end``), the output is :math:`x_N` at :math:`T`;
+    * ``PIDController(step_ts=ts)`` (a ``ClipStepSizeController``, ``_step_size_controller/clip.py``) is
+      ``stop_times=ts``: the next step is the factor times the clipped step, then clipped to the next stop time.
 
     Its ``diffeqsolve(..., RecursiveCheckpointAdjoint())`` gradient is refimpl's **frozen-grid discrete adjoint (a)**
     on the accepted grid.
