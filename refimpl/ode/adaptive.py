@@ -6,13 +6,23 @@ r"""The adaptive explicit Runge–Kutta integrator and its three gradients (docs
 :class:`~refimpl.ode.step_control.InitialStep`. Attempt :math:`m` from the current accepted :math:`(t_n, x_n)` with step
 :math:`h`:
 
-1. clip: if :math:`t_n + h \ge T` then :math:`h = T - t_n` (the last step ends exactly at T);
+1. clip: if a stop time :math:`\tau` (``stop_times``, the next one after :math:`t_n`) has :math:`t_n + h \ge \tau`
+   then :math:`h = \tau - t_n` and the step ends exactly at :math:`\tau`; otherwise if :math:`t_n + h \ge T` then
+   :math:`h = T - t_n` (the last step ends exactly at T);
 2. stages :math:`k_i = f(x_n + h\sum_{j<i}a_{ij}k_j, \theta)` (:math:`k_1 = f(x_n)` reused across rejections, and equal
    to the previous step's last stage for an FSAL pair); :math:`x^{\ast} = x_n + h\sum_i b_ik_i`,
    :math:`e = h\sum_i b^{\mathrm{err}}_i k_i`;
 3. :math:`r = \|e/(\mathrm{atol} + \mathrm{rtol}\,m(x_n, x^\ast))\|`; accept iff the controller says so;
-4. :math:`h \leftarrow h\cdot\mathrm{fac}(r, r_{n-1}, r_{n-2})`; if accepted, :math:`t_{n+1} = t_n + h_{\text{used}}`
-   (:math:`= T` exactly after a clipped step), :math:`x_{n+1} = x^\ast`.
+4. :math:`h \leftarrow h\cdot\mathrm{fac}(r, r_{n-1}, r_{n-2})` with the :math:`h` used, clipped or not; if accepted,
+   :math:`t_{n+1} = t_n + h_{\text{used}}` (:math:`= \tau` or :math:`T` exactly after a clipped step),
+   :math:`x_{n+1} = x^\ast`.
+
+After a step clipped to a stop time the next step is the controller's factor times the *clipped* step (not the
+step the controller had proposed before clipping): torchdiffeq 0.2.5 (``rk_common.py:_adaptive_step``,
+``options={"step_t": ts}``: ``dt_next = _optimal_step_size(dt, ...)`` with the clipped ``dt``) and diffrax 0.7.2
+(``_step_size_controller/clip.py:ClipStepSizeController.adapt_step_size``, what ``PIDController(step_ts=ts)``
+builds: the inner ``pid.py:adapt_step_size`` scales ``prev_dt = t1 - t0`` of the clipped step, then ``_clip_t``
+clips the next ``t1`` to the next stop time) both do this; docs/theory/adaptive-steps.md §2.
 
 The same code runs on float64, on complex128 (every decision on real parts, :math:`|\cdot|` by its holomorphic
 continuation: complex step gives the derivative of the adaptive loss wherever the accept/reject pattern and the clipping
@@ -55,7 +65,7 @@ from refimpl.ode.tableau import ButcherTableau
 
 __all__ = ["adaptive_solve", "AdaptiveSolution", "RejectedStep", "DETACHABLE", "AdaptiveGradient",
            "full_discrete_gradient", "frozen_grid_gradient", "continuous_gradient", "AdaptiveStepError",
-           "DEFAULT_MAX_STEPS"]
+           "DEFAULT_MAX_STEPS", "check_stop_times"]
 
 #: quantities whose gradient :func:`adaptive_solve` can stop (``detach=``); "h_next": the controller's outputs only
 #: (every h after the first), leaving the starting step on the tape
@@ -114,6 +124,10 @@ class AdaptiveSolution:
     cancellation: np.ndarray | None = None
     #: the value at T: ``xs[-1]`` with ``end="clip"``, the interpolated value with ``end="overshoot"``
     x_end: object = None
+    #: the requested stop times (float64, strictly increasing in (0, T); empty without ``stop_times``)
+    stop_times: np.ndarray = dataclass_field(default_factory=lambda: _read_only(()))
+    #: grid indices of the stop times: ``grid[stop_indices[i]] == stop_times[i]`` exactly
+    stop_indices: np.ndarray = dataclass_field(default_factory=lambda: _read_only((), np.intp))
 
     @property
     def N(self) -> int:
@@ -128,6 +142,14 @@ class AdaptiveSolution:
     def final(self):
         """x_N."""
         return self.xs[-1]
+
+    @property
+    def at_stops(self):
+        """The states at the stop times, (len(stop_times), d) on the solution's carrier (ndarray, complex or tape
+        Variables: a loss on them is differentiated like the terminal loss); None without stop times."""
+        if len(self.stop_indices) == 0:
+            return None
+        return ops.stack([self.xs[int(i)] for i in self.stop_indices])
 
     def __repr__(self) -> str:
         return (f"AdaptiveSolution({self.pair.name}, {self.controller.name}, rtol={self.tolerances.rtol:g}, "
@@ -172,6 +194,37 @@ def _check_T(T) -> float:
     return T
 
 
+def check_stop_times(stop_times, T) -> np.ndarray:
+    """``stop_times`` as a read-only float64 array, validated: 1-D, finite, strictly increasing, every time in
+    (0, T) (None or an empty array: no stop times)."""
+    if stop_times is None:
+        return _read_only(())
+    if isinstance(stop_times, Variable):
+        raise TypeError("stop_times must be constants (an array of float times), got a tape Variable")
+    try:
+        a = np.asarray(stop_times)
+    except Exception as exc:  # a ragged sequence, say
+        raise ValueError(f"stop_times must be a 1-D array of times, got {stop_times!r}") from exc
+    if a.dtype == bool or not (np.issubdtype(a.dtype, np.floating) or np.issubdtype(a.dtype, np.integer)):
+        raise TypeError(f"stop_times must be real numbers, got dtype {a.dtype}")
+    if a.ndim != 1:
+        raise ValueError(f"stop_times must be a 1-D array of times, got shape {a.shape}")
+    a = a.astype(np.float64)
+    bad = np.flatnonzero(~np.isfinite(a))
+    if bad.size:
+        raise ValueError(f"stop_times must be finite; stop_times[{bad[0]}] = {float(a[bad[0]])!r}")
+    if a.size > 1 and not np.all(np.diff(a) > 0):
+        n = int(np.argmax(~(np.diff(a) > 0)))
+        raise ValueError(f"stop_times must be strictly increasing; stop_times[{n + 1}] = {float(a[n + 1])!r} <= "
+                         f"stop_times[{n}] = {float(a[n])!r}")
+    outside = np.flatnonzero(~((a > 0) & (a < T)))
+    if outside.size:
+        i = outside[0]
+        raise ValueError(f"stop_times must lie in the open interval (0, T) = (0, {T!r}); stop_times[{i}] = "
+                         f"{float(a[i])!r}")
+    return _read_only(a)
+
+
 def _check_field(field):
     if not isinstance(field, VectorField):
         raise TypeError(f"field must implement the VectorField protocol (dim, n_params, f, ...), got "
@@ -181,7 +234,8 @@ def _check_field(field):
 def adaptive_solve(field, pair, x0, theta, T, *, rtol, atol, controller: Controller = I_CONTROLLER,
                    norm: ErrorNorm = RMS_NORM, initial_step: InitialStep | None = None, h0=None,
                    max_steps: int = DEFAULT_MAX_STEPS, min_step: float | None = None, loss=None,
-                   detach=(), end: str = "clip", output=None, reuse_last_stage: str = "fsal") -> AdaptiveSolution:
+                   detach=(), end: str = "clip", output=None, reuse_last_stage: str = "fsal",
+                   stop_times=None) -> AdaptiveSolution:
     r"""Integrate :math:`\dot x = f(x,\theta)` on [0, T] adaptively (module docstring) and return an
     :class:`AdaptiveSolution`.
 
@@ -194,8 +248,11 @@ def adaptive_solve(field, pair, x0, theta, T, *, rtol, atol, controller: Control
     ks, h, s)`` with the last step's stages ``ks``, size ``h`` and :math:`s = (T - t_{N-1})/(t_N - t_{N-1})`, all
     carried values (torchdiffeq's rule; ``output`` e.g. :class:`refimpl.ode.conventions.QuarticInterpolant`).
     ``reuse_last_stage`` (:data:`REUSE_LAST_STAGE`): "always" starts every step with the previous accepted step's
-    last stage even for a pair that is not FSAL (torchdiffeq's rule). ``x0``/``theta`` float64, complex128 or
-    Variables; theta of shape (p,) or (1, p).
+    last stage even for a pair that is not FSAL (torchdiffeq's rule). ``stop_times``: strictly increasing times in
+    (0, T) that the accepted grid hits exactly (a step that would reach past the next one ends on it; the next
+    proposal is the controller's factor times the clipped step, as in torchdiffeq's ``step_t`` and diffrax's
+    ``step_ts``); the result records their grid indices (``stop_indices``) and the states there (``at_stops``).
+    ``x0``/``theta`` float64, complex128 or Variables; theta of shape (p,) or (1, p).
     """
     _check_field(field)
     pair = embedded_pair(pair)
@@ -218,6 +275,7 @@ def adaptive_solve(field, pair, x0, theta, T, *, rtol, atol, controller: Control
         raise TypeError(f"loss must implement value(x) and grad(x), got {type(loss).__name__}")
     detach = _check_detach(detach)
     T = _check_T(T)
+    stops = check_stop_times(stop_times, T)
     x0 = check_state_array(x0, "x0", (field.dim,))
     theta = _theta_row(theta, field.n_params)
     if h0 is not None:
@@ -235,11 +293,11 @@ def adaptive_solve(field, pair, x0, theta, T, *, rtol, atol, controller: Control
         raise ValueError(f"reuse_last_stage must be one of {REUSE_LAST_STAGE}, got {reuse_last_stage!r}")
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         return _solve(field, pair, x0, theta, T, tol, controller, norm, initial_step, h0, int(max_steps), min_step,
-                      loss, detach, output, reuse_last_stage == "always" or pair.fsal)
+                      loss, detach, output, reuse_last_stage == "always" or pair.fsal, stops)
 
 
 def _solve(field, pair, x0, theta, T, tol, controller, norm, initial_step, h0, max_steps, min_step, loss, detach,
-           output=None, reuse_last=None):
+           output=None, reuse_last=None, stops=()):
     reuse_last = pair.fsal if reuse_last is None else reuse_last
     nfev = 0
 
@@ -273,6 +331,9 @@ def _solve(field, pair, x0, theta, T, tol, controller, norm, initial_step, h0, m
     xs = [x0]
     grid, steps, ratios, rejected, kappas = [0.0], [], [], [], []
     history = (1.0, 1.0)
+    stops = [float(v) for v in stops]
+    next_stop = 0  # index of the first stop time not yet reached
+    stop_indices = []
     attempts = 0
     after_reject = False
     while True:
@@ -283,7 +344,10 @@ def _solve(field, pair, x0, theta, T, tol, controller, norm, initial_step, h0, m
                 f"loosen rtol/atol)")
         attempts += 1
         t_re = re_value(t)
-        last = output is None and t_re + re_value(h) >= T
+        at_stop = next_stop < len(stops) and t_re + re_value(h) >= stops[next_stop]
+        if at_stop:
+            h = stops[next_stop] - t
+        last = not at_stop and output is None and t_re + re_value(h) >= T
         if last:
             h = T - t
         h_re = re_value(h)
@@ -334,7 +398,12 @@ def _solve(field, pair, x0, theta, T, tol, controller, norm, initial_step, h0, m
             ratios.append(r_re)
             kappas.append(kappa)
             t_prev, x_prev = t, x
-            t = T if last else t + h
+            if at_stop:
+                t = stops[next_stop]
+                next_stop += 1
+                stop_indices.append(len(grid))
+            else:
+                t = T if last else t + h
             grid.append(T if last else re_value(t))
             x = x_new
             xs.append(x)
@@ -359,7 +428,8 @@ def _solve(field, pair, x0, theta, T, tol, controller, norm, initial_step, h0, m
                                  f"(accepted step N = {len(steps)}, T = {T:.6g})")
     return AdaptiveSolution(_read_only(grid), _read_only(steps), ops.stack(xs), _read_only(ratios), tuple(rejected),
                             nfev, value, h_start, pair, controller, norm, tol, initial_step if h0 is None else None,
-                            detach, _read_only(kappas), x_end)
+                            detach, _read_only(kappas), x_end, _read_only(stops),
+                            _read_only(stop_indices, np.intp))
 
 
 def _cancellation(b_err, ks) -> float:
@@ -372,8 +442,8 @@ def _cancellation(b_err, ks) -> float:
     return float(np.max(num)) / top if top > 0 else math.inf
 
 
-def _read_only(values) -> np.ndarray:
-    a = np.array(values, dtype=np.float64)
+def _read_only(values, dtype=np.float64) -> np.ndarray:
+    a = np.array(values, dtype=dtype)
     a.flags.writeable = False
     return a
 
@@ -410,7 +480,7 @@ def full_discrete_gradient(field, pair, x0, theta, T, loss, *, detach=(), **opti
     r"""(b) the full discrete adjoint: :math:`\mathrm dL/\mathrm d(x_0,\theta)` of the adaptive loss
     :math:`L = \Phi(x_N)` with everything the controller does on the tape (module docstring), by ``refimpl.ad``.
     ``detach`` names quantities whose gradient is stopped (:data:`DETACHABLE`); ``options`` are those of
-    :func:`adaptive_solve` (rtol, atol, controller, norm, initial_step, h0, max_steps, min_step)."""
+    :func:`adaptive_solve` (rtol, atol, controller, norm, initial_step, h0, max_steps, min_step, stop_times, ...)."""
     _check_field(field)
     if not isinstance(loss, TerminalLoss):
         raise TypeError(f"loss must implement value(x) and grad(x), got {type(loss).__name__}")
@@ -429,7 +499,8 @@ def full_discrete_gradient(field, pair, x0, theta, T, loss, *, detach=(), **opti
     sol = holder["solution"]
     plain = AdaptiveSolution(sol.grid, sol.steps, getvalue(sol.xs), sol.ratios, sol.rejected, sol.nfev,
                              float(getvalue(sol.loss)), float(getvalue(sol.h0)), sol.pair, sol.controller, sol.norm,
-                             sol.tolerances, sol.initial_step, sol.detach, sol.cancellation, getvalue(sol.x_end))
+                             sol.tolerances, sol.initial_step, sol.detach, sol.cancellation, getvalue(sol.x_end),
+                             sol.stop_times, sol.stop_indices)
     det = ",".join(sorted(_check_detach(detach))) or "nothing"
     return AdaptiveGradient("full_discrete", float(value), np.asarray(g[:d]), np.asarray(g[d:]), sol.grid,
                             f"tape through the whole loop, detached: {det}", plain)
@@ -468,12 +539,15 @@ def _check_grid(grid) -> np.ndarray:
     return g
 
 
-def frozen_grid_gradient(field, method, x0, theta, grid, loss, *, route: str = "tape") -> AdaptiveGradient:
+def frozen_grid_gradient(field, method, x0, theta, grid, loss, *, route: str = "tape",
+                         stop_times=None) -> AdaptiveGradient:
     r"""(a) the frozen-grid discrete adjoint: the gradient of the fixed-step loss of ``method`` (an
     :class:`EmbeddedTableau` — its propagated solution — or a :class:`ButcherTableau`) on the non-uniform ``grid``
     (0 = t₀ < … < t_N = T, step n of size :math:`h_n = t_{n+1} - t_n`, every h a constant) with one constant θ.
     ``route``: "tape" (``refimpl.ad`` through the fixed-step loop) or "numpy" / "numba" / "auto" (the hand
-    discrete adjoint of :mod:`refimpl.ode.adjoint_recursions` with ``layout="constant"`` and ``grid=``)."""
+    discrete adjoint of :mod:`refimpl.ode.adjoint_recursions` with ``layout="constant"`` and ``grid=``).
+    ``stop_times`` (optional, as in :func:`adaptive_solve`): times the grid must contain exactly — a ValueError names
+    the first one it misses (a grid from a solve without them, or one whose times were rounded)."""
     _check_field(field)
     if not isinstance(loss, TerminalLoss):
         raise TypeError(f"loss must implement value(x) and grad(x), got {type(loss).__name__}")
@@ -483,6 +557,12 @@ def frozen_grid_gradient(field, method, x0, theta, grid, loss, *, route: str = "
     if not isinstance(tableau, ButcherTableau):
         raise TypeError(f"method must be an EmbeddedTableau or a ButcherTableau, got {type(method).__name__}")
     g = _check_grid(grid)
+    stops = check_stop_times(stop_times, float(g[-1]))
+    missing = np.flatnonzero(~np.isin(stops, g))
+    if missing.size:
+        i = missing[0]
+        raise ValueError(f"stop_times[{i}] = {float(stops[i])!r} is not a point of the grid (the grid was not "
+                         f"computed with these stop times)")
     d, p = field.dim, field.n_params
     x0 = np.asarray(check_state_array(x0, "x0", (d,)), dtype=np.float64)
     th = np.asarray(getvalue(_theta_row(theta, p)), dtype=np.float64)

@@ -32,6 +32,9 @@ The two families (registry :data:`CONVENTIONS`; ``to_spec()`` / ``CONVENTIONS.fr
       ``f1 = k[..., -1]``) — true FSAL for dopri5 and bosh3, but for adaptive_heun and fehlberg2 :math:`k_s` is
       :math:`f` at the *lower-order* solution while the higher-order one is propagated.
 
+    * ``options={"step_t": ts}`` is ``stop_times=ts``: a step reaching past the next stop time is clipped to end on
+      it (``_adaptive_step``), the next proposal is the factor times the clipped step.
+
     Its ``odeint`` + ``backward()`` gradient is refimpl's **full discrete adjoint (b) with the controller's step sizes
     detached and the starting step attached** (``detach={"h_next"}``), of the interpolated output.
 
@@ -53,7 +56,9 @@ The two families (registry :data:`CONVENTIONS`; ``to_spec()`` / ``CONVENTIONS.fr
       HNW heuristic written there (exponent :math:`1/k`) never runs. The result is ``lax.stop_gradient``-ed
       (``init``); the factor is ``stop_gradient`` too, so with constant :math:`t_0, T` the whole grid is a constant
       for autodiff;
-    * the last step is clipped to :math:`T` (``_clip_to_end``), the output is :math:`x_N` at :math:`T`.
+    * the last step is clipped to :math:`T` (``_clip_to_end``), the output is :math:`x_N` at :math:`T`;
+    * ``PIDController(step_ts=ts)`` (a ``ClipStepSizeController``, ``_step_size_controller/clip.py``) is
+      ``stop_times=ts``: the next step is the factor times the clipped step, then clipped to the next stop time.
 
     Its ``diffeqsolve(..., RecursiveCheckpointAdjoint())`` gradient is refimpl's **frozen-grid discrete adjoint (a)**
     on the accepted grid.
@@ -287,21 +292,22 @@ class _Convention:
             options["reuse_last_stage"] = self.reuse_last_stage
         return options
 
-    def solve(self, field, x0, theta, T, *, rtol, atol, loss=None, max_steps=None, detach=None):
+    def solve(self, field, x0, theta, T, *, rtol, atol, loss=None, max_steps=None, detach=None, stop_times=None):
         """:func:`~refimpl.ode.adaptive.adaptive_solve` with this convention (``detach`` default: none — the
-        forward values do not depend on it)."""
+        forward values do not depend on it; ``stop_times``: the library's ``step_t`` / ``step_ts``)."""
         from refimpl.ode.adaptive import DEFAULT_MAX_STEPS, adaptive_solve
         return adaptive_solve(field, self.pair, x0, theta, T, rtol=rtol, atol=atol, loss=loss,
                               max_steps=DEFAULT_MAX_STEPS if max_steps is None else max_steps,
-                              detach=() if detach is None else detach, **self.solve_options())
+                              detach=() if detach is None else detach, stop_times=stop_times,
+                              **self.solve_options())
 
-    def full_discrete_gradient(self, field, x0, theta, T, loss, *, rtol, atol, detach=()):
+    def full_discrete_gradient(self, field, x0, theta, T, loss, *, rtol, atol, detach=(), stop_times=None):
         """(b) on the tape with this convention's solve and the given ``detach`` (default: nothing detached)."""
         from refimpl.ode.adaptive import full_discrete_gradient
         return full_discrete_gradient(field, self.pair, x0, theta, T, loss, detach=detach, rtol=rtol, atol=atol,
-                                      **self.solve_options())
+                                      stop_times=stop_times, **self.solve_options())
 
-    def library_gradient(self, field, x0, theta, T, loss, *, rtol, atol, route: str = "tape"):
+    def library_gradient(self, field, x0, theta, T, loss, *, rtol, atol, route: str = "tape", stop_times=None):
         """The refimpl gradient that equals this library's backward pass (``gradient_kind``; module docstring)."""
         raise NotImplementedError  # each family states its own
 
@@ -363,12 +369,14 @@ class TorchdiffeqConvention(_Convention):
                                      history_on_reject=False)
         self.initial_step = InitialStep(order=p - 1)
 
-    def library_gradient(self, field, x0, theta, T, loss, *, rtol, atol, route: str = "tape"):
-        """(b) with ``detach={"h_next"}`` on the tape (the only route: the starting step is differentiated)."""
+    def library_gradient(self, field, x0, theta, T, loss, *, rtol, atol, route: str = "tape", stop_times=None):
+        """(b) with ``detach={"h_next"}`` on the tape (the only route: the starting step is differentiated);
+        ``stop_times``: ``options={"step_t": stop_times}``."""
         if route != "tape":
             raise ValueError(f"route: torchdiffeq's gradient differentiates the starting step, so only the 'tape' "
                              f"route computes it, got {route!r}")
-        return self.full_discrete_gradient(field, x0, theta, T, loss, rtol=rtol, atol=atol, detach=self.detach)
+        return self.full_discrete_gradient(field, x0, theta, T, loss, rtol=rtol, atol=atol, detach=self.detach,
+                                           stop_times=stop_times)
 
     def to_spec(self) -> dict:
         return {"family": self.family, "version": self.version, "method": self.method, "safety": self.safety,
@@ -430,12 +438,13 @@ class DiffraxConvention(_Convention):
     #: the first step of ``diffeqsolve(..., dt0=None)`` (pid.py:_select_initial_step on a WrapTerm)
     UNWRAPPED_DT0 = 0.01
 
-    def library_gradient(self, field, x0, theta, T, loss, *, rtol, atol, route: str = "tape"):
+    def library_gradient(self, field, x0, theta, T, loss, *, rtol, atol, route: str = "tape", stop_times=None):
         """(a) on this convention's accepted grid (``route`` as in
-        :func:`~refimpl.ode.adaptive.frozen_grid_gradient`: "tape", or the hand adjoint "numpy"/"numba"/"auto")."""
+        :func:`~refimpl.ode.adaptive.frozen_grid_gradient`: "tape", or the hand adjoint "numpy"/"numba"/"auto");
+        ``stop_times``: ``PIDController(step_ts=stop_times)``."""
         from refimpl.ode.adaptive import frozen_grid_gradient
-        sol = self.solve(field, x0, theta, T, rtol=rtol, atol=atol)
-        return frozen_grid_gradient(field, self.pair, x0, theta, sol.grid, loss, route=route)
+        sol = self.solve(field, x0, theta, T, rtol=rtol, atol=atol, stop_times=stop_times)
+        return frozen_grid_gradient(field, self.pair, x0, theta, sol.grid, loss, route=route, stop_times=stop_times)
 
     def to_spec(self) -> dict:
         return {"family": self.family, "version": self.version, "solver": self.solver, "pcoeff": self.pcoeff,

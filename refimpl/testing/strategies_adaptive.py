@@ -15,6 +15,8 @@ Constructions (every drawn object passes the library's own validation on constru
 * :func:`controllers`: :math:`\beta_1 \in [0.1, 1]`, :math:`\beta_2 \in [-0.5, 0.5]`, :math:`\beta_3 \in [-0.2, 0.2]`
   with :math:`\sum\beta \ge 0.05`; safety in [0.5, 1], factor_min in [0.1, 0.5], factor_max in [2, 10], and every
   boolean option drawn.
+* :func:`stop_times`: 1 to ``max_size`` strictly increasing times in (0, T), drawn as fractions of T in
+  [0.02, 0.98] at least 0.01·T apart (so no stop time sits within rounding of another, of 0 or of T).
 * :func:`adaptive_problems`: a field from :func:`~refimpl.testing.strategies_ode.vector_fields`, x0 and θ in [−1, 1]
   (θ scaled per field as there), T in [0.25, 1.5], rtol in [1e-6, 1e-2] (log-uniform; at least 1e-4 for pairs whose
   estimate is first order, so a draw stays at a few hundred steps), atol = rtol·10^u, u in [−2, 0], a quadratic loss.
@@ -33,7 +35,7 @@ from refimpl.ode.fields import QuadraticLoss, VectorField
 from refimpl.ode.step_control import Controller, ErrorNorm
 from refimpl.testing.strategies_ode import _floats, _theta_scale, explicit_tableaux, vector_fields
 
-__all__ = ["embedded_pairs", "error_norms", "controllers", "AdaptiveProblem", "adaptive_problems"]
+__all__ = ["embedded_pairs", "error_norms", "controllers", "AdaptiveProblem", "adaptive_problems", "stop_times"]
 
 
 @st.composite
@@ -118,3 +120,12 @@ def adaptive_problems(draw, fields=None, pairs=None, bound: float = 1.0):
     y = draw(hnp.arrays(np.float64, (field.dim,), elements=el))
     return AdaptiveProblem(field, pair, draw(controllers()), draw(error_norms()), x0, theta, draw(_floats(0.25, 1.5)),
                            rtol, atol, QuadraticLoss(y))
+
+
+@st.composite
+def stop_times(draw, T: float, max_size: int = 4):
+    """Stop times for ``adaptive_solve(..., stop_times=)`` on [0, T] (module docstring)."""
+    fractions = draw(st.lists(_floats(0.02, 0.98), min_size=1, max_size=max_size))
+    ts = np.unique(np.round(np.asarray(fractions) * T, 12))
+    assume(np.all(np.diff(ts) >= 0.01 * T))
+    return ts
