@@ -151,14 +151,20 @@ def test_property_gradients_on_grids_with_stop_times(problem, data):
     # taken on real parts; 1e-12 of the size of the terms (+ the complex step's own 1e-60 truncation at a zero gradient)
     cs, sol = _complex_step(p.field, p.pair, p.x0, p.theta, p.T, p.loss, vx, vt.reshape(p.theta.shape),
                             stop_times=ts, **p.options())
-    # the complex run takes the real run's decisions (its grid agrees to rounding: complex tanh/power round differently)
-    assert (sol.N, [r.step for r in sol.rejected]) == (b.solution.N, [r.step for r in b.solution.rejected])
+    # The complex run decides on the real parts of complex arithmetic, which round differently from the real run's
+    # (complex tanh/power): an error ratio within rounding of 1 can then be accepted by one and rejected by the other —
+    # theta sits on a jump of the loss (docs/theory/adaptive-steps.md §5), where no derivative exists. Found by
+    # hypothesis (bogacki_shampine_32, a random I controller). Smooth pieces only:
+    assume((sol.N, [r.step for r in sol.rejected]) == (b.solution.N, [r.step for r in b.solution.rejected]))
     assert np.array_equal(sol.stop_indices, b.solution.stop_indices)
-    scale = np.abs(b.grad_x0) @ np.abs(vx) + np.abs(b.grad_theta) @ np.abs(vt) + 1e-40
-    assert abs(cs - (b.grad_x0 @ vx + b.grad_theta @ vt)) <= 1e-12 * scale
     # (a) on that grid: tape == complex step of the fixed-step loss, and the hand adjoint == tape to a few ulps of the
     # largest term (the same recursion in another order: 1e-13 relative, as in test_adaptive_solve.py)
     a = frozen_grid_gradient(p.field, p.pair, p.x0, p.theta, b.grid, p.loss, stop_times=ts)
+    # (b): plus the rounding of the controller's share, 10 kappa eps |(b) - (a)| (as in test_adaptive_solve.py)
+    scale = np.abs(b.grad_x0) @ np.abs(vx) + np.abs(b.grad_theta) @ np.abs(vt) + 1e-40
+    share = np.abs(b.grad_x0 - a.grad_x0) @ np.abs(vx) + np.abs(b.grad_theta - a.grad_theta) @ np.abs(vt)
+    kappa = float(np.max(b.solution.cancellation))
+    assert abs(cs - (b.grad_x0 @ vx + b.grad_theta @ vt)) <= 1e-12 * scale + 10 * kappa * EPS * share
     cs_a = _frozen_loss_complex_step(p.field, p.pair, p.x0, p.theta, b.grid, p.loss, vx, vt)
     scale_a = np.abs(a.grad_x0) @ np.abs(vx) + np.abs(a.grad_theta) @ np.abs(vt) + 1e-40
     assert abs(cs_a - (a.grad_x0 @ vx + a.grad_theta @ vt)) <= 1e-12 * scale_a
