@@ -50,7 +50,7 @@ from refimpl.ode.fields.base import NumbaKernel
 
 __all__ = ["sweeps", "erk_forward", "erk_backward", "erk_forward_checkpointed", "erk_backward_checkpointed",
            "checkpoint_steps", "lmm_forward", "lmm_backward", "lmm_forward_checkpointed",
-           "lmm_backward_checkpointed",
+           "lmm_backward_checkpointed", "all_finite",
            "linear_f", "linear_vjp", "tanh_f", "tanh_vjp"]
 
 
@@ -712,11 +712,18 @@ def erk_forward(kernel, x0, theta, stage_index, hA, hb, keep_stages: bool = Fals
     of every step, shape (N, s, d), for :func:`erk_backward` (which then re-forms the stage states from them instead
     of evaluating f again)."""
     x0, theta, hA, hb, stage_index, hs = _erk_arguments(kernel, x0, theta, stage_index, hA, hb, steps)
+    xs, Ks = _erk_forward_prepared(kernel, x0, theta, stage_index, hA, hb, hs, keep_stages)
+    return (xs, Ks) if keep_stages else xs
+
+
+def _erk_forward_prepared(kernel, x0, theta, stage_index, hA, hb, hs, keep_stages):
+    """:func:`erk_forward` on arguments already in the form its checks return (``hs`` from :func:`_steps`): (xs, Ks)
+    with Ks of shape (0, s, d) unless ``keep_stages``."""
     N, s, d = stage_index.shape[0], hb.shape[0], x0.shape[0]
     xs = np.empty((N + 1, d))
     Ks = np.empty((N if keep_stages else 0, s, d))
     sweeps(kernel).erk_forward(x0, theta, stage_index, hA, hb, hs, xs, Ks)
-    return (xs, Ks) if keep_stages else xs
+    return xs, Ks
 
 
 def erk_backward(kernel, xs, theta, stage_index, hA, hb, lam_N, stages=None, steps=None):
@@ -736,6 +743,12 @@ def erk_backward(kernel, xs, theta, stage_index, hA, hb, lam_N, stages=None, ste
         raise ValueError(f"lam_N must have shape ({d},)")
     hs = _steps(steps, N)
     Ks = np.empty((0, s, d)) if stages is None else _stored(stages, "stages", (N, s, d))
+    return _erk_backward_prepared(kernel, xs, theta, stage_index, hA, hb, hs, lam_N, Ks)
+
+
+def _erk_backward_prepared(kernel, xs, theta, stage_index, hA, hb, hs, lam_N, Ks):
+    """:func:`erk_backward` on arguments already in the form its checks return (``Ks`` the stored slopes or an empty
+    (0, s, d) array): (grad_theta, lambdas)."""
     lambdas = np.zeros_like(xs)
     lambdas[-1] = lam_N
     grad_theta = np.zeros_like(theta)
@@ -871,11 +884,17 @@ def lmm_forward(kernel, x0, theta, s_index, hA, hb, malpha, hbeta, grid_index, k
     theta, hA, hb = _check_common(kernel, x0, theta, hA, hb, x0.shape[0])
     N = np.shape(grid_index)[0] if np.ndim(grid_index) == 1 else -1
     s_index, malpha, hbeta, grid_index = _check_lmm(theta, s_index, hb, malpha, hbeta, grid_index, N)
-    d = x0.shape[0]
+    xs, slopes = _lmm_forward_prepared(kernel, x0, theta, s_index, hA, hb, malpha, hbeta, grid_index)
+    return (xs, slopes) if keep_slopes else xs
+
+
+def _lmm_forward_prepared(kernel, x0, theta, s_index, hA, hb, malpha, hbeta, grid_index):
+    """:func:`lmm_forward` on arguments already in the form its checks return: (xs, (F, have_F))."""
+    N, d = grid_index.shape[0], x0.shape[0]
     xs = np.empty((N + 1, d))
     F, have_F = np.zeros((N, d)), np.zeros(N, dtype=np.bool_)
     sweeps(kernel).lmm_forward(x0, theta, s_index, hA, hb, malpha, hbeta, grid_index, xs, F, have_F)
-    return (xs, (F, have_F)) if keep_slopes else xs
+    return xs, (F, have_F)
 
 
 def lmm_backward(kernel, xs, theta, s_index, hA, hb, malpha, hbeta, grid_index, lam_N, slopes=None):
@@ -899,8 +918,35 @@ def lmm_backward(kernel, xs, theta, s_index, hA, hb, malpha, hbeta, grid_index, 
         if not isinstance(have_F, np.ndarray) or have_F.dtype != np.bool_ or have_F.shape != (N,):
             raise TypeError(f"slopes[1] (have_F) must be a bool ndarray of shape ({N},)")
         have_F = np.ascontiguousarray(have_F)
+    return _lmm_backward_prepared(kernel, xs, theta, s_index, hA, hb, malpha, hbeta, grid_index, lam_N, F, have_F)
+
+
+def _lmm_backward_prepared(kernel, xs, theta, s_index, hA, hb, malpha, hbeta, grid_index, lam_N, F, have_F):
+    """:func:`lmm_backward` on arguments already in the form its checks return (``F``, ``have_F`` the stored values
+    or empty arrays): (grad_theta, lambdas)."""
     lam = np.zeros_like(xs)
     lam[-1] = lam_N
     grad_theta = np.zeros_like(theta)
     sweeps(kernel).lmm_backward(xs, theta, s_index, hA, hb, malpha, hbeta, grid_index, lam, grad_theta, F, have_F)
     return grad_theta, lam
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# finiteness of a large result without a temporary
+
+
+@njit_cached()
+def _all_finite_compiled(a):
+    flat = a.reshape(-1)
+    for i in range(flat.shape[0]):
+        if not np.isfinite(flat[i]):
+            return False
+    return True
+
+
+def all_finite(a: np.ndarray) -> bool:
+    """``bool(np.all(np.isfinite(a)))`` for a C-contiguous float64 array in one compiled pass, without the boolean
+    temporary of a's size that NumPy forms (at N = 10⁶ steps of the step layout, d = 16, that is 272 MB)."""
+    if not isinstance(a, np.ndarray) or a.dtype != np.float64:
+        raise TypeError("a must be a float64 ndarray")
+    return bool(_all_finite_compiled(np.ascontiguousarray(a)))
