@@ -130,3 +130,70 @@ def test_all_finite_takes_float64_arrays_only():
     for bad in (np.zeros(3, dtype=np.float32), np.zeros(3, dtype=np.int64), [0.0, 1.0]):
         with pytest.raises(TypeError, match="float64"):
             kernels.all_finite(bad)
+
+
+_ALLOCATIONS = """
+import json, sys
+import numpy as np
+from numba.core.runtime import rtsys
+from refimpl.ode import _numba as K
+from refimpl.ode.fields import TanhField
+from refimpl.ode.samples import parameter_samples
+from refimpl.ode.schemes import LEAPFROG, RK4
+
+d, kernel = 5, TanhField.kernel
+
+
+def counted(fn):
+    before = rtsys.get_allocation_stats().alloc
+    fn()
+    return rtsys.get_allocation_stats().alloc - before
+
+
+def sweeps(N):
+    out = {}
+    smp = parameter_samples(RK4, 1.0, N, "step")
+    th = np.full((N, d * d + d), 0.1)
+    A, b, _ = RK4.arrays()
+    hA, hb = np.ascontiguousarray(A / N), np.ascontiguousarray(b / N)
+    x0 = np.ones(d)
+    xs, Ks = K.erk_forward(kernel, x0, th, smp.stage_index, hA, hb, keep_stages=True)
+    out["erk_forward"] = counted(lambda: K.erk_forward(kernel, x0, th, smp.stage_index, hA, hb))
+    out["erk_backward stored"] = counted(lambda: K.erk_backward(kernel, xs, th, smp.stage_index, hA, hb, xs[-1],
+                                                                stages=Ks))
+    out["erk_backward recomputed"] = counted(lambda: K.erk_backward(kernel, xs, th, smp.stage_index, hA, hb, xs[-1]))
+    smp = parameter_samples(LEAPFROG, 1.0, N, "step", "forward_euler")
+    A, b, _ = smp.starter.arrays()
+    args = (smp.stage_index, np.ascontiguousarray(A / N), np.ascontiguousarray(b / N), np.array([1.0, -0.0]),
+            np.array([0.0, 2.0 / N]), smp.grid_index)
+    xs = K.lmm_forward(kernel, x0, th, *args)
+    out["lmm_forward"] = counted(lambda: K.lmm_forward(kernel, x0, th, *args))
+    out["lmm_backward"] = counted(lambda: K.lmm_backward(kernel, xs, th, *args, xs[-1]))
+    return out
+
+
+sweeps(3)                                     # compile / load first
+print(json.dumps([sweeps(int(n)) for n in sys.argv[1:]]))
+"""
+
+
+def test_the_sweeps_allocate_nothing_per_step(tmp_path):
+    """Numba's runtime counts its allocations (NUMBA_NRT_STATS=1, set before Numba is imported: a child process). The
+    checked wrappers allocate the result arrays through NumPy (not counted) and the sweeps their O(s·d) work buffers
+    once per call; the count must not grow with N."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    env = dict(os.environ, NUMBA_NRT_STATS="1", PYTHONPATH=str(root))
+    script = tmp_path / "allocations.py"
+    script.write_text(_ALLOCATIONS)
+    out = subprocess.run([sys.executable, str(script), "10", "300"], capture_output=True, text=True, cwd=str(root),
+                         env=env, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    small, large = json.loads(out.stdout.strip().splitlines()[-1])
+    assert all(v > 0 for v in small.values()), small       # the counter is on (each sweep allocates its buffers)
+    assert small == large, (small, large)
