@@ -100,7 +100,7 @@ def _child(scheme: str, layout: str, N: int, d: int, min_total_s: float) -> dict
         return discrete_adjoint(field, method, x0, theta, 1.0, N, loss, layout=layout, starter=starter,
                                 backend="numba")
 
-    import refimpl.ode._numba  # noqa: F401  (Numba itself: a process cost, not the call's; the sweeps load lazily)
+    import numba  # noqa: F401  (imported here: a process cost, not the call's; the compiled sweeps load lazily)
 
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     t0 = time.perf_counter()
@@ -198,7 +198,8 @@ def _peer_table(rows) -> str:
     def ratio(v):
         return "absent" if v is None else f"{v:.3g}"
 
-    lines = ["| scheme | d | N | hand (ms) | torch (ms) | jax jit (ms) | torch/hand | jax/hand |", "|---|---|---|---|---|---|---|---|"]
+    lines = ["| scheme | d | N | hand (ms) | torch (ms) | jax jit (ms) | torch/hand | jax/hand |",
+             "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         m = r["medians_s"]
         ms = [f"{1e3 * m[k]:.3g}" if k in m else "—" for k in ("refimpl hand (numba)", "torch CPU autograd",

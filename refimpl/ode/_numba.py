@@ -117,7 +117,8 @@ def tanh_f(x, th, out):
 # (_affine_vjp_rows4, inlined at the IR level): the four cotangents u_i..u_{i+3} stay in registers, so no scratch vector
 # is needed for u (the point-function signature has none, and allocating one per call would allocate per stage and
 # step), and the j loop updates four rows of g_W and out_x in one pass. out_x[j] still receives
-# W_0j u_0, W_1j u_1, ... one at a time in row order, so every entry is the same floating-point sum as a row-by-row loop.
+# W_0j u_0, W_1j u_1, ... one at a time in row order, so every entry is the same floating-point sum as a row-by-row
+# loop.
 
 
 @register_jitable(inline="always")
