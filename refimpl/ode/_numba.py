@@ -50,7 +50,7 @@ from refimpl.ode.fields.base import NumbaKernel
 
 __all__ = ["sweeps", "erk_forward", "erk_backward", "erk_forward_checkpointed", "erk_backward_checkpointed",
            "checkpoint_steps", "lmm_forward", "lmm_backward", "lmm_forward_checkpointed",
-           "lmm_backward_checkpointed",
+           "lmm_backward_checkpointed", "all_finite",
            "linear_f", "linear_vjp", "tanh_f", "tanh_vjp"]
 
 
@@ -113,14 +113,41 @@ def tanh_f(x, th, out):
         out[i] = np.tanh(out[i])
 
 
-# The two VJPs share the accumulation u -> (g_W += u x^T, g_b += u, out_x += W^T u) but are written out in full:
-# a shared per-row helper (or a flag argument) measurably slowed the backward sweep (~1.3x at d = 16).
+# The two VJPs share the accumulation u -> (g_W += u x^T, g_b += u, out_x += W^T u). Rows are taken four at a time
+# (_affine_vjp_rows4, inlined at the IR level): the four cotangents u_i..u_{i+3} stay in registers, so no scratch vector
+# is needed for u (the point-function signature has none, and allocating one per call would allocate per stage and
+# step), and the j loop updates four rows of g_W and out_x in one pass. out_x[j] still receives
+# W_0j u_0, W_1j u_1, ... one at a time in row order, so every entry is the same floating-point sum as a row-by-row
+# loop.
 
 
-@register_jitable
+@register_jitable(inline="always")
+def _affine_vjp_rows4(i, u0, u1, u2, u3, x, th, out_x, g_th):
+    """Rows i..i+3 of the VJP through z = W x + b (θ = (W row-major, b)) for the cotangents u_k = ∂L/∂z_{i+k}:
+    g_th[b_{i+k}] += u_k, g_th[W_{i+k}·] += u_k x, out_x[j] += W_{i,j} u_0, then += W_{i+1,j} u_1, … (in this order)."""
+    d = x.shape[0]
+    dd = d * d
+    g_th[dd + i] += u0
+    g_th[dd + i + 1] += u1
+    g_th[dd + i + 2] += u2
+    g_th[dd + i + 3] += u3
+    r0 = i * d
+    r1 = r0 + d
+    r2 = r1 + d
+    r3 = r2 + d
+    for j in range(d):
+        xj = x[j]
+        g_th[r0 + j] += u0 * xj
+        g_th[r1 + j] += u1 * xj
+        g_th[r2 + j] += u2 * xj
+        g_th[r3 + j] += u3 * xj
+        out_x[j] = (((out_x[j] + th[r0 + j] * u0) + th[r1 + j] * u1) + th[r2 + j] * u2) + th[r3 + j] * u3
+
+
+@register_jitable(inline="always")
 def _affine_vjp_row(i, u, x, th, out_x, g_th):
-    """Row i of the VJP through z = W x + b (θ = (W row-major, b)) for the cotangent u = ∂L/∂z_i:
-    g_th[b_i] += u, g_th[W_i·] += u x, out_x += W_i·ᵀ u (the shared part of the linear and tanh VJPs)."""
+    """Row i of the VJP through z = W x + b for the cotangent u = ∂L/∂z_i (the rows left over after blocks of four):
+    g_th[b_i] += u, g_th[W_i·] += u x, out_x += W_i·ᵀ u."""
     d = x.shape[0]
     g_th[d * d + i] += u
     r = i * d
@@ -135,8 +162,13 @@ def linear_vjp(x, fx, th, v, out_x, g_th):
     d = x.shape[0]
     for j in range(d):
         out_x[j] = 0.0
-    for i in range(d):
+    i = 0
+    while i + 4 <= d:
+        _affine_vjp_rows4(i, v[i], v[i + 1], v[i + 2], v[i + 3], x, th, out_x, g_th)
+        i += 4
+    while i < d:
         _affine_vjp_row(i, v[i], x, th, out_x, g_th)
+        i += 1
 
 
 @register_jitable(inline="always")
@@ -150,19 +182,40 @@ def _sech2(z):
 
 @register_jitable
 def tanh_vjp(x, fx, th, v, out_x, g_th):
-    """With u = sech²(z) v, z = W x + b formed again row by row (each z_i in the order of _affine, so the same z as
-    tanh_f): out_x = W^T u (overwritten); g_th += (vec(u x^T), u) (accumulated). ``fx`` is not read: 1 − fx² would
-    cancel where tanh saturates. (Summing four rows side by side, as _affine does, measured no faster here.)"""
+    """With u = sech²(z) v, z = W x + b formed again (each z_i in the order of _affine, four rows side by side as
+    there, so the same z as tanh_f): out_x = W^T u (overwritten); g_th += (vec(u x^T), u) (accumulated). Per block of
+    four rows: the four z_i, their four sech² (:func:`_sech2`, one exp each), then the four rows of the
+    accumulation; no temporaries. ``fx`` is not read: 1 − fx² would cancel where tanh saturates."""
     d = x.shape[0]
     dd = d * d
     for j in range(d):
         out_x[j] = 0.0
-    for i in range(d):
+    i = 0
+    while i + 4 <= d:
+        r0 = i * d
+        r1 = r0 + d
+        r2 = r1 + d
+        r3 = r2 + d
+        z0 = th[dd + i]
+        z1 = th[dd + i + 1]
+        z2 = th[dd + i + 2]
+        z3 = th[dd + i + 3]
+        for j in range(d):
+            xj = x[j]
+            z0 += th[r0 + j] * xj
+            z1 += th[r1 + j] * xj
+            z2 += th[r2 + j] * xj
+            z3 += th[r3 + j] * xj
+        _affine_vjp_rows4(i, _sech2(z0) * v[i], _sech2(z1) * v[i + 1], _sech2(z2) * v[i + 2],
+                          _sech2(z3) * v[i + 3], x, th, out_x, g_th)
+        i += 4
+    while i < d:
         z = th[dd + i]
         r = i * d
         for j in range(d):
             z += th[r + j] * x[j]
         _affine_vjp_row(i, _sech2(z) * v[i], x, th, out_x, g_th)
+        i += 1
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -249,15 +302,17 @@ def sweeps(kernel: NumbaKernel) -> SimpleNamespace:
     @helper
     def erk_step_adjoint(x, theta, rows, hA, hb, lam_next, lam_out, grad_theta, X, K, Xbar, kb, recompute):
         """lam_out = lam_next + sum_i Xbar_i (overwritten); grad_theta rows accumulated. With ``recompute`` the stage
-        slopes K are computed again from x; otherwise K holds the slopes the forward sweep stored (the same numbers)
-        and only the stage states X are re-formed from them (no f evaluation)."""
+        slopes K are computed again from x (all but the last when the VJP does not read f); otherwise K holds the
+        slopes the forward sweep stored (the same numbers) and only the stage states X are re-formed from them (no f
+        evaluation)."""
         s = rows.shape[0]
         d = x.shape[0]
-        if recompute:
-            erk_stages(x, theta, rows, hA, X, K)
-        else:
-            for i in range(s):
-                _stage_state(i, x, hA, X, K)
+        for i in range(s):
+            _stage_state(i, x, hA, X, K)
+            # recomputing: K_i is needed by the later stage states, and by the VJP only if it reads f(X_i) — the last
+            # stage's slope feeds no stage state, so a VJP that does not read it skips that evaluation
+            if recompute and (vjp_reads_fx or i < s - 1):
+                f(X[i], theta[rows[i]], K[i])
         for i in range(s - 1, -1, -1):
             c = hb[i]
             for m in range(d):
@@ -658,11 +713,18 @@ def erk_forward(kernel, x0, theta, stage_index, hA, hb, keep_stages: bool = Fals
     of every step, shape (N, s, d), for :func:`erk_backward` (which then re-forms the stage states from them instead
     of evaluating f again)."""
     x0, theta, hA, hb, stage_index, hs = _erk_arguments(kernel, x0, theta, stage_index, hA, hb, steps)
+    xs, Ks = _erk_forward_prepared(kernel, x0, theta, stage_index, hA, hb, hs, keep_stages)
+    return (xs, Ks) if keep_stages else xs
+
+
+def _erk_forward_prepared(kernel, x0, theta, stage_index, hA, hb, hs, keep_stages):
+    """:func:`erk_forward` on arguments already in the form its checks return (``hs`` from :func:`_steps`): (xs, Ks)
+    with Ks of shape (0, s, d) unless ``keep_stages``."""
     N, s, d = stage_index.shape[0], hb.shape[0], x0.shape[0]
     xs = np.empty((N + 1, d))
     Ks = np.empty((N if keep_stages else 0, s, d))
     sweeps(kernel).erk_forward(x0, theta, stage_index, hA, hb, hs, xs, Ks)
-    return (xs, Ks) if keep_stages else xs
+    return xs, Ks
 
 
 def erk_backward(kernel, xs, theta, stage_index, hA, hb, lam_N, stages=None, steps=None):
@@ -682,9 +744,15 @@ def erk_backward(kernel, xs, theta, stage_index, hA, hb, lam_N, stages=None, ste
         raise ValueError(f"lam_N must have shape ({d},)")
     hs = _steps(steps, N)
     Ks = np.empty((0, s, d)) if stages is None else _stored(stages, "stages", (N, s, d))
-    lambdas = np.zeros_like(xs)
+    return _erk_backward_prepared(kernel, xs, theta, stage_index, hA, hb, hs, lam_N, Ks)
+
+
+def _erk_backward_prepared(kernel, xs, theta, stage_index, hA, hb, hs, lam_N, Ks):
+    """:func:`erk_backward` on arguments already in the form its checks return (``Ks`` the stored slopes or an empty
+    (0, s, d) array): (grad_theta, lambdas)."""
+    lambdas = np.zeros(xs.shape)     # np.zeros, not zeros_like: fresh zero pages, no separate pass writing zeros
     lambdas[-1] = lam_N
-    grad_theta = np.zeros_like(theta)
+    grad_theta = np.zeros(theta.shape)
     sweeps(kernel).erk_backward(xs, theta, stage_index, hA, hb, hs, lambdas, grad_theta, Ks)
     return grad_theta, lambdas
 
@@ -734,7 +802,7 @@ def erk_backward_checkpointed(kernel, xck, theta, stage_index, hA, hb, lam_N, ev
     hs = _steps(steps, N)
     lam_ck = np.zeros_like(xck)
     lam_ck[-1] = lam_N
-    grad_theta = np.zeros_like(theta)
+    grad_theta = np.zeros(theta.shape)
     sweeps(kernel).erk_backward_checkpointed(xck, theta, stage_index, hA, hb, hs, every, lam_ck, grad_theta,
                                              bool(keep_segment))
     return grad_theta, lam_ck
@@ -777,7 +845,7 @@ def lmm_backward_checkpointed(kernel, windows, theta, s_index, hA, hb, malpha, h
     if lam_N.shape != (d,):
         raise ValueError(f"lam_N must have shape ({d},)")
     lam_marks = np.zeros((len(checkpoint_steps(N, every)), d))
-    grad_theta = np.zeros_like(theta)
+    grad_theta = np.zeros(theta.shape)
     bad = np.full(1, -1, dtype=np.int64)
     sweeps(kernel).lmm_backward_checkpointed(windows, theta, s_index, hA, hb, malpha, hbeta, grid_index, every,
                                              lam_N, lam_marks, grad_theta, bad)
@@ -817,11 +885,17 @@ def lmm_forward(kernel, x0, theta, s_index, hA, hb, malpha, hbeta, grid_index, k
     theta, hA, hb = _check_common(kernel, x0, theta, hA, hb, x0.shape[0])
     N = np.shape(grid_index)[0] if np.ndim(grid_index) == 1 else -1
     s_index, malpha, hbeta, grid_index = _check_lmm(theta, s_index, hb, malpha, hbeta, grid_index, N)
-    d = x0.shape[0]
+    xs, slopes = _lmm_forward_prepared(kernel, x0, theta, s_index, hA, hb, malpha, hbeta, grid_index)
+    return (xs, slopes) if keep_slopes else xs
+
+
+def _lmm_forward_prepared(kernel, x0, theta, s_index, hA, hb, malpha, hbeta, grid_index):
+    """:func:`lmm_forward` on arguments already in the form its checks return: (xs, (F, have_F))."""
+    N, d = grid_index.shape[0], x0.shape[0]
     xs = np.empty((N + 1, d))
     F, have_F = np.zeros((N, d)), np.zeros(N, dtype=np.bool_)
     sweeps(kernel).lmm_forward(x0, theta, s_index, hA, hb, malpha, hbeta, grid_index, xs, F, have_F)
-    return (xs, (F, have_F)) if keep_slopes else xs
+    return xs, (F, have_F)
 
 
 def lmm_backward(kernel, xs, theta, s_index, hA, hb, malpha, hbeta, grid_index, lam_N, slopes=None):
@@ -845,8 +919,38 @@ def lmm_backward(kernel, xs, theta, s_index, hA, hb, malpha, hbeta, grid_index, 
         if not isinstance(have_F, np.ndarray) or have_F.dtype != np.bool_ or have_F.shape != (N,):
             raise TypeError(f"slopes[1] (have_F) must be a bool ndarray of shape ({N},)")
         have_F = np.ascontiguousarray(have_F)
-    lam = np.zeros_like(xs)
+    return _lmm_backward_prepared(kernel, xs, theta, s_index, hA, hb, malpha, hbeta, grid_index, lam_N, F, have_F)
+
+
+def _lmm_backward_prepared(kernel, xs, theta, s_index, hA, hb, malpha, hbeta, grid_index, lam_N, F, have_F):
+    """:func:`lmm_backward` on arguments already in the form its checks return (``F``, ``have_F`` the stored values
+    or empty arrays): (grad_theta, lambdas)."""
+    lam = np.zeros(xs.shape)         # as in _erk_backward_prepared
     lam[-1] = lam_N
-    grad_theta = np.zeros_like(theta)
+    grad_theta = np.zeros(theta.shape)
     sweeps(kernel).lmm_backward(xs, theta, s_index, hA, hb, malpha, hbeta, grid_index, lam, grad_theta, F, have_F)
     return grad_theta, lam
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# finiteness of a large result without a temporary
+
+
+@njit_cached()
+def _all_finite_compiled(bits):
+    """True iff no entry of the float64 bit patterns ``bits`` (uint64) has the exponent field all ones (inf, NaN): an
+    integer OR-reduction, which the compiler vectorises (a float test with an early exit it does not)."""
+    mask = np.uint64(0x7FF0000000000000)
+    flat = bits.reshape(-1)
+    bad = np.uint64(0)
+    for i in range(flat.shape[0]):
+        bad |= np.uint64(1) if (flat[i] & mask) == mask else np.uint64(0)
+    return bad == np.uint64(0)
+
+
+def all_finite(a: np.ndarray) -> bool:
+    """``bool(np.all(np.isfinite(a)))`` for a C-contiguous float64 array in one compiled pass, without the boolean
+    temporary of a's size that NumPy forms (at N = 10⁶ steps of the step layout, d = 16, that is 272 MB)."""
+    if not isinstance(a, np.ndarray) or a.dtype != np.float64:
+        raise TypeError("a must be a float64 ndarray")
+    return bool(_all_finite_compiled(np.ascontiguousarray(a).view(np.uint64)))

@@ -470,13 +470,12 @@ def _numba(problem: Problem, loss, checkpoint=None):
         if checkpoint is not None:
             return _numba_erk_checkpointed(problem, loss, kernels, kernel, hA, hb, steps, checkpoint)
         keep = smp.N * len(hb) * d <= KEEP_STAGES_MAX_ENTRIES
-        out = kernels.erk_forward(kernel, problem.x0, problem.theta, smp.stage_index, hA, hb, keep_stages=keep,
-                                  steps=steps)
-        xs, stages = out if keep else (out, None)
-        _check_forward(problem, xs)
-        lam_N = _loss_grad(problem, loss, xs[-1])
-        grad_theta, lambdas = kernels.erk_backward(kernel, xs, problem.theta, smp.stage_index, hA, hb, lam_N,
-                                                   stages=stages, steps=steps)
+        x0, theta, hs = _prepared_arrays(problem, kernels, kernel, steps)
+        xs, stages = kernels._erk_forward_prepared(kernel, x0, theta, smp.stage_index, hA, hb, hs, keep)
+        _check_forward_compiled(problem, kernels, xs)
+        lam_N = _lam_N(problem, loss, kernels, xs[-1])
+        grad_theta, lambdas = kernels._erk_backward_prepared(kernel, xs, theta, smp.stage_index, hA, hb, hs, lam_N,
+                                                             stages)
     else:
         method, k = problem.method, problem.method.steps
         hA, hb = _float_erk(smp.starter, h)
@@ -494,14 +493,50 @@ def _numba(problem: Problem, loss, checkpoint=None):
                 return _rerun_for_error(problem, loss, checkpoint)
             return xck, grad_theta, lam_ck
         keep = smp.N * d <= KEEP_STAGES_MAX_ENTRIES
-        out = kernels.lmm_forward(kernel, problem.x0, problem.theta, smp.stage_index, hA, hb, malpha, hbeta,
-                                  smp.grid_index, keep_slopes=keep)
-        xs, slopes = out if keep else (out, None)
-        _check_forward(problem, xs)
-        lam_N = _loss_grad(problem, loss, xs[-1])
-        grad_theta, lambdas = kernels.lmm_backward(kernel, xs, problem.theta, smp.stage_index, hA, hb, malpha, hbeta,
-                                                   smp.grid_index, lam_N, slopes=slopes)
+        x0, theta, _ = _prepared_arrays(problem, kernels, kernel, None)
+        args = (smp.stage_index, hA, hb, malpha, hbeta, smp.grid_index)
+        xs, (F, have_F) = kernels._lmm_forward_prepared(kernel, x0, theta, *args)
+        if not keep:                           # recomputed in the backward sweep if the VJP reads them
+            F, have_F = np.zeros((0, d)), np.zeros(0, dtype=np.bool_)
+        _check_forward_compiled(problem, kernels, xs)
+        lam_N = _lam_N(problem, loss, kernels, xs[-1])
+        grad_theta, lambdas = kernels._lmm_backward_prepared(kernel, xs, theta, *args, lam_N, F, have_F)
     return xs, grad_theta, lambdas
+
+
+def _prepared_arrays(problem: Problem, kernels, kernel, steps):
+    r"""x0, θ and the steps h_n as the compiled sweeps take them, for :func:`_numba`. The public wrappers of
+    :mod:`refimpl.ode._numba` check every argument, and on θ that is a full finiteness pass per sweep, O(N·p) with a
+    boolean temporary of θ's size (≈ 0.3 s each at N = 10⁶, d = 16, step layout); here θ and x0 were checked by
+    :func:`~refimpl.ode.integrators.prepare_problem` (float64 by :func:`_numba_applies`, finite, shaped for the
+    samples), the index maps are built by :func:`~refimpl.ode.samples.parameter_samples` and the coefficients above,
+    so only what those do not cover is checked: contiguity and the kernel descriptor's parameter count."""
+    d = problem.x0.shape[0]
+    p = kernel.n_params(d)
+    if problem.theta.shape[1] != p:
+        raise ValueError(f"theta must have n_params = {p} columns for d = {d}, got {problem.theta.shape[1]}")
+    N = problem.samples.N
+    return (np.ascontiguousarray(problem.x0), np.ascontiguousarray(problem.theta),
+            kernels._steps(steps, N))
+
+
+def _lam_N(problem: Problem, loss, kernels, xN):
+    """∇Φ(x_N) (:func:`_loss_grad`) as the compiled backward sweep takes it: a float64 vector (the check of the
+    public wrappers)."""
+    return kernels._f64(_loss_grad(problem, loss, xN), "lam_N", 1)
+
+
+def _check_forward_compiled(problem: Problem, kernels, xs) -> None:
+    """:func:`_check_forward`, after one compiled pass that finds every state finite (the usual case)."""
+    if not kernels.all_finite(xs):
+        _check_forward(problem, xs)
+
+
+def _check_adjoint_compiled(problem: Problem, kernels, lambdas, grad_theta) -> None:
+    """:func:`_check_adjoint` for the compiled path: one compiled pass over each result without temporaries, and the
+    located error (the same message as the NumPy path's) only when something is non-finite."""
+    if not (kernels.all_finite(lambdas) and kernels.all_finite(grad_theta)):
+        _check_adjoint(problem, lambdas, grad_theta)
 
 
 def _numba_erk_checkpointed(problem: Problem, loss, kernels, kernel, hA, hb, steps, every):
@@ -587,22 +622,26 @@ def discrete_adjoint(field, method, x0, theta, T, N, loss, *, layout: str = "sta
                                 why_not="it needs a field with a kernel descriptor (e.g. TanhField, LinearField) "
                                         "and float64 x0/theta") == "numba"
     if use_numba:
+        from refimpl.ode import _numba as kernels
+
         xs, grad_theta, lambdas = _numba(problem, loss, checkpoint)
         value = loss.value(xs[-1])
-    elif checkpoint is not None:
-        run_checkpointed = (_numpy_erk_checkpointed if isinstance(problem.method, ButcherTableau)
-                            else _numpy_lmm_checkpointed)
-        xs, value, grad_theta, lambdas = run_checkpointed(problem, loss, checkpoint)
+        _check_adjoint_compiled(problem, kernels, lambdas, grad_theta)
     else:
-        xs_list = run(problem)
-        xs = np.asarray(ops.stack(xs_list))
-        lam_N = _loss_grad(problem, loss, xs_list[-1])
-        value = loss.value(xs_list[-1])
-        with np.errstate(over="ignore", invalid="ignore"):
-            if isinstance(problem.method, ButcherTableau):
-                grad_theta, lambdas = _numpy_erk(problem, xs_list, lam_N)
-            else:
-                grad_theta, lambdas = _numpy_lmm(problem, xs_list, lam_N)
-    _check_adjoint(problem, lambdas, grad_theta)
+        if checkpoint is not None:
+            run_checkpointed = (_numpy_erk_checkpointed if isinstance(problem.method, ButcherTableau)
+                                else _numpy_lmm_checkpointed)
+            xs, value, grad_theta, lambdas = run_checkpointed(problem, loss, checkpoint)
+        else:
+            xs_list = run(problem)
+            xs = np.asarray(ops.stack(xs_list))
+            lam_N = _loss_grad(problem, loss, xs_list[-1])
+            value = loss.value(xs_list[-1])
+            with np.errstate(over="ignore", invalid="ignore"):
+                if isinstance(problem.method, ButcherTableau):
+                    grad_theta, lambdas = _numpy_erk(problem, xs_list, lam_N)
+                else:
+                    grad_theta, lambdas = _numpy_lmm(problem, xs_list, lam_N)
+        _check_adjoint(problem, lambdas, grad_theta)
     return DiscreteAdjoint(value, grad_theta, lambdas[0], lambdas, xs, problem.samples, problem.h,
                            "numba" if use_numba else "numpy", checkpoint)

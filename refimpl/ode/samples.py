@@ -160,7 +160,9 @@ class ParameterSamples:
 
     Internally a sample time is the integer code ``q·F + j`` for :math:`t = t_q + \phi_j h_q` with the fractional parts
     :math:`0 \le \phi_0 < \phi_1 < \dots` of the nodes (F of them), so building the samples needs no rational
-    arithmetic per step; ``offsets`` and ``exact_weights`` are formed on first access. (A non-uniform grid with a
+    arithmetic per step: O(N·s) vectorised integer work (codes marked over their range, no sort; exact weights as
+    int64 counts times integer coefficients, :func:`_stage_weights`); ``offsets`` and ``exact_weights`` are formed
+    on first access. (A non-uniform grid with a
     node outside [0, 1] keys its samples by exact rational times instead and stores the offsets directly.)
     """
 
@@ -175,7 +177,7 @@ class ParameterSamples:
     grid_index: np.ndarray | None = field(repr=False)
     _codes: np.ndarray = field(repr=False)
     _fracs: tuple = field(repr=False)
-    _weight_numerators: tuple | None = field(repr=False)
+    _weight_numerators: tuple | np.ndarray | None = field(repr=False)
     _weight_denominator: int | None = field(repr=False)
     grid: np.ndarray | None = field(default=None, repr=False)
     _offsets: tuple | None = field(default=None, repr=False)
@@ -339,8 +341,7 @@ def _build_samples(method, starter, T, N, layout, grid=None) -> ParameterSamples
         grid_codes = used_grid * F                                 # fractional part 0 has index 0
         # the step layout has one row per step even where an LMM never uses it (a β_j = 0 pattern): weight 0 there
         every_step = np.arange(N, dtype=np.int64) * F if layout == "step" else np.zeros(0, dtype=np.int64)
-        codes, inverse = np.unique(np.concatenate([rk_codes.ravel(), grid_codes, every_step]), return_inverse=True)
-        inverse = inverse.reshape(-1)
+        codes, inverse = _unique_codes(np.concatenate([rk_codes.ravel(), grid_codes, every_step]))
         stage_index = inverse[:rk_codes.size].reshape(rk_codes.shape).astype(np.int64)
         grid_index = None
         if not erk:
@@ -393,12 +394,38 @@ def _exact_stage_keys(tab, grid, N):
             [first[r][0] for r in order])
 
 
+def _unique_codes(all_codes):
+    r"""``np.unique(all_codes, return_inverse=True)`` (sorted distinct codes, and each entry's row among them) by
+    marking the codes in a boolean array over their range instead of sorting: the sample codes of a grid fill
+    :math:`[\min, \max]` densely (about F codes per step), so this is O(N·F) vectorised work, not O(N log N). Same
+    result as ``np.unique``: the marked positions in increasing order are the sorted distinct codes, and the number of
+    marks up to a code, minus one, is its row."""
+    lo = int(all_codes.min())
+    shifted = all_codes - lo
+    marks = np.zeros(int(shifted.max()) + 1, dtype=bool)
+    marks[shifted] = True
+    rank = np.cumsum(marks, dtype=np.int64)
+    rank -= 1
+    return (np.flatnonzero(marks) + lo).astype(np.int64), rank[shifted]
+
+
+#: the exact integer numerators of the stage weights are summed in int64 (vectorised) when every partial sum is below
+#: this bound; as integers below 2**53 they and the common denominator are exact float64 numbers, so the float64
+#: quotient is the correctly rounded w_r, the same number as Python's ``int / int``
+_EXACT_INT64_BOUND = 1 << 53
+
+
 def _stage_weights(method, tab, erk, stage_index, grid_index, N, n_samples):
     r"""Stage weights :math:`w_r` (float64; exact numerators and denominator for rational coefficients, else None):
     every (sample row, coefficient) use — :math:`b_i` of every Runge–Kutta stage, :math:`\beta_j` of every
     multistep use of :math:`F_{n+j}` — added up. Float coefficients are summed in the order of the steps (n outer,
-    stage or j inner); rational ones exactly in integers (for the constant layout, whose one row takes every use,
-    as counts times coefficients, without forming the O(N·s) list of uses)."""
+    stage or j inner); rational ones exactly in integers — over the common denominator D, :math:`w_r = \nu_r/D` with
+    :math:`\nu_r = \sum_c \mathrm{count}_{r,c}\,(c D)` over the coefficients c — as counts times coefficients
+    (for the constant layout, whose one row takes every use, without forming the O(N·s) list of uses). The integer
+    sums run vectorised in int64 when :math:`(\text{number of uses})\cdot\max_c|cD| < 2^{53}` and
+    :math:`D \le 2^{53}` (then no partial sum overflows, and :math:`\nu_r`, D are exact in float64, so
+    ``nu / D`` in float64 is the correctly rounded quotient); otherwise in Python integers (:func:`_add_counts`, exact
+    for any size). Both give the same integers and the same float64 weights."""
     exact = tab.exact and (erk or method.exact)
     if exact and n_samples == 1:
         uses = [(stage_index.shape[0], b) for b in tab.b]
@@ -422,6 +449,12 @@ def _stage_weights(method, tab, erk, stage_index, grid_index, N, n_samples):
     which = np.concatenate([c.reshape(-1) for c in coefs])
     if exact:
         den = math.lcm(*[Fraction(c).denominator for c in all_coefs]) if all_coefs else 1
+        scales = [Fraction(c).numerator * (den // Fraction(c).denominator) for c in all_coefs]
+        if den <= _EXACT_INT64_BOUND and rows.size * max([abs(c) for c in scales] + [0]) < _EXACT_INT64_BOUND:
+            C = len(all_coefs)
+            counts = np.bincount(rows * C + which, minlength=n_samples * C).reshape(n_samples, C)
+            nums = counts @ np.array(scales, dtype=np.int64)
+            return nums.astype(np.float64) / float(den), _read_only(nums), den
         nums = [0] * n_samples
         for idx, c in enumerate(all_coefs):
             c = Fraction(c)
