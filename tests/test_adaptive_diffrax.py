@@ -19,7 +19,7 @@ diffrax = pytest.importorskip("diffrax", reason="the diffrax cross-check needs d
 jax.config.update("jax_enable_x64", True)
 jnp = jax.numpy
 
-from refimpl.ode.adaptive import continuous_gradient  # noqa: E402
+from refimpl.ode.adaptive import continuous_gradient, grid_rounding  # noqa: E402
 from refimpl.ode.conventions import DiffraxConvention, convention  # noqa: E402
 from refimpl.ode.fields import LinearField, QuadraticLoss, TanhField, TwoLayerTanhField  # noqa: E402
 
@@ -119,24 +119,8 @@ def _library(problem, solver, rtol):
 
 
 def _grid_tolerance(sol) -> float:
-    r"""How far two correct implementations' accepted grids may drift apart. Summation order changes the error
-    estimate e by about :math:`\kappa\varepsilon` relative (κ: its cancellation factor, recorded per accepted step),
-    the I controller passes :math:`1/k` of a relative change of r into the next step size unless the factor is
-    clipped (then the next step does not depend on r at all), and relative step-size changes add up along the grid:
-    :math:`|\delta t_n| \le T\,\tfrac1k\sum_m c\,\kappa_m\varepsilon` over the unclipped steps m before the last (a
-    rejected attempt counts with the largest of those κ). c = 64 covers the O(s) roundings of the s-stage estimate
-    and of the norm (s ≤ 7); a difference in the rules would show as different step counts or O(h) differences."""
-    c = sol.controller
-    k = c.exponent_order(sol.pair)
-    total = 0.0
-    used = slice(0, len(sol.ratios) - 1)  # the last step's factor proposes no further step
-    for r, kappa in zip(sol.ratios[used], sol.cancellation[used]):
-        factor = c.safety * r ** (-1.0 / k) if r > 0 else np.inf
-        if 1.0 < factor < c.factor_max:
-            total += kappa
-    if sol.rejected:
-        total += len(sol.rejected) * float(np.max(sol.cancellation[used], initial=1.0))
-    return T / k * 64 * EPS * total + 4 * EPS * T
+    # how far two correct implementations' grids may drift apart (derivation: refimpl.ode.adaptive.grid_rounding)
+    return grid_rounding(sol)
 
 
 #: Bosh3 and Heun cost one XLA compilation each (~5 s CPU): in the slow run (-m slow), keeping this file < 60 s

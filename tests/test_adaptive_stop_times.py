@@ -18,7 +18,8 @@ from hypothesis import strategies as st
 
 from refimpl.ad import value_and_grad
 from refimpl.arguments import NonFiniteError
-from refimpl.ode.adaptive import (AdaptiveStepError, adaptive_solve, frozen_grid_gradient, full_discrete_gradient)
+from refimpl.ode.adaptive import (AdaptiveStepError, adaptive_solve, frozen_grid_gradient, full_discrete_gradient,
+                                  grid_rounding)
 from refimpl.ode.conventions import convention
 from refimpl.ode.fields import LinearField, QuadraticLoss, TanhField, TwoLayerTanhField
 from refimpl.ode.step_control import PI_HNW
@@ -224,22 +225,8 @@ def test_bad_stop_times_name_themselves(bad, what):
 
 
 def _grid_tolerance(sol) -> float:
-    r"""As in test_adaptive_torchdiffeq.py / test_adaptive_diffrax.py: summation order changes each error estimate by
-    about :math:`\kappa\varepsilon` relative, the controller passes :math:`1/k` of it into the next step size unless
-    the factor is clipped, and relative changes add up along the grid, :math:`|\delta t_n| \le t_N\tfrac1k\sum_m
-    64\,\kappa_m\varepsilon`. A stop time resets the drift (both grids hit it exactly); the bound keeps the sum over
-    the whole grid, an upper bound."""
-    c = sol.controller
-    k = c.exponent_order(sol.pair)
-    used = slice(0, len(sol.ratios) - 1)
-    total = 0.0
-    for r, kappa in zip(sol.ratios[used], sol.cancellation[used]):
-        factor = c.safety * r ** (-1.0 / k) if r > 0 else np.inf
-        if 1.0 < factor < c.factor_max:
-            total += kappa
-    if sol.rejected:
-        total += len(sol.rejected) * float(np.max(sol.cancellation[used], initial=1.0))
-    return sol.grid[-1] / k * 64 * EPS * total + 4 * EPS * sol.grid[-1]
+    # how far two correct implementations' grids may drift apart (derivation: refimpl.ode.adaptive.grid_rounding)
+    return grid_rounding(sol)
 
 
 def _torch_field(torch, problem, theta):

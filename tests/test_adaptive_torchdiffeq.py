@@ -14,7 +14,7 @@ import pytest
 torch = pytest.importorskip("torch", reason="the torchdiffeq cross-check needs torch (pip install torch torchdiffeq)")
 torchdiffeq = pytest.importorskip("torchdiffeq", reason="the torchdiffeq cross-check needs torchdiffeq")
 
-from refimpl.ode.adaptive import continuous_gradient  # noqa: E402
+from refimpl.ode.adaptive import continuous_gradient, grid_rounding  # noqa: E402
 from refimpl.ode.conventions import TorchdiffeqConvention, convention  # noqa: E402
 from refimpl.ode.fields import LinearField, QuadraticLoss, TanhField, TwoLayerTanhField  # noqa: E402
 
@@ -92,22 +92,8 @@ def _flat(g):
 
 
 def _grid_tolerance(sol) -> float:
-    r"""How far two correct implementations' accepted grids may drift apart: summation order changes the error
-    estimate by about :math:`\kappa\varepsilon` relative (κ recorded per accepted step), the controller passes
-    :math:`1/k` of it into the next step size unless the factor is clipped, and relative step changes add up:
-    :math:`|\delta t_n| \le t_N\tfrac1k\sum_m c\,\kappa_m\varepsilon` (c = 64 covers the O(s) roundings of the
-    estimate and the norm, s ≤ 7; a rejected attempt counts with the largest κ)."""
-    c = sol.controller
-    k = c.exponent_order(sol.pair)
-    used = slice(0, len(sol.ratios) - 1)
-    total = 0.0
-    for r, kappa in zip(sol.ratios[used], sol.cancellation[used]):
-        factor = c.safety * r ** (-1.0 / k) if r > 0 else np.inf
-        if 1.0 < factor < c.factor_max:
-            total += kappa
-    if sol.rejected:
-        total += len(sol.rejected) * float(np.max(sol.cancellation[used], initial=1.0))
-    return sol.grid[-1] / k * 64 * EPS * total + 4 * EPS * sol.grid[-1]
+    # how far two correct implementations' grids may drift apart (derivation: refimpl.ode.adaptive.grid_rounding)
+    return grid_rounding(sol)
 
 
 CASES = [(p, "dopri5") for p in PROBLEMS] + [("tanh", m) for m in ("bosh3", "fehlberg2", "adaptive_heun")]

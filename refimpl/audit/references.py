@@ -167,24 +167,11 @@ def adaptive_references(problem: AdaptiveProblem, rtol: float) -> dict:
 
 
 def grid_rounding(sol) -> float:
-    r"""How far two correct implementations' accepted grids may drift apart (docs/theory/audit.md §6; derived in
-    docs/theory/adaptive-steps.md §4): summation order changes the error estimate of step n by about
-    :math:`\kappa_n\varepsilon` relative (κ recorded per step, ``sol.cancellation``), the controller passes
-    :math:`1/k` of it into the next step size unless the factor is clipped, and relative step changes add up:
-    :math:`|\delta t| \le t_N\tfrac1k\sum_n c\,\kappa_n\varepsilon` (c = 64 covers the O(s) roundings of the estimate
-    and the norm, s ≤ 7; a rejected attempt counts with the largest κ) plus a few ulps of :math:`t_N`."""
-    eps = float(np.finfo(float).eps)
-    c = sol.controller
-    k = c.exponent_order(sol.pair)
-    used = slice(0, len(sol.ratios) - 1)
-    total = 0.0
-    for r, kappa in zip(sol.ratios[used], sol.cancellation[used]):
-        factor = c.safety * r ** (-1.0 / k) if r > 0 else np.inf
-        if 1.0 < factor < c.factor_max:
-            total += kappa
-    if sol.rejected:
-        total += len(sol.rejected) * float(np.max(sol.cancellation[used], initial=1.0))
-    return float(sol.grid[-1] / k * 64 * eps * total + 4 * eps * sol.grid[-1])
+    """How far two correct implementations' accepted grids may drift apart (docs/theory/audit.md §6):
+    :func:`refimpl.ode.adaptive.grid_rounding`."""
+    from refimpl.ode.adaptive import grid_rounding as bound
+
+    return bound(sol)
 
 
 def reference_spec(problem) -> dict:

@@ -59,7 +59,7 @@ _EXPORTS = {
     "ErrorNorm": "step_control", "Controller": "step_control", "InitialStep": "step_control",
     "CONTROLLERS": "step_control",
     "adaptive_solve": "adaptive", "AdaptiveSolution": "adaptive", "full_discrete_gradient": "adaptive",
-    "frozen_grid_gradient": "adaptive", "continuous_gradient": "adaptive",
+    "frozen_grid_gradient": "adaptive", "continuous_gradient": "adaptive", "grid_rounding": "adaptive",
     "CONVENTIONS": "conventions", "convention": "conventions",
 }
 

@@ -63,7 +63,7 @@ from refimpl.ode.step_control import (I_CONTROLLER, RMS_NORM, Controller, ErrorN
                                       re_value)
 from refimpl.ode.tableau import ButcherTableau
 
-__all__ = ["adaptive_solve", "AdaptiveSolution", "RejectedStep", "DETACHABLE", "AdaptiveGradient",
+__all__ = ["adaptive_solve", "AdaptiveSolution", "grid_rounding", "RejectedStep", "DETACHABLE", "AdaptiveGradient",
            "full_discrete_gradient", "frozen_grid_gradient", "continuous_gradient", "AdaptiveStepError",
            "DEFAULT_MAX_STEPS", "check_stop_times"]
 
@@ -597,3 +597,30 @@ def continuous_gradient(field, x0, theta, T, loss, *, rtol: float = 1e-12, atol:
                              rtol=rtol, atol=atol)
     return AdaptiveGradient("continuous", float(res.loss), np.asarray(res.p[0]), np.asarray(res.integrated_gradient),
                             None, f"continuous adjoint (DOP853, rtol={rtol:g})")
+
+
+def grid_rounding(solution) -> float:
+    r"""How far the accepted grid of another correct implementation of the same rules may drift from ``solution``'s
+    (an :class:`AdaptiveSolution`), in time units (docs/theory/adaptive-steps.md §4). Summation order changes the
+    error estimate of step n by about :math:`\kappa_n\varepsilon` relative (κ_n its cancellation factor,
+    ``solution.cancellation``); the controller passes :math:`1/k` of a relative change of r into the next step size
+    unless its factor is clipped (then the next step does not depend on r); relative step changes add up along the
+    grid: :math:`|\delta t| \le t_N\tfrac1k\sum_n c\,\kappa_n\varepsilon` over the unclipped steps before the
+    last, a rejected attempt counting with the largest κ, plus 4 ulps of :math:`t_N`. c = 64 covers the O(s)
+    roundings of the s-stage estimate and of the norm (s ≤ 7). A stop time resets the drift; the bound keeps the
+    whole sum (an upper bound)."""
+    if not isinstance(solution, AdaptiveSolution):
+        raise TypeError(f"solution must be an AdaptiveSolution, got {type(solution).__name__}")
+    eps = float(np.finfo(float).eps)
+    c = solution.controller
+    k = c.exponent_order(solution.pair)
+    used = slice(0, len(solution.ratios) - 1)  # the last step's factor proposes no further step
+    total = 0.0
+    for r, kappa in zip(solution.ratios[used], solution.cancellation[used]):
+        factor = c.safety * r ** (-1.0 / k) if r > 0 else np.inf
+        if 1.0 < factor < c.factor_max:
+            total += kappa
+    if solution.rejected:
+        total += len(solution.rejected) * float(np.max(solution.cancellation[used], initial=1.0))
+    t_end = float(solution.grid[-1])
+    return t_end / k * 64 * eps * total + 4 * eps * t_end
