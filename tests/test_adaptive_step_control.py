@@ -160,3 +160,18 @@ def test_starting_step_derivative_on_the_tape_equals_complex_step():
 def test_drawn_controllers_and_norms_round_trip(controller, norm):
     for obj in (controller, norm):
         assert STEP_CONTROL_FAMILIES.from_spec(json.loads(json.dumps(obj.to_spec()))) == obj
+
+
+def test_a_zero_ratio_in_the_history_counts_as_one():
+    # hypothesis found x0 = 0 with f(0) = 0 on the first step: r = 0 exactly, and a PI controller then raised 0 to
+    # the power -beta2/k (ZeroDivisionError for beta2 > 0, factor 0 -> factor_min for beta2 < 0)
+    from refimpl.ode.step_control import Controller
+
+    for beta in ((1.0, 0.5, 0.0), (0.7, -0.4, 0.0), (1 / 18, 1 / 9, 1 / 18)):
+        c = Controller("pi", beta, safety=0.9, factor_min=0.2, factor_max=10.0)
+        for history in ((0.0, 1.0), (1.0, 0.0), (0.0, 0.0)):
+            assert c.factor(0.5, history, 3.0, True) == c.factor(0.5, (1.0, 1.0), 3.0, True)
+        # a nonzero history still enters: the rule is for exact zeros only
+        if beta[1] != 0.0:
+            assert c.factor(0.5, (0.25, 1.0), 3.0, True) != c.factor(0.5, (1.0, 1.0), 3.0, True)
+

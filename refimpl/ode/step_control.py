@@ -284,7 +284,11 @@ class Controller:
             b1, b2, b3 = (1.0, 0.0, 0.0) if (not accepted and self.on_reject == "integral") else self.beta
             fac = self.safety * r ** (-b1 / k)
             for beta, rr in ((b2, history[0]), (b3, history[1])):
-                if beta != 0.0:
+                # a previous ratio of exactly 0 (an error estimate that vanished identically, e.g. x0 = 0 with
+                # f(0) = 0 on the first step) says nothing about the error's trend: it counts as 1, like the steps
+                # before the first (0 ** (-beta/k) would be inf or 0: a ZeroDivisionError, or factor_min after an
+                # exact step)
+                if beta != 0.0 and re_value(rr) != 0.0:
                     fac = fac * rr ** (-beta / k)
         lo, hi = self.factor_min, self.factor_max
         if not accepted and not self.grow_on_reject:
