@@ -48,15 +48,9 @@ CONFIGS = [("forward_euler", "stage", False), ("forward_euler", "step", False), 
            ("rk4", "constant", False), ("rk4", "constant", True), ("rk4", "step", True),
            ("leapfrog", "constant", False), ("leapfrog", "constant", True)]
 
-KEEP = 1 << 23   # refimpl.ode.adjoint_recursions.KEEP_STAGES_MAX_ENTRIES
-
-
-def _n_samples(scheme: str, layout: str, N: int) -> int:
-    if layout == "constant":
-        return 1
-    if scheme == "rk4" and layout == "stage":
-        return 2 * N + 1
-    return N
+# the sample count and the stage-keeping threshold, shared with the scaling benchmark (which tests both against the
+# library: tests/test_benchmarks_ode_scaling.py)
+from benchmarks.ode_scaling import KEEP, n_samples as _n_samples  # noqa: E402
 
 
 def model_bytes(scheme: str, layout: str, N: int, d: int, checkpoint: int | None) -> dict:
