@@ -94,10 +94,12 @@ def _term_class(kind):
 
 def energy_from_spec(terms):
     """The refimpl :class:`~refimpl.wasserstein.Energy` for a list of term objects: each term rebuilt by its registered
-    class (``ENERGIES``, keyed by the term's ``kind``), summed left to right."""
+    class (``ENERGIES``, keyed by the term's ``kind``), summed left to right; the pair kernels with the oracle's
+    pinned exp (:data:`refimpl.oracle.arithmetic.PAIR_KERNEL_EXP`)."""
+    from refimpl.oracle.arithmetic import PAIR_KERNEL_EXP
     from refimpl.wasserstein.energies import energy_from_terms
 
-    return energy_from_terms(terms)
+    return energy_from_terms(terms, exp=PAIR_KERNEL_EXP)
 
 
 @dataclass(frozen=True, eq=False)

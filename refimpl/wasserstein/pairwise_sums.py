@@ -28,16 +28,22 @@ from refimpl.backends import resolve_backend
 from refimpl.wasserstein import _numba
 from refimpl.wasserstein._numba import EXP_IMPLEMENTATIONS
 
-__all__ = ["gaussian_interaction_gradient", "gaussian_interaction_partial", "mean_kernel", "blob_score",
+__all__ = ["check_exp", "gaussian_interaction_gradient", "gaussian_interaction_partial", "mean_kernel", "blob_score",
            "blob_score_partial", "gaussian_interaction_gradient_numpy", "mean_kernel_numpy", "blob_score_numpy"]
+
+
+def check_exp(exp, name: str = "exp") -> str:
+    """Return ``exp`` if it is one of :data:`EXP_IMPLEMENTATIONS`; ``TypeError``/``ValueError`` naming ``name``."""
+    if not isinstance(exp, str):
+        raise TypeError(f"{name} must be one of {EXP_IMPLEMENTATIONS}, got {type(exp).__name__}")
+    if exp not in EXP_IMPLEMENTATIONS:
+        raise ValueError(f"{name} must be one of {EXP_IMPLEMENTATIONS}, got {exp!r}")
+    return exp
 
 
 def _use_numba(backend, exp) -> bool:
     """Resolve ``backend``; check ``exp`` (one of :data:`EXP_IMPLEMENTATIONS`) whichever backend runs."""
-    if not isinstance(exp, str):
-        raise TypeError(f"exp must be one of {EXP_IMPLEMENTATIONS}, got {type(exp).__name__}")
-    if exp not in EXP_IMPLEMENTATIONS:
-        raise ValueError(f"exp must be one of {EXP_IMPLEMENTATIONS}, got {exp!r}")
+    check_exp(exp)
     return resolve_backend(backend, kernel_applies=True) == "numba"
 
 

@@ -92,6 +92,9 @@ class Energy:
     spec_keys: tuple = ()
     #: keys a term needs (not null) when the measure is a particle cloud (e.g. the entropy's KDE bandwidth)
     particle_spec_keys: tuple = ()
+    #: the keyword options of ``from_spec`` that choose how a pair kernel computes (``backend``, ``exp``: see
+    #: :mod:`refimpl.wasserstein.pairwise_sums`); empty for terms computed without one
+    kernel_options: tuple = ()
 
     # -- storage and kernels ---------------------------------------------------------------------------------------
     def to_spec(self) -> dict:
@@ -387,9 +390,15 @@ def energy_to_terms(energy: Energy) -> list:
                      f"(storable: {ENERGIES.names()})")
 
 
-def energy_from_terms(terms) -> Energy:
+def energy_from_terms(terms, *, backend="auto", exp="polynomial") -> Energy:
     """The energy of a non-empty list of term objects: ``ENERGIES.from_spec`` of each (by ``kind``), summed left to
-    right (one term: the term itself)."""
+    right (one term: the term itself). ``backend`` and ``exp`` go to the terms computed by a pair kernel (those whose
+    ``kernel_options`` name them; :mod:`refimpl.wasserstein.pairwise_sums`), and are checked whether or not a term
+    uses them."""
+    from refimpl.backends import check_backend
+    from refimpl.wasserstein.pairwise_sums import check_exp
+
+    options = {"backend": check_backend(backend), "exp": check_exp(exp)}
     if not isinstance(terms, (list, tuple)) or not terms:
         raise ValueError("terms must be a non-empty list of energy terms")
     out = []
@@ -401,5 +410,5 @@ def energy_from_terms(terms) -> Energy:
         missing = [k for k in cls.spec_keys if k not in t]
         if missing:
             raise ValueError(f"terms[{i}] ({kind}): missing key {missing[0]!r}")
-        out.append(cls.from_spec(t))
+        out.append(cls.from_spec(t, **{k: options[k] for k in cls.kernel_options}))
     return out[0] if len(out) == 1 else sum(out[1:], out[0])

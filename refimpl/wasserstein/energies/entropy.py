@@ -53,7 +53,9 @@ class Entropy(Energy):
       the KDE score ∇ log ρ̃(x_k) plus the blob correction; equal to N ∂ℋ_ε(ρ_X)/∂x_k (derived by the chain rule).
 
     ℋ_ε(ρ) → ℋ(ρ) as ε → 0 for smooth ρ; at fixed ε the particle entropy has a bias O(ε²) + O(1/(Nε^d)).
-    No finite smoothness constants. Coordinate partials cost O(N²d) (K̄ needs full distances).
+    No finite smoothness constants. Coordinate partials cost O(N²d) (K̄ needs full distances), in the pair kernels of
+    :mod:`refimpl.wasserstein.pairwise_sums` (``backend`` "auto" | "numpy" | "numba"; ``exp`` "polynomial" | "libm",
+    the exp the Numba kernel uses).
 
     Term object: ``{"kind": "entropy", "bandwidth": ε or null}`` (null: Gaussians only).
     """
@@ -63,19 +65,21 @@ class Entropy(Energy):
                "phi_eps = N(0, eps^2 I), eps = bandwidth")
     spec_keys = ()
     particle_spec_keys = ("bandwidth",)
+    kernel_options = ("backend", "exp")
 
-    def __init__(self, bandwidth=None, *, backend="auto"):
+    def __init__(self, bandwidth=None, *, backend="auto", exp="polynomial"):
         self.bandwidth = None if bandwidth is None else as_length_scale(bandwidth, "bandwidth")
         self.backend = check_backend(backend)
+        self.exp = pairwise_sums.check_exp(exp)
         self.name = "Entropy" if self.bandwidth is None else f"Entropy(bandwidth={self.bandwidth:g})"
 
     def to_spec(self) -> dict:
         return {"kind": self.family, "bandwidth": self.bandwidth}
 
     @classmethod
-    def from_spec(cls, spec: dict) -> "Entropy":
+    def from_spec(cls, spec: dict, *, backend="auto", exp="polynomial") -> "Entropy":
         spec = cls._check_spec(spec)
-        return cls(spec.get("bandwidth"))
+        return cls(spec.get("bandwidth"), backend=backend, exp=exp)
 
     def descriptor(self, factor):
         """c·ℋ: the entropy with weight c."""
@@ -97,23 +101,23 @@ class Entropy(Energy):
             Z = ops.reshape(X, (n, 1, d)) - ops.reshape(X, (1, n, d))
             kbar = ops.mean(ops.exp(ops.sum(Z * Z, axis=2) * (-0.5 / eps ** 2)), axis=1)
             return ops.mean(ops.log(kbar)) - self._log_normaliser(d)
-        kbar = pairwise_sums.mean_kernel(X, eps, self.backend)
+        kbar = pairwise_sums.mean_kernel(X, eps, self.backend, self.exp)
         return float(np.mean(np.log(kbar))) - self._log_normaliser(d)
 
     def _first_variation(self, X, Y):
         eps = self._eps()
         n, d = X.shape
-        kbar_x = pairwise_sums.mean_kernel(X, eps, self.backend)
+        kbar_x = pairwise_sums.mean_kernel(X, eps, self.backend, self.exp)
         Z = ops.reshape(Y, (underlying_array(Y).shape[0], 1, d)) - X.reshape(1, n, d)
         kyx = ops.exp(ops.sum(Z * Z, axis=2) * (-0.5 / eps ** 2))  # (M, N)
         return (ops.log(ops.mean(kyx, axis=1)) - self._log_normaliser(d)
                 + ops.mean(kyx * (1.0 / kbar_x).reshape(1, n), axis=1))
 
     def _wasserstein_gradient(self, X):
-        return pairwise_sums.blob_score(X, self._eps(), self.backend)
+        return pairwise_sums.blob_score(X, self._eps(), self.backend, self.exp)
 
     def _coordinate_gradient(self, X, i):
-        return pairwise_sums.blob_score_partial(X, i, self._eps(), self.backend)
+        return pairwise_sums.blob_score_partial(X, i, self._eps(), self.backend, self.exp)
 
     def _gaussian_value(self, g):
         _, logdet = linalg.slogdet(g.cov)
@@ -132,10 +136,10 @@ class KLDivergence(SumEnergy):
     gradients unaffected). Wasserstein gradient ∇ log ρ + ∇U = ∇ log(ρ/π). Particles need ``bandwidth``.
     """
 
-    def __init__(self, potential, *, bandwidth=None, log_normalizer=0.0, backend="auto"):
+    def __init__(self, potential, *, bandwidth=None, log_normalizer=0.0, backend="auto", exp="polynomial"):
         if not isinstance(potential, Energy):
             raise TypeError(f"potential must be an Energy, got {type(potential).__name__}")
-        super().__init__([Entropy(bandwidth, backend=backend), potential], offset=log_normalizer)
+        super().__init__([Entropy(bandwidth, backend=backend, exp=exp), potential], offset=log_normalizer)
         self.potential = potential
         self.entropy = self.terms[0]
         self.name = f"KL(. || exp(-{potential.name}))"
@@ -157,14 +161,15 @@ class KLToGaussian(KLDivergence):
                "U(x) = 1/2 (x - mean)^T cov^-1 (x - mean), log Z = 1/2 log det(2 pi cov)")
     spec_keys = ("mean", "cov")
     particle_spec_keys = ("bandwidth",)
+    kernel_options = ("backend", "exp")
 
-    def __init__(self, mean, cov, *, bandwidth=None, backend="auto"):
+    def __init__(self, mean, cov, *, bandwidth=None, backend="auto", exp="polynomial"):
         target = GaussianMeasure(mean, cov)
         precision = np.linalg.inv(target.cov)
         precision = 0.5 * (precision + precision.T)  # inv is symmetric only to ~κε; the potential symmetrises it anyway
         _, logdet = np.linalg.slogdet(2.0 * math.pi * target.cov)
         super().__init__(QuadraticPotential(precision, target.mean), bandwidth=bandwidth,
-                         log_normalizer=0.5 * logdet, backend=backend)
+                         log_normalizer=0.5 * logdet, backend=backend, exp=exp)
         self.target = target
         self.name = f"KL(. || N(mu, Sigma), d={target.dim})"
 
@@ -173,12 +178,12 @@ class KLToGaussian(KLDivergence):
                 "bandwidth": self.entropy.bandwidth}
 
     @classmethod
-    def from_spec(cls, spec: dict) -> "KLToGaussian":
+    def from_spec(cls, spec: dict, *, backend="auto", exp="polynomial") -> "KLToGaussian":
         spec = cls._check_spec(spec)
         return cls(np.array(spec["mean"], dtype=np.float64), np.array(spec["cov"], dtype=np.float64),
-                   bandwidth=spec.get("bandwidth"))
+                   bandwidth=spec.get("bandwidth"), backend=backend, exp=exp)
 
 
-def kl_to_gaussian(mean, cov, *, bandwidth=None, backend="auto") -> KLToGaussian:
+def kl_to_gaussian(mean, cov, *, bandwidth=None, backend="auto", exp="polynomial") -> KLToGaussian:
     r"""KL(· ‖ N(μ, Σ_π)) with its normaliser: the :class:`KLToGaussian` term (see there)."""
-    return KLToGaussian(mean, cov, bandwidth=bandwidth, backend=backend)
+    return KLToGaussian(mean, cov, bandwidth=bandwidth, backend=backend, exp=exp)

@@ -85,7 +85,8 @@ class GaussianInteraction(Energy):
 
     Particles: 𝒲(ρ_X) = (1/(2N²)) Σ_{k,j} W(x_k − x_j) (self-pairs included), first variation (1/N)Σ_j W(y − x_j),
     gradient (1/N)Σ_j ∇W(x_k − x_j) with ∇W(z) = −(a/s²) z e^{−|z|²/(2s²)} — the O(N²d) loop of
-    :mod:`refimpl.wasserstein.pairwise_sums` (``backend`` "auto" | "numpy" | "numba", :mod:`refimpl.backends`).
+    :mod:`refimpl.wasserstein.pairwise_sums` (``backend`` "auto" | "numpy" | "numba", :mod:`refimpl.backends`;
+    ``exp`` "polynomial" | "libm", the exp the Numba kernel uses).
     Smoothness (derived from ∇²W(z) = a e^{−|z|²/2s²}(zzᵀ/s⁴ − I/s²), maximised over z):
     Lᵢ = L = 2a e^{−3/2}/s² for a > 0 (at |zᵢ|² = 3s²), |a|/s² for a < 0 (at z = 0).
     Gaussian closed form (derived: x − y ~ N(0, 2Σ), E e^{−|z|²/2s²} = det(I + 2Σ/s²)^{−1/2}):
@@ -97,20 +98,22 @@ class GaussianInteraction(Energy):
     family = "gaussian_interaction"
     formula = "F(rho) = 1/2 int int W(x - y) drho(x) drho(y), W(z) = a exp(-|z|^2 / (2 s^2))"
     spec_keys = ("amplitude", "width")
+    kernel_options = ("backend", "exp")
 
-    def __init__(self, amplitude, width, *, backend="auto"):
+    def __init__(self, amplitude, width, *, backend="auto", exp="polynomial"):
         self.amplitude = as_real_scalar(amplitude, "amplitude")
         self.width = as_length_scale(width, "width")
         self.backend = check_backend(backend)
+        self.exp = pairwise_sums.check_exp(exp)
         self.name = f"GaussianInteraction(a={self.amplitude:g}, s={self.width:g})"
 
     def to_spec(self) -> dict:
         return {"kind": self.family, "amplitude": self.amplitude, "width": self.width}
 
     @classmethod
-    def from_spec(cls, spec: dict) -> "GaussianInteraction":
+    def from_spec(cls, spec: dict, *, backend="auto", exp="polynomial") -> "GaussianInteraction":
         spec = cls._check_spec(spec)
-        return cls(spec["amplitude"], spec["width"])
+        return cls(spec["amplitude"], spec["width"], backend=backend, exp=exp)
 
     def _pair_values(self, Y, X):
         n, d = X.shape
@@ -126,10 +129,10 @@ class GaussianInteraction(Energy):
         return ops.sum(self._pair_values(Y, X), axis=1) / X.shape[0]
 
     def _wasserstein_gradient(self, X):
-        return pairwise_sums.gaussian_interaction_gradient(X, self.amplitude, self.width, self.backend)
+        return pairwise_sums.gaussian_interaction_gradient(X, self.amplitude, self.width, self.backend, self.exp)
 
     def _coordinate_gradient(self, X, i):
-        return pairwise_sums.gaussian_interaction_partial(X, i, self.amplitude, self.width, self.backend)
+        return pairwise_sums.gaussian_interaction_partial(X, i, self.amplitude, self.width, self.backend, self.exp)
 
     def descriptor(self, factor):
         """c·𝒲 is the Gaussian interaction with amplitude c·a."""
