@@ -1,5 +1,5 @@
-r"""A float64 exp that LLVM vectorises: Cody–Waite reduction by ln 2, a degree-13 Taylor polynomial, 2ⁿ built from
-exponent bits. Used by the pair kernels of :mod:`refimpl.wasserstein._numba` (their default ``exp="polynomial"``).
+r"""A float64 exp that LLVM vectorises: Cody–Waite reduction by ln 2, a degree-13 Taylor polynomial, the scaling by 2ⁿ
+correctly rounded. Used by the pair kernels of :mod:`refimpl.wasserstein._numba` (their default ``exp="polynomial"``).
 
 Why: Numba lowers ``math.exp`` / ``np.exp`` to a call of the C library's scalar ``exp``; a loop containing a call is
 never vectorised (this llvmlite has no SVML), so an N² pair kernel spends most of its time in scalar exp calls.
@@ -8,6 +8,17 @@ bit operations, no call, no branch — so a loop of it compiles to SIMD code, an
 and in the scalar remainder loop: no ``fastmath``; each operation is one IEEE-754 rounding, the fused multiply-adds
 (``llvm.fma``, written explicitly) included, so the value does not depend on vector width, thread count or CPU. The
 same bits are computed by :func:`polynomial_exp_reference` (pure Python, exact rational FMA), for the tests.
+
+**Two choices made per compilation target, neither changing a bit** (:func:`target_has_avx512`: the features Numba
+compiles for, ``+avx512f``):
+
+* step 5's scaling p·2ⁿ is emitted as ``llvm.ldexp`` — one ``vscalefpd`` per vector on AVX-512 — instead of the
+  two exponent-bit factors (seven integer operations and two multiplies). Both are the correctly rounded p·2ⁿ (step 5:
+  p·2^{n₁} is exact, the second product rounds once; ``ldexp`` rounds the exact p·2ⁿ once), so the bits agree; on
+  targets without AVX-512, LLVM lowers a vector ``ldexp`` to scalar C-library calls, so there the bit factors stay;
+* :func:`prefer_wide_vectors`, called inside a loop's function, marks that function
+  ``"prefer-vector-width"="512"``: LLVM's tuning for AVX-512 Xeons otherwise vectorises with 256-bit registers (a
+  per-function attribute, so only the functions that ask change). The lanes compute the same operations at any width.
 
 **Algorithm** (Cody & Waite, *Software Manual for the Elementary Functions*, 1980, ch. 6; the constants of
 fdlibm's ``e_exp.c``; Muller, *Elementary Functions*, 3rd ed., §11):
@@ -58,7 +69,7 @@ from numba.extending import intrinsic
 from refimpl.numba_cache import njit_cached
 
 __all__ = ["polynomial_exp", "polynomial_exp_array", "polynomial_exp_reference", "error_bound", "ExpErrorBound",
-           "ULP_BOUND", "TAYLOR_DEGREE"]
+           "ULP_BOUND", "TAYLOR_DEGREE", "prefer_wide_vectors", "target_has_avx512"]
 
 TAYLOR_DEGREE = 13
 #: 1/k!, k = 0 … 13, rounded to double
@@ -93,17 +104,6 @@ def _float64_bits(typingctx, x):
 
 
 @intrinsic
-def _bits_float64(typingctx, i):
-    """The float64 whose IEEE-754 bit pattern is the int64 ``i``."""
-    if i != types.int64:
-        return None
-
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], ir.DoubleType())
-    return types.float64(types.int64), codegen
-
-
-@intrinsic
 def _fma(typingctx, a, b, c):
     """a·b + c with one rounding (LLVM ``llvm.fma.f64``: the FMA instruction, a SIMD one in a vectorised loop; a
     C-library ``fma`` call on a CPU without FMA — the same value, slower)."""
@@ -115,6 +115,56 @@ def _fma(typingctx, a, b, c):
         fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.fma.f64")
         return builder.call(fn, args)
     return types.float64(types.float64, types.float64, types.float64), codegen
+
+
+def target_has_avx512(context=None) -> bool:
+    """Whether Numba compiles for a CPU with AVX-512F (the target machine's features: the host's, or
+    ``NUMBA_CPU_NAME`` / ``NUMBA_CPU_FEATURES`` when set). ``context``: a Numba target context (default: the CPU
+    target's)."""
+    if context is None:
+        from numba.core.registry import cpu_target
+        context = cpu_target.target_context
+    features = getattr(context.codegen(), "_tm_features", "") or ""
+    return "+avx512f" in features.split(",")
+
+
+@intrinsic
+def prefer_wide_vectors(typingctx):
+    """Mark the function being compiled ``"prefer-vector-width"="512"`` when the target has AVX-512 (module
+    docstring); a no-op elsewhere. Call it once inside the loop nest whose vector width should follow (for a ``prange``
+    loop: inside its body, which Numba compiles as a function of its own)."""
+    def codegen(context, builder, signature, args):
+        if target_has_avx512(context):
+            attribute = '"prefer-vector-width"="512"'
+            # llvmlite's FunctionAttributes accepts only enum attributes by name; a string attribute is written into
+            # the function header verbatim, which is where LLVM's parser reads it
+            set.add(builder.function.attributes, attribute)
+        return context.get_dummy_value()
+    return types.none(), codegen
+
+
+@intrinsic
+def _times_power_of_two(typingctx, p, n):
+    """p·2ⁿ, correctly rounded, for p ∈ [2^{-1/2}, 2^{1/2}] and n ∈ [−1076, 1025] (step 5): ``llvm.ldexp`` on AVX-512
+    targets (one ``vscalefpd``), else (p·2^{n₁})·2^{n₂} with n₁ = ⌊n/2⌋, n₂ = n − n₁ and each 2^{nᵢ} built from
+    exponent bits (module docstring: the same value)."""
+    if not (p == types.float64 and n == types.int64):
+        return None
+
+    def codegen(context, builder, signature, args):
+        x, e = args
+        f64, i64 = ir.DoubleType(), ir.IntType(64)
+        if target_has_avx512(context):
+            fnty = ir.FunctionType(f64, [f64, ir.IntType(32)])
+            fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.ldexp.f64.i32")
+            return builder.call(fn, [x, builder.trunc(e, ir.IntType(32))])
+        e1 = builder.ashr(e, ir.Constant(i64, 1))
+        e2 = builder.sub(e, e1)
+
+        def power(k):
+            return builder.bitcast(builder.shl(builder.add(k, ir.Constant(i64, _BIAS)), ir.Constant(i64, 52)), f64)
+        return builder.fmul(builder.fmul(x, power(e1)), power(e2))
+    return types.float64(types.float64, types.int64), codegen
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -144,13 +194,12 @@ def polynomial_exp(x):
     p = _fma(r, p, _C2)
     p = _fma(r, p, _C1)
     p = _fma(r, p, _C0)
-    n1 = n >> 1
-    n2 = n - n1
-    return (p * _bits_float64((n1 + _BIAS) << 52)) * _bits_float64((n2 + _BIAS) << 52)
+    return _times_power_of_two(p, n)
 
 
 @njit_cached()
 def _polynomial_exp_loop(x, out):
+    prefer_wide_vectors()
     for i in range(x.shape[0]):
         out[i] = polynomial_exp(x[i])
 
