@@ -1,4 +1,4 @@
-r"""A float64 exp that LLVM vectorises: Cody–Waite reduction by ln 2, a degree-13 Taylor polynomial, the scaling by 2ⁿ
+r"""A float64 exp that LLVM vectorises: Cody–Waite reduction by ln 2, a degree-11 minimax polynomial, the scaling by 2ⁿ
 correctly rounded. Used by the pair kernels of :mod:`refimpl.wasserstein._numba` (their default ``exp="polynomial"``).
 
 Why: Numba lowers ``math.exp`` / ``np.exp`` to a call of the C library's scalar ``exp``; a loop containing a call is
@@ -29,8 +29,10 @@ fdlibm's ``e_exp.c``; Muller, *Elementary Functions*, 3rd ed., §11):
 3. r = fma(−n, ln2_lo, fma(−n, ln2_hi, x)) with ln2_hi = 0x3FE62E42FEE00000 (32 significant bits: n·ln2_hi is
    exact for |n| < 2²¹, and x − n·ln2_hi is exact by Sterbenz's lemma, so the inner fma is exact) and
    ln2_lo = ln 2 − ln2_hi rounded; |r| ≤ ln2/2 + 10⁻¹²;
-4. p = Σ_{k=0}^{13} r^k/k! by Horner's rule with fused steps q_k = fma(r, q_{k+1}, c_k), p = q₀ ≈ e^r ∈
-   [2^{-1/2}, 2^{1/2}];
+4. p = Σ_{k=0}^{11} c_k r^k by Horner's rule with fused steps q_k = fma(r, q_{k+1}, c_k), p = q₀ ≈ e^r ∈
+   [2^{-1/2}, 2^{1/2}]; c₀ = c₁ = 1 exactly, c₂ … c₁₁ the doubles of a minimax fit of the relative error on
+   |r| ≤ r_max (:data:`COEFFICIENTS`; computed, and the fit explained, in :mod:`refimpl.wasserstein.exp_minimax`).
+   Two fewer fused steps than the degree-13 Taylor polynomial (1/k!) that reaches the same accuracy;
 5. e^x = p·2^{n₁}·2^{n₂} with n₁ = ⌊n/2⌋, n₂ = n − n₁, each 2^{nᵢ} built as the bits (nᵢ + 1023)·2⁵²: with
    n ∈ [−1076, 1025] both factors are normal numbers, p·2^{n₁} is exact, and the last product rounds once — to a
    subnormal, to 0 (x ≤ −746 ⇒ e^x < 2⁻¹⁰⁷⁶, below half the least subnormal) or to +inf (x ≥ 710 > ln DBL_MAX) as
@@ -41,20 +43,22 @@ Let u = 2⁻⁵³ and r_max = ln2/2 + 10⁻¹². First-order sources, relative t
 
 * reduction: r carries the one rounding of the outer fma (≤ u·|r|) and the error of ln2_hi + ln2_lo ≈ ln2
   (≤ 1076·2⁻⁸⁵ < 10⁻²²); e^{r+δ} = e^r(1 + δ), so it adds |δ| ≤ u·r_max + 10⁻²²;
-* truncation: Σ_{k≥14} r^k/k! ≤ r_max¹⁴/14!·(1 + r_max) ≈ 5.5·10⁻¹⁸ absolute;
-* coefficients: 1/k! rounded to double (exact for k ≤ 2), ≤ u·Σ_{k≥3} r_max^k/k!;
-* Horner: with q₁₃ = c₁₃ and q_k = fma(r, q_{k+1}, c_k) (one rounding per step), the running bound
-  e_k = |r|·e_{k+1} + u·|q_k|, e₁₃ = 0, evaluated with the values |q_k(r)|.
+* approximation: |p(r) − e^r|/e^r for the polynomial with the double coefficients, evaluated exactly —
+  0.0354·u at its maximum (minimax error of the fit, coefficient rounding included; evaluated by :func:`error_bound`
+  with 40-digit decimal arithmetic on the grid, and by the tests with mpmath on a denser one);
+* Horner: with q₁₁ = c₁₁ and q_k = fma(r, q_{k+1}, c_k) (one rounding per step), the running bound
+  e_k = |r|·e_{k+1} + u·|q_k|, e₁₁ = 0, evaluated with the values |q_k(r)|.
 
 Summed and divided by u·e^{−r_max}, this is a bound in units of u relative; a double y in [2ᵉ, 2ᵉ⁺¹) has
 ulp(y) = 2ᵉ⁻⁵² > u·|y|, so the same number bounds the error in ulps. Maximised over r (each source at its worst r, so
-the sum over-estimates): reduction 0.35 + truncation 0.07 + coefficients 0.01 + Horner 1.50 = **1.93 ulp** for every
+the sum over-estimates): reduction 0.35 + approximation 0.04 + Horner 1.50 = **1.88 ulp** for every
 normal result (:data:`ULP_BOUND` = 2 after rounding up; p·2ⁿ is exact when normal), and ≤ 2.43 ulp of 2⁻¹⁰⁷⁴ for a
 subnormal one (the last product adds half an ulp). Measured against correctly rounded values (mpmath): ≤ 0.83 ulp
-on 2·10⁴ uniform points of [−745, 709] (tests/test_polynomial_exp.py).
+on 10⁴ points over [−746, 710] and the Gaussian-kernel range (tests/test_polynomial_exp.py).
 """
 from __future__ import annotations
 
+import decimal
 import math
 import struct
 from dataclasses import dataclass
@@ -69,12 +73,16 @@ from numba.extending import intrinsic
 from refimpl.numba_cache import njit_cached
 
 __all__ = ["polynomial_exp", "polynomial_exp_array", "polynomial_exp_reference", "error_bound", "ExpErrorBound",
-           "ULP_BOUND", "TAYLOR_DEGREE", "prefer_wide_vectors", "target_has_avx512"]
+           "ULP_BOUND", "DEGREE", "COEFFICIENTS", "prefer_wide_vectors", "target_has_avx512"]
 
-TAYLOR_DEGREE = 13
-#: 1/k!, k = 0 … 13, rounded to double
-COEFFICIENTS = tuple(1.0 / math.factorial(k) for k in range(TAYLOR_DEGREE + 1))
-(_C0, _C1, _C2, _C3, _C4, _C5, _C6, _C7, _C8, _C9, _C10, _C11, _C12, _C13) = COEFFICIENTS
+DEGREE = 11
+#: c₀ … c₁₁ of step 4: the minimax fit of refimpl.wasserstein.exp_minimax (``python -m
+#: refimpl.wasserstein.exp_minimax`` prints them), as exact hex floats
+COEFFICIENTS = tuple(float.fromhex(h) for h in (
+    "0x1.0000000000000p+0", "0x1.0000000000000p+0", "0x1.000000000000ap-1", "0x1.5555555555503p-3",
+    "0x1.5555555550606p-5", "0x1.1111111124c7ap-7", "0x1.6c16c184b57d4p-10", "0x1.a01a013da4019p-13",
+    "0x1.a019988c15666p-16", "0x1.71def320b7af5p-19", "0x1.28aedc4571d2dp-22", "0x1.add9e0f0cf250p-26"))
+(_C0, _C1, _C2, _C3, _C4, _C5, _C6, _C7, _C8, _C9, _C10, _C11) = COEFFICIENTS
 
 _LOG2E = 1.4426950408889634            # log₂e rounded
 _LN2_HI = 6.93147180369123816490e-01   # 0x3FE62E42FEE00000 (fdlibm ln2HI[0])
@@ -84,7 +92,7 @@ _SHIFTER_BITS = 0x4338000000000000     # its bit pattern
 _X_LOW, _X_HIGH = -746.0, 710.0        # e^x rounds to 0 below, to +inf above (step 1 of the module docstring)
 _BIAS = 1023
 
-#: the derived bound, in ulps, for normal results (module docstring; :func:`error_bound` gives 1.93 before rounding up)
+#: the derived bound, in ulps, for normal results (module docstring; :func:`error_bound` gives 1.88 before rounding up)
 ULP_BOUND = 2
 
 
@@ -180,9 +188,7 @@ def polynomial_exp(x):
     n = _float64_bits(t) - _SHIFTER_BITS
     nf = t - _SHIFTER
     r = _fma(-nf, _LN2_LO, _fma(-nf, _LN2_HI, x))
-    p = _C13
-    p = _fma(r, p, _C12)
-    p = _fma(r, p, _C11)
+    p = _C11
     p = _fma(r, p, _C10)
     p = _fma(r, p, _C9)
     p = _fma(r, p, _C8)
@@ -237,7 +243,7 @@ def polynomial_exp_reference(x: float) -> float:
     n = struct.unpack("<q", struct.pack("<d", t))[0] - _SHIFTER_BITS
     nf = t - _SHIFTER
     r = _fma_exact(-nf, _LN2_LO, _fma_exact(-nf, _LN2_HI, x))
-    p = _C13
+    p = COEFFICIENTS[-1]
     for c in COEFFICIENTS[-2::-1]:
         p = _fma_exact(r, p, c)
     n1 = n >> 1
@@ -258,13 +264,12 @@ class ExpErrorBound:
 
     r_max: float
     reduction_u: float
-    truncation_u: float
-    coefficients_u: float
+    approximation_u: float
     horner_u: float
 
     @property
     def total_u(self) -> float:
-        return self.reduction_u + self.truncation_u + self.coefficients_u + self.horner_u
+        return self.reduction_u + self.approximation_u + self.horner_u
 
     @property
     def ulps(self) -> float:
@@ -272,34 +277,39 @@ class ExpErrorBound:
         return self.total_u
 
     def __repr__(self) -> str:
-        return (f"ExpErrorBound(r_max={self.r_max:.6f}: reduction {self.reduction_u:.3f}u + truncation "
-                f"{self.truncation_u:.3f}u + coefficients {self.coefficients_u:.3f}u + Horner {self.horner_u:.3f}u "
-                f"= {self.total_u:.3f}u ⇒ ≤ {self.ulps:.2f} ulp)")
+        return (f"ExpErrorBound(r_max={self.r_max:.6f}: reduction {self.reduction_u:.3f}u + approximation "
+                f"{self.approximation_u:.3f}u + Horner {self.horner_u:.3f}u = {self.total_u:.3f}u "
+                f"⇒ ≤ {self.ulps:.2f} ulp)")
 
 
 def error_bound(grid: int = 2001) -> ExpErrorBound:
     """Evaluate the derivation of the module docstring: each source's bound relative to e^r, maximised over ``grid``
-    points r ∈ [−r_max, r_max] (the Horner magnitudes |q_k(r)| are the values at each r; the other sources are
-    largest at |r| = r_max)."""
+    points r ∈ [−r_max, r_max] (the approximation error |p(r) − e^r|/e^r with 40-digit :mod:`decimal` arithmetic —
+    exact products of the doubles r and c_k to that precision, a correctly rounded e^r; the Horner magnitudes |q_k(r)|
+    are the values at each r; the reduction source is largest at |r| = r_max)."""
     if not isinstance(grid, int) or isinstance(grid, bool):
         raise TypeError(f"grid must be an int, got {type(grid).__name__}")
     if grid < 2:
         raise ValueError(f"grid must be >= 2, got {grid}")
     u = 2.0 ** -53
     r_max = math.log(2.0) / 2 + 1e-12
-    c = [1.0 / math.factorial(k) for k in range(TAYLOR_DEGREE + 1)]
-    reduction = truncation = coefficients = horner = 0.0
+    c = COEFFICIENTS
+    reduction = approximation = horner = 0.0
+    ctx = decimal.Context(prec=40)
+    cd = [decimal.Decimal(ck) for ck in c]
     for r in np.linspace(-r_max, r_max, grid):
         r = float(r)
         er = math.exp(r)
         a = abs(r)
         reduction = max(reduction, (u * a + 1e-22) / u)  # e^{r+δ} = e^r (1 + δ)
-        tail = a ** (TAYLOR_DEGREE + 1) / math.factorial(TAYLOR_DEGREE + 1) * (1.0 + a)
-        truncation = max(truncation, tail / er / u)
-        coefficients = max(coefficients, sum(a ** k * c[k] for k in range(3, TAYLOR_DEGREE + 1)) / er)
-        q, e = c[TAYLOR_DEGREE], 0.0  # q_13 = c_13; q_k = fma(r, q_{k+1}, c_k); e_k its running error bound
-        for k in range(TAYLOR_DEGREE - 1, -1, -1):
+        rd, pd = decimal.Decimal(r), decimal.Decimal(0)
+        for ck in reversed(cd):
+            pd = ctx.add(ctx.multiply(pd, rd), ck)
+        exact = ctx.exp(rd)
+        approximation = max(approximation, float(abs(ctx.divide(pd, exact) - 1)) / u)
+        q, e = c[DEGREE], 0.0  # q_11 = c_11; q_k = fma(r, q_{k+1}, c_k); e_k its running error bound
+        for k in range(DEGREE - 1, -1, -1):
             q = c[k] + r * q
             e = a * e + u * abs(q)
         horner = max(horner, e / er / u)
-    return ExpErrorBound(r_max, reduction, truncation, coefficients, horner)
+    return ExpErrorBound(r_max, reduction, approximation, horner)
