@@ -112,7 +112,7 @@ def render(res: dict) -> str:
               "Times in seconds (median after a warm-up call; ¹ one timed call). `% vec roof` / `% own-exp roof` / "
               "`% scalar roof` = t_roof / t with t_roof = N²(n_exp/R_exp + k/R_fma) (benchmarks/exp_roof.py: "
               "interaction n_exp = 1, "
-              "k = 5d+3; KDE score n_exp = 2, k = 8d+8). Ratios are peer time / numba time (> 1: refimpl faster). "
+              "k = 5d+2; KDE score n_exp = 2, k = 8d+6). Ratios are peer time / numba time (> 1: refimpl faster). "
               "`err` = largest relative deviation of any route from numba.", "",
               "| kernel | N | d | numba s | % vec roof | % own-exp roof | % scalar roof | numba libm exp s | "
               "libm/numba | pykeops s | pykeops/numba | torch mm s | torch/numba | err |",
