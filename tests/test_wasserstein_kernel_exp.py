@@ -92,10 +92,11 @@ EXPS = {"libm": math.exp, "polynomial": _polynomial_exp_scalar}
 
 @pytest.mark.parametrize("exp", ["libm", "polynomial"])
 def test_each_path_is_bit_identical_to_the_scalar_formula(exp):
-    """N = 37 (odd: the single-j tail runs), d = 3 (odd: the one-coordinate tail of the two-coordinate passes), and
-    N = 300 > ROWS_PER_BLOCK at d = 2 (a full block and a partial one)."""
+    """N = 37 and 39 (odd: the single-j tail runs; 39 ≡ 3 mod 4: after the polynomial path's four-j passes a two-j
+    pass runs too), d = 3 (odd: the one-coordinate tail of the two-coordinate passes), and N = 300 > ROWS_PER_BLOCK at
+    d = 2 (a full block and a partial one)."""
     f, fused = EXPS[exp], exp == "polynomial"
-    for n, d in ((37, 3), (300, 2)):
+    for n, d in ((37, 3), (39, 3), (300, 2)):
         X = np.random.default_rng(n).standard_normal((n, d))
         assert np.array_equal(_numba.gaussian_interaction_gradient(X, 0.7, 1.1, exp),
                               python_interaction(X, 0.7, 1.1, f, fused=fused))
