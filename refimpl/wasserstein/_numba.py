@@ -32,16 +32,26 @@ t = 0 … T−1 (coordinate i = coords[t], step η = etas[i]) in place on the pa
   x_kᵢ ← cᵢ + sign(x_kᵢ − cᵢ) max(|x_kᵢ − cᵢ| − ηλᵢ, 0).
 
 Pairwise kernels, layout and exp: output particles are processed in blocks of :data:`ROWS_PER_BLOCK` rows, one SIMD
-lane per row (section "row blocks" below), and the kernel value exp(·) is, by default (``exp="polynomial"``),
-:func:`refimpl.wasserstein.polynomial_exp.polynomial_exp` — straight-line code LLVM vectorises, ≤ 2 ulp — or, with
-``exp="libm"``, the C library's scalar exp (what ``np.exp``/``math.exp`` compile to in Numba; bit-identical to the
-per-row kernels this module had before). The two differ only in the exp values.
+lane per row (section "row blocks" below; docs/theory/wasserstein-gradients.md §9). Two paths, chosen by ``exp``:
+
+* ``exp="polynomial"`` (default): the kernel value is
+  :func:`refimpl.wasserstein.polynomial_exp.polynomial_exp` (straight-line code LLVM vectorises, ≤ 2 ulp) of the
+  exponent r²·(−0.5·(1/s²)) (one multiply; halving 1/s² is exact), the squared distances and the accumulations are fused
+  multiply-adds (r² = fma(z, z, r²), acc = fma(w, z, acc): one rounding instead of two, fewer operations), the
+  accumulators take four j per pass, and the block loops are compiled for 512-bit vectors on AVX-512 CPUs
+  (:func:`~refimpl.wasserstein.polynomial_exp.prefer_wide_vectors`; any width gives the same bits);
+* ``exp="libm"``: the C library's scalar exp of (−0.5·r²)·(1/s²), products and sums rounded separately — what
+  ``np.exp``/``math.exp`` compile to in Numba, bit-identical to the per-row kernels this module had before.
+
+The two paths differ by the exp values and the roundings of r² and of the accumulation, within the bound derived and
+tested in tests/test_wasserstein_kernel_exp.py.
 
 Determinism: the pairwise kernels run ``prange`` over blocks of *output* particles only; each k sums its own row in
-the order j = 0, 1, …, N−1 (two j per pass, added in that order), and no reduction crosses threads or lanes. The
-sweeps are serial (a sweep is a sequence of short O(N)/O(N²) steps, where thread start-up per step costs more than it
-saves on a shared machine); ``squared_distances`` runs ``prange`` over the output row only. Every sum runs in a fixed order, no ``fastmath``: bit-identical results for
-any thread count. The cached D drifts from a fresh computation only by rounding (≈ √T·ε·max D after T steps).
+the order j = 0, 1, …, N−1 (two or four j per pass, added in that order), and no reduction crosses threads or lanes.
+The sweeps are serial (a sweep is a sequence of short O(N)/O(N²) steps, where thread start-up per step costs more
+than it saves on a shared machine); ``squared_distances`` runs ``prange`` over the output row only. Every sum runs
+in a fixed order, no ``fastmath``: bit-identical results for any thread count and vector width. The cached D drifts
+from a fresh computation only by rounding (≈ √T·ε·max D after T steps).
 
 These functions do **no** argument checking; they are called only through the checked energy methods and drivers.
 """
@@ -109,12 +119,14 @@ def _soft_threshold(v, center, thr):
 # A block of ROWS_PER_BLOCK output particles k0 … k0+m−1 is one prange iteration. For each j = 0 … N−1 in order, the
 # block's helpers below run short loops over the rows q (the SIMD lanes, reading the block's rows transposed,
 # Xb[ℓ, q] = x_{k0+q, ℓ}):
-# squared distances, kernel values, accumulation. Row k performs exactly the operations of the scalar formula
-# helpers above, in the same order, whatever block or lane it lands in — the blocking changes speed, not bits.
+# squared distances, kernel values, accumulation. Row k performs exactly the operations of its path's scalar formula
+# (the libm path: the helpers above; the polynomial path: the same with fused steps), in the same order, whatever
+# block or lane it lands in — the blocking changes speed, not bits.
 # =====================================================================================================================
 
 #: output particles per block: the lanes of the vectorised loops (r2, w and the (d, 256) accumulators stay in L1/L2;
-#: 64 and 1024 were slower at N = 4000, d ∈ {2, 10})
+#: 64 and 1024 were slower at N = 4000, d ∈ {2, 10}; with 512-bit vectors 128 and 512 were within the noise of 256
+#: at N = 10⁴)
 ROWS_PER_BLOCK = 256
 
 
