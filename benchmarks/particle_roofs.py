@@ -1,6 +1,10 @@
 r"""The particle kernels against the exp-aware roofs and their peers, every number from one process:
 
-    python benchmarks/particle_roofs.py [--quick] [--json out.json] [--no-write]
+    python benchmarks/particle_roofs.py [--quick | --profile NAME] [--json out.json] [--no-write]
+
+    # one core, everything single-threaded (less exposed to other jobs on a shared 2-core machine):
+    NUMBA_NUM_THREADS=1 OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1 \
+        python benchmarks/particle_roofs.py --profile one-core
 
 In one sitting (so that ratios compare numbers measured under the same machine load):
 
@@ -37,6 +41,9 @@ PROFILES = {
              "min_total_s": 0.2, "min_repeats": 3},
     "quick": {"N": (1000,), "d": (2, 10), "torch_up_to_N": 1000, "libm_up_to_N": 1000, "roof_n": 1000,
               "min_total_s": 0.05, "min_repeats": 2},
+    # N = 10⁴ only, numba and pykeops; meant to run with every library on one thread (module docstring)
+    "one-core": {"N": (10000,), "d": (2, 10), "torch_up_to_N": 0, "libm_up_to_N": 0, "roof_n": 2000,
+                 "min_total_s": 0.2, "min_repeats": 3},
 }
 ROUTES = ("numba", "numba libm exp", "pykeops", "torch mm")
 BEGIN, END = "<!-- BEGIN GENERATED PARTICLE ROOFS -->", "<!-- END GENERATED PARTICLE ROOFS -->"
@@ -112,7 +119,7 @@ def render(res: dict) -> str:
               "Times in seconds (median after a warm-up call; ¹ one timed call). `% vec roof` / `% own-exp roof` / "
               "`% scalar roof` = t_roof / t with t_roof = N²(n_exp/R_exp + k/R_fma) (benchmarks/exp_roof.py: "
               "interaction n_exp = 1, "
-              "k = 5d+3; KDE score n_exp = 2, k = 8d+8). Ratios are peer time / numba time (> 1: refimpl faster). "
+              "k = 5d+2; KDE score n_exp = 2, k = 8d+6). Ratios are peer time / numba time (> 1: refimpl faster). "
               "`err` = largest relative deviation of any route from numba.", "",
               "| kernel | N | d | numba s | % vec roof | % own-exp roof | % scalar roof | numba libm exp s | "
               "libm/numba | pykeops s | pykeops/numba | torch mm s | torch/numba | err |",
@@ -148,16 +155,18 @@ def write_into(path: Path, md: str) -> None:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--quick", action="store_true", help="the 'quick' profile")
+    ap.add_argument("--profile", choices=sorted(PROFILES), help="a profile by name (default: full)")
     ap.add_argument("--json", metavar="OUT")
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args(argv)
-    res = collect("quick" if args.quick else "full")
+    profile = args.profile or ("quick" if args.quick else "full")
+    res = collect(profile)
     md = render(res)
     print(md)
     if args.json:
         Path(args.json).write_text(json.dumps(res, indent=1, default=float))
-    if not args.no_write and not args.quick:
+    if not args.no_write and profile == "full":
         write_into(ROOT / "benchmarks" / "RESULTS.md", md)
     bad = [f"{c['kernel']} N={c['N']} d={c['d']} {name}" for c in res["cases"]
            for name, r in c["routes"].items() if "absent" not in r and not r["agrees"]]

@@ -7,10 +7,10 @@ from benchmarks import exp_roof, particle_roofs
 
 def test_roof_formula():
     """t_roof = N²(n_exp/R_exp + k/R_fma): interaction at N = 100, d = 2, R_exp = 1e8, R_fma = 1e10 by hand:
-    1e4·(1/1e8 + 13/1e10) = 1e-4 + 1.3e-5."""
-    assert exp_roof.roof_seconds("interaction", 100, 2, 1e8, 1e10) == pytest.approx(1.13e-4, rel=1e-14)
-    assert exp_roof.roof_seconds("kde_score", 100, 10, 1e8, 1e10) == pytest.approx(1e4 * (2e-8 + 88e-10), rel=1e-14)
-    assert exp_roof.fraction_of_roof(2.26e-4, "interaction", 100, 2, 1e8, 1e10) == pytest.approx(0.5, rel=1e-12)
+    1e4·(1/1e8 + 12/1e10) = 1e-4 + 1.2e-5 (k = 5d + 2); KDE score at d = 10: k = 8d + 6 = 86."""
+    assert exp_roof.roof_seconds("interaction", 100, 2, 1e8, 1e10) == pytest.approx(1.12e-4, rel=1e-14)
+    assert exp_roof.roof_seconds("kde_score", 100, 10, 1e8, 1e10) == pytest.approx(1e4 * (2e-8 + 86e-10), rel=1e-14)
+    assert exp_roof.fraction_of_roof(2.24e-4, "interaction", 100, 2, 1e8, 1e10) == pytest.approx(0.5, rel=1e-12)
 
 
 def test_arguments_are_checked():

@@ -1,15 +1,19 @@
 """The pair kernels' two exp paths (refimpl.wasserstein._numba, ``exp="polynomial"`` default, ``exp="libm"``):
 
-* each path is bit-identical to a pure-Python per-row loop of the scalar formula with the same exp (``math.exp`` —
-  the C library's, which Numba calls — or the polynomial exp one value at a time, itself bit-identical to its
-  pure-Python route in tests/test_polynomial_exp.py): the row blocks, the SIMD lanes and the two-j passes change
-  the speed, not a bit;
-* the two paths differ by no more than the bound derived from the exp ulp bounds and the number of terms;
-* both are bit-identical for 1 and all threads; the loops of the default path vectorise (LLVM IR);
+* each path is bit-identical to a pure-Python per-row loop of the scalar formula with the same exp and the same
+  roundings (libm: ``math.exp`` — the C library's, which Numba calls — products and sums rounded separately, exponent
+  (−0.5·r²)·(1/s²); polynomial: the polynomial exp one value at a time, itself bit-identical to its pure-Python route
+  in tests/test_polynomial_exp.py, squared distances and accumulations by exactly rounded fused multiply-adds,
+  exponent r²·(−0.5/s²)): the row blocks, the SIMD lanes and the two-j passes change the speed, not a bit;
+* the two paths differ by no more than the bound derived from the exp ulp bounds, the squared distances' rounding
+  and the number of terms;
+* both are bit-identical for 1 and all threads, and for 256- and 512-bit vectors; the loops of the default path
+  vectorise (LLVM IR);
 * ``exp`` is checked.
 """
 import math
 import re
+from pathlib import Path
 
 import numba
 import numpy as np
@@ -18,7 +22,7 @@ from hypothesis import given, settings
 
 from refimpl.testing.strategies_wasserstein import particle_clouds
 from refimpl.wasserstein import _numba, pairwise_sums
-from refimpl.wasserstein.polynomial_exp import ULP_BOUND, polynomial_exp_array
+from refimpl.wasserstein.polynomial_exp import ULP_BOUND, _fma_exact, polynomial_exp_array
 
 U = 2.0 ** -53
 LIBM_ULPS = 1.0  # the C library's exp: ≤ 1 ulp (glibc's documented bound for exp on x86-64)
@@ -26,52 +30,57 @@ LIBM_ULPS = 1.0  # the C library's exp: ≤ 1 ulp (glibc's documented bound for 
 
 # --- pure-Python routes: the scalar formula helpers of _numba.py, row by row, j in order -----------------------------
 
-def _row_sums(X, exp, scale, inv_s2, factor=None, cols=None):
+def _squared_distance(X, k, j, fused):
+    r2 = 0.0
+    for ell in range(X.shape[1]):
+        z = float(X[k, ell]) - float(X[j, ell])
+        r2 = _fma_exact(z, z, r2) if fused else r2 + z * z
+    return r2
+
+
+def _kernel(r2, exp, inv_s2, fused):
+    return exp(r2 * (-0.5 * inv_s2)) if fused else exp(-0.5 * r2 * inv_s2)
+
+
+def _row_sums(X, exp, scale, inv_s2, factor=None, cols=None, fused=False):
     n, d = X.shape
     cols = range(d) if cols is None else cols
     out = np.empty((n, len(cols)))
     for k in range(n):
         acc = [0.0] * len(cols)
         for j in range(n):
-            r2 = 0.0
-            for ell in range(d):
-                z = float(X[k, ell]) - float(X[j, ell])
-                r2 += z * z
-            w = scale * exp(-0.5 * r2 * inv_s2)
+            w = scale * _kernel(_squared_distance(X, k, j, fused), exp, inv_s2, fused)
             if factor is not None:
                 w = w * (factor[k] + factor[j])
             for c, ell in enumerate(cols):
-                acc[c] += w * (float(X[k, ell]) - float(X[j, ell]))
+                z = float(X[k, ell]) - float(X[j, ell])
+                acc[c] = _fma_exact(w, z, acc[c]) if fused else acc[c] + w * z
         for c in range(len(cols)):
             out[k, c] = acc[c] / n
     return out
 
 
-def python_interaction(X, a, s, exp, cols=None):
+def python_interaction(X, a, s, exp, cols=None, fused=False):
     inv_s2 = 1.0 / (s * s)
-    return _row_sums(X, exp, -a * inv_s2, inv_s2, cols=cols)
+    return _row_sums(X, exp, -a * inv_s2, inv_s2, cols=cols, fused=fused)
 
 
-def python_mean_kernel(X, eps, exp):
+def python_mean_kernel(X, eps, exp, fused=False):
     n, d = X.shape
     inv = 1.0 / (eps * eps)
     out = np.empty(n)
     for k in range(n):
         acc = 0.0
         for j in range(n):
-            r2 = 0.0
-            for ell in range(d):
-                z = float(X[k, ell]) - float(X[j, ell])
-                r2 += z * z
-            acc += exp(-0.5 * r2 * inv)
+            acc += _kernel(_squared_distance(X, k, j, fused), exp, inv, fused)
         out[k] = acc / n
     return out
 
 
-def python_blob_score(X, eps, exp, cols=None):
+def python_blob_score(X, eps, exp, cols=None, fused=False):
     inv = 1.0 / (eps * eps)
-    kbar = python_mean_kernel(X, eps, exp)
-    return _row_sums(X, exp, -1.0 * inv, inv, factor=[1.0 / v for v in kbar], cols=cols)
+    kbar = python_mean_kernel(X, eps, exp, fused)
+    return _row_sums(X, exp, -1.0 * inv, inv, factor=[1.0 / v for v in kbar], cols=cols, fused=fused)
 
 
 def _polynomial_exp_scalar(v):
@@ -83,59 +92,75 @@ EXPS = {"libm": math.exp, "polynomial": _polynomial_exp_scalar}
 
 @pytest.mark.parametrize("exp", ["libm", "polynomial"])
 def test_each_path_is_bit_identical_to_the_scalar_formula(exp):
-    """N = 37 (odd: the single-j tail runs), d = 3 (odd: the one-coordinate tail of the two-coordinate passes), and
-    N = 300 > ROWS_PER_BLOCK at d = 2 (a full block and a partial one)."""
-    f = EXPS[exp]
-    for n, d in ((37, 3), (300, 2)):
+    """N = 37 and 39 (odd: the single-j tail runs; 39 ≡ 3 mod 4: after the polynomial path's four-j passes a two-j
+    pass runs too), d = 3 (odd: the one-coordinate tail of the two-coordinate passes), and N = 300 > ROWS_PER_BLOCK at
+    d = 2 (a full block and a partial one)."""
+    f, fused = EXPS[exp], exp == "polynomial"
+    for n, d in ((37, 3), (39, 3), (300, 2)):
         X = np.random.default_rng(n).standard_normal((n, d))
         assert np.array_equal(_numba.gaussian_interaction_gradient(X, 0.7, 1.1, exp),
-                              python_interaction(X, 0.7, 1.1, f))
-        assert np.array_equal(_numba.mean_kernel(X, 0.35, exp), python_mean_kernel(X, 0.35, f))
+                              python_interaction(X, 0.7, 1.1, f, fused=fused))
+        assert np.array_equal(_numba.mean_kernel(X, 0.35, exp), python_mean_kernel(X, 0.35, f, fused))
         if n > 100:
             continue  # the blob score's pure-Python route costs 2N² exps: the small case covers it
-        assert np.array_equal(_numba.blob_score(X, 0.35, exp), python_blob_score(X, 0.35, f))
+        assert np.array_equal(_numba.blob_score(X, 0.35, exp), python_blob_score(X, 0.35, f, fused=fused))
         assert np.array_equal(_numba.gaussian_interaction_partial(X, 1, -0.4, 0.8, exp),
-                              python_interaction(X, -0.4, 0.8, f, cols=[1])[:, 0])
-        assert np.array_equal(_numba.blob_score_partial(X, 2, 0.35, exp), python_blob_score(X, 0.35, f, cols=[2])[:, 0])
+                              python_interaction(X, -0.4, 0.8, f, cols=[1], fused=fused)[:, 0])
+        assert np.array_equal(_numba.blob_score_partial(X, 2, 0.35, exp),
+                              python_blob_score(X, 0.35, f, cols=[2], fused=fused)[:, 0])
 
 
 def _abs_terms(X, scale, inv_s2, factor=None):
-    """S[k, ℓ] = Σ_j |w_kj (x_kℓ − x_jℓ)| (NumPy, for the bound)."""
+    """(S, SA): S[k, ℓ] = Σ_j |t_kjℓ|, SA[k, ℓ] = Σ_j A_kj·|t_kjℓ| with t_kjℓ = w_kj (x_kℓ − x_jℓ) and the exponent
+    A_kj = |x_k − x_j|²/(2s²) (NumPy, for the bound)."""
     Z = X[:, None, :] - X[None, :, :]
-    w = np.abs(scale) * np.exp(-0.5 * np.sum(Z * Z, axis=2) * inv_s2)
+    A = 0.5 * np.sum(Z * Z, axis=2) * inv_s2
+    w = np.abs(scale) * np.exp(-A)
     if factor is not None:
         w = w * (factor[:, None] + factor[None, :])
-    return np.sum(np.abs(w[:, :, None] * Z), axis=1)
+    T = np.abs(w[:, :, None] * Z)
+    return np.sum(T, axis=1), np.sum(A[:, :, None] * T, axis=1)
 
 
 @settings(max_examples=25, deadline=None)
 @given(X=particle_clouds(n=(1, 40), d=(1, 4), bound=3.0))
 def test_paths_differ_within_the_derived_bound(X):
-    """Bound (first order in u = 2⁻⁵³). Both paths run the same operations on exp values e_P, e_L with
-    |e_P − e_L| ≤ (ULP_BOUND + LIBM_ULPS) ulp(e) ≤ 2(ULP_BOUND + LIBM_ULPS)·u·e. A term t_j = (scale·e)·z (times
-    (1/K̄_k + 1/K̄_j) for the score) then differs by ≤ (2(ULP_BOUND + LIBM_ULPS) + 4)u·|t_j| (two products rounding
-    differently on each side), and each recursive sum of N terms adds ≤ (N − 1)u·Σ|t_j| per path, so
-    |out_P − out_L| ≤ [(2(ULP_BOUND + LIBM_ULPS) + 4) + 2(N − 1) + 2]·u·(1/N)·Σ_j|t_j| (+2: the final divisions).
-    K̄ (positive terms) differs by δ_K ≤ that bracket's relative size, which enters the score's factor: add
-    δ_K/u + 3 to the bracket."""
-    n = X.shape[0]
+    """Bound (first order in u = 2⁻⁵³). Both paths form the same differences z_ℓ = x_kℓ − x_jℓ. Squared distance:
+    libm sums rounded products, polynomial runs fused steps; each is within d·u·R of R = Σ z_ℓ² (d roundings), so
+    they differ by ≤ 2d·u·R. Exponent: (−0.5·r²)·(1/s²) and r²·(−0.5/s²) each round once (the halvings are exact), so
+    the exponents differ by ≤ (2d + 2)·u·A, A = R/(2s²), and e^{−A} by that much relative. Exp values: e_P, e_L within
+    ULP_BOUND and LIBM_ULPS ulp, ≤ 2(ULP_BOUND + LIBM_ULPS)·u relative. A term t_j = (scale·e)·z (times
+    (1/K̄_k + 1/K̄_j) for the score; accumulated by a fused step in the polynomial path) then differs by
+    ≤ (2(ULP_BOUND + LIBM_ULPS) + 4 + (2d + 2)A_j)·u·|t_j| (the scale product on each side, the libm path's rounded
+    product, one more for the polynomial path's N-th rounding), and each recursive sum of N terms adds
+    ≤ (N − 1)u·Σ|t_j| per path, so |out_P − out_L| ≤ u·(1/N)·[bracket·Σ_j|t_j| + (2d + 2)·Σ_j A_j|t_j|] with
+    bracket = (2(ULP_BOUND + LIBM_ULPS) + 4) + 2(N − 1) + 2 (+2: the final divisions). K̄ (positive terms, scale 1)
+    differs by that bound relative to K̄_k, δ_k; it enters the score's factor 1/K̄_k + 1/K̄_j by ≤ max_k δ_k relative:
+    add max_k δ_k/u + 3 to the score's bracket. Second-order terms: A ≤ 4·6²/(2·0.35²) < 600 here, so
+    ((2d + 2)·u·A)² < 10⁻²⁴ against first-order terms ≥ u: inside the 10⁻¹² slack."""
+    n, d = X.shape
     per_term = 2 * (ULP_BOUND + LIBM_ULPS) + 4
     bracket = per_term + 2 * (n - 1) + 2
+    distance = 2 * d + 2
     a, s, eps = 0.7, 1.1, 0.35
 
     P = _numba.gaussian_interaction_gradient(X, a, s, "polynomial")
     L = _numba.gaussian_interaction_gradient(X, a, s, "libm")
-    S = _abs_terms(X, -a / (s * s), 1.0 / (s * s)) / n
-    assert np.all(np.abs(P - L) <= bracket * U * S * (1 + 1e-12))
+    S, SA = _abs_terms(X, -a / (s * s), 1.0 / (s * s))
+    assert np.all(np.abs(P - L) <= (bracket * S + distance * SA) / n * U * (1 + 1e-12))
 
     kP = _numba.mean_kernel(X, eps, "polynomial")
     kL = _numba.mean_kernel(X, eps, "libm")
-    assert np.all(np.abs(kP - kL) <= bracket * U * kL * (1 + 1e-12))  # K̄ = (1/N)Σ|terms|
+    Z = X[:, None, :] - X[None, :, :]
+    A = 0.5 * np.sum(Z * Z, axis=2) / (eps * eps)
+    K_bound = (bracket * kL + distance * np.sum(A * np.exp(-A), axis=1) / n) * U * (1 + 1e-12)
+    assert np.all(np.abs(kP - kL) <= K_bound)  # K̄ = (1/N)Σ|terms|
 
     P = _numba.blob_score(X, eps, "polynomial")
     L = _numba.blob_score(X, eps, "libm")
-    S = _abs_terms(X, -1.0 / (eps * eps), 1.0 / (eps * eps), factor=1.0 / kL) / n
-    assert np.all(np.abs(P - L) <= (bracket + bracket + 3) * U * S * (1 + 1e-12))
+    delta_K = np.max(K_bound / kL) / U
+    S, SA = _abs_terms(X, -1.0 / (eps * eps), 1.0 / (eps * eps), factor=1.0 / kL)
+    assert np.all(np.abs(P - L) <= ((bracket + delta_K + 3) * S + distance * SA) / n * U * (1 + 1e-12))
 
 
 @pytest.mark.parametrize("exp", ["libm", "polynomial"])
@@ -169,12 +194,18 @@ def test_exp_is_checked():
         _numba.blob_score_partial(X, 0, 1.0, exp="")
 
 
-def test_default_kernel_loops_vectorise():
-    """The interaction kernel's IR (compiled here, uncached, to inspect it) has vector FMAs on doubles — the inlined
-    polynomial exp in SIMD lanes — and no call to the C library's exp; the libm path calls it."""
+@pytest.fixture(scope="module")
+def fresh_interaction_kernel():
+    """The interaction kernel compiled here, uncached (a dispatcher loaded from Numba's cache cannot be inspected)."""
     from numba import njit
 
-    kernel = njit(_numba._gaussian_interaction_numba.py_func, parallel=True)
+    return njit(_numba._gaussian_interaction_numba.py_func, parallel=True)
+
+
+def test_default_kernel_loops_vectorise(fresh_interaction_kernel):
+    """The interaction kernel's IR (compiled here, uncached, to inspect it) has vector FMAs on doubles — the inlined
+    polynomial exp in SIMD lanes — and no call to the C library's exp; the libm path calls it."""
+    kernel = fresh_interaction_kernel
     X = np.random.default_rng(0).standard_normal((50, 2))
     for use_libm in (False, True):
         assert np.array_equal(kernel(X, 0, 2, 0.7, 1.1, use_libm),
@@ -183,3 +214,70 @@ def test_default_kernel_loops_vectorise():
     polynomial = "\n".join(v for k, v in kernel.inspect_llvm().items() if k == sigs[0])
     assert re.search(r"llvm\.fma\.v\d+f64", polynomial)
     assert re.search(r"fmul <\d+ x double>", polynomial)
+
+
+def _kernel_without_wide_vectors(fn):
+    """The kernel's Python function compiled (uncached) with ``prefer_wide_vectors`` replaced by a no-op: LLVM's
+    default vector width for the target (256-bit on AVX-512 Xeons), for the width comparison."""
+    import types as pytypes
+
+    from numba import njit, types
+    from numba.extending import intrinsic
+
+    @intrinsic
+    def no_preference(typingctx):
+        return types.none(), lambda context, builder, signature, args: context.get_dummy_value()
+
+    py = fn.py_func
+    glb = dict(py.__globals__, prefer_wide_vectors=no_preference)
+    return njit(pytypes.FunctionType(py.__code__, glb, py.__name__, py.__defaults__, py.__closure__), parallel=True)
+
+
+def test_bit_identical_across_vector_widths(fresh_interaction_kernel):
+    """Each lane runs the same IEEE operations at any vector width: the interaction kernel compiled without the
+    512-bit preference gives the same bits as the default one (on a CPU without AVX-512 both are the same code; the
+    mean-kernel and score kernels are built from the same block helpers and are not recompiled here, to keep the test
+    short). N = 301 and d = 3 exercise full and partial vectors and the odd tails."""
+    from refimpl.wasserstein.polynomial_exp import target_has_avx512
+
+    X = np.random.default_rng(11).standard_normal((301, 3))
+    narrow = _kernel_without_wide_vectors(_numba._gaussian_interaction_numba)
+    assert np.array_equal(narrow(X, 0, 3, 0.7, 1.1, False), _numba.gaussian_interaction_gradient(X, 0.7, 1.1))
+    if target_has_avx512():
+        # compiled here (uncached dispatchers can be inspected): the comparison is between 512- and 256-bit code
+        wide = fresh_interaction_kernel
+        assert np.array_equal(wide(X, 0, 3, 0.7, 1.1, False), narrow(X, 0, 3, 0.7, 1.1, False))
+        asm = "\n".join(wide.inspect_asm().values())
+        narrow_asm = "\n".join(narrow.inspect_asm().values())
+        assert "zmm" in asm and "zmm" not in narrow_asm
+
+
+def test_bit_identical_without_avx512(tmp_path):
+    """Compiled for a CPU without AVX-512 (NUMBA_CPU_NAME=haswell in a subprocess), the exp scales by exponent bits
+    instead of ldexp and vectorises 4-wide: the polynomial exp and the default interaction kernel give the same bits
+    as in this process. (~20 s: the subprocess compiles the kernels.)"""
+    import os
+    import subprocess
+    import sys
+
+    x = np.concatenate([np.linspace(-746.0, 710.0, 4001), np.linspace(-40.0, 0.0, 999), [-745.5, -744.0, -708.5]])
+    X = np.random.default_rng(12).standard_normal((67, 3))
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "X.npy", X)
+    script = (
+        "import sys, numpy as np\n"
+        "from refimpl.wasserstein.polynomial_exp import polynomial_exp_array, target_has_avx512\n"
+        "from refimpl.wasserstein import _numba\n"
+        "assert not target_has_avx512()\n"
+        "d = sys.argv[1]\n"
+        "np.save(d + '/e.npy', polynomial_exp_array(np.load(d + '/x.npy')))\n"
+        "np.save(d + '/f.npy', _numba.gaussian_interaction_gradient(np.load(d + '/X.npy'), 0.7, 1.1))\n")
+    features = ("+64bit,+avx,+avx2,+bmi,+bmi2,+cmov,+cx16,+f16c,+fma,+fxsr,+lzcnt,+mmx,+movbe,+popcnt,+sse,+sse2,"
+                "+sse3,+sse4.1,+sse4.2,+ssse3,+xsave,-avx512f")
+    env = dict(os.environ, NUMBA_CPU_NAME="haswell", NUMBA_CPU_FEATURES=features,
+               NUMBA_CACHE_DIR=str(tmp_path / "cache"))
+    root = str(Path(__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
+    subprocess.run([sys.executable, "-c", script, str(tmp_path)], env=env, check=True, cwd=root, timeout=300)
+    assert np.array_equal(np.load(tmp_path / "e.npy").view(np.int64), polynomial_exp_array(x).view(np.int64))
+    assert np.array_equal(np.load(tmp_path / "f.npy"), _numba.gaussian_interaction_gradient(X, 0.7, 1.1))
