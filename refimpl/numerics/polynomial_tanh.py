@@ -1,7 +1,7 @@
 r"""tanh and sech² for float64 that LLVM vectorises, built on :func:`~refimpl.numerics.polynomial_exp.polynomial_exp`:
 no call, no branch (both routes below are computed and one is selected), so a loop of them compiles to SIMD code and
 rounds identically in every lane. Used by the tanh field's compiled point functions (:mod:`refimpl.ode._numba`).
-Derivation: docs/theory/discrete-adjoint.md §14.
+Derivation: docs/theory/discrete-adjoint.md §13.
 
 **tanh** (a = |z|, r = −2a, exact; the sign restored by ``copysign`` at the end, so tanh(−0) = −0):
 
