@@ -409,3 +409,57 @@ def test_the_sweeps_allocate_nothing_per_step(tmp_path):
     small, large = json.loads(out.stdout.strip().splitlines()[-1])
     assert all(v > 0 for v in small.values()), small       # the counter is on (each sweep allocates its buffers)
     assert small == large, (small, large)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# the backward sweeps' finiteness count and the prefetch hint
+
+
+@pytest.mark.parametrize("method,starter", [(RK4, None), (LEAPFROG, "forward_euler")], ids=["rk4", "leapfrog"])
+@pytest.mark.parametrize("layout", ["stage", "step", "constant"])
+def test_the_backward_sweeps_count_nonfinite_gradient_values(method, starter, layout):
+    """The count the backward sweep keeps (of inf / NaN values written into gradient rows) is 0 exactly when the
+    returned gradient is finite — on a finite problem and on one whose gradient overflows (λ_N = 1e300, states
+    ~1e10 with W ~ 1e-20, so sech² z ≈ 1 and u xᵀ ~ 1e309)."""
+    d, N = 4, 9
+    smp = parameter_samples(method, 1.0, N, layout, starter)
+    h = 1.0 / N
+    rng = np.random.default_rng(3)
+    for lam_scale in (1.0, 1e300):
+        theta = rng.standard_normal((smp.n_samples, d * d + d))
+        x0 = rng.standard_normal(d)
+        lam_N = np.full(d, lam_scale)
+        if lam_scale > 1.0:
+            theta[:, :d * d] *= 1e-20
+            x0 *= 1e10
+        nonfinite = np.zeros(1, dtype=np.int64)
+        if method is RK4:
+            A, b, _ = RK4.arrays()
+            hA, hb = np.ascontiguousarray(h * A), np.ascontiguousarray(h * b)
+            xs = kernels.erk_forward(TanhField.kernel, x0, theta, smp.stage_index, hA, hb)
+            g, _ = kernels._erk_backward_prepared(TanhField.kernel, xs, theta, np.asarray(smp.stage_index), hA, hb,
+                                                  np.empty(0), lam_N, np.empty((0, 4, d)), nonfinite)
+        else:
+            A, b, _ = smp.starter.arrays()
+            args = (np.asarray(smp.stage_index), np.ascontiguousarray(h * A), np.ascontiguousarray(h * b),
+                    np.array([1.0, -0.0]), np.array([0.0, 2.0 * h]), np.asarray(smp.grid_index))
+            xs = kernels.lmm_forward(TanhField.kernel, x0, theta, *args)
+            g, _ = kernels._lmm_backward_prepared(TanhField.kernel, xs, theta, *args, lam_N, np.zeros((0, d)),
+                                                  np.zeros(0, dtype=np.bool_), nonfinite)
+        assert (nonfinite[0] == 0) == bool(np.all(np.isfinite(g)))
+        if lam_scale > 1.0:
+            assert nonfinite[0] > 0
+
+
+@njit
+def _prefetch_rows(a, rows):
+    for r in rows:
+        kernels._prefetch(a, r)
+    return a.sum()
+
+
+def test_prefetch_is_only_a_hint():
+    """Rows out of range (the −1 of an unused LMM sample, past the end) are skipped, and nothing changes."""
+    a = np.arange(30.0).reshape(3, 10)
+    assert _prefetch_rows(a, np.array([-1, 0, 2, 3, 10**6])) == np.arange(30.0).sum()
+    assert np.array_equal(a, np.arange(30.0).reshape(3, 10))

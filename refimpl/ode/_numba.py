@@ -25,7 +25,7 @@ Non-uniform grids (Runge–Kutta): the ERK sweeps take the steps :math:`h_n` and
 step adjoints over it, so its results are bit-identical to ``erk_backward`` on the full trajectory.
 
 Summation order is fixed (no reassociation, no ``fastmath``; fused multiply-adds only where written, as ``llvm.fma``),
-so results are deterministic — the same bits for the same inputs, in any thread, on any AVX2 machine — and do not
+so results are deterministic — the same bits for the same inputs, in any thread, at any SIMD width — and do not
 depend on the loop structure: :math:`z_i = b_i + W_{i0}x_0 + W_{i1}x_1 + \dots` in that order (unfused; four rows
 are summed side by side for instruction-level parallelism, each in this order); the VJP accumulations are fused, row
 by row in row order (comment before :func:`_affine_vjp_rows`); vector updates are explicit loops (no temporaries).
@@ -47,7 +47,10 @@ import re
 from types import SimpleNamespace
 
 import numpy as np
-from numba.extending import register_jitable
+from llvmlite import ir
+from numba import types
+from numba.core import cgutils
+from numba.extending import intrinsic, register_jitable
 
 from refimpl.numba_cache import njit_cached
 from refimpl.numerics.polynomial_exp import _fma
@@ -130,8 +133,8 @@ def tanh_f(x, th, out):
 #   then row i updates g_W[i, :] and out_x[:] as two loops over j, which the compiler runs in SIMD lanes over j;
 # * four rows at a time (small d): the four u_i stay in registers and one loop over j updates four rows of g_W and
 #   out_x (W_ij u_i, W_{i+1,j} u_{i+1}, … fused in row order); nothing is written to v.
-# The crossover was measured (the tanh VJP's two routes in a compiled loop, AMD EPYC Zen3, AVX2; ns per call):
-# d = 4: rows in order 112, four rows 97; d = 6: 189 vs 215; d = 8: 166 vs 216; d = 16: 346 vs 622.
+# The crossover was measured (the tanh VJP's two routes in a compiled loop, ns per call, on the 2-core Intel Xeon
+# of benchmarks/RESULTS.md): d = 4: rows in order 112, four rows 97; d = 6: 189 vs 215; d = 8: 166 vs 216; d = 16: 346 vs 622.
 
 #: state dimension from which the VJPs take the rows-in-order route (the measurement above)
 _VECTOR_ROUTE_FROM = 6
@@ -278,6 +281,45 @@ def tanh_vjp(x, fx, th, v, out_x, g_th):
 
 
 # ---------------------------------------------------------------------------------------------------------------------
+# prefetching the parameter and gradient rows of a later step
+#
+# At N = 10⁶ (d = 16, step layout) θ and its gradient are 2.2 GB each and stream from DRAM, 2 KiB per step: a step's
+# rows are read (and the gradient's written) in a burst that the hardware prefetcher, which does not cross 4 KiB pages
+# and needs a few misses to start, covers only in part. The sweeps therefore ask for the rows of the step PREFETCH_STEPS
+# ahead (one request per 64-byte line) while computing the current one. A prefetch changes no value.
+
+#: how many steps ahead the sweeps prefetch their parameter (and gradient) rows
+PREFETCH_STEPS = 2
+
+
+@intrinsic
+def _prefetch(typingctx, a, r):
+    """Hint the CPU to load the cache lines of row ``r`` of the C-contiguous 2-D float64 array ``a`` (LLVM
+    ``llvm.prefetch``: read, keep in all cache levels, data cache); a row out of range is skipped."""
+    if not (isinstance(a, types.Array) and a.ndim == 2 and a.dtype == types.float64 and a.layout == "C"
+            and isinstance(r, types.Integer)):
+        return None
+
+    def codegen(context, builder, signature, args):
+        ary = context.make_array(signature.args[0])(context, builder, args[0])
+        rows, cols = cgutils.unpack_tuple(builder, ary.shape, 2)
+        row = context.cast(builder, args[1], signature.args[1], types.intp)
+        i8p = ir.IntType(8).as_pointer()
+        i32 = ir.IntType(32)
+        fnty = ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32])
+        fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.prefetch")
+        zero = ir.Constant(row.type, 0)
+        inside = builder.and_(builder.icmp_signed(">=", row, zero), builder.icmp_signed("<", row, rows))
+        with builder.if_then(inside):
+            with cgutils.for_range_slice(builder, zero, cols, ir.Constant(row.type, 8)) as (q, _):
+                ptr = builder.gep(ary.data, [builder.add(builder.mul(row, cols), q)])
+                builder.call(fn, [builder.bitcast(ptr, i8p), ir.Constant(i32, 0), ir.Constant(i32, 3),
+                                  ir.Constant(i32, 1)])
+        return context.get_dummy_value()
+    return types.void(a, r), codegen
+
+
+# ---------------------------------------------------------------------------------------------------------------------
 # generic sweeps
 
 
@@ -317,6 +359,21 @@ def record_lambda(m, lam_m, every, lam_marks, bad):
             bad[0] = m
     if m % every == 0:
         lam_marks[m // every, :] = lam_m
+
+
+@register_jitable
+def _row_nonfinite(a, r):
+    """The number of inf / NaN entries of row r of the 2-D array a (v − v is 0 exactly when v is finite), in a loop
+    that vectorises. The backward sweeps count them in every gradient row right after a step writes it: a gradient
+    entry only ever changes by g ← g + (finite or not), and an inf or NaN never turns finite that way, so the final
+    gradient is finite exactly when every value written was — which spares a pass over the whole gradient afterwards
+    (2.2 GB at N = 10⁶, d = 16, step layout), at the cost of re-reading each row while it is in L1. (Not inlined:
+    inlined into the sweeps' loops its IR trips a Numba SSA check, NumbaIRAssumptionWarning.)"""
+    count = 0
+    for q in range(a.shape[1]):
+        v = a[r, q]
+        count += 0 if v - v == 0.0 else 1
+    return count
 
 
 @functools.lru_cache(maxsize=None)
@@ -408,13 +465,17 @@ def sweeps(kernel: NumbaKernel) -> SimpleNamespace:
         hbn = np.empty(s)
         xs[0, :] = x0
         for n in range(N):
+            if n + PREFETCH_STEPS < N:
+                for i in range(s):
+                    _prefetch(theta, stage_index[n + PREFETCH_STEPS, i])
             cA, cb = _step_coefficients(n, hs, hA, hb, hA, hb, hAn, hbn)
             erk_step(xs[n], theta, stage_index[n], cA, cb, X, Ks[n] if keep else K, xs[n + 1])
 
     @entry
-    def erk_backward(xs, theta, stage_index, hA, hb, hs, lambdas, grad_theta, Ks):
+    def erk_backward(xs, theta, stage_index, hA, hb, hs, lambdas, grad_theta, Ks, nonfinite):
         """lambdas[N] holds lambda_N on entry; Ks: the stored stage slopes (N, s, d), or (0, s, d) to recompute;
-        ``hs`` as in erk_forward."""
+        ``hs`` as in erk_forward. nonfinite[0] += the number of non-finite entries met in the gradient rows right
+        after each step writes them (:func:`_row_nonfinite`)."""
         N = stage_index.shape[0]
         s = hb.shape[0]
         d = xs.shape[1]
@@ -426,9 +487,14 @@ def sweeps(kernel: NumbaKernel) -> SimpleNamespace:
         hAn = np.empty((s, s))
         hbn = np.empty(s)
         for n in range(N - 1, -1, -1):
+            if n >= PREFETCH_STEPS:
+                for i in range(s):
+                    _prefetch(theta, stage_index[n - PREFETCH_STEPS, i])
             cA, cb = _step_coefficients(n, hs, hA, hb, hA, hb, hAn, hbn)
             erk_step_adjoint(xs[n], theta, stage_index[n], cA, cb, lambdas[n + 1], lambdas[n], grad_theta,
                              X, Ks[n] if stored else K, Xbar, kb, not stored)
+            for i in range(s):
+                nonfinite[0] += _row_nonfinite(grad_theta, stage_index[n, i])
 
     @entry
     def erk_forward_checkpointed(x0, theta, stage_index, hA, hb, hs, every, xck):
@@ -508,6 +574,8 @@ def sweeps(kernel: NumbaKernel) -> SimpleNamespace:
         for n in range(k - 1):
             erk_step(xs[n], theta, s_index[n], hA, hb, X, K, xs[n + 1])
         for n in range(N - k + 1):
+            if n + k + PREFETCH_STEPS < N:
+                _prefetch(theta, grid_index[n + k + PREFETCH_STEPS])
             for i in range(d):
                 xs[n + k, i] = 0.0
             for j in range(k):
@@ -539,7 +607,7 @@ def sweeps(kernel: NumbaKernel) -> SimpleNamespace:
                 lam[m, i] += tmp[i]
 
     @entry
-    def lmm_backward(xs, theta, s_index, hA, hb, malpha, hbeta, grid_index, lam, grad_theta, F, have_F):
+    def lmm_backward(xs, theta, s_index, hA, hb, malpha, hbeta, grid_index, lam, grad_theta, F, have_F, nonfinite):
         """lam[N] holds lambda_N on entry, lam[:N] zeros; F[m] the stored f(x_m, theta) where have_F[m] (have_F may
         be empty: recompute every F_m). F̄ is kept for the k + 2 indices in use only (a ring buffer, row i % (k + 2):
         index n enters with value 0 at step n, and nothing after step n + 1 reads index n + k + 2), so the sweep
@@ -559,9 +627,13 @@ def sweeps(kernel: NumbaKernel) -> SimpleNamespace:
         contrib = np.empty(d)
         for n in range(N - k, -1, -1):
             m = n + k
+            if m - PREFETCH_STEPS >= 0 and m - PREFETCH_STEPS < N:
+                _prefetch(theta, grid_index[m - PREFETCH_STEPS])
             for i in range(d):
                 Fbar[n % R, i] = 0.0
             lmm_add_F_term(m, xs, theta, grid_index, Fbar[m % R], lam, grad_theta, tmp, fx, F, have_F)
+            if m < N and grid_index[m] >= 0:
+                nonfinite[0] += _row_nonfinite(grad_theta, grid_index[m])
             for j in range(k):
                 a = malpha[j]
                 if a != 0.0:
@@ -573,9 +645,13 @@ def sweeps(kernel: NumbaKernel) -> SimpleNamespace:
                         Fbar[(n + j) % R, i] += c * lam[m, i]
         for m in range(k - 1, -1, -1):
             lmm_add_F_term(m, xs, theta, grid_index, Fbar[m % R], lam, grad_theta, tmp, fx, F, have_F)
+            if m < N and grid_index[m] >= 0:
+                nonfinite[0] += _row_nonfinite(grad_theta, grid_index[m])
             if m >= 1:
                 erk_step_adjoint(xs[m - 1], theta, s_index[m - 1], hA, hb, lam[m], contrib, grad_theta,
                                  X, K, Xbar, kb, True)
+                for i in range(s):
+                    nonfinite[0] += _row_nonfinite(grad_theta, s_index[m - 1, i])
                 for i in range(d):
                     lam[m - 1, i] += contrib[i]
 
@@ -812,13 +888,15 @@ def erk_backward(kernel, xs, theta, stage_index, hA, hb, lam_N, stages=None, ste
     return _erk_backward_prepared(kernel, xs, theta, stage_index, hA, hb, hs, lam_N, Ks)
 
 
-def _erk_backward_prepared(kernel, xs, theta, stage_index, hA, hb, hs, lam_N, Ks):
+def _erk_backward_prepared(kernel, xs, theta, stage_index, hA, hb, hs, lam_N, Ks, nonfinite=None):
     """:func:`erk_backward` on arguments already in the form its checks return (``Ks`` the stored slopes or an empty
-    (0, s, d) array): (grad_theta, lambdas)."""
+    (0, s, d) array): (grad_theta, lambdas). ``nonfinite``: an int64 array (1,), or None; the sweep adds to it the
+    count of non-finite values it wrote into the gradient, 0 exactly when grad_theta is finite (:func:`_row_nonfinite`)."""
     lambdas = np.zeros(xs.shape)     # np.zeros, not zeros_like: fresh zero pages, no separate pass writing zeros
     lambdas[-1] = lam_N
     grad_theta = np.zeros(theta.shape)
-    sweeps(kernel).erk_backward(xs, theta, stage_index, hA, hb, hs, lambdas, grad_theta, Ks)
+    nonfinite = np.zeros(1, dtype=np.int64) if nonfinite is None else nonfinite
+    sweeps(kernel).erk_backward(xs, theta, stage_index, hA, hb, hs, lambdas, grad_theta, Ks, nonfinite)
     return grad_theta, lambdas
 
 
@@ -987,13 +1065,16 @@ def lmm_backward(kernel, xs, theta, s_index, hA, hb, malpha, hbeta, grid_index, 
     return _lmm_backward_prepared(kernel, xs, theta, s_index, hA, hb, malpha, hbeta, grid_index, lam_N, F, have_F)
 
 
-def _lmm_backward_prepared(kernel, xs, theta, s_index, hA, hb, malpha, hbeta, grid_index, lam_N, F, have_F):
+def _lmm_backward_prepared(kernel, xs, theta, s_index, hA, hb, malpha, hbeta, grid_index, lam_N, F, have_F,
+                           nonfinite=None):
     """:func:`lmm_backward` on arguments already in the form its checks return (``F``, ``have_F`` the stored values
-    or empty arrays): (grad_theta, lambdas)."""
+    or empty arrays): (grad_theta, lambdas); ``nonfinite`` as in :func:`_erk_backward_prepared`."""
     lam = np.zeros(xs.shape)         # as in _erk_backward_prepared
     lam[-1] = lam_N
     grad_theta = np.zeros(theta.shape)
-    sweeps(kernel).lmm_backward(xs, theta, s_index, hA, hb, malpha, hbeta, grid_index, lam, grad_theta, F, have_F)
+    nonfinite = np.zeros(1, dtype=np.int64) if nonfinite is None else nonfinite
+    sweeps(kernel).lmm_backward(xs, theta, s_index, hA, hb, malpha, hbeta, grid_index, lam, grad_theta, F, have_F,
+                                nonfinite)
     return grad_theta, lam
 
 
