@@ -281,14 +281,16 @@ def tanh_vjp(x, fx, th, v, out_x, g_th):
 
 
 # ---------------------------------------------------------------------------------------------------------------------
-# prefetching the parameter and gradient rows of a later step
+# prefetching the parameter rows of a later step
 #
 # At N = 10⁶ (d = 16, step layout) θ and its gradient are 2.2 GB each and stream from DRAM, 2 KiB per step: a step's
-# rows are read (and the gradient's written) in a burst that the hardware prefetcher, which does not cross 4 KiB pages
-# and needs a few misses to start, covers only in part. The sweeps therefore ask for the rows of the step PREFETCH_STEPS
-# ahead (one request per 64-byte line) while computing the current one. A prefetch changes no value.
+# rows are read in a burst that the hardware prefetcher, which does not cross 4 KiB pages and needs a few misses to
+# start, covers only in part. The sweeps therefore ask for the θ rows of the step PREFETCH_STEPS ahead (one request per
+# 64-byte line) while computing the current one. A prefetch changes no value. Measured (leapfrog, d = 16, step layout,
+# N = 10⁶, the compiled sweeps alone): forward 0.44 → 0.28 µs/step, backward 1.29 → 1.07 µs/step; prefetching the
+# gradient rows as well made the backward sweep slower (1.43 µs/step), so it does not.
 
-#: how many steps ahead the sweeps prefetch their parameter (and gradient) rows
+#: how many steps ahead the sweeps prefetch their parameter rows
 PREFETCH_STEPS = 2
 
 
