@@ -16,7 +16,7 @@ exps at a measured exp rate and its other arithmetic at the dgemm rate:
   - **scalar**: Numba's ``math.exp`` in a loop — the C library's scalar exp, what the ``exp="libm"`` kernels call;
     ``np.exp`` is measured too and reported (NumPy dispatches to its own SIMD exp on AVX-512 machines, to the C
     library's on AVX2 ones);
-  - **vector**: the fastest of refimpl's :func:`~refimpl.wasserstein.polynomial_exp.polynomial_exp` loop (what the
+  - **vector**: the fastest of refimpl's :func:`~refimpl.numerics.polynomial_exp.polynomial_exp` loop (what the
     default kernels inline, compiled with the same 512-bit preference on AVX-512) and ``torch.exp`` on one thread
     (Sleef), when torch is installed.
 
@@ -75,7 +75,7 @@ def _best_rate(fn, n_elements: int, min_total_s: float) -> float:
 def _numba_loops():
     import numba
 
-    from refimpl.wasserstein.polynomial_exp import polynomial_exp, prefer_wide_vectors
+    from refimpl.numerics.polynomial_exp import polynomial_exp, prefer_wide_vectors
 
     @numba.njit
     def libm_loop(x, out, reps):

@@ -9,7 +9,7 @@ r"""Benchmark 2: the two O(N²d) particle kernels of :mod:`refimpl.wasserstein.p
 by these routes:
 
 ``numba``          refimpl's public energy method (checked wrapper → ``@njit(parallel=True)`` kernel, prange over
-                   blocks of output rows, the polynomial exp of :mod:`refimpl.wasserstein.polynomial_exp` in SIMD
+                   blocks of output rows, the polynomial exp of :mod:`refimpl.numerics.polynomial_exp` in SIMD
                    lanes: the default ``exp="polynomial"``);
 ``numba libm exp`` the same kernels with ``exp="libm"``: the C library's scalar exp, one call per pair
                    (:func:`refimpl.wasserstein.pairwise_sums.gaussian_interaction_gradient` and friends);

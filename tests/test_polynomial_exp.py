@@ -1,4 +1,4 @@
-"""refimpl.wasserstein.polynomial_exp: the derived ulp bound, checked against correctly rounded values (mpmath) and
+"""refimpl.numerics.polynomial_exp: the derived ulp bound, checked against correctly rounded values (mpmath) and
 np.exp on many points including the edge ranges of a Gaussian kernel (underflow, large negatives, exp(0)); the
 compiled function bit-identical to the pure-Python route; the loop of it vectorised."""
 import math
@@ -7,7 +7,7 @@ import re
 import numpy as np
 import pytest
 
-from refimpl.wasserstein.polynomial_exp import (COEFFICIENTS, ULP_BOUND, error_bound, polynomial_exp_array,
+from refimpl.numerics.polynomial_exp import (COEFFICIENTS, ULP_BOUND, error_bound, polynomial_exp_array,
                                                 polynomial_exp_reference)
 
 LN2 = math.log(2.0)
@@ -38,11 +38,11 @@ def test_error_bound_derivation():
 
 def test_approximation_error_against_mpmath():
     """error_bound's approximation source (decimal, 2001 points) against an independent evaluation of
-    |p(r)/e^r − 1| with mpmath on 4× as many points (refimpl.wasserstein.exp_minimax.relative_error): the denser grid
+    |p(r)/e^r − 1| with mpmath on 4× as many points (refimpl.numerics.exp_minimax.relative_error): the denser grid
     may find a slightly larger maximum between the coarse points; the error curve is flat at its extrema (ten of them,
     ≥ 0.01 apart, against a coarse spacing of 3.5·10⁻⁴), so the two agree to 1 %."""
     pytest.importorskip("mpmath")
-    from refimpl.wasserstein.exp_minimax import relative_error
+    from refimpl.numerics.exp_minimax import relative_error
 
     dense = relative_error(COEFFICIENTS, points=8001)
     assert abs(dense - error_bound().approximation_u) <= 0.01 * dense
@@ -51,10 +51,10 @@ def test_approximation_error_against_mpmath():
 
 @pytest.mark.slow
 def test_coefficients_are_the_documented_fit():
-    """Re-running the two-stage Remez fit of refimpl.wasserstein.exp_minimax gives the stored coefficients bit for bit
+    """Re-running the two-stage Remez fit of refimpl.numerics.exp_minimax gives the stored coefficients bit for bit
     (≈ 12 s of mpmath)."""
     pytest.importorskip("mpmath")
-    from refimpl.wasserstein.exp_minimax import fit
+    from refimpl.numerics.exp_minimax import fit
 
     assert fit() == COEFFICIENTS
 

@@ -22,7 +22,7 @@ from hypothesis import given, settings
 
 from refimpl.testing.strategies_wasserstein import particle_clouds
 from refimpl.wasserstein import _numba, pairwise_sums
-from refimpl.wasserstein.polynomial_exp import ULP_BOUND, _fma_exact, polynomial_exp_array
+from refimpl.numerics.polynomial_exp import ULP_BOUND, _fma_exact, polynomial_exp_array
 
 U = 2.0 ** -53
 LIBM_ULPS = 1.0  # the C library's exp: ≤ 1 ulp (glibc's documented bound for exp on x86-64)
@@ -238,7 +238,7 @@ def test_bit_identical_across_vector_widths(fresh_interaction_kernel):
     512-bit preference gives the same bits as the default one (on a CPU without AVX-512 both are the same code; the
     mean-kernel and score kernels are built from the same block helpers and are not recompiled here, to keep the test
     short). N = 301 and d = 3 exercise full and partial vectors and the odd tails."""
-    from refimpl.wasserstein.polynomial_exp import target_has_avx512
+    from refimpl.numerics.polynomial_exp import target_has_avx512
 
     X = np.random.default_rng(11).standard_normal((301, 3))
     narrow = _kernel_without_wide_vectors(_numba._gaussian_interaction_numba)
@@ -266,7 +266,7 @@ def test_bit_identical_without_avx512(tmp_path):
     np.save(tmp_path / "X.npy", X)
     script = (
         "import sys, numpy as np\n"
-        "from refimpl.wasserstein.polynomial_exp import polynomial_exp_array, target_has_avx512\n"
+        "from refimpl.numerics.polynomial_exp import polynomial_exp_array, target_has_avx512\n"
         "from refimpl.wasserstein import _numba\n"
         "assert not target_has_avx512()\n"
         "d = sys.argv[1]\n"

@@ -455,7 +455,13 @@ KEEP_STAGES_MAX_ENTRIES = 1 << 23
 
 
 def _numba(problem: Problem, loss, checkpoint=None):
+    """The compiled adjoint: (xs, grad_theta, lambdas, grad_finite). ``grad_finite`` is True when the backward sweep
+    found every value it wrote into the gradient finite (then the gradient is finite; refimpl.ode._numba
+    ``_row_nonfinite``), False when it met an inf or NaN, None on the checkpointed path (which checks its results
+    itself)."""
     from refimpl.ode import _numba as kernels  # imports Numba: only when the compiled path runs
+
+    nonfinite = np.zeros(1, dtype=np.int64)
 
     kernel = _kernel_of(problem.field)
     smp, h = problem.samples, problem.h
@@ -475,7 +481,7 @@ def _numba(problem: Problem, loss, checkpoint=None):
         _check_forward_compiled(problem, kernels, xs)
         lam_N = _lam_N(problem, loss, kernels, xs[-1])
         grad_theta, lambdas = kernels._erk_backward_prepared(kernel, xs, theta, smp.stage_index, hA, hb, hs, lam_N,
-                                                             stages)
+                                                             stages, nonfinite)
     else:
         method, k = problem.method, problem.method.steps
         hA, hb = _float_erk(smp.starter, h)
@@ -491,7 +497,7 @@ def _numba(problem: Problem, loss, checkpoint=None):
                                                                         checkpoint)
             if bad >= 0 or not np.all(np.isfinite(grad_theta)):
                 return _rerun_for_error(problem, loss, checkpoint)
-            return xck, grad_theta, lam_ck
+            return xck, grad_theta, lam_ck, None
         keep = smp.N * d <= KEEP_STAGES_MAX_ENTRIES
         x0, theta, _ = _prepared_arrays(problem, kernels, kernel, None)
         args = (smp.stage_index, hA, hb, malpha, hbeta, smp.grid_index)
@@ -500,8 +506,8 @@ def _numba(problem: Problem, loss, checkpoint=None):
             F, have_F = np.zeros((0, d)), np.zeros(0, dtype=np.bool_)
         _check_forward_compiled(problem, kernels, xs)
         lam_N = _lam_N(problem, loss, kernels, xs[-1])
-        grad_theta, lambdas = kernels._lmm_backward_prepared(kernel, xs, theta, *args, lam_N, F, have_F)
-    return xs, grad_theta, lambdas
+        grad_theta, lambdas = kernels._lmm_backward_prepared(kernel, xs, theta, *args, lam_N, F, have_F, nonfinite)
+    return xs, grad_theta, lambdas, bool(nonfinite[0] == 0)
 
 
 def _prepared_arrays(problem: Problem, kernels, kernel, steps):
@@ -532,10 +538,11 @@ def _check_forward_compiled(problem: Problem, kernels, xs) -> None:
         _check_forward(problem, xs)
 
 
-def _check_adjoint_compiled(problem: Problem, kernels, lambdas, grad_theta) -> None:
-    """:func:`_check_adjoint` for the compiled path: one compiled pass over each result without temporaries, and the
-    located error (the same message as the NumPy path's) only when something is non-finite."""
-    if not (kernels.all_finite(lambdas) and kernels.all_finite(grad_theta)):
+def _check_adjoint_compiled(problem: Problem, kernels, lambdas, grad_theta, grad_finite=None) -> None:
+    """:func:`_check_adjoint` for the compiled path: one compiled pass over each result without temporaries — none
+    over the gradient when the backward sweep already found it finite (``grad_finite`` True, from :func:`_numba`) —
+    and the located error (the same message as the NumPy path's) only when something is non-finite."""
+    if not (kernels.all_finite(lambdas) and (grad_finite is True or kernels.all_finite(grad_theta))):
         _check_adjoint(problem, lambdas, grad_theta)
 
 
@@ -556,17 +563,17 @@ def _numba_erk_checkpointed(problem: Problem, loss, kernels, kernel, hA, hb, ste
                                                            lam_N, every, steps=steps, keep_segment=keep)
     if not (np.all(np.isfinite(lam_ck)) and np.all(np.isfinite(grad_theta))):
         return _rerun_for_error(problem, loss, every)
-    return xck, grad_theta, lam_ck
+    return xck, grad_theta, lam_ck, None
 
 
 def _rerun_for_error(problem: Problem, loss, every: int):
     """A checkpointed compiled sweep met a non-finite state or adjoint: run again keeping everything, which raises the
     error at its step (the same message as without checkpointing); should it not raise, its rows at the checkpoints
     are the result."""
-    xs, grad_theta, lambdas = _numba(problem, loss)
+    xs, grad_theta, lambdas, _ = _numba(problem, loss)
     _check_adjoint(problem, lambdas, grad_theta)
     rows = _checkpoint_steps(problem.samples.N, every)
-    return xs[rows], grad_theta, lambdas[rows]
+    return xs[rows], grad_theta, lambdas[rows], None
 
 
 def _float_erk(tableau: ButcherTableau, h: float):
@@ -624,9 +631,9 @@ def discrete_adjoint(field, method, x0, theta, T, N, loss, *, layout: str = "sta
     if use_numba:
         from refimpl.ode import _numba as kernels
 
-        xs, grad_theta, lambdas = _numba(problem, loss, checkpoint)
+        xs, grad_theta, lambdas, grad_finite = _numba(problem, loss, checkpoint)
         value = loss.value(xs[-1])
-        _check_adjoint_compiled(problem, kernels, lambdas, grad_theta)
+        _check_adjoint_compiled(problem, kernels, lambdas, grad_theta, grad_finite)
     else:
         if checkpoint is not None:
             run_checkpointed = (_numpy_erk_checkpointed if isinstance(problem.method, ButcherTableau)

@@ -35,11 +35,11 @@ Pairwise kernels, layout and exp: output particles are processed in blocks of :d
 lane per row (section "row blocks" below; docs/theory/wasserstein-gradients.md §9). Two paths, chosen by ``exp``:
 
 * ``exp="polynomial"`` (default): the kernel value is
-  :func:`refimpl.wasserstein.polynomial_exp.polynomial_exp` (straight-line code LLVM vectorises, ≤ 2 ulp) of the
+  :func:`refimpl.numerics.polynomial_exp.polynomial_exp` (straight-line code LLVM vectorises, ≤ 2 ulp) of the
   exponent r²·(−0.5·(1/s²)) (one multiply; halving 1/s² is exact), the squared distances and the accumulations are fused
   multiply-adds (r² = fma(z, z, r²), acc = fma(w, z, acc): one rounding instead of two, fewer operations), the
   accumulators take four j per pass, and the block loops are compiled for 512-bit vectors on AVX-512 CPUs
-  (:func:`~refimpl.wasserstein.polynomial_exp.prefer_wide_vectors`; any width gives the same bits);
+  (:func:`~refimpl.numerics.polynomial_exp.prefer_wide_vectors`; any width gives the same bits);
 * ``exp="libm"``: the C library's scalar exp of (−0.5·r²)·(1/s²), products and sums rounded separately — what
   ``np.exp``/``math.exp`` compile to in Numba, bit-identical to the per-row kernels this module had before.
 
@@ -63,7 +63,7 @@ import numpy as np
 from numba import prange
 
 from refimpl.numba_cache import njit_cached  # njit(cache=True), or in memory when no cache dir is writable
-from refimpl.wasserstein.polynomial_exp import _fma, polynomial_exp, prefer_wide_vectors
+from refimpl.numerics.polynomial_exp import _fma, polynomial_exp, prefer_wide_vectors
 
 # =====================================================================================================================
 # formulas, each written once (inlined into every kernel that uses it)
@@ -216,7 +216,7 @@ def _block_squared_distances_2(Xb, X, j, m, r2a, r2b, fused):
 @njit_cached(inline="always")
 def _block_kernel_values(r2, m, scale, inv_s2, use_libm, w):
     """w[q] = scale·k(r2[q]): with ``use_libm`` the C library's exp of (−0.5·r2[q])·inv_s2 (a call per value, the
-    loop stays scalar); else :func:`~refimpl.wasserstein.polynomial_exp.polynomial_exp` (inlined, the loop is
+    loop stays scalar); else :func:`~refimpl.numerics.polynomial_exp.polynomial_exp` (inlined, the loop is
     vectorised) of r2[q]·(−0.5·inv_s2), one multiply (−0.5·inv_s2 is exact for a normal inv_s2). The branch is taken
     once per call, outside the loops."""
     if use_libm:
@@ -422,7 +422,7 @@ def _blob_score_numba(X, ell0, ell1, bandwidth, kbar, use_libm):
 
 
 #: the exp implementations of the pair kernels: "polynomial" (default; vectorised, ≤ 2 ulp, see
-#: refimpl.wasserstein.polynomial_exp) and "libm" (the C library's scalar exp, the kernels' earlier rounding)
+#: refimpl.numerics.polynomial_exp) and "libm" (the C library's scalar exp, the kernels' earlier rounding)
 EXP_IMPLEMENTATIONS = ("polynomial", "libm")
 
 

@@ -12,7 +12,7 @@ Two sums over all particle pairs dominate the cost of a particle Wasserstein gra
 Each public function takes ``backend`` ("auto" | "numpy" | "numba", :mod:`refimpl.backends`): "numba" runs the
 compiled kernel of :mod:`refimpl.wasserstein._numba` (always applicable here: the callers pass checked float64
 arrays), "numpy" the reference below, "auto" the kernel. The kernels take ``exp``: ``"polynomial"`` (default)
-inlines the vectorisable exp of :mod:`refimpl.wasserstein.polynomial_exp` (≤ 2 ulp) and forms the squared
+inlines the vectorisable exp of :mod:`refimpl.numerics.polynomial_exp` (≤ 2 ulp) and forms the squared
 distances and sums by fused multiply-adds (see :mod:`refimpl.wasserstein._numba`), ``"libm"`` calls the C
 library's scalar exp (bit-identical to the kernels before the polynomial exp existed); the NumPy reference, which
 calls ``np.exp``, ignores it (but checks it). The ``*_numpy`` functions are the reference: the same terms

@@ -71,7 +71,9 @@ class NumbaKernel:
 
     * ``f(x, th, out)`` — ``out[:] = f(x, theta)`` for one flat float64 parameter sample ``th``;
     * ``vjp(x, fx, th, v, out_x, g_th)`` — ``out_x[:] = ∂ₓf(x, θ)ᵀv`` (overwritten) and ``g_th += ∂_θf(x, θ)ᵀv``
-      (accumulated); ``fx`` is ``f(x, θ)`` as ``f`` computed it, read only when ``vjp_reads_fx``.
+      (accumulated); ``fx`` is ``f(x, θ)`` as ``f`` computed it, read only when ``vjp_reads_fx``. ``v`` is the
+      sweep's scratch copy of the cotangent: the sweeps never read it after the call, so ``vjp`` may overwrite it
+      (the tanh field's VJP keeps ∂L/∂z there).
 
     ``n_params(d)`` is the parameter length for state dimension ``d`` (the kernels check ``theta`` against it).
     ``register_jitable(inline="always")`` on ``f`` avoids a call per stage evaluation (the built-in fields do this).

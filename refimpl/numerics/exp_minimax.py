@@ -1,7 +1,7 @@
-r"""Where the polynomial of :mod:`refimpl.wasserstein.polynomial_exp` comes from: a minimax fit of e^r on the reduced
+r"""Where the polynomial of :mod:`refimpl.numerics.polynomial_exp` comes from: a minimax fit of e^r on the reduced
 range, computed here with mpmath (optional; only this script and the tests need it)::
 
-    python -m refimpl.wasserstein.exp_minimax      # prints the coefficients as hex floats
+    python -m refimpl.numerics.exp_minimax      # prints the coefficients as hex floats
 
 The fit. On |r| ≤ r_max = ln2/2 + 10⁻¹² (the reduced argument of step 3 in polynomial_exp), find
 p(r) = 1 + r + Σ_{k=2}^{11} c_k r^k minimising the largest *relative* error max |p(r)/e^r − 1|. c₀ = c₁ = 1 are
@@ -18,7 +18,7 @@ alternating extrema of the error on a grid of 8001 points until the extrema agre
 2. c₃ … c₁₁ free with that c₂: relative error 0.0334·2⁻⁵³; c₃ … c₁₁ rounded to double.
 
 With every coefficient a double, the relative error of the exact-arithmetic polynomial is 0.0354·2⁻⁵³ (measured on
-the grid here; :func:`refimpl.wasserstein.polynomial_exp.error_bound` re-evaluates it). Rounding c₂ first and
+the grid here; :func:`refimpl.numerics.polynomial_exp.error_bound` re-evaluates it). Rounding c₂ first and
 refitting the rest matters: rounding all ten stage-1 coefficients at once gives 0.0996·2⁻⁵³ (c₂'s rounding error is
 multiplied by r² ≤ 0.12, the others by r³ ≤ 0.042 and less). A degree-10 polynomial cannot reach ≈ 2⁻⁵³ here
 (Taylor degree 12 leaves 1.5·2⁻⁵³; minimax of degree 10 ≈ 2·2⁻⁵³), and fixing c₂ = ½ costs 0.218·2⁻⁵³.

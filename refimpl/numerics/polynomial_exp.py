@@ -1,5 +1,6 @@
 r"""A float64 exp that LLVM vectorises: Cody–Waite reduction by ln 2, a degree-11 minimax polynomial, the scaling by 2ⁿ
-correctly rounded. Used by the pair kernels of :mod:`refimpl.wasserstein._numba` (their default ``exp="polynomial"``).
+correctly rounded. Used by the pair kernels of :mod:`refimpl.wasserstein._numba` (their default ``exp="polynomial"``) and, through
+:mod:`refimpl.numerics.polynomial_tanh`, by the tanh field kernels of :mod:`refimpl.ode._numba`.
 
 Why: Numba lowers ``math.exp`` / ``np.exp`` to a call of the C library's scalar ``exp``; a loop containing a call is
 never vectorised (this llvmlite has no SVML), so an N² pair kernel spends most of its time in scalar exp calls.
@@ -31,7 +32,7 @@ fdlibm's ``e_exp.c``; Muller, *Elementary Functions*, 3rd ed., §11):
    ln2_lo = ln 2 − ln2_hi rounded; |r| ≤ ln2/2 + 10⁻¹²;
 4. p = Σ_{k=0}^{11} c_k r^k by Horner's rule with fused steps q_k = fma(r, q_{k+1}, c_k), p = q₀ ≈ e^r ∈
    [2^{-1/2}, 2^{1/2}]; c₀ = c₁ = 1 exactly, c₂ … c₁₁ the doubles of a minimax fit of the relative error on
-   |r| ≤ r_max (:data:`COEFFICIENTS`; computed, and the fit explained, in :mod:`refimpl.wasserstein.exp_minimax`).
+   |r| ≤ r_max (:data:`COEFFICIENTS`; computed, and the fit explained, in :mod:`refimpl.numerics.exp_minimax`).
    Two fewer fused steps than the degree-13 Taylor polynomial (1/k!) that reaches the same accuracy;
 5. e^x = p·2^{n₁}·2^{n₂} with n₁ = ⌊n/2⌋, n₂ = n − n₁, each 2^{nᵢ} built as the bits (nᵢ + 1023)·2⁵²: with
    n ∈ [−1076, 1025] both factors are normal numbers, p·2^{n₁} is exact, and the last product rounds once — to a
@@ -76,8 +77,8 @@ __all__ = ["polynomial_exp", "polynomial_exp_array", "polynomial_exp_reference",
            "ULP_BOUND", "DEGREE", "COEFFICIENTS", "prefer_wide_vectors", "target_has_avx512"]
 
 DEGREE = 11
-#: c₀ … c₁₁ of step 4: the minimax fit of refimpl.wasserstein.exp_minimax (``python -m
-#: refimpl.wasserstein.exp_minimax`` prints them), as exact hex floats
+#: c₀ … c₁₁ of step 4: the minimax fit of refimpl.numerics.exp_minimax (``python -m
+#: refimpl.numerics.exp_minimax`` prints them), as exact hex floats
 COEFFICIENTS = tuple(float.fromhex(h) for h in (
     "0x1.0000000000000p+0", "0x1.0000000000000p+0", "0x1.000000000000ap-1", "0x1.5555555555503p-3",
     "0x1.5555555550606p-5", "0x1.1111111124c7ap-7", "0x1.6c16c184b57d4p-10", "0x1.a01a013da4019p-13",
