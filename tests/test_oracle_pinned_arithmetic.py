@@ -42,3 +42,21 @@ def test_the_oracle_builds_pair_kernel_energies_with_the_pinned_exp():
     from refimpl.wasserstein import pairwise_sums
     direct = pairwise_sums.gaussian_interaction_gradient(X, 0.5, 0.7, "auto", PAIR_KERNEL_EXP)
     assert energy.terms[0].wasserstein_gradient(X).tobytes() == direct.tobytes()
+
+
+def test_pinned_field_swaps_only_the_kernel_of_built_in_fields():
+    from refimpl.ode._numba_pinned import PINNED_KERNELS
+    from refimpl.ode.fields import LinearField, TanhField
+    from refimpl.oracle.arithmetic import pinned_field
+
+    for field, family in ((TanhField(3), "tanh"), (LinearField(2), "linear")):
+        pinned = pinned_field(field)
+        assert pinned is not field and pinned.kernel == PINNED_KERNELS[family]
+        assert field.kernel == type(field).kernel != PINNED_KERNELS[family]   # the caller's field is untouched
+        assert (pinned.dim, pinned.n_params, pinned.to_spec()) == (field.dim, field.n_params, field.to_spec())
+
+    class MyTanh(TanhField):  # a user's subclass keeps whatever kernel it declares
+        family = None
+
+    mine = MyTanh(2)
+    assert pinned_field(mine) is mine

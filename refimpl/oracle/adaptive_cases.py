@@ -59,6 +59,7 @@ from dataclasses import dataclass, field as dataclass_field
 import numpy as np
 
 import refimpl
+from refimpl.oracle.arithmetic import pinned_field
 from refimpl.oracle.case import CASE_KINDS, Case, CaseKind
 from refimpl.oracle.comparison import compare_arrays, normwise_disagreement
 from refimpl.oracle.safe_io import CaseFormatError
@@ -218,7 +219,8 @@ def _references(field, pair, controller, norm, initial_step, loss, x0, theta, T,
 
     sol = adaptive_solve(field, pair, x0, theta, T, loss=loss, **options)
     b = full_discrete_gradient(field, pair, x0, theta, T, loss, detach=detach, **options)
-    a = frozen_grid_gradient(field, pair, x0, theta, sol.grid, loss, route="auto")
+    # route auto = the compiled sweeps, with the pinned point functions (refimpl.oracle.arithmetic)
+    a = frozen_grid_gradient(pinned_field(field), pair, x0, theta, sol.grid, loss, route="auto")
     a_tape = frozen_grid_gradient(field, pair, x0, theta, sol.grid, loss, route="tape")
     rng = np.random.default_rng(0)
     cs_err = 0.0
