@@ -1,6 +1,6 @@
 r"""A float64 exp that LLVM vectorises: Cody–Waite reduction by ln 2, a degree-11 minimax polynomial, the scaling by 2ⁿ
-correctly rounded. Used by the pair kernels of :mod:`refimpl.wasserstein._numba` (their default ``exp="polynomial"``) and, through
-:mod:`refimpl.numerics.polynomial_tanh`, by the tanh field kernels of :mod:`refimpl.ode._numba`.
+correctly rounded. Used by the pair kernels of :mod:`refimpl.wasserstein._numba` (their default
+``exp="polynomial"``) and, through :mod:`refimpl.numerics.polynomial_tanh`, by the tanh kernels of :mod:`refimpl.ode._numba`.
 
 Why: Numba lowers ``math.exp`` / ``np.exp`` to a call of the C library's scalar ``exp``; a loop containing a call is
 never vectorised (this llvmlite has no SVML), so an N² pair kernel spends most of its time in scalar exp calls.
