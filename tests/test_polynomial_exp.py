@@ -136,7 +136,7 @@ def test_the_loop_vectorises():
     doubles: the exp runs in SIMD lanes, not as scalar calls."""
     from numba import njit
 
-    from refimpl.wasserstein import polynomial_exp as pe
+    from refimpl.numerics import polynomial_exp as pe
 
     loop = njit(pe._polynomial_exp_loop.py_func)
     x = np.linspace(-5.0, 0.0, 64)
