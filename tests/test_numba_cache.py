@@ -121,3 +121,42 @@ def test_njit_cached_refuses_a_cache_argument():
     from refimpl.numba_cache import njit_cached
     with pytest.raises(TypeError, match="cache"):
         njit_cached(cache=False)
+
+
+FRESHNESS_SCRIPT = r"""
+import numpy as np
+from refimpl.wasserstein import _numba as wk
+X = np.linspace(-1.0, 1.0, 40).reshape(20, 2)
+print(wk.gaussian_interaction_gradient(X, 1.0, 0.8, "polynomial").tobytes().hex())
+"""
+
+
+@pytest.mark.slow  # three fresh processes, two of them compiling the pair kernels (≈ 1 min)
+def test_a_change_to_an_inlined_module_recompiles_the_cached_kernels(tmp_path):
+    """The pair kernels of refimpl/wasserstein/_numba.py inline the exp of refimpl/numerics/polynomial_exp.py. On a
+    copy of the package: run once (kernels cached), change only the exp's module (the exp becomes e^{x/2}), run again:
+    the result must be the new arithmetic — the same bits as a run from an empty cache — not the cached old one."""
+    copy = tmp_path / "refimpl"
+    shutil.copytree(REPO / "refimpl", copy, ignore=shutil.ignore_patterns("__pycache__"))
+
+    def run():
+        out = subprocess.run([sys.executable, "-c", FRESHNESS_SCRIPT], cwd=tmp_path, capture_output=True, text=True,
+                             env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "PYTHONPATH": str(tmp_path)},
+                             timeout=600)
+        assert out.returncode == 0, out.stderr[-2000:]
+        return out.stdout.strip()
+
+    before = run()
+    assert list((copy / "wasserstein" / "__pycache__").glob("_numba.*.nbi")), "the first run cached no kernel"
+    source = copy / "numerics" / "polynomial_exp.py"
+    text = source.read_text(encoding="utf-8")
+    start = text.index("def polynomial_exp(x):")  # the compiled exp (its pure-Python twin has the same line)
+    anchor = "    x = _X_LOW if x < _X_LOW else x\n"
+    body = text[start:].replace(anchor, "    x = 0.5 * x\n" + anchor, 1)
+    assert body != text[start:]
+    source.write_text(text[:start] + body, encoding="utf-8")
+    after = run()
+    for folder in copy.rglob("__pycache__"):
+        shutil.rmtree(folder)
+    fresh = run()
+    assert after == fresh != before
