@@ -254,7 +254,11 @@ def test_particle_jko_step():
     r = particle_jko_step(E, X, 0.3)
     prox = np.linalg.solve(np.eye(2) + 0.3 * A, (X + 0.3 * A @ np.array([0.5, 0.5])).T).T
     assert np.allclose(r.Y, prox, atol=1e-9) and r.identity_coupling_optimal
-    r2 = particle_jko_step(Entropy(0.5) + GaussianInteraction(-0.5, 1.0) + E, X, 0.05)
+    # tol = 1e-8 (the claim), not the default 1e-10: L-BFGS's line search compares values of Φ = |Y − X|²/(2hN) + F,
+    # and near the minimiser a step along a gradient g lowers Φ by ~h·g², which drops below the rounding of Φ
+    # (ε·|Φ| ≈ 1e-16) once g ≲ 1e-9: the residual floor is ~1e-9, reached or not by the last bits of the kernels
+    # (the NumPy reference and the polynomial-exp kernel stop at 1.3e-9, the C-library-exp kernel at 1.6e-10)
+    r2 = particle_jko_step(Entropy(0.5) + GaussianInteraction(-0.5, 1.0) + E, X, 0.05, tol=1e-8)
     assert r2.converged and r2.residual <= 1e-8 and r2.identity_coupling_optimal, r2
 
 
