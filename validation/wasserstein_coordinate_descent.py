@@ -310,16 +310,26 @@ def _wall_time_particles(quick):
     A = _rotated(d, np.r_[np.ones(d - 1), 100.0], seed=6) + np.eye(d)
     F = QuadraticPotential(A) + GaussianInteraction(0.5, 1.0)
     X0 = np.random.default_rng(1).standard_normal((n, d))
-    rwcd(F, X0[:5], 5)
     Lf = float(np.linalg.eigvalsh(A)[-1]) + F.terms[1].smoothness(d)
+    rwcd(F, X0[:5], 5)  # compile / load both routes' kernels outside the timing
+    wgd(F, X0[:5], 2, smoothness=Lf)
     n_gd = 200 if quick else 600
     gd = wgd(F, X0, n_gd, smoothness=Lf, record_every=10)
     cd = rwcd(F, X0, 40 * d, record_every=d)
     Fbest = min(gd.energy.min(), cd.energy.min())
     thr = Fbest + 1e-3 * (F.value(X0) - Fbest)
     out.append((f"confinement + Gaussian repulsion, N={n}, d={d} (gap to best, 1e-3)", gd.cost_to_reach(thr),
-                cd.cost_to_reach(thr), gd.time_to_reach(thr), cd.time_to_reach(thr)))
+                cd.cost_to_reach(thr), gd.time_to_reach(thr), cd.time_to_reach(thr), n, d))
     return out
+
+
+def pair_kernel_exponentials(cost: float, n: int, d: int, coordinate: bool) -> float:
+    """Kernel exponentials a run of ``cost`` gradient equivalents evaluates on the Gaussian interaction (docs/theory/
+    coordinate-descent.md §6): a full gradient and a coordinate step each evaluate exp at all N² ordered pairs
+    (refimpl.wasserstein._numba: the pair kernel and ``pairwise_sweep``, diagonal included), and a coordinate step
+    counts 1/d of a gradient equivalent — so cost c is c full steps (c·N² exps) or c·d coordinate steps (c·d·N²)."""
+    steps = cost * d if coordinate else cost
+    return steps * n * n
 
 
 # ------------------------------------------------------------------------------------------------------ plots
@@ -582,11 +592,16 @@ def assemble(outdir: Path, profile: str, values: dict, seconds: dict) -> list[Cl
                         "than WGD in wall time too (wall times are load-dependent; the cost ratio is the robust number)",
                         wq[3] / wq[4] > 1.0, f"{wq[0]}: cost ×{wq[1] / wq[2]:.1f}, wall {wall(f'×{wq[3] / wq[4]:.1f}')}",
                         timed=True))
+    exp_gd = pair_kernel_exponentials(wp[1], wp[5], wp[6], coordinate=False)
+    exp_cd = pair_kernel_exponentials(wp[2], wp[5], wp[6], coordinate=True)
     claims.append(Claim(f"finding vs the cost model of {CD} §6",
-                        "Gaussian interaction: the 1/d cost unit overstates the saving — "
-                        "a coordinate step still evaluates all N² kernel values (only the O(N²d) flops shrink), so the "
-                        "wall-time speed-up is below the cost speed-up", wp[3] / wp[4] < wp[1] / wp[2],
-                        f"{wp[0]}: cost ×{wp[1] / wp[2]:.1f}, wall {wall(f'×{wp[3] / wp[4]:.1f}')}", timed=True))
+                        "Gaussian interaction: the 1/d cost unit overstates the saving — a coordinate step still "
+                        "evaluates all N² kernel exponentials (only the O(N²d) flops shrink), so in exponentials "
+                        "RWCD's speed-up is the cost speed-up / d, here below 1: RWCD evaluates more exponentials "
+                        "than WGD to reach the same gap (an operation count; wall times in the table)",
+                        exp_gd / exp_cd < wp[1] / wp[2] and exp_gd / exp_cd < 1.0,
+                        f"{wp[0]}: cost ×{wp[1] / wp[2]:.1f}; exponentials WGD {exp_gd:.3g}, RWCD {exp_cd:.3g}: "
+                        f"×{exp_gd / exp_cd:.2f}; wall {wall(f'×{wp[3] / wp[4]:.1f}')}"))
 
     # ------------------------------------------------------------------------------------------- report
     header = ("| case | d | κ | full-gradient cost | RWC· uniform cost, median [min, max] | speed-up | "
@@ -616,7 +631,10 @@ def assemble(outdir: Path, profile: str, values: dict, seconds: dict) -> list[Cl
               "| case | WGD cost | RWCD cost | WGD wall (s) | RWCD wall (s) | cost speed-up | wall speed-up |",
               "|---|---|---|---|---|---|---|",
               *[f"| {w[0]} | {w[1]:.4g} | {w[2]:.4g} | {wall(f'{w[3]:.3g}')} | {wall(f'{w[4]:.3g}')} | "
-                f"×{w[1] / w[2]:.1f} | {wall(f'×{w[3] / w[4]:.1f}')} |" for w in walls], ""]
+                f"×{w[1] / w[2]:.1f} | {wall(f'×{w[3] / w[4]:.1f}')} |" for w in walls], "",
+              "The Gaussian-interaction row's wall speed-up follows the exponential count, not the cost: both routes "
+              "evaluate N² exponentials per step (the full gradient with the vectorised polynomial exp, the coordinate "
+              "sweep with the C library's scalar exp), so it moves with the machine's load and is not a claim.", ""]
 
     def rel_gap(row, r):
         if "Fstar" in row:
