@@ -36,6 +36,7 @@ import numpy as np
 from refimpl.ad import Variable, getvalue
 
 __all__ = [
+    "as_choice",
     "as_coordinate",
     "as_float_array",
     "as_length_scale",
@@ -198,6 +199,16 @@ def as_positive_integer(value, name: str) -> int:
     value = _as_integer(value, name, "an integer")
     if value < 1:
         raise ValueError(f"{name} must be >= 1, got {value}")
+    return value
+
+
+def as_choice(value, choices: tuple, name: str) -> str:
+    """Return ``value`` if it is one of the strings ``choices``; ``TypeError`` (not a string) or ``ValueError`` (not
+    one of them) naming ``name`` and listing the choices otherwise."""
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be one of {choices}, got {type(value).__name__}")
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {choices}, got {value!r}")
     return value
 
 

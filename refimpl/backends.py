@@ -11,6 +11,8 @@ speed and, at most, rounding — never the formula.
 """
 from __future__ import annotations
 
+from refimpl.arguments import as_choice
+
 __all__ = ["BACKENDS", "check_backend", "resolve_backend"]
 
 BACKENDS = ("auto", "numpy", "numba")
@@ -18,11 +20,7 @@ BACKENDS = ("auto", "numpy", "numba")
 
 def check_backend(backend, name: str = "backend") -> str:
     """Return ``backend`` if it is one of :data:`BACKENDS`; ``TypeError``/``ValueError`` naming ``name`` otherwise."""
-    if not isinstance(backend, str):
-        raise TypeError(f"{name} must be one of {BACKENDS}, got {type(backend).__name__}")
-    if backend not in BACKENDS:
-        raise ValueError(f"{name} must be one of {BACKENDS}, got {backend!r}")
-    return backend
+    return as_choice(backend, BACKENDS, name)
 
 
 def resolve_backend(backend, *, kernel_applies: bool, why_not: str = "", name: str = "backend") -> str:

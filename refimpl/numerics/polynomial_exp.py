@@ -211,16 +211,22 @@ def _polynomial_exp_loop(x, out):
         out[i] = polynomial_exp(x[i])
 
 
-def polynomial_exp_array(x) -> np.ndarray:
-    """Elementwise :func:`polynomial_exp` of a float64 array (any shape; a new C-contiguous array)."""
+def elementwise(loop, x) -> np.ndarray:
+    """``loop(flat, out)`` (a compiled elementwise loop) applied to the float64 array ``x`` of any shape; a new
+    C-contiguous array. ``TypeError`` naming ``x`` for anything but a float64 ndarray."""
     if not isinstance(x, np.ndarray):
         raise TypeError(f"x must be a numpy.ndarray, got {type(x).__name__}")
     if x.dtype != np.float64:
         raise TypeError(f"x must have dtype float64, got {x.dtype}")
     flat = np.ascontiguousarray(x).reshape(-1)
     out = np.empty_like(flat)
-    _polynomial_exp_loop(flat, out)
+    loop(flat, out)
     return out.reshape(x.shape)
+
+
+def polynomial_exp_array(x) -> np.ndarray:
+    """Elementwise :func:`polynomial_exp` of a float64 array (any shape; a new C-contiguous array)."""
+    return elementwise(_polynomial_exp_loop, x)
 
 
 def _fma_exact(a: float, b: float, c: float) -> float:
@@ -230,6 +236,24 @@ def _fma_exact(a: float, b: float, c: float) -> float:
         return a * b + c
     exact = Fraction(a) * Fraction(b) + Fraction(c)
     return exact.numerator / exact.denominator
+
+
+def horner_exact(r: float, coefficients) -> float:
+    """Σ_k c_k r^k by Horner's rule from the highest coefficient, each step one :func:`_fma_exact` — the rounding of
+    the compiled, written-out Horner chains (p ← fma(r, p, c_k)), in pure Python."""
+    p = coefficients[-1]
+    for c in coefficients[-2::-1]:
+        p = _fma_exact(r, p, c)
+    return p
+
+
+def check_grid(grid) -> int:
+    """The number of evaluation points of an ``error_bound``: an int ≥ 2 (``TypeError``/``ValueError`` naming it)."""
+    if not isinstance(grid, int) or isinstance(grid, bool):
+        raise TypeError(f"grid must be an int, got {type(grid).__name__}")
+    if grid < 2:
+        raise ValueError(f"grid must be >= 2, got {grid}")
+    return grid
 
 
 def polynomial_exp_reference(x: float) -> float:
@@ -244,9 +268,7 @@ def polynomial_exp_reference(x: float) -> float:
     n = struct.unpack("<q", struct.pack("<d", t))[0] - _SHIFTER_BITS
     nf = t - _SHIFTER
     r = _fma_exact(-nf, _LN2_LO, _fma_exact(-nf, _LN2_HI, x))
-    p = COEFFICIENTS[-1]
-    for c in COEFFICIENTS[-2::-1]:
-        p = _fma_exact(r, p, c)
+    p = horner_exact(r, COEFFICIENTS)
     n1 = n >> 1
     n2 = n - n1
 
@@ -288,10 +310,7 @@ def error_bound(grid: int = 2001) -> ExpErrorBound:
     points r ∈ [−r_max, r_max] (the approximation error |p(r) − e^r|/e^r with 40-digit :mod:`decimal` arithmetic —
     exact products of the doubles r and c_k to that precision, a correctly rounded e^r; the Horner magnitudes |q_k(r)|
     are the values at each r; the reduction source is largest at |r| = r_max)."""
-    if not isinstance(grid, int) or isinstance(grid, bool):
-        raise TypeError(f"grid must be an int, got {type(grid).__name__}")
-    if grid < 2:
-        raise ValueError(f"grid must be >= 2, got {grid}")
+    check_grid(grid)
     u = 2.0 ** -53
     r_max = math.log(2.0) / 2 + 1e-12
     c = COEFFICIENTS

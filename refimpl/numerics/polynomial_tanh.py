@@ -45,7 +45,8 @@ from numba import types
 from numba.extending import intrinsic
 
 from refimpl.numba_cache import njit_cached
-from refimpl.numerics.polynomial_exp import _fma, _fma_exact, error_bound as exp_error_bound, polynomial_exp
+from refimpl.numerics.polynomial_exp import _fma, check_grid, elementwise, error_bound as exp_error_bound
+from refimpl.numerics.polynomial_exp import horner_exact, polynomial_exp
 from refimpl.numerics.polynomial_exp import polynomial_exp_reference
 
 __all__ = ["polynomial_tanh", "polynomial_sech2", "polynomial_tanh_array", "polynomial_sech2_array",
@@ -132,25 +133,14 @@ def _sech2_loop(x, out):
         out[i] = polynomial_sech2(x[i])
 
 
-def _elementwise(loop, x):
-    if not isinstance(x, np.ndarray):
-        raise TypeError(f"x must be a numpy.ndarray, got {type(x).__name__}")
-    if x.dtype != np.float64:
-        raise TypeError(f"x must have dtype float64, got {x.dtype}")
-    flat = np.ascontiguousarray(x).reshape(-1)
-    out = np.empty_like(flat)
-    loop(flat, out)
-    return out.reshape(x.shape)
-
-
 def polynomial_tanh_array(x) -> np.ndarray:
     """Elementwise :func:`polynomial_tanh` of a float64 array (any shape; a new C-contiguous array)."""
-    return _elementwise(_tanh_loop, x)
+    return elementwise(_tanh_loop, x)
 
 
 def polynomial_sech2_array(x) -> np.ndarray:
     """Elementwise :func:`polynomial_sech2` of a float64 array (any shape; a new C-contiguous array)."""
-    return _elementwise(_sech2_loop, x)
+    return elementwise(_sech2_loop, x)
 
 
 def polynomial_tanh_reference(z: float) -> float:
@@ -161,10 +151,7 @@ def polynomial_tanh_reference(z: float) -> float:
         raise TypeError(f"z must be a float, got {type(z).__name__}")
     a = abs(z)
     r = -2.0 * a
-    q = EXPM1_COEFFICIENTS[-1]
-    for c in EXPM1_COEFFICIENTS[-2::-1]:
-        q = _fma_exact(r, q, c)
-    m = r * q
+    m = r * horner_exact(r, EXPM1_COEFFICIENTS)
     w = polynomial_exp_reference(r)
     if a < SMALL_ROUTE_BELOW:
         num, den = -m, 2.0 + m
@@ -207,10 +194,7 @@ class TanhErrorBound:
 
 def error_bound(grid: int = 2001) -> TanhErrorBound:
     """Evaluate the bounds of the module docstring on ``grid`` points of each route's range of a = |z|."""
-    if not isinstance(grid, int) or isinstance(grid, bool):
-        raise TypeError(f"grid must be an int, got {type(grid).__name__}")
-    if grid < 2:
-        raise ValueError(f"grid must be >= 2, got {grid}")
+    check_grid(grid)
     u = 2.0 ** -53
     eps_w = exp_error_bound().total_u * u
     c = [1.0 / math.factorial(k + 1) for k in range(EXPM1_TERMS)]

@@ -62,6 +62,7 @@ import math
 import numpy as np
 from numba import prange
 
+from refimpl.arguments import as_choice
 from refimpl.numba_cache import njit_cached  # njit(cache=True), or in memory when no cache dir is writable
 from refimpl.numerics.polynomial_exp import _fma, polynomial_exp, prefer_wide_vectors
 
@@ -427,11 +428,7 @@ EXP_IMPLEMENTATIONS = ("polynomial", "libm")
 
 
 def _use_libm(exp) -> bool:
-    if not isinstance(exp, str):
-        raise TypeError(f"exp must be one of {EXP_IMPLEMENTATIONS}, got {type(exp).__name__}")
-    if exp not in EXP_IMPLEMENTATIONS:
-        raise ValueError(f"exp must be one of {EXP_IMPLEMENTATIONS}, got {exp!r}")
-    return exp == "libm"
+    return as_choice(exp, EXP_IMPLEMENTATIONS, "exp") == "libm"
 
 
 def gaussian_interaction_gradient(X, amplitude, width, exp="polynomial"):

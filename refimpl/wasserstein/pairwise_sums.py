@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from refimpl.arguments import as_choice
 from refimpl.backends import resolve_backend
 from refimpl.wasserstein import _numba
 from refimpl.wasserstein._numba import EXP_IMPLEMENTATIONS
@@ -35,11 +36,7 @@ __all__ = ["check_exp", "gaussian_interaction_gradient", "gaussian_interaction_p
 
 def check_exp(exp, name: str = "exp") -> str:
     """Return ``exp`` if it is one of :data:`EXP_IMPLEMENTATIONS`; ``TypeError``/``ValueError`` naming ``name``."""
-    if not isinstance(exp, str):
-        raise TypeError(f"{name} must be one of {EXP_IMPLEMENTATIONS}, got {type(exp).__name__}")
-    if exp not in EXP_IMPLEMENTATIONS:
-        raise ValueError(f"{name} must be one of {EXP_IMPLEMENTATIONS}, got {exp!r}")
-    return exp
+    return as_choice(exp, EXP_IMPLEMENTATIONS, name)
 
 
 def _use_numba(backend, exp) -> bool:
