@@ -26,8 +26,9 @@ t = 0 … T−1 (coordinate i = coords[t], step η = etas[i]) in place on the pa
 * Gaussian interaction: ∂ᵢu(x_k) = (1/N) Σ_j w(D_kj)(x_kᵢ − x_jᵢ) with the **cached** squared distances
   D_kj = |x_k − x_j|², updated after the step by D_kj += (x'_kᵢ − x'_jᵢ)² − (x_kᵢ − x_jᵢ)²: O(N²) per step against
   O(N²d) for a full gradient (docs/theory/coordinate-descent.md, cost of a coordinate step). Only the flops scale by
-  1/d: every coordinate step still evaluates all N² kernel values (D changed), as a full gradient does, so the
-  wall-time saving is well below d (measured in validation/wasserstein_coordinate_descent.py);
+  1/d: every coordinate step still evaluates all N² kernel values (D changed), as a full gradient does, so per
+  gradient equivalent a coordinate method evaluates d times as many exponentials (counted in
+  validation/wasserstein_coordinate_descent.py; docs/theory/coordinate-descent.md §6);
 * then x_kᵢ ← x_kᵢ − η ∂ᵢu(x_k) for every k (all partials use the state before the step), and with the L1 term
   x_kᵢ ← cᵢ + sign(x_kᵢ − cᵢ) max(|x_kᵢ − cᵢ| − ηλᵢ, 0).
 
