@@ -199,7 +199,14 @@ def fresh_interaction_kernel():
     """The interaction kernel compiled here, uncached (a dispatcher loaded from Numba's cache cannot be inspected)."""
     from numba import njit
 
-    return njit(_numba._gaussian_interaction_numba.py_func, parallel=True)
+    return njit(_numba._pair_force_numba.py_func, parallel=True)
+
+
+def _interaction(kernel, X, ell0, ell1, amplitude, width, use_libm):
+    """The Gaussian interaction force by a compiled copy of the pair-force kernel, with the arguments
+    ``_numba.gaussian_interaction_gradient`` passes it."""
+    inv_s2 = 1.0 / (width * width)
+    return kernel(X, ell0, ell1, -amplitude * inv_s2, inv_s2, _numba._NO_KBAR, False, use_libm)
 
 
 def test_default_kernel_loops_vectorise(fresh_interaction_kernel):
@@ -208,7 +215,7 @@ def test_default_kernel_loops_vectorise(fresh_interaction_kernel):
     kernel = fresh_interaction_kernel
     X = np.random.default_rng(0).standard_normal((50, 2))
     for use_libm in (False, True):
-        assert np.array_equal(kernel(X, 0, 2, 0.7, 1.1, use_libm),
+        assert np.array_equal(_interaction(kernel, X, 0, 2, 0.7, 1.1, use_libm),
                               _numba.gaussian_interaction_gradient(X, 0.7, 1.1, "libm" if use_libm else "polynomial"))
     sigs = kernel.signatures
     polynomial = "\n".join(v for k, v in kernel.inspect_llvm().items() if k == sigs[0])
@@ -238,19 +245,25 @@ def _kernel_without_wide_vectors(fn):
 
 
 def test_bit_identical_across_vector_widths(fresh_interaction_kernel):
-    """Each lane runs the same IEEE operations at any vector width: the interaction kernel compiled without the
-    512-bit preference gives the same bits as the default one (on a CPU without AVX-512 both are the same code; the
-    mean-kernel and score kernels are built from the same block helpers and are not recompiled here, to keep the test
+    """Each lane runs the same IEEE operations at any vector width: the pair-force kernel (interaction force and
+    blob score) compiled for 256-bit vectors gives the same bits as the default one (on a CPU without AVX-512 both are
+    the same code; the mean kernel is built from the same block helpers and is not recompiled here, to keep the test
     short). N = 301 and d = 3 exercise full and partial vectors and the odd tails."""
     from refimpl.numerics.polynomial_exp import target_has_avx512
 
     X = np.random.default_rng(11).standard_normal((301, 3))
-    narrow = _kernel_without_wide_vectors(_numba._gaussian_interaction_numba)
-    assert np.array_equal(narrow(X, 0, 3, 0.7, 1.1, False), _numba.gaussian_interaction_gradient(X, 0.7, 1.1))
+    narrow = _kernel_without_wide_vectors(_numba._pair_force_numba)
+    assert np.array_equal(_interaction(narrow, X, 0, 3, 0.7, 1.1, False),
+                          _numba.gaussian_interaction_gradient(X, 0.7, 1.1))
+    # the blob score runs through the same compiled kernel (with the K̄ factor)
+    kbar = _numba.mean_kernel(X, 0.45)
+    assert np.array_equal(narrow(X, 0, 3, -1.0 * (1.0 / 0.45 ** 2), 1.0 / 0.45 ** 2, kbar, True, False),
+                          _numba.blob_score(X, 0.45))
     if target_has_avx512():
         # compiled here (uncached dispatchers can be inspected): the comparison is between 512- and 256-bit code
         wide = fresh_interaction_kernel
-        assert np.array_equal(wide(X, 0, 3, 0.7, 1.1, False), narrow(X, 0, 3, 0.7, 1.1, False))
+        assert np.array_equal(_interaction(wide, X, 0, 3, 0.7, 1.1, False),
+                              _interaction(narrow, X, 0, 3, 0.7, 1.1, False))
         asm = "\n".join(wide.inspect_asm().values())
         narrow_asm = "\n".join(narrow.inspect_asm().values())
         # the loops' arithmetic (fused multiply-adds on packed doubles) runs on zmm in the one and on ymm in the

@@ -277,12 +277,17 @@ def _block_accumulate_4(Xb, X, j, m, wa, wb, wc, wd, acc, ell0, ell1):
 
 
 @njit_cached(parallel=True)
-def _gaussian_interaction_numba(X, ell0, ell1, amplitude, width, use_libm):
-    """out[k, ℓ − ell0] = (1/N) Σ_j w(|x_k − x_j|²)(x_kℓ − x_jℓ), ℓ ∈ [ell0, ell1): the force (all ℓ) or a partial."""
+def _pair_force_numba(X, ell0, ell1, scale, inv_s2, kbar, use_kbar, use_libm):
+    """out[k, ℓ − ell0] = (1/N) Σ_j w_kj (x_kℓ − x_jℓ), ℓ ∈ [ell0, ell1), with w_kj = ``scale``·k(|x_k − x_j|²) and
+    k(r²) = exp(−½ r²·``inv_s2``), times (1/K̄_k + 1/K̄_j) when ``use_kbar`` (K̄ = ``kbar``). With scale = −a/s²,
+    inv_s2 = 1/s² and no K̄ it is the Gaussian interaction force; with scale = −1/ε², inv_s2 = 1/ε² and K̄ the mean
+    kernel it is the blob-entropy score (module docstring). One skeleton for both: the K̄ factor is the only
+    difference, applied to the kernel values before they are accumulated."""
     n, d = X.shape
     fused = not use_libm  # the polynomial path fuses products into sums (module docstring)
-    inv_s2 = 1.0 / (width * width)
-    scale = -amplitude * inv_s2  # w(r²) = ((−a)·inv_s2)·k(r²), as _gaussian_force_weight
+    inv_kbar = np.empty(n if use_kbar else 0)
+    for k in range(inv_kbar.shape[0]):
+        inv_kbar[k] = 1.0 / kbar[k]
     out = np.empty((n, ell1 - ell0))
     for b in prange((n + ROWS_PER_BLOCK - 1) // ROWS_PER_BLOCK):
         prefer_wide_vectors()  # 512-bit lanes on AVX-512 (the prange body is a function of its own)
@@ -293,9 +298,13 @@ def _gaussian_interaction_numba(X, ell0, ell1, amplitude, width, use_libm):
         r2b = np.empty(ROWS_PER_BLOCK)
         wa = np.empty(ROWS_PER_BLOCK)
         wb = np.empty(ROWS_PER_BLOCK)
-        acc = np.zeros((ell1 - ell0, ROWS_PER_BLOCK))
         wc = np.empty(ROWS_PER_BLOCK)
         wd = np.empty(ROWS_PER_BLOCK)
+        acc = np.zeros((ell1 - ell0, ROWS_PER_BLOCK))
+        ikb = np.zeros(ROWS_PER_BLOCK)
+        if use_kbar:
+            for q in range(m):
+                ikb[q] = inv_kbar[k0 + q]
         j = 0
         if fused:
             while j + 3 < n:
@@ -305,22 +314,48 @@ def _gaussian_interaction_numba(X, ell0, ell1, amplitude, width, use_libm):
                 _block_squared_distances_2(Xb, X, j + 2, m, r2a, r2b, fused)
                 _block_kernel_values(r2a, m, scale, inv_s2, use_libm, wc)
                 _block_kernel_values(r2b, m, scale, inv_s2, use_libm, wd)
+                if use_kbar:
+                    ia, ib, ic, id_ = inv_kbar[j], inv_kbar[j + 1], inv_kbar[j + 2], inv_kbar[j + 3]
+                    for q in range(m):
+                        wa[q] = wa[q] * (ikb[q] + ia)
+                        wb[q] = wb[q] * (ikb[q] + ib)
+                        wc[q] = wc[q] * (ikb[q] + ic)
+                        wd[q] = wd[q] * (ikb[q] + id_)
                 _block_accumulate_4(Xb, X, j, m, wa, wb, wc, wd, acc, ell0, ell1)
                 j += 4
         while j + 1 < n:
             _block_squared_distances_2(Xb, X, j, m, r2a, r2b, fused)
             _block_kernel_values(r2a, m, scale, inv_s2, use_libm, wa)
             _block_kernel_values(r2b, m, scale, inv_s2, use_libm, wb)
+            if use_kbar:
+                ia, ib = inv_kbar[j], inv_kbar[j + 1]
+                for q in range(m):
+                    wa[q] = wa[q] * (ikb[q] + ia)
+                    wb[q] = wb[q] * (ikb[q] + ib)
             _block_accumulate_2(Xb, X, j, m, wa, wb, acc, ell0, ell1, fused)
             j += 2
         if j < n:
             _block_squared_distances(Xb, X, j, m, r2a, fused)
             _block_kernel_values(r2a, m, scale, inv_s2, use_libm, wa)
+            if use_kbar:
+                ia = inv_kbar[j]
+                for q in range(m):
+                    wa[q] = wa[q] * (ikb[q] + ia)
             _block_accumulate(Xb, X, j, m, wa, acc, ell0, ell1, fused)
         for q in range(m):
             for ell in range(ell1 - ell0):
                 out[k0 + q, ell] = acc[ell, q] / n
     return out
+
+
+_NO_KBAR = np.empty(0)
+
+
+def _gaussian_interaction_numba(X, ell0, ell1, amplitude, width, use_libm):
+    """out[k, ℓ − ell0] = (1/N) Σ_j w(|x_k − x_j|²)(x_kℓ − x_jℓ), ℓ ∈ [ell0, ell1): the force (all ℓ) or a partial;
+    w(r²) = ((−a)·(1/s²))·k(r²), as :func:`_gaussian_force_weight`."""
+    inv_s2 = 1.0 / (width * width)
+    return _pair_force_numba(X, ell0, ell1, -amplitude * inv_s2, inv_s2, _NO_KBAR, False, use_libm)
 
 
 @njit_cached(parallel=True)
@@ -357,70 +392,11 @@ def _mean_kernel_numba(X, bandwidth, use_libm):
     return out
 
 
-@njit_cached(parallel=True)
 def _blob_score_numba(X, ell0, ell1, bandwidth, kbar, use_libm):
-    """out[k, ℓ − ell0] = (1/N) Σ_j w(|x_k − x_j|²)(1/K̄_k + 1/K̄_j)(x_kℓ − x_jℓ) with a = 1, s = ε."""
-    n, d = X.shape
-    fused = not use_libm  # the polynomial path fuses products into sums (module docstring)
+    """out[k, ℓ − ell0] = (1/N) Σ_j w(|x_k − x_j|²)(1/K̄_k + 1/K̄_j)(x_kℓ − x_jℓ) with a = 1, s = ε:
+    w(r²) = ((−1)·(1/ε²))·k(r²), as :func:`_gaussian_force_weight` with a = 1."""
     inv_e2 = 1.0 / (bandwidth * bandwidth)
-    scale = -1.0 * inv_e2  # w(r²) = ((−1)·inv_e2)·k(r²), as _gaussian_force_weight with a = 1
-    inv_kbar = np.empty(n)
-    for k in range(n):
-        inv_kbar[k] = 1.0 / kbar[k]
-    out = np.empty((n, ell1 - ell0))
-    for b in prange((n + ROWS_PER_BLOCK - 1) // ROWS_PER_BLOCK):
-        prefer_wide_vectors()  # 512-bit lanes on AVX-512 (the prange body is a function of its own)
-        k0 = b * ROWS_PER_BLOCK
-        m = min(ROWS_PER_BLOCK, n - k0)
-        Xb = _block_rows(X, k0, m)
-        r2a = np.empty(ROWS_PER_BLOCK)
-        r2b = np.empty(ROWS_PER_BLOCK)
-        wa = np.empty(ROWS_PER_BLOCK)
-        wb = np.empty(ROWS_PER_BLOCK)
-        acc = np.zeros((ell1 - ell0, ROWS_PER_BLOCK))
-        ikb = np.zeros(ROWS_PER_BLOCK)
-        for q in range(m):
-            ikb[q] = inv_kbar[k0 + q]
-        wc = np.empty(ROWS_PER_BLOCK)
-        wd = np.empty(ROWS_PER_BLOCK)
-        j = 0
-        if fused:
-            while j + 3 < n:
-                _block_squared_distances_2(Xb, X, j, m, r2a, r2b, fused)
-                _block_kernel_values(r2a, m, scale, inv_e2, use_libm, wa)
-                _block_kernel_values(r2b, m, scale, inv_e2, use_libm, wb)
-                _block_squared_distances_2(Xb, X, j + 2, m, r2a, r2b, fused)
-                _block_kernel_values(r2a, m, scale, inv_e2, use_libm, wc)
-                _block_kernel_values(r2b, m, scale, inv_e2, use_libm, wd)
-                ia, ib, ic, id_ = inv_kbar[j], inv_kbar[j + 1], inv_kbar[j + 2], inv_kbar[j + 3]
-                for q in range(m):
-                    wa[q] = wa[q] * (ikb[q] + ia)
-                    wb[q] = wb[q] * (ikb[q] + ib)
-                    wc[q] = wc[q] * (ikb[q] + ic)
-                    wd[q] = wd[q] * (ikb[q] + id_)
-                _block_accumulate_4(Xb, X, j, m, wa, wb, wc, wd, acc, ell0, ell1)
-                j += 4
-        while j + 1 < n:
-            _block_squared_distances_2(Xb, X, j, m, r2a, r2b, fused)
-            _block_kernel_values(r2a, m, scale, inv_e2, use_libm, wa)
-            _block_kernel_values(r2b, m, scale, inv_e2, use_libm, wb)
-            ika, ikj = inv_kbar[j], inv_kbar[j + 1]
-            for q in range(m):
-                wa[q] = wa[q] * (ikb[q] + ika)
-                wb[q] = wb[q] * (ikb[q] + ikj)
-            _block_accumulate_2(Xb, X, j, m, wa, wb, acc, ell0, ell1, fused)
-            j += 2
-        if j < n:
-            _block_squared_distances(Xb, X, j, m, r2a, fused)
-            _block_kernel_values(r2a, m, scale, inv_e2, use_libm, wa)
-            ika = inv_kbar[j]
-            for q in range(m):
-                wa[q] = wa[q] * (ikb[q] + ika)
-            _block_accumulate(Xb, X, j, m, wa, acc, ell0, ell1, fused)
-        for q in range(m):
-            for ell in range(ell1 - ell0):
-                out[k0 + q, ell] = acc[ell, q] / n
-    return out
+    return _pair_force_numba(X, ell0, ell1, -1.0 * inv_e2, inv_e2, kbar, True, use_libm)
 
 
 #: the exp implementations of the pair kernels: "polynomial" (default; vectorised, ≤ 2 ulp, see
