@@ -74,39 +74,55 @@ __all__ = ["sweeps", "erk_forward", "erk_backward", "erk_forward_checkpointed", 
 
 
 @register_jitable(inline="always")
-def _affine(x, th, out):
-    """out = W x + b. Each z_i = b_i + W_i0 x_0 + W_i1 x_1 + ... is summed in this fixed order (bit-identical to a
-    plain row loop); four rows are summed side by side, which gives four independent add chains per j instead of one
-    (the strict-order dot product of a single row is one dependent chain that the CPU cannot overlap)."""
+def _affine_rows4(i, x, th):
+    """(z_i, z_{i+1}, z_{i+2}, z_{i+3}) of z = W x + b, each z_r = b_r + W_r0 x_0 + W_r1 x_1 + ... summed in this fixed
+    order (bit-identical to a plain row loop). The four rows are summed side by side, which gives four independent add
+    chains per j instead of one (the strict-order dot product of a single row is one dependent chain that the CPU
+    cannot overlap). Shared by :func:`_affine` and the four-row route of :func:`tanh_vjp`, so both form the same z."""
     d = x.shape[0]
     dd = d * d
+    r0 = i * d
+    r1 = r0 + d
+    r2 = r1 + d
+    r3 = r2 + d
+    z0 = th[dd + i]
+    z1 = th[dd + i + 1]
+    z2 = th[dd + i + 2]
+    z3 = th[dd + i + 3]
+    for j in range(d):
+        xj = x[j]
+        z0 += th[r0 + j] * xj
+        z1 += th[r1 + j] * xj
+        z2 += th[r2 + j] * xj
+        z3 += th[r3 + j] * xj
+    return z0, z1, z2, z3
+
+
+@register_jitable(inline="always")
+def _affine_row(i, x, th):
+    """z_i = b_i + W_i0 x_0 + W_i1 x_1 + ... of z = W x + b, in this order (the rows left over after blocks of four)."""
+    d = x.shape[0]
+    z = th[d * d + i]
+    r = i * d
+    for j in range(d):
+        z += th[r + j] * x[j]
+    return z
+
+
+@register_jitable(inline="always")
+def _affine(x, th, out):
+    """out = W x + b, four rows at a time (:func:`_affine_rows4`), then the rows left over (:func:`_affine_row`)."""
+    d = x.shape[0]
     i = 0
     while i + 4 <= d:
-        r0 = i * d
-        r1 = r0 + d
-        r2 = r1 + d
-        r3 = r2 + d
-        z0 = th[dd + i]
-        z1 = th[dd + i + 1]
-        z2 = th[dd + i + 2]
-        z3 = th[dd + i + 3]
-        for j in range(d):
-            xj = x[j]
-            z0 += th[r0 + j] * xj
-            z1 += th[r1 + j] * xj
-            z2 += th[r2 + j] * xj
-            z3 += th[r3 + j] * xj
+        z0, z1, z2, z3 = _affine_rows4(i, x, th)
         out[i] = z0
         out[i + 1] = z1
         out[i + 2] = z2
         out[i + 3] = z3
         i += 4
     while i < d:
-        z = th[dd + i]
-        r = i * d
-        for j in range(d):
-            z += th[r + j] * x[j]
-        out[i] = z
+        out[i] = _affine_row(i, x, th)
         i += 1
 
 
@@ -233,37 +249,20 @@ def _tanh_vjp_rows(x, th, v, out_x, g_th):
 
 @register_jitable(inline="always")
 def _tanh_vjp_blocks(x, th, v, out_x, g_th):
-    """The four-row route of :func:`tanh_vjp`: per block of four rows, the four z_i (in the order of :func:`_affine`,
-    in registers), their sech², then :func:`_affine_vjp_rows4`; ``v`` is not written."""
+    """The four-row route of :func:`tanh_vjp`: per block of four rows, the four z_i (:func:`_affine_rows4`, the same
+    operations as :func:`_affine`, in registers), their sech², then :func:`_affine_vjp_rows4`; ``v`` is not
+    written."""
     d = x.shape[0]
-    dd = d * d
     for j in range(d):
         out_x[j] = 0.0
     i = 0
     while i + 4 <= d:
-        r0 = i * d
-        r1 = r0 + d
-        r2 = r1 + d
-        r3 = r2 + d
-        z0 = th[dd + i]
-        z1 = th[dd + i + 1]
-        z2 = th[dd + i + 2]
-        z3 = th[dd + i + 3]
-        for j in range(d):
-            xj = x[j]
-            z0 += th[r0 + j] * xj
-            z1 += th[r1 + j] * xj
-            z2 += th[r2 + j] * xj
-            z3 += th[r3 + j] * xj
+        z0, z1, z2, z3 = _affine_rows4(i, x, th)
         _affine_vjp_rows4(i, polynomial_sech2(z0) * v[i], polynomial_sech2(z1) * v[i + 1],
                           polynomial_sech2(z2) * v[i + 2], polynomial_sech2(z3) * v[i + 3], x, th, out_x, g_th)
         i += 4
     while i < d:
-        z = th[dd + i]
-        r = i * d
-        for j in range(d):
-            z += th[r + j] * x[j]
-        _affine_vjp_row(i, polynomial_sech2(z) * v[i], x, th, out_x, g_th)
+        _affine_vjp_row(i, polynomial_sech2(_affine_row(i, x, th)) * v[i], x, th, out_x, g_th)
         i += 1
 
 
