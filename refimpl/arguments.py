@@ -351,8 +351,18 @@ def as_fixed_array(M, name: str, ndim: int = 2, shape=None) -> np.ndarray:
     return M
 
 
-def check_state_array(a, name: str, shape: tuple, shape_hint: str = ""):
-    """Validate x0 / theta: ndarray (or list), Variable; dtype float64, complex128, int (promoted) or object; finite."""
+def nonfinite_state_error(v: np.ndarray, name: str) -> ValueError:
+    """The error of :func:`check_state_array` for a float/complex array ``v`` with a NaN or inf entry (located: the
+    first in C order), for callers that find out later that it has one (the compiled ODE adjoint checks θ in its
+    forward sweep)."""
+    bad = np.argwhere(~np.isfinite(v))[0]
+    return ValueError(f"{name} contains NaN or inf (first at index {tuple(int(i) for i in bad)})")
+
+
+def check_state_array(a, name: str, shape: tuple, shape_hint: str = "", *, finite: bool = True):
+    """Validate x0 / theta: ndarray (or list), Variable; dtype float64, complex128, int (promoted) or object; finite
+    (``finite=False``: a float/complex array's NaN/inf check is left to the caller, who raises
+    :func:`nonfinite_state_error`)."""
     if not isinstance(a, Variable):
         if isinstance(a, (list, tuple)) or np.isscalar(a):
             a = np.asarray(a)
@@ -371,9 +381,8 @@ def check_state_array(a, name: str, shape: tuple, shape_hint: str = ""):
         if bad:
             raise TypeError(f"{name} is an object array (exact mode) but entry {np.unravel_index(bad[0], shape)} is "
                             f"{v.reshape(-1)[bad[0]]!r}; exact mode needs Fractions/ints (or other exact numbers)")
-    elif not np.all(np.isfinite(v)):
-        bad = np.argwhere(~np.isfinite(v))[0]
-        raise ValueError(f"{name} contains NaN or inf (first at index {tuple(int(i) for i in bad)})")
+    elif finite and not np.all(np.isfinite(v)):
+        raise nonfinite_state_error(v, name)
     return a
 
 
@@ -406,4 +415,5 @@ def index_array(a, name, ndim, n_samples, allow_unused=False):
     return np.ascontiguousarray(a)
 
 
-__all__ += ["as_fixed_array", "check_state_array", "checked_output", "f64_array", "index_array"]
+__all__ += ["as_fixed_array", "check_state_array", "checked_output", "f64_array", "index_array",
+            "nonfinite_state_error"]

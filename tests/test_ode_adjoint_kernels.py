@@ -463,3 +463,119 @@ def test_prefetch_is_only_a_hint():
     a = np.arange(30.0).reshape(3, 10)
     assert _prefetch_rows(a, np.array([-1, 0, 2, 3, 10**6])) == np.arange(30.0).sum()
     assert np.array_equal(a, np.arange(30.0).reshape(3, 10))
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# θ's finiteness check in the forward sweeps, and the gradient zeroed by the backward sweeps
+
+
+def _sweep_arguments(method, starter, layout, N, d, seed=0):
+    smp, x0, theta, loss = _problem(method, starter, layout, N, d, seed)
+    h = 1.0 / N
+    if method is RK4:
+        A, b, _ = RK4.arrays()
+        return smp, x0, theta, loss, (np.asarray(smp.stage_index), np.ascontiguousarray(h * A),
+                                      np.ascontiguousarray(h * b))
+    A, b, _ = smp.starter.arrays()
+    return smp, x0, theta, loss, (np.asarray(smp.stage_index), np.ascontiguousarray(h * A),
+                                  np.ascontiguousarray(h * b), np.array([1.0, -0.0]), np.array([0.0, 2.0 * h]),
+                                  np.asarray(smp.grid_index))
+
+
+@pytest.mark.parametrize("method,starter", [(RK4, None), (LEAPFROG, "forward_euler")], ids=["rk4", "leapfrog"])
+@pytest.mark.parametrize("layout", ["stage", "step", "constant"])
+def test_nonfinite_theta_gives_the_same_error_on_every_path(method, starter, layout):
+    """On the compiled path without checkpointing θ's NaN/inf check is the forward sweep's (counted as it reads each
+    row); elsewhere it is prepare_problem's. Every path raises the same ValueError, naming θ and its first non-finite
+    index, for a bad entry in the first, a middle and the last row (and a second one after it)."""
+    from refimpl.ode.adjoint_recursions import _theta_check_fused
+
+    d, N = 3, 9
+    smp, x0, theta0, loss = _problem(method, starter, layout, N, d)
+    assert _theta_check_fused(TanhField(d), x0, theta0, "auto", None)
+    assert not _theta_check_fused(TanhField(d), x0, theta0, "numba", 4)
+    assert not _theta_check_fused(TanhField(d), x0, theta0, "numpy", None)
+    n = smp.n_samples
+    for row in sorted({0, n // 2, n - 1}):
+        for value in (np.nan, np.inf, -np.inf):
+            theta = theta0.copy()
+            theta[row, 5] = value
+            theta[n - 1, 7] = np.nan                 # a later one (or, in the last row, after it): not the first
+            message = f"theta contains NaN or inf (first at index ({row}, 5))"
+            for kw in ({"backend": "numba"}, {"backend": "auto"}, {"backend": "numpy"},
+                       {"backend": "numba", "checkpoint": 4}, {"backend": "numpy", "checkpoint": 4}):
+                with pytest.raises(ValueError) as err:
+                    discrete_adjoint(TanhField(d), method, x0, theta, 1.0, N, loss, layout=layout, starter=starter,
+                                     **kw)
+                assert str(err.value) == message, kw
+
+
+def _reversed_rows(grid_index):
+    """An LMM grid index map with its rows in reverse order (the unused −1 entries, F values no step reads, kept)."""
+    out = grid_index.copy()
+    used = out >= 0
+    out[used] = out[used][::-1]
+    return out
+
+
+@pytest.mark.parametrize("method,starter", [(RK4, None), (LEAPFROG, "forward_euler")], ids=["rk4", "leapfrog"])
+def test_the_forward_sweeps_count_every_theta_row_once_in_any_order(method, starter):
+    """The θ check of the forward sweeps (refimpl.ode._numba._rows_nonfinite) counts each row once whatever order the
+    sweep reads the rows in (here reversed, with two rows never read) and counts nothing when θ is vouched for; the
+    states are those of the unchecked sweep."""
+    d, N = 3, 8
+    smp, x0, theta, _, args = _sweep_arguments(method, starter, "step", N, d)
+    n = theta.shape[0]
+    theta = np.vstack([theta, theta[:2]])           # two rows more, never read
+    bad = [(1, 0), (n - 1, 3), (n, 2), (n + 1, 11), (n + 1, 4)]
+    for r, q in bad:
+        theta[r, q] = np.inf if q % 2 else np.nan
+    if method is RK4:
+        index = np.ascontiguousarray(args[0][::-1])  # rows read from the last to the first
+        run = lambda check: kernels._erk_forward_prepared(TanhField.kernel, x0, theta, index, *args[1:], np.empty(0),
+                                                          False, check)[0]
+    else:
+        grid = _reversed_rows(args[-1])
+        run = lambda check: kernels._lmm_forward_prepared(TanhField.kernel, x0, theta, *args[:-1], grid, check)[0]
+    check = np.zeros(2, dtype=np.int64)
+    xs = run(check)
+    assert check[1] == len(bad)
+    vouched = np.array([theta.shape[0], 0], dtype=np.int64)
+    assert run(vouched).tobytes() == xs.tobytes() and vouched[1] == 0
+
+
+@pytest.mark.parametrize("method,starter", [(RK4, None), (LEAPFROG, "forward_euler")], ids=["rk4", "leapfrog"])
+@pytest.mark.parametrize("layout", ["stage", "step", "constant", "reversed"])
+def test_the_backward_sweeps_write_every_gradient_entry(method, starter, layout):
+    """The backward sweeps take the gradient uninitialised and zero each row as they first reach it
+    (refimpl.ode._numba._zero_rows): started on a gradient full of NaN they give the bits they give on zeros, for the
+    layouts and for rows reached in reverse order with two rows never reached (which come back 0.0)."""
+    d, N = 3, 8
+    smp, x0, theta, loss, args = _sweep_arguments(method, starter, "step" if layout == "reversed" else layout, N, d)
+    if layout == "reversed":
+        theta = np.vstack([theta, theta[:2]])
+        if method is RK4:
+            args = (np.ascontiguousarray(args[0][::-1]),) + args[1:]
+        else:
+            args = args[:-1] + (_reversed_rows(args[-1]),)
+    sw = kernels.sweeps(TanhField.kernel)
+    results = []
+    for fill in (0.0, np.nan):
+        g = np.full(theta.shape, fill)
+        nonfinite = np.zeros(1, dtype=np.int64)
+        if method is RK4:
+            xs = kernels.erk_forward(TanhField.kernel, x0, theta, *args)
+            lam = np.full(xs.shape, fill)
+            lam[-1] = loss.grad(xs[-1])
+            sw.erk_backward(xs, theta, args[0], args[1], args[2], np.empty(0), lam, g, np.empty((0, 4, d)),
+                            nonfinite)
+        else:
+            xs = kernels.lmm_forward(TanhField.kernel, x0, theta, *args)
+            lam = np.zeros(xs.shape)
+            lam[-1] = loss.grad(xs[-1])
+            sw.lmm_backward(xs, theta, *args, lam, g, np.zeros((0, d)), np.zeros(0, dtype=np.bool_), nonfinite)
+        assert nonfinite[0] == 0
+        results.append((g.tobytes(), lam.tobytes()))
+    assert results[0] == results[1]
+    if layout == "reversed":
+        assert not np.any(np.frombuffer(results[1][0])[-2 * theta.shape[1]:])

@@ -74,39 +74,55 @@ __all__ = ["sweeps", "erk_forward", "erk_backward", "erk_forward_checkpointed", 
 
 
 @register_jitable(inline="always")
-def _affine(x, th, out):
-    """out = W x + b. Each z_i = b_i + W_i0 x_0 + W_i1 x_1 + ... is summed in this fixed order (bit-identical to a
-    plain row loop); four rows are summed side by side, which gives four independent add chains per j instead of one
-    (the strict-order dot product of a single row is one dependent chain that the CPU cannot overlap)."""
+def _affine_rows4(i, x, th):
+    """(z_i, z_{i+1}, z_{i+2}, z_{i+3}) of z = W x + b, each z_r = b_r + W_r0 x_0 + W_r1 x_1 + ... summed in this fixed
+    order (bit-identical to a plain row loop). The four rows are summed side by side, which gives four independent add
+    chains per j instead of one (the strict-order dot product of a single row is one dependent chain that the CPU
+    cannot overlap). Shared by :func:`_affine` and the four-row route of :func:`tanh_vjp`, so both form the same z."""
     d = x.shape[0]
     dd = d * d
+    r0 = i * d
+    r1 = r0 + d
+    r2 = r1 + d
+    r3 = r2 + d
+    z0 = th[dd + i]
+    z1 = th[dd + i + 1]
+    z2 = th[dd + i + 2]
+    z3 = th[dd + i + 3]
+    for j in range(d):
+        xj = x[j]
+        z0 += th[r0 + j] * xj
+        z1 += th[r1 + j] * xj
+        z2 += th[r2 + j] * xj
+        z3 += th[r3 + j] * xj
+    return z0, z1, z2, z3
+
+
+@register_jitable(inline="always")
+def _affine_row(i, x, th):
+    """z_i = b_i + W_i0 x_0 + W_i1 x_1 + ... of z = W x + b, in this order (the rows left over after blocks of four)."""
+    d = x.shape[0]
+    z = th[d * d + i]
+    r = i * d
+    for j in range(d):
+        z += th[r + j] * x[j]
+    return z
+
+
+@register_jitable(inline="always")
+def _affine(x, th, out):
+    """out = W x + b, four rows at a time (:func:`_affine_rows4`), then the rows left over (:func:`_affine_row`)."""
+    d = x.shape[0]
     i = 0
     while i + 4 <= d:
-        r0 = i * d
-        r1 = r0 + d
-        r2 = r1 + d
-        r3 = r2 + d
-        z0 = th[dd + i]
-        z1 = th[dd + i + 1]
-        z2 = th[dd + i + 2]
-        z3 = th[dd + i + 3]
-        for j in range(d):
-            xj = x[j]
-            z0 += th[r0 + j] * xj
-            z1 += th[r1 + j] * xj
-            z2 += th[r2 + j] * xj
-            z3 += th[r3 + j] * xj
+        z0, z1, z2, z3 = _affine_rows4(i, x, th)
         out[i] = z0
         out[i + 1] = z1
         out[i + 2] = z2
         out[i + 3] = z3
         i += 4
     while i < d:
-        z = th[dd + i]
-        r = i * d
-        for j in range(d):
-            z += th[r + j] * x[j]
-        out[i] = z
+        out[i] = _affine_row(i, x, th)
         i += 1
 
 
@@ -233,37 +249,20 @@ def _tanh_vjp_rows(x, th, v, out_x, g_th):
 
 @register_jitable(inline="always")
 def _tanh_vjp_blocks(x, th, v, out_x, g_th):
-    """The four-row route of :func:`tanh_vjp`: per block of four rows, the four z_i (in the order of :func:`_affine`,
-    in registers), their sech², then :func:`_affine_vjp_rows4`; ``v`` is not written."""
+    """The four-row route of :func:`tanh_vjp`: per block of four rows, the four z_i (:func:`_affine_rows4`, the same
+    operations as :func:`_affine`, in registers), their sech², then :func:`_affine_vjp_rows4`; ``v`` is not
+    written."""
     d = x.shape[0]
-    dd = d * d
     for j in range(d):
         out_x[j] = 0.0
     i = 0
     while i + 4 <= d:
-        r0 = i * d
-        r1 = r0 + d
-        r2 = r1 + d
-        r3 = r2 + d
-        z0 = th[dd + i]
-        z1 = th[dd + i + 1]
-        z2 = th[dd + i + 2]
-        z3 = th[dd + i + 3]
-        for j in range(d):
-            xj = x[j]
-            z0 += th[r0 + j] * xj
-            z1 += th[r1 + j] * xj
-            z2 += th[r2 + j] * xj
-            z3 += th[r3 + j] * xj
+        z0, z1, z2, z3 = _affine_rows4(i, x, th)
         _affine_vjp_rows4(i, polynomial_sech2(z0) * v[i], polynomial_sech2(z1) * v[i + 1],
                           polynomial_sech2(z2) * v[i + 2], polynomial_sech2(z3) * v[i + 3], x, th, out_x, g_th)
         i += 4
     while i < d:
-        z = th[dd + i]
-        r = i * d
-        for j in range(d):
-            z += th[r + j] * x[j]
-        _affine_vjp_row(i, polynomial_sech2(z) * v[i], x, th, out_x, g_th)
+        _affine_vjp_row(i, polynomial_sech2(_affine_row(i, x, th)) * v[i], x, th, out_x, g_th)
         i += 1
 
 
@@ -378,6 +377,41 @@ def _row_nonfinite(a, r):
     return count
 
 
+@register_jitable
+def _rows_nonfinite(a, lo, hi):
+    """The number of inf / NaN entries of rows lo..hi−1 of the 2-D array a (:func:`_row_nonfinite` row by row).
+
+    The forward sweeps check θ with it as they first read each row (the θ check of the compiled adjoint, fused into
+    the sweep): the sweep keeps ``checked``, the number of leading rows already counted, and on reading row r ≥
+    checked counts rows checked..r and sets checked = r + 1; after the last step it counts the rows it never read.
+    Every row is counted exactly once whatever order the rows are read in, and in the usual order (row indices
+    non-decreasing along the sweep: every layout of refimpl.ode.samples) each row is counted right before the point
+    function reads it, from L1, so θ is read from memory once for the check and the sweep together instead of
+    twice."""
+    count = 0
+    for r in range(lo, hi):
+        count += _row_nonfinite(a, r)
+    return count
+
+
+@register_jitable
+def _zero_rows(a, lo, hi):
+    """Rows lo..hi−1 of the 2-D array a set to 0.0.
+
+    The backward sweeps take the gradient uninitialised (``np.empty``) and zero its rows as the sweep first reaches
+    them: the sweep keeps ``zeroed``, the first row of the zeroed tail (initially the number of rows), and before a
+    step accumulates into row r < zeroed it zeroes rows r..zeroed−1 and sets zeroed = r; after the last step it
+    zeroes the rows it never reached. Every row is zeroed exactly once before its first accumulation, in any order
+    (every row ≥ zeroed is zeroed), so every entry starts from +0.0 exactly as with ``np.zeros`` and the results are
+    the same bits; but the fresh pages of the gradient (2.2 GB at N = 10⁶, d = 16, step layout) are first touched by
+    a store of the writer, in the order the sweep writes them, instead of by the read of a read-modify-write on
+    zero-mapped pages, which faults twice per page (once to map the shared zero page for the read, once to copy it
+    on the write)."""
+    for r in range(lo, hi):
+        for q in range(a.shape[1]):
+            a[r, q] = 0.0
+
+
 @functools.lru_cache(maxsize=None)
 def sweeps(kernel: NumbaKernel) -> SimpleNamespace:
     """The compiled sweeps ``erk_forward``, ``erk_backward``, ``erk_forward_checkpointed``,
@@ -454,9 +488,12 @@ def sweeps(kernel: NumbaKernel) -> SimpleNamespace:
                 lam_out[m] += Xbar[i, m]
 
     @entry
-    def erk_forward(x0, theta, stage_index, hA, hb, hs, xs, Ks):
+    def erk_forward(x0, theta, stage_index, hA, hb, hs, xs, Ks, theta_check):
         """Ks: (N, s, d) to keep every step's stage slopes, or (0, s, d) not to. ``hs``: empty (uniform grid,
-        ``hA``/``hb`` pre-scaled) or the steps h_n (``hA``/``hb`` then hold A and b)."""
+        ``hA``/``hb`` pre-scaled) or the steps h_n (``hA``/``hb`` then hold A and b). ``theta_check`` (int64, (2,)):
+        on entry [0] = the number of leading θ rows already known finite (0: check every row, n: none); on exit
+        [1] = the number of non-finite θ entries in the other rows (:func:`_rows_nonfinite`, as the sweep reads
+        them)."""
         N = stage_index.shape[0]
         s = hb.shape[0]
         d = x0.shape[0]
@@ -465,19 +502,31 @@ def sweeps(kernel: NumbaKernel) -> SimpleNamespace:
         K = np.empty((s, d))
         hAn = np.empty((s, s))
         hbn = np.empty(s)
+        checked = theta_check[0]
+        bad_theta = 0
         xs[0, :] = x0
         for n in range(N):
             if n + PREFETCH_STEPS < N:
                 for i in range(s):
                     _prefetch(theta, stage_index[n + PREFETCH_STEPS, i])
+            for i in range(s):
+                r = stage_index[n, i]
+                if r >= checked:
+                    bad_theta += _rows_nonfinite(theta, checked, r + 1)
+                    checked = r + 1
             cA, cb = _step_coefficients(n, hs, hA, hb, hA, hb, hAn, hbn)
             erk_step(xs[n], theta, stage_index[n], cA, cb, X, Ks[n] if keep else K, xs[n + 1])
+        if checked < theta.shape[0]:
+            bad_theta += _rows_nonfinite(theta, checked, theta.shape[0])
+        theta_check[1] = bad_theta
 
     @entry
     def erk_backward(xs, theta, stage_index, hA, hb, hs, lambdas, grad_theta, Ks, nonfinite):
-        """lambdas[N] holds lambda_N on entry; Ks: the stored stage slopes (N, s, d), or (0, s, d) to recompute;
-        ``hs`` as in erk_forward. nonfinite[0] += the number of non-finite entries met in the gradient rows right
-        after each step writes them (:func:`_row_nonfinite`)."""
+        """lambdas[N] holds lambda_N on entry (lambdas[:N] are written, need not be initialised); Ks: the stored
+        stage slopes (N, s, d), or (0, s, d) to recompute; ``hs`` as in erk_forward; grad_theta need not be
+        initialised (its rows are zeroed as the sweep first reaches them, :func:`_zero_rows`). nonfinite[0] += the
+        number of non-finite entries met in the gradient rows right after each step writes them
+        (:func:`_row_nonfinite`)."""
         N = stage_index.shape[0]
         s = hb.shape[0]
         d = xs.shape[1]
@@ -488,15 +537,22 @@ def sweeps(kernel: NumbaKernel) -> SimpleNamespace:
         kb = np.empty(d)
         hAn = np.empty((s, s))
         hbn = np.empty(s)
+        zeroed = grad_theta.shape[0]
         for n in range(N - 1, -1, -1):
             if n >= PREFETCH_STEPS:
                 for i in range(s):
                     _prefetch(theta, stage_index[n - PREFETCH_STEPS, i])
+            for i in range(s):
+                r = stage_index[n, i]
+                if r < zeroed:
+                    _zero_rows(grad_theta, r, zeroed)
+                    zeroed = r
             cA, cb = _step_coefficients(n, hs, hA, hb, hA, hb, hAn, hbn)
             erk_step_adjoint(xs[n], theta, stage_index[n], cA, cb, lambdas[n + 1], lambdas[n], grad_theta,
                              X, Ks[n] if stored else K, Xbar, kb, not stored)
             for i in range(s):
                 nonfinite[0] += _row_nonfinite(grad_theta, stage_index[n, i])
+        _zero_rows(grad_theta, 0, zeroed)
 
     @entry
     def erk_forward_checkpointed(x0, theta, stage_index, hA, hb, hs, every, xck):
@@ -564,16 +620,24 @@ def sweeps(kernel: NumbaKernel) -> SimpleNamespace:
             lam_ck[i, :] = lam
 
     @entry
-    def lmm_forward(x0, theta, s_index, hA, hb, malpha, hbeta, grid_index, xs, F, have_F):
-        """F (N, d), have_F (N,) zeros on entry; on exit F[m] = f(x_m, theta) where have_F[m]."""
+    def lmm_forward(x0, theta, s_index, hA, hb, malpha, hbeta, grid_index, xs, F, have_F, theta_check):
+        """F (N, d), have_F (N,) zeros on entry; on exit F[m] = f(x_m, theta) where have_F[m]. ``theta_check`` as in
+        erk_forward."""
         N = xs.shape[0] - 1
         k = malpha.shape[0]
         s = hb.shape[0]
         d = x0.shape[0]
         X = np.empty((s, d))
         K = np.empty((s, d))
+        checked = theta_check[0]
+        bad_theta = 0
         xs[0, :] = x0
         for n in range(k - 1):
+            for i in range(s):
+                r = s_index[n, i]
+                if r >= checked:
+                    bad_theta += _rows_nonfinite(theta, checked, r + 1)
+                    checked = r + 1
             erk_step(xs[n], theta, s_index[n], hA, hb, X, K, xs[n + 1])
         for n in range(N - k + 1):
             if n + k + PREFETCH_STEPS < N:
@@ -590,10 +654,17 @@ def sweeps(kernel: NumbaKernel) -> SimpleNamespace:
                 if c != 0.0:
                     m = n + j
                     if not have_F[m]:
-                        f(xs[m], theta[grid_index[m]], F[m])
+                        r = grid_index[m]
+                        if r >= checked:
+                            bad_theta += _rows_nonfinite(theta, checked, r + 1)
+                            checked = r + 1
+                        f(xs[m], theta[r], F[m])
                         have_F[m] = True
                     for i in range(d):
                         xs[n + k, i] += c * F[m, i]
+        if checked < theta.shape[0]:
+            bad_theta += _rows_nonfinite(theta, checked, theta.shape[0])
+        theta_check[1] = bad_theta
 
     @called_helper
     def lmm_add_F_term(m, xs, theta, grid_index, Fbar_m, lam, grad_theta, tmp, fx, F, have_F):
@@ -610,8 +681,8 @@ def sweeps(kernel: NumbaKernel) -> SimpleNamespace:
 
     @entry
     def lmm_backward(xs, theta, s_index, hA, hb, malpha, hbeta, grid_index, lam, grad_theta, F, have_F, nonfinite):
-        """lam[N] holds lambda_N on entry, lam[:N] zeros; F[m] the stored f(x_m, theta) where have_F[m] (have_F may
-        be empty: recompute every F_m). F̄ is kept for the k + 2 indices in use only (a ring buffer, row i % (k + 2):
+        """lam[N] holds lambda_N on entry, lam[:N] zeros; grad_theta need not be initialised (as in erk_backward);
+        F[m] the stored f(x_m, theta) where have_F[m] (have_F may be empty: recompute every F_m). F̄ is kept for the k + 2 indices in use only (a ring buffer, row i % (k + 2):
         index n enters with value 0 at step n, and nothing after step n + 1 reads index n + k + 2), so the sweep
         allocates O(k·d), not O(N·d); every F̄_i receives the same operations as with a full array."""
         N = xs.shape[0] - 1
@@ -627,12 +698,17 @@ def sweeps(kernel: NumbaKernel) -> SimpleNamespace:
         Xbar = np.empty((s, d))
         kb = np.empty(d)
         contrib = np.empty(d)
+        zeroed = grad_theta.shape[0]
         for n in range(N - k, -1, -1):
             m = n + k
             if m - PREFETCH_STEPS >= 0 and m - PREFETCH_STEPS < N:
                 _prefetch(theta, grid_index[m - PREFETCH_STEPS])
             for i in range(d):
                 Fbar[n % R, i] = 0.0
+            r = grid_index[m] if m < N else -1
+            if 0 <= r < zeroed:
+                _zero_rows(grad_theta, r, zeroed)
+                zeroed = r
             lmm_add_F_term(m, xs, theta, grid_index, Fbar[m % R], lam, grad_theta, tmp, fx, F, have_F)
             if m < N and grid_index[m] >= 0:
                 nonfinite[0] += _row_nonfinite(grad_theta, grid_index[m])
@@ -646,16 +722,26 @@ def sweeps(kernel: NumbaKernel) -> SimpleNamespace:
                     for i in range(d):
                         Fbar[(n + j) % R, i] += c * lam[m, i]
         for m in range(k - 1, -1, -1):
+            r = grid_index[m] if m < N else -1
+            if 0 <= r < zeroed:
+                _zero_rows(grad_theta, r, zeroed)
+                zeroed = r
             lmm_add_F_term(m, xs, theta, grid_index, Fbar[m % R], lam, grad_theta, tmp, fx, F, have_F)
             if m < N and grid_index[m] >= 0:
                 nonfinite[0] += _row_nonfinite(grad_theta, grid_index[m])
             if m >= 1:
+                for i in range(s):
+                    r = s_index[m - 1, i]
+                    if r < zeroed:
+                        _zero_rows(grad_theta, r, zeroed)
+                        zeroed = r
                 erk_step_adjoint(xs[m - 1], theta, s_index[m - 1], hA, hb, lam[m], contrib, grad_theta,
                                  X, K, Xbar, kb, True)
                 for i in range(s):
                     nonfinite[0] += _row_nonfinite(grad_theta, s_index[m - 1, i])
                 for i in range(d):
                     lam[m - 1, i] += contrib[i]
+        _zero_rows(grad_theta, 0, zeroed)
 
     @helper
     def lmm_segment(window, c, e, theta, grid_index, malpha, hbeta, seg, Fseg, haveF):
@@ -860,13 +946,21 @@ def erk_forward(kernel, x0, theta, stage_index, hA, hb, keep_stages: bool = Fals
     return (xs, Ks) if keep_stages else xs
 
 
-def _erk_forward_prepared(kernel, x0, theta, stage_index, hA, hb, hs, keep_stages):
-    """:func:`erk_forward` on arguments already in the form its checks return (``hs`` from :func:`_steps`): (xs, Ks)
-    with Ks of shape (0, s, d) unless ``keep_stages``."""
+def _theta_vouched(theta) -> np.ndarray:
+    """The ``theta_check`` argument of the forward sweeps for a θ already checked finite: every row vouched for."""
+    return np.array([theta.shape[0], 0], dtype=np.int64)
+
+
+def _erk_forward_prepared(kernel, x0, theta, stage_index, hA, hb, hs, keep_stages, theta_check=None):
+    """:func:`erk_forward` on arguments already in the form its checks return (``hs`` from :func:`_steps`), except
+    θ's finiteness when ``theta_check`` is an int64 array [0, 0]: the sweep then counts θ's non-finite entries into
+    theta_check[1] (every row, each as the sweep first reads it; :func:`_rows_nonfinite`), and the caller raises.
+    Returns (xs, Ks) with Ks of shape (0, s, d) unless ``keep_stages``."""
     N, s, d = stage_index.shape[0], hb.shape[0], x0.shape[0]
     xs = np.empty((N + 1, d))
     Ks = np.empty((N if keep_stages else 0, s, d))
-    sweeps(kernel).erk_forward(x0, theta, stage_index, hA, hb, hs, xs, Ks)
+    theta_check = _theta_vouched(theta) if theta_check is None else theta_check
+    sweeps(kernel).erk_forward(x0, theta, stage_index, hA, hb, hs, xs, Ks, theta_check)
     return xs, Ks
 
 
@@ -893,10 +987,12 @@ def erk_backward(kernel, xs, theta, stage_index, hA, hb, lam_N, stages=None, ste
 def _erk_backward_prepared(kernel, xs, theta, stage_index, hA, hb, hs, lam_N, Ks, nonfinite=None):
     """:func:`erk_backward` on arguments already in the form its checks return (``Ks`` the stored slopes or an empty
     (0, s, d) array): (grad_theta, lambdas). ``nonfinite``: an int64 array (1,), or None; the sweep adds to it the
-    count of non-finite values it wrote into the gradient, 0 exactly when grad_theta is finite (:func:`_row_nonfinite`)."""
-    lambdas = np.zeros(xs.shape)     # np.zeros, not zeros_like: fresh zero pages, no separate pass writing zeros
+    count of non-finite values it wrote into the gradient, 0 exactly when grad_theta is finite (:func:`_row_nonfinite`).
+    The gradient and λ_0..λ_{N−1} are allocated uninitialised: the sweep writes every entry (λ_n by the step adjoint,
+    the gradient rows zeroed as it first reaches them, :func:`_zero_rows`)."""
+    lambdas = np.empty(xs.shape)
     lambdas[-1] = lam_N
-    grad_theta = np.zeros(theta.shape)
+    grad_theta = np.empty(theta.shape)
     nonfinite = np.zeros(1, dtype=np.int64) if nonfinite is None else nonfinite
     sweeps(kernel).erk_backward(xs, theta, stage_index, hA, hb, hs, lambdas, grad_theta, Ks, nonfinite)
     return grad_theta, lambdas
@@ -1034,12 +1130,14 @@ def lmm_forward(kernel, x0, theta, s_index, hA, hb, malpha, hbeta, grid_index, k
     return (xs, slopes) if keep_slopes else xs
 
 
-def _lmm_forward_prepared(kernel, x0, theta, s_index, hA, hb, malpha, hbeta, grid_index):
-    """:func:`lmm_forward` on arguments already in the form its checks return: (xs, (F, have_F))."""
+def _lmm_forward_prepared(kernel, x0, theta, s_index, hA, hb, malpha, hbeta, grid_index, theta_check=None):
+    """:func:`lmm_forward` on arguments already in the form its checks return, except θ's finiteness when
+    ``theta_check`` is given (as in :func:`_erk_forward_prepared`): (xs, (F, have_F))."""
     N, d = grid_index.shape[0], x0.shape[0]
     xs = np.empty((N + 1, d))
     F, have_F = np.zeros((N, d)), np.zeros(N, dtype=np.bool_)
-    sweeps(kernel).lmm_forward(x0, theta, s_index, hA, hb, malpha, hbeta, grid_index, xs, F, have_F)
+    theta_check = _theta_vouched(theta) if theta_check is None else theta_check
+    sweeps(kernel).lmm_forward(x0, theta, s_index, hA, hb, malpha, hbeta, grid_index, xs, F, have_F, theta_check)
     return xs, (F, have_F)
 
 
@@ -1070,10 +1168,12 @@ def lmm_backward(kernel, xs, theta, s_index, hA, hb, malpha, hbeta, grid_index, 
 def _lmm_backward_prepared(kernel, xs, theta, s_index, hA, hb, malpha, hbeta, grid_index, lam_N, F, have_F,
                            nonfinite=None):
     """:func:`lmm_backward` on arguments already in the form its checks return (``F``, ``have_F`` the stored values
-    or empty arrays): (grad_theta, lambdas); ``nonfinite`` as in :func:`_erk_backward_prepared`."""
-    lam = np.zeros(xs.shape)         # as in _erk_backward_prepared
+    or empty arrays): (grad_theta, lambdas); ``nonfinite`` as in :func:`_erk_backward_prepared`. The gradient is
+    allocated uninitialised (the sweep zeroes its rows, :func:`_zero_rows`); λ is accumulated into, so it starts
+    from zeros (np.zeros: fresh zero pages, no separate pass writing zeros)."""
+    lam = np.zeros(xs.shape)
     lam[-1] = lam_N
-    grad_theta = np.zeros(theta.shape)
+    grad_theta = np.empty(theta.shape)
     nonfinite = np.zeros(1, dtype=np.int64) if nonfinite is None else nonfinite
     sweeps(kernel).lmm_backward(xs, theta, s_index, hA, hb, malpha, hbeta, grid_index, lam, grad_theta, F, have_F,
                                 nonfinite)

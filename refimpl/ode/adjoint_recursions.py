@@ -81,7 +81,7 @@ from fractions import Fraction
 import numpy as np
 
 from refimpl.ad import Variable, ops
-from refimpl.arguments import NonFiniteError, first_nonfinite
+from refimpl.arguments import NonFiniteError, first_nonfinite, nonfinite_state_error
 from refimpl.backends import BACKENDS, check_backend, resolve_backend
 from refimpl.ode.fields import TerminalLoss
 from refimpl.ode.integrators import (Problem, checked_loss_value, erk_step, prepare_problem, run, solution_error,
@@ -458,10 +458,13 @@ def _numba(problem: Problem, loss, checkpoint=None):
     """The compiled adjoint: (xs, grad_theta, lambdas, grad_finite). ``grad_finite`` is True when the backward sweep
     found every value it wrote into the gradient finite (then the gradient is finite; refimpl.ode._numba
     ``_row_nonfinite``), False when it met an inf or NaN, None on the checkpointed path (which checks its results
-    itself)."""
+    itself). Without checkpointing θ need not have been checked finite: the forward sweep counts θ's non-finite
+    entries as it first reads each row (refimpl.ode._numba ``_rows_nonfinite``), and a nonzero count raises the
+    argument error of :func:`~refimpl.ode.integrators.prepare_problem` (:func:`_theta_check_fused`)."""
     from refimpl.ode import _numba as kernels  # imports Numba: only when the compiled path runs
 
     nonfinite = np.zeros(1, dtype=np.int64)
+    theta_check = np.zeros(2, dtype=np.int64)       # check every θ row in the forward sweep
 
     kernel = _kernel_of(problem.field)
     smp, h = problem.samples, problem.h
@@ -477,7 +480,9 @@ def _numba(problem: Problem, loss, checkpoint=None):
             return _numba_erk_checkpointed(problem, loss, kernels, kernel, hA, hb, steps, checkpoint)
         keep = smp.N * len(hb) * d <= KEEP_STAGES_MAX_ENTRIES
         x0, theta, hs = _prepared_arrays(problem, kernels, kernel, steps)
-        xs, stages = kernels._erk_forward_prepared(kernel, x0, theta, smp.stage_index, hA, hb, hs, keep)
+        xs, stages = kernels._erk_forward_prepared(kernel, x0, theta, smp.stage_index, hA, hb, hs, keep, theta_check)
+        if theta_check[1]:
+            raise nonfinite_state_error(problem.theta, "theta")
         _check_forward_compiled(problem, kernels, xs)
         lam_N = _lam_N(problem, loss, kernels, xs[-1])
         grad_theta, lambdas = kernels._erk_backward_prepared(kernel, xs, theta, smp.stage_index, hA, hb, hs, lam_N,
@@ -501,7 +506,9 @@ def _numba(problem: Problem, loss, checkpoint=None):
         keep = smp.N * d <= KEEP_STAGES_MAX_ENTRIES
         x0, theta, _ = _prepared_arrays(problem, kernels, kernel, None)
         args = (smp.stage_index, hA, hb, malpha, hbeta, smp.grid_index)
-        xs, (F, have_F) = kernels._lmm_forward_prepared(kernel, x0, theta, *args)
+        xs, (F, have_F) = kernels._lmm_forward_prepared(kernel, x0, theta, *args, theta_check)
+        if theta_check[1]:
+            raise nonfinite_state_error(problem.theta, "theta")
         if not keep:                           # recomputed in the backward sweep if the VJP reads them
             F, have_F = np.zeros((0, d)), np.zeros(0, dtype=np.bool_)
         _check_forward_compiled(problem, kernels, xs)
@@ -514,9 +521,10 @@ def _prepared_arrays(problem: Problem, kernels, kernel, steps):
     r"""x0, θ and the steps h_n as the compiled sweeps take them, for :func:`_numba`. The public wrappers of
     :mod:`refimpl.ode._numba` check every argument, and on θ that is a full finiteness pass per sweep, O(N·p) with a
     boolean temporary of θ's size (≈ 0.3 s each at N = 10⁶, d = 16, step layout); here θ and x0 were checked by
-    :func:`~refimpl.ode.integrators.prepare_problem` (float64 by :func:`_numba_applies`, finite, shaped for the
-    samples), the index maps are built by :func:`~refimpl.ode.samples.parameter_samples` and the coefficients above,
-    so only what those do not cover is checked: contiguity and the kernel descriptor's parameter count."""
+    :func:`~refimpl.ode.integrators.prepare_problem` (float64 by :func:`_numba_applies`, shaped for the samples, and
+    finite — x0 there, θ there or, by :func:`_theta_check_fused`, in the forward sweep), the index maps are built by
+    :func:`~refimpl.ode.samples.parameter_samples` and the coefficients above, so only what those do not cover is
+    checked: contiguity and the kernel descriptor's parameter count."""
     d = problem.x0.shape[0]
     p = kernel.n_params(d)
     if problem.theta.shape[1] != p:
@@ -594,6 +602,20 @@ def _loss_grad(problem: Problem, loss, xN):
     return g
 
 
+def _theta_check_fused(field, x0, theta, backend: str, checkpoint) -> bool:
+    r"""Whether :func:`discrete_adjoint` leaves θ's NaN/inf check to the forward sweep of :func:`_numba`: exactly when
+    the call takes the compiled path without checkpointing (a field with a kernel descriptor, float64 ndarrays x0
+    and θ, backend "auto" or "numba", ``checkpoint`` None). The sweep reads every row of θ anyway; counting its
+    non-finite entries there, row by row from L1, replaces a separate NumPy pass over θ — at N = 10⁶ steps of the step
+    layout (d = 16: θ is 2.2 GB) one more full read of θ and a 272 MB boolean temporary, ≈ 0.1–0.3 s per call. The
+    error is the same ``ValueError`` (:func:`refimpl.arguments.nonfinite_state_error`, the first non-finite index),
+    raised after the forward sweep instead of before it; only an argument error that
+    :func:`~refimpl.ode.integrators.prepare_problem` raises after θ's check (a non-float grid) can now come first."""
+    return (checkpoint is None and backend in ("auto", "numba") and _kernel_of(field) is not None
+            and isinstance(x0, np.ndarray) and x0.dtype == np.float64
+            and isinstance(theta, np.ndarray) and theta.dtype == np.float64)
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 
 
@@ -618,7 +640,8 @@ def discrete_adjoint(field, method, x0, theta, T, N, loss, *, layout: str = "sta
     if not isinstance(loss, TerminalLoss):
         raise TypeError(f"loss must implement value(x) and grad(x), got {type(loss).__name__}")
     check_backend(backend)
-    problem = prepare_problem(field, method, x0, theta, T, N, layout, starter, grid)
+    fused = _theta_check_fused(field, x0, theta, backend, checkpoint)
+    problem = prepare_problem(field, method, x0, theta, T, N, layout, starter, grid, theta_finite=not fused)
     if checkpoint is not None:
         if isinstance(checkpoint, (bool, np.bool_)) or not isinstance(checkpoint, (int, np.integer)):
             raise TypeError(f"checkpoint must be None or an integer >= 1, got {type(checkpoint).__name__}")
@@ -628,6 +651,8 @@ def discrete_adjoint(field, method, x0, theta, T, N, loss, *, layout: str = "sta
     use_numba = resolve_backend(backend, kernel_applies=_numba_applies(problem),
                                 why_not="it needs a field with a kernel descriptor (e.g. TanhField, LinearField) "
                                         "and float64 x0/theta") == "numba"
+    if fused and not use_numba and not np.all(np.isfinite(problem.theta)):  # a guard: fused implies the compiled path
+        raise nonfinite_state_error(problem.theta, "theta")
     if use_numba:
         from refimpl.ode import _numba as kernels
 

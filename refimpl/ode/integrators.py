@@ -93,8 +93,12 @@ def _value(a):
     return getvalue(a) if isinstance(a, Variable) else a
 
 
-def prepare_problem(field, method, x0, theta, T, N, layout="stage", starter=None, grid=None) -> Problem:
-    """Validate every argument of a problem at the entry point (errors name the argument) and fix the mode."""
+def prepare_problem(field, method, x0, theta, T, N, layout="stage", starter=None, grid=None, *,
+                    theta_finite: bool = True) -> Problem:
+    """Validate every argument of a problem at the entry point (errors name the argument) and fix the mode.
+    ``theta_finite=False`` leaves θ's NaN/inf check to the caller (the compiled discrete adjoint, which counts θ's
+    non-finite entries in its forward sweep and raises the same error, :func:`refimpl.arguments.nonfinite_state_error`,
+    from there)."""
     if not isinstance(field, VectorField):
         raise TypeError(f"field must implement the VectorField protocol (dim, n_params, f, dfdx, dfdtheta, vjp_x, "
                         f"vjp_theta), got {type(field).__name__}")
@@ -102,7 +106,7 @@ def prepare_problem(field, method, x0, theta, T, N, layout="stage", starter=None
     x0 = check_state_array(x0, "x0", (field.dim,))
     hint = (f" (layout {layout!r} of {method.name!r} on N = {samples.N} steps has {samples.n_samples} samples; "
             f"field.n_params = {field.n_params})")
-    theta = check_state_array(theta, "theta", (samples.n_samples, field.n_params), hint)
+    theta = check_state_array(theta, "theta", (samples.n_samples, field.n_params), hint, finite=theta_finite)
     kinds = {np.asarray(_value(a)).dtype == object for a in (x0, theta)}
     if kinds == {True, False}:
         raise TypeError("x0 and theta: one is an object (exact) array and the other is not; give both as object "
