@@ -682,8 +682,8 @@ def sweeps(kernel: NumbaKernel) -> SimpleNamespace:
     @entry
     def lmm_backward(xs, theta, s_index, hA, hb, malpha, hbeta, grid_index, lam, grad_theta, F, have_F, nonfinite):
         """lam[N] holds lambda_N on entry, lam[:N] zeros; grad_theta need not be initialised (as in erk_backward);
-        F[m] the stored f(x_m, theta) where have_F[m] (have_F may be empty: recompute every F_m). F̄ is kept for the k + 2 indices in use only (a ring buffer, row i % (k + 2):
-        index n enters with value 0 at step n, and nothing after step n + 1 reads index n + k + 2), so the sweep
+        F[m] the stored f(x_m, theta) where have_F[m] (have_F may be empty: recompute every F_m). F̄ is kept for the
+        k + 2 indices in use only (a ring buffer, row i % (k + 2): index n enters with value 0 at step n, and nothing after step n + 1 reads index n + k + 2), so the sweep
         allocates O(k·d), not O(N·d); every F̄_i receives the same operations as with a full array."""
         N = xs.shape[0] - 1
         k = malpha.shape[0]
