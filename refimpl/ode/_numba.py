@@ -321,6 +321,58 @@ def _prefetch(typingctx, a, r):
 
 
 # ---------------------------------------------------------------------------------------------------------------------
+# the backward sweeps' memory order
+#
+# A backward sweep runs time downwards, so it reads θ's rows and writes the gradient's in descending memory order
+# while reading each row upwards. This CPU's hardware prefetchers follow that pattern badly: a plain compiled loop over
+# a (10⁶, 272) float64 array that reads a row of θ and writes a row of a second array takes 0.14 µs/row with the rows
+# ascending, 0.42–0.44 with them descending, and 0.15 with descending blocks of 256 rows walked upwards inside each
+# block (benchmarks/RESULTS.md). Software prefetches (llvm.prefetch, any distance) did not recover it. So the backward
+# sweeps go through time in blocks of steps (the last block first): at the start of a block they read one entry of
+# every 64-byte line of the block's θ rows with the rows ascending (:func:`_touch_rows`), which brings them into the
+# cache as an ascending stream, and zero the block's gradient rows, also ascending (:func:`_zero_rows`); then the step
+# adjoints run downwards through the block as before, on rows already in cache. Nothing a step computes changes (the
+# same operations in the same order), so the results are the same bits.
+
+#: θ bytes per block of the backward sweeps (the rows the block's steps read, counted with multiplicity): a block's θ
+#: and gradient rows stay in a 1 MiB L2 with room to spare
+BLOCK_BYTES = 1 << 18
+
+
+@intrinsic
+def _keep(typingctx, value):
+    """Use ``value`` (a float64) in an empty inline-assembly statement that the compiler must keep, so the loads that
+    produced it are not removed as dead code (the "do not optimise" idiom; the value is passed as its 64-bit pattern
+    in an integer register, a constraint every LLVM target accepts)."""
+    if value != types.float64:
+        return None
+
+    def codegen(context, builder, signature, args):
+        i64 = ir.IntType(64)
+        asm = ir.InlineAsm(ir.FunctionType(ir.VoidType(), [i64]), "", "r", side_effect=True)
+        builder.call(asm, [builder.bitcast(args[0], i64)])
+        return context.get_dummy_value()
+    return types.void(value), codegen
+
+
+@register_jitable
+def _touch_row(a, r):
+    """Read one entry of every 64-byte line of row r of the 2-D float64 array a (from the row's start, every 8th
+    entry), and keep the loads (:func:`_keep`): the row is brought into the cache; no value changes."""
+    t = 0.0
+    for q in range(0, a.shape[1], 8):
+        t += a[r, q]
+    _keep(t)
+
+
+@register_jitable
+def _block_steps(rows_per_step, p):
+    """Steps per block of a backward sweep: :data:`BLOCK_BYTES` of θ rows of p float64 entries, ``rows_per_step``
+    rows per step (at least one step)."""
+    return max(1, BLOCK_BYTES // (8 * p * max(1, rows_per_step)))
+
+
+# ---------------------------------------------------------------------------------------------------------------------
 # generic sweeps
 
 
@@ -538,10 +590,24 @@ def sweeps(kernel: NumbaKernel) -> SimpleNamespace:
         hAn = np.empty((s, s))
         hbn = np.empty(s)
         zeroed = grad_theta.shape[0]
+        block = _block_steps(s, theta.shape[1])
         for n in range(N - 1, -1, -1):
-            if n >= PREFETCH_STEPS:
-                for i in range(s):
-                    _prefetch(theta, stage_index[n - PREFETCH_STEPS, i])
+            if (N - 1 - n) % block == 0:
+                # a block of steps n, n − 1, …, lo: its θ rows read and its gradient rows zeroed, rows ascending
+                lo = max(n - block + 1, 0)
+                last = -1
+                rmin = zeroed
+                for q in range(lo, n + 1):
+                    for i in range(s):
+                        r = stage_index[q, i]
+                        if r != last:
+                            _touch_row(theta, r)
+                            last = r
+                        if r < rmin:
+                            rmin = r
+                if rmin < zeroed:
+                    _zero_rows(grad_theta, rmin, zeroed)
+                    zeroed = rmin
             for i in range(s):
                 r = stage_index[n, i]
                 if r < zeroed:
@@ -699,10 +765,29 @@ def sweeps(kernel: NumbaKernel) -> SimpleNamespace:
         kb = np.empty(d)
         contrib = np.empty(d)
         zeroed = grad_theta.shape[0]
+        block = _block_steps(1, theta.shape[1])
         for n in range(N - k, -1, -1):
             m = n + k
-            if m - PREFETCH_STEPS >= 0 and m - PREFETCH_STEPS < N:
-                _prefetch(theta, grid_index[m - PREFETCH_STEPS])
+            if (N - k - n) % block == 0:
+                # a block of steps n, n − 1, …, lo (F terms m = n + k down to lo + k): θ rows read, gradient rows
+                # zeroed, rows ascending
+                lo = max(n - block + 1, 0)
+                last = -1
+                rmin = zeroed
+                for q in range(lo + k, min(m + 1, N)):
+                    r = grid_index[q]
+                    if r >= 0:
+                        if r != last:
+                            _touch_row(theta, r)
+                            last = r
+                        if r < rmin:
+                            rmin = r
+                for q in range(lo, m + 1):
+                    _touch_row(xs, q)
+                    _touch_row(lam, q)
+                if rmin < zeroed:
+                    _zero_rows(grad_theta, rmin, zeroed)
+                    zeroed = rmin
             for i in range(d):
                 Fbar[n % R, i] = 0.0
             r = grid_index[m] if m < N else -1
