@@ -32,7 +32,7 @@ from refimpl.ode.adjoint_recursions import discrete_adjoint
 from refimpl.ode.fields import LinearField, QuadraticLoss, TanhField
 from refimpl.ode.integrators import discrete_loss
 from refimpl.ode.samples import parameter_samples
-from refimpl.ode.schemes import HEUN, LEAPFROG, RK4
+from refimpl.ode.schemes import AB3, HEUN, LEAPFROG, RK4
 from refimpl.testing.strategies import float_arrays
 
 U = 2.0 ** -53
@@ -463,6 +463,97 @@ def test_prefetch_is_only_a_hint():
     a = np.arange(30.0).reshape(3, 10)
     assert _prefetch_rows(a, np.array([-1, 0, 2, 3, 10**6])) == np.arange(30.0).sum()
     assert np.array_equal(a, np.arange(30.0).reshape(3, 10))
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# the backward sweeps' blocks (refimpl.ode._numba, "the backward sweeps' memory order")
+
+@pytest.mark.parametrize("method,starter", [(RK4, None), (HEUN, None), (LEAPFROG, "forward_euler"), (AB3, "matched")],
+                         ids=["rk4", "heun", "leapfrog", "ab3"])
+@pytest.mark.parametrize("layout", ["stage", "step", "constant"])
+@pytest.mark.parametrize("field_cls", [TanhField, LinearField], ids=["tanh", "linear"])
+def test_backward_sweep_blocks_change_no_bit(monkeypatch, method, starter, layout, field_cls):
+    """Blocking only reorders reads of θ, states and adjoints and the zeroing of gradient rows; every value the
+    step adjoints compute is formed by the same operations in the same order. So the gradient and the adjoints are
+    the same bits for every block length: one step per block, lengths that do and do not divide the number of steps,
+    a single block (the sweep before blocking), and the default. d = 5 makes the rows end off a 64-byte line."""
+    d, N = 5, 37
+    field = field_cls(d)
+    smp = parameter_samples(method, 1.0, N, layout, starter)
+    rng = np.random.default_rng(11)
+    theta = rng.standard_normal((smp.n_samples, field.n_params)) / np.sqrt(d)
+    x0, loss = rng.standard_normal(d), QuadraticLoss(rng.standard_normal(d))
+
+    def run():
+        r = discrete_adjoint(field, method, x0, theta, 1.0, N, loss, layout=layout, starter=starter, backend="numba")
+        return r.grad_theta, r.grad_x0
+
+    reference = run()
+    assert kernels.block_steps(1, field.n_params) >= N    # the default: one block at this size
+    for block in (1, 2, 5, 36, 37, 1000):
+        monkeypatch.setattr(kernels, "block_steps", lambda rows_per_step, p, b=block: b)
+        g, gx = run()
+        assert np.array_equal(g, reference[0]) and np.array_equal(gx, reference[1]), block
+
+
+def test_backward_sweep_default_blocks_at_large_p():
+    """At d = 16 (p = 272) the default block is 120 leapfrog steps and 30 RK4 steps (BLOCK_BYTES of θ rows counted
+    with multiplicity), so N = 300 runs several blocks and a short last one; the result equals the single-block
+    sweep's bits."""
+    assert kernels.block_steps(1, 272) == kernels.BLOCK_BYTES // (8 * 272) == 120
+    assert kernels.block_steps(4, 272) == 30
+    d, N = 16, 300
+    field = TanhField(d)
+    for method, starter in ((LEAPFROG, "forward_euler"), (RK4, None)):
+        smp = parameter_samples(method, 1.0, N, "step", starter)
+        rng = np.random.default_rng(5)
+        theta = rng.standard_normal((smp.n_samples, field.n_params)) / 4.0
+        x0, loss = rng.standard_normal(d), QuadraticLoss(rng.standard_normal(d))
+        h = 1.0 / N
+        if method is RK4:
+            A, b, _ = RK4.arrays()
+            hA, hb = np.ascontiguousarray(h * A), np.ascontiguousarray(h * b)
+            xs = kernels.erk_forward(field.kernel, x0, theta, smp.stage_index, hA, hb)
+            run = lambda block: kernels._erk_backward_prepared(
+                field.kernel, xs, theta, np.asarray(smp.stage_index), hA, hb, np.empty(0), xs[-1].copy(),
+                np.empty((0, 4, d)), None, block)
+        else:
+            A, b, _ = smp.starter.arrays()
+            args = (np.asarray(smp.stage_index), np.ascontiguousarray(h * A), np.ascontiguousarray(h * b),
+                    np.array([1.0, -0.0]), np.array([0.0, 2.0 * h]), np.asarray(smp.grid_index))
+            xs = kernels.lmm_forward(field.kernel, x0, theta, *args)
+            run = lambda block: kernels._lmm_backward_prepared(
+                field.kernel, xs, theta, *args, xs[-1].copy(), np.zeros((0, d)), np.zeros(0, dtype=np.bool_), None,
+                block)
+        default, single = run(None), run(N + 1)
+        assert np.array_equal(default[0], single[0]) and np.array_equal(default[1], single[1])
+
+
+@pytest.mark.parametrize("block,error", [(0, ValueError), (-3, ValueError), (2.0, TypeError), (True, TypeError)])
+def test_backward_sweep_block_argument_is_checked(block, error):
+    d, N = 3, 4
+    smp = parameter_samples(RK4, 1.0, N, "step", None)
+    theta = np.zeros((smp.n_samples, d * d + d))
+    A, b, _ = RK4.arrays()
+    xs = np.zeros((N + 1, d))
+    with pytest.raises(error, match="block"):
+        kernels._erk_backward_prepared(TanhField.kernel, xs, theta, np.asarray(smp.stage_index), A / N, b / N,
+                                       np.empty(0), np.zeros(d), np.empty((0, 4, d)), None, block)
+
+
+@njit
+def _touch_rows(a):
+    for r in range(a.shape[0]):
+        kernels._touch_row(a, r)
+    return a.sum()
+
+
+@pytest.mark.parametrize("p", [1, 7, 8, 9, 272])
+def test_touching_rows_reads_only(p):
+    """_touch_row reads (and keeps) one entry per 64-byte line and writes nothing, whatever the row length."""
+    a = np.arange(3.0 * p).reshape(3, p)
+    assert _touch_rows(a) == np.arange(3.0 * p).sum()
+    assert np.array_equal(a, np.arange(3.0 * p).reshape(3, p))
 
 
 # ---------------------------------------------------------------------------------------------------------------------

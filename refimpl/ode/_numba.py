@@ -365,11 +365,10 @@ def _touch_row(a, r):
     _keep(t)
 
 
-@register_jitable
-def _block_steps(rows_per_step, p):
+def block_steps(rows_per_step: int, p: int) -> int:
     """Steps per block of a backward sweep: :data:`BLOCK_BYTES` of θ rows of p float64 entries, ``rows_per_step``
     rows per step (at least one step)."""
-    return max(1, BLOCK_BYTES // (8 * p * max(1, rows_per_step)))
+    return max(1, BLOCK_BYTES // (8 * max(1, p) * max(1, rows_per_step)))
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -573,10 +572,11 @@ def sweeps(kernel: NumbaKernel) -> SimpleNamespace:
         theta_check[1] = bad_theta
 
     @entry
-    def erk_backward(xs, theta, stage_index, hA, hb, hs, lambdas, grad_theta, Ks, nonfinite):
+    def erk_backward(xs, theta, stage_index, hA, hb, hs, lambdas, grad_theta, Ks, nonfinite, block):
         """lambdas[N] holds lambda_N on entry (lambdas[:N] are written, need not be initialised); Ks: the stored
         stage slopes (N, s, d), or (0, s, d) to recompute; ``hs`` as in erk_forward; grad_theta need not be
-        initialised (its rows are zeroed as the sweep first reaches them, :func:`_zero_rows`). nonfinite[0] += the
+        initialised (its rows are zeroed as the sweep first reaches them, :func:`_zero_rows`); ``block`` ≥ 1: steps
+        per block (:func:`block_steps`; any value gives the same bits). nonfinite[0] += the
         number of non-finite entries met in the gradient rows right after each step writes them
         (:func:`_row_nonfinite`)."""
         N = stage_index.shape[0]
@@ -590,7 +590,6 @@ def sweeps(kernel: NumbaKernel) -> SimpleNamespace:
         hAn = np.empty((s, s))
         hbn = np.empty(s)
         zeroed = grad_theta.shape[0]
-        block = _block_steps(s, theta.shape[1])
         for n in range(N - 1, -1, -1):
             if (N - 1 - n) % block == 0:
                 # a block of steps n, n − 1, …, lo: its θ rows read and its gradient rows zeroed, rows ascending
@@ -605,6 +604,11 @@ def sweeps(kernel: NumbaKernel) -> SimpleNamespace:
                             last = r
                         if r < rmin:
                             rmin = r
+                for q in range(lo, n + 1):
+                    _touch_row(xs, q)
+                    _touch_row(lambdas, q + 1)
+                    if stored:
+                        _touch_row(Ks[q], 0)
                 if rmin < zeroed:
                     _zero_rows(grad_theta, rmin, zeroed)
                     zeroed = rmin
@@ -746,8 +750,9 @@ def sweeps(kernel: NumbaKernel) -> SimpleNamespace:
                 lam[m, i] += tmp[i]
 
     @entry
-    def lmm_backward(xs, theta, s_index, hA, hb, malpha, hbeta, grid_index, lam, grad_theta, F, have_F, nonfinite):
-        """lam[N] holds lambda_N on entry, lam[:N] zeros; grad_theta need not be initialised (as in erk_backward);
+    def lmm_backward(xs, theta, s_index, hA, hb, malpha, hbeta, grid_index, lam, grad_theta, F, have_F, nonfinite,
+                     block):
+        """lam[N] holds lambda_N on entry, lam[:N] zeros; grad_theta and ``block`` as in erk_backward;
         F[m] the stored f(x_m, theta) where have_F[m] (have_F may be empty: recompute every F_m). F̄ is kept for the
         k + 2 indices in use only (a ring buffer, row i % (k + 2): index n enters with value 0 at step n, and nothing after step n + 1 reads index n + k + 2), so the sweep
         allocates O(k·d), not O(N·d); every F̄_i receives the same operations as with a full array."""
@@ -765,7 +770,6 @@ def sweeps(kernel: NumbaKernel) -> SimpleNamespace:
         kb = np.empty(d)
         contrib = np.empty(d)
         zeroed = grad_theta.shape[0]
-        block = _block_steps(1, theta.shape[1])
         for n in range(N - k, -1, -1):
             m = n + k
             if (N - k - n) % block == 0:
@@ -1069,18 +1073,28 @@ def erk_backward(kernel, xs, theta, stage_index, hA, hb, lam_N, stages=None, ste
     return _erk_backward_prepared(kernel, xs, theta, stage_index, hA, hb, hs, lam_N, Ks)
 
 
-def _erk_backward_prepared(kernel, xs, theta, stage_index, hA, hb, hs, lam_N, Ks, nonfinite=None):
+def _erk_backward_prepared(kernel, xs, theta, stage_index, hA, hb, hs, lam_N, Ks, nonfinite=None, block=None):
     """:func:`erk_backward` on arguments already in the form its checks return (``Ks`` the stored slopes or an empty
     (0, s, d) array): (grad_theta, lambdas). ``nonfinite``: an int64 array (1,), or None; the sweep adds to it the
     count of non-finite values it wrote into the gradient, 0 exactly when grad_theta is finite (:func:`_row_nonfinite`).
     The gradient and λ_0..λ_{N−1} are allocated uninitialised: the sweep writes every entry (λ_n by the step adjoint,
-    the gradient rows zeroed as it first reaches them, :func:`_zero_rows`)."""
+    the gradient rows zeroed as it first reaches them, :func:`_zero_rows`). ``block``: steps per block of the sweep,
+    default :func:`block_steps` (every value gives the same bits; the tests vary it)."""
     lambdas = np.empty(xs.shape)
     lambdas[-1] = lam_N
     grad_theta = np.empty(theta.shape)
     nonfinite = np.zeros(1, dtype=np.int64) if nonfinite is None else nonfinite
-    sweeps(kernel).erk_backward(xs, theta, stage_index, hA, hb, hs, lambdas, grad_theta, Ks, nonfinite)
+    block = block_steps(hb.shape[0], theta.shape[1]) if block is None else _block_argument(block)
+    sweeps(kernel).erk_backward(xs, theta, stage_index, hA, hb, hs, lambdas, grad_theta, Ks, nonfinite, block)
     return grad_theta, lambdas
+
+
+def _block_argument(block) -> int:
+    if isinstance(block, (bool, np.bool_)) or not isinstance(block, (int, np.integer)):
+        raise TypeError(f"block must be an int, got {type(block).__name__}")
+    if block < 1:
+        raise ValueError(f"block must be >= 1, got {block}")
+    return int(block)
 
 
 def checkpoint_steps(N: int, every: int) -> np.ndarray:
@@ -1251,17 +1265,18 @@ def lmm_backward(kernel, xs, theta, s_index, hA, hb, malpha, hbeta, grid_index, 
 
 
 def _lmm_backward_prepared(kernel, xs, theta, s_index, hA, hb, malpha, hbeta, grid_index, lam_N, F, have_F,
-                           nonfinite=None):
+                           nonfinite=None, block=None):
     """:func:`lmm_backward` on arguments already in the form its checks return (``F``, ``have_F`` the stored values
-    or empty arrays): (grad_theta, lambdas); ``nonfinite`` as in :func:`_erk_backward_prepared`. The gradient is
-    allocated uninitialised (the sweep zeroes its rows, :func:`_zero_rows`); λ is accumulated into, so it starts
-    from zeros (np.zeros: fresh zero pages, no separate pass writing zeros)."""
+    or empty arrays): (grad_theta, lambdas); ``nonfinite`` and ``block`` as in :func:`_erk_backward_prepared`. The
+    gradient is allocated uninitialised (the sweep zeroes its rows, :func:`_zero_rows`); λ is accumulated into, so
+    it starts from zeros (np.zeros: fresh zero pages, no separate pass writing zeros)."""
     lam = np.zeros(xs.shape)
     lam[-1] = lam_N
     grad_theta = np.empty(theta.shape)
     nonfinite = np.zeros(1, dtype=np.int64) if nonfinite is None else nonfinite
+    block = block_steps(1, theta.shape[1]) if block is None else _block_argument(block)
     sweeps(kernel).lmm_backward(xs, theta, s_index, hA, hb, malpha, hbeta, grid_index, lam, grad_theta, F, have_F,
-                                nonfinite)
+                                nonfinite, block)
     return grad_theta, lam
 
 
