@@ -541,6 +541,66 @@ def test_backward_sweep_block_argument_is_checked(block, error):
                                        np.empty(0), np.zeros(d), np.empty((0, 4, d)), None, block)
 
 
+@pytest.mark.parametrize("method,starter", [(RK4, None), (LEAPFROG, "forward_euler")], ids=["rk4", "leapfrog"])
+def test_gradient_pages_mapped_on_a_second_thread_change_no_bit(monkeypatch, method, starter):
+    """With the threshold at 0 every gradient goes through gradient_buffer's thread (pages mapped while the forward
+    sweep runs); the backward sweep still zeroes every row first, so gradient and adjoints are the same bits as
+    without the thread. Also with a thread whose array held garbage (NaN) before the sweep."""
+    d, N = 6, 50
+    field = TanhField(d)
+    smp = parameter_samples(method, 1.0, N, "step", starter)
+    rng = np.random.default_rng(8)
+    theta = rng.standard_normal((smp.n_samples, field.n_params)) / np.sqrt(d)
+    x0, loss = rng.standard_normal(d), QuadraticLoss(rng.standard_normal(d))
+    run = lambda: discrete_adjoint(field, method, x0, theta, 1.0, N, loss, layout="step", starter=starter,
+                                   backend="numba")
+    monkeypatch.setattr(kernels, "BACKGROUND_MAP_BYTES", 1 << 62)
+    plain = run()
+    monkeypatch.setattr(kernels, "BACKGROUND_MAP_BYTES", 0)
+    threaded = run()
+    original = kernels.gradient_buffer
+
+    def garbage(shape, min_bytes=None):
+        out, mapping = original(shape, min_bytes)
+        mapping.join()
+        out.fill(np.nan)
+        return out, mapping
+    monkeypatch.setattr(kernels, "gradient_buffer", garbage)
+    dirty = run()
+    for r in (threaded, dirty):
+        assert np.array_equal(r.grad_theta, plain.grad_theta) and np.array_equal(r.grad_x0, plain.grad_x0)
+
+
+def test_gradient_buffer_threshold_and_errors(monkeypatch):
+    assert kernels.gradient_buffer((10, 12)) == (None, None)          # 960 bytes: below the threshold
+    out, mapping = kernels.gradient_buffer((10, 12), min_bytes=0)
+    mapping.join()
+    assert out.shape == (10, 12) and out.dtype == np.float64 and out.flags.c_contiguous
+    assert out.reshape(-1)[0] == 0.0                                   # the one entry of its page it wrote
+    monkeypatch.setattr(kernels, "_usable_cpus", lambda: 1)
+    assert kernels.gradient_buffer((10, 12), min_bytes=0) == (None, None)
+
+    def fails(a):
+        raise MemoryError("no page")
+    monkeypatch.setattr(kernels, "_usable_cpus", lambda: 2)
+    monkeypatch.setattr(kernels, "_map_pages", fails)
+    _, mapping = kernels.gradient_buffer((4, 4), min_bytes=0)
+    with pytest.raises(MemoryError, match="no page"):                  # the thread's error, in the caller's thread
+        mapping.join()
+
+
+@pytest.mark.parametrize("out", [np.zeros((3, 4)), np.zeros((4, 12), dtype=np.float32), np.zeros((12, 4)).T,
+                                 [[0.0] * 12] * 4], ids=["shape", "dtype", "layout", "list"])
+def test_backward_sweep_out_argument_is_checked(out):
+    d, N = 3, 4
+    smp = parameter_samples(RK4, 1.0, N, "step", None)
+    theta = np.zeros((smp.n_samples, d * d + d))
+    A, b, _ = RK4.arrays()
+    with pytest.raises(ValueError, match="out must be"):
+        kernels._erk_backward_prepared(TanhField.kernel, np.zeros((N + 1, d)), theta, np.asarray(smp.stage_index),
+                                       A / N, b / N, np.empty(0), np.zeros(d), np.empty((0, 4, d)), None, None, out)
+
+
 @njit
 def _touch_rows(a):
     for r in range(a.shape[0]):

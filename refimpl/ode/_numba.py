@@ -43,7 +43,9 @@ the compiled code and the cache files of different fields never share a name.
 from __future__ import annotations
 
 import functools
+import os
 import re
+import threading
 from types import SimpleNamespace
 
 import numpy as np
@@ -490,6 +492,11 @@ def sweeps(kernel: NumbaKernel) -> SimpleNamespace:
     def entry(fn):
         return njit_cached()(named(fn))  # njit(cache=True), in memory if no cache dir is writable
 
+    def entry_nogil(fn):
+        # the forward sweeps release the GIL, so that a second thread can map the gradient's pages meanwhile
+        # (:func:`gradient_buffer`)
+        return njit_cached(nogil=True)(named(fn))
+
     @helper
     def erk_stages(x, theta, rows, hA, X, K):
         for i in range(rows.shape[0]):
@@ -538,7 +545,7 @@ def sweeps(kernel: NumbaKernel) -> SimpleNamespace:
             for m in range(d):
                 lam_out[m] += Xbar[i, m]
 
-    @entry
+    @entry_nogil
     def erk_forward(x0, theta, stage_index, hA, hb, hs, xs, Ks, theta_check):
         """Ks: (N, s, d) to keep every step's stage slopes, or (0, s, d) not to. ``hs``: empty (uniform grid,
         ``hA``/``hb`` pre-scaled) or the steps h_n (``hA``/``hb`` then hold A and b). ``theta_check`` (int64, (2,)):
@@ -689,7 +696,7 @@ def sweeps(kernel: NumbaKernel) -> SimpleNamespace:
                     lam[m] = lam_prev[m]
             lam_ck[i, :] = lam
 
-    @entry
+    @entry_nogil
     def lmm_forward(x0, theta, s_index, hA, hb, malpha, hbeta, grid_index, xs, F, have_F, theta_check):
         """F (N, d), have_F (N,) zeros on entry; on exit F[m] = f(x_m, theta) where have_F[m]. ``theta_check`` as in
         erk_forward."""
@@ -980,6 +987,75 @@ def sweeps(kernel: NumbaKernel) -> SimpleNamespace:
 
 
 # ---------------------------------------------------------------------------------------------------------------------
+# a large gradient's pages mapped on a second core while the forward sweep runs
+#
+# The first write into each page of a freshly allocated array makes the operating system map a page and clear it
+# (2.2 GB of gradient at N = 10⁶, d = 16, step layout); in the backward sweep that work lies on the critical path. For
+# a large gradient :func:`gradient_buffer` instead allocates the array and starts a thread that writes one entry per
+# 4 KiB (:func:`_map_pages`), which maps every page, while the forward sweep (compiled with the GIL released) runs on
+# the calling thread; the caller joins it before the backward sweep. The backward sweep zeroes every gradient row
+# before its first accumulation either way (:func:`_zero_rows`), so the results are the same bits. Only the mapping is
+# moved: writing all the zeros ahead on the other thread made the backward sweep slower, since it then reads the
+# gradient rows back from memory instead of finding them in the cache where its own zeroing leaves them
+# (benchmarks/RESULTS.md). Small gradients, and single-CPU processes, skip the thread: starting one costs more than it
+# saves.
+
+#: gradients of at least this many bytes have their pages mapped on a second thread (:func:`gradient_buffer`)
+BACKGROUND_MAP_BYTES = 1 << 26
+
+#: the stride of :func:`_map_pages`, in float64 entries (4 KiB, the smallest page size of the usual platforms)
+_PAGE_ENTRIES = 512
+
+
+@njit_cached(nogil=True)
+def _map_pages(a):
+    """Write +0.0 into one entry per 4 KiB of the C-contiguous 2-D float64 array a, ascending (the GIL released): every
+    page of a is mapped; the other entries keep whatever they held."""
+    flat = a.reshape(a.size)
+    for q in range(0, flat.shape[0], _PAGE_ENTRIES):
+        flat[q] = 0.0
+
+
+def _usable_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+class _Mapping:
+    """A thread running :func:`_map_pages` on one array; :meth:`join` waits for it and re-raises its error."""
+
+    def __init__(self, a):
+        self.error = None
+        self.thread = threading.Thread(target=self._run, args=(a,), name="refimpl-map-gradient", daemon=True)
+        self.thread.start()
+
+    def _run(self, a):
+        try:
+            _map_pages(a)
+        except BaseException as e:   # re-raised in the caller's thread by join()
+            self.error = e
+
+    def join(self):
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
+
+
+def gradient_buffer(shape, min_bytes=None):
+    """(out, mapping) for the gradient of θ of ``shape``: at or above ``min_bytes`` (default
+    :data:`BACKGROUND_MAP_BYTES`) with at least two usable CPUs, a new uninitialised float64 array whose pages a second
+    thread is mapping, and the :class:`_Mapping` handle whose ``join()`` must return before the array is used (pass the
+    array as ``out`` of the backward sweep); otherwise (None, None)."""
+    min_bytes = BACKGROUND_MAP_BYTES if min_bytes is None else min_bytes
+    if 8 * int(np.prod(shape)) < min_bytes or _usable_cpus() < 2:
+        return None, None
+    a = np.empty(shape)
+    return a, _Mapping(a)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
 # checked wrappers
 
 
@@ -1073,20 +1149,33 @@ def erk_backward(kernel, xs, theta, stage_index, hA, hb, lam_N, stages=None, ste
     return _erk_backward_prepared(kernel, xs, theta, stage_index, hA, hb, hs, lam_N, Ks)
 
 
-def _erk_backward_prepared(kernel, xs, theta, stage_index, hA, hb, hs, lam_N, Ks, nonfinite=None, block=None):
+def _erk_backward_prepared(kernel, xs, theta, stage_index, hA, hb, hs, lam_N, Ks, nonfinite=None, block=None,
+                           out=None):
     """:func:`erk_backward` on arguments already in the form its checks return (``Ks`` the stored slopes or an empty
     (0, s, d) array): (grad_theta, lambdas). ``nonfinite``: an int64 array (1,), or None; the sweep adds to it the
     count of non-finite values it wrote into the gradient, 0 exactly when grad_theta is finite (:func:`_row_nonfinite`).
     The gradient and λ_0..λ_{N−1} are allocated uninitialised: the sweep writes every entry (λ_n by the step adjoint,
     the gradient rows zeroed as it first reaches them, :func:`_zero_rows`). ``block``: steps per block of the sweep,
-    default :func:`block_steps` (every value gives the same bits; the tests vary it)."""
+    default :func:`block_steps` (every value gives the same bits; the tests vary it). ``out``: the array to write
+    the gradient into (float64, θ's shape, C-contiguous; its contents are ignored: the sweep zeroes each row before
+    its first accumulation), e.g. from :func:`gradient_buffer`, or None for a new one."""
     lambdas = np.empty(xs.shape)
     lambdas[-1] = lam_N
-    grad_theta = np.empty(theta.shape)
+    grad_theta = _gradient_out(theta, out)
     nonfinite = np.zeros(1, dtype=np.int64) if nonfinite is None else nonfinite
     block = block_steps(hb.shape[0], theta.shape[1]) if block is None else _block_argument(block)
     sweeps(kernel).erk_backward(xs, theta, stage_index, hA, hb, hs, lambdas, grad_theta, Ks, nonfinite, block)
     return grad_theta, lambdas
+
+
+def _gradient_out(theta, out):
+    """The array a backward sweep writes the gradient into: ``out`` (checked) or a new uninitialised one."""
+    if out is None:
+        return np.empty(theta.shape)
+    if not isinstance(out, np.ndarray) or out.shape != theta.shape or out.dtype != np.float64 \
+            or not out.flags.c_contiguous or not out.flags.writeable:
+        raise ValueError(f"out must be a writeable C-contiguous float64 array of shape {theta.shape}")
+    return out
 
 
 def _block_argument(block) -> int:
@@ -1265,14 +1354,15 @@ def lmm_backward(kernel, xs, theta, s_index, hA, hb, malpha, hbeta, grid_index, 
 
 
 def _lmm_backward_prepared(kernel, xs, theta, s_index, hA, hb, malpha, hbeta, grid_index, lam_N, F, have_F,
-                           nonfinite=None, block=None):
+                           nonfinite=None, block=None, out=None):
     """:func:`lmm_backward` on arguments already in the form its checks return (``F``, ``have_F`` the stored values
-    or empty arrays): (grad_theta, lambdas); ``nonfinite`` and ``block`` as in :func:`_erk_backward_prepared`. The
+    or empty arrays): (grad_theta, lambdas); ``nonfinite``, ``block`` and ``out`` as in
+    :func:`_erk_backward_prepared`. The
     gradient is allocated uninitialised (the sweep zeroes its rows, :func:`_zero_rows`); λ is accumulated into, so
     it starts from zeros (np.zeros: fresh zero pages, no separate pass writing zeros)."""
     lam = np.zeros(xs.shape)
     lam[-1] = lam_N
-    grad_theta = np.empty(theta.shape)
+    grad_theta = _gradient_out(theta, out)
     nonfinite = np.zeros(1, dtype=np.int64) if nonfinite is None else nonfinite
     block = block_steps(1, theta.shape[1]) if block is None else _block_argument(block)
     sweeps(kernel).lmm_backward(xs, theta, s_index, hA, hb, malpha, hbeta, grid_index, lam, grad_theta, F, have_F,

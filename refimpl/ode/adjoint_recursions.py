@@ -480,13 +480,19 @@ def _numba(problem: Problem, loss, checkpoint=None):
             return _numba_erk_checkpointed(problem, loss, kernels, kernel, hA, hb, steps, checkpoint)
         keep = smp.N * len(hb) * d <= KEEP_STAGES_MAX_ENTRIES
         x0, theta, hs = _prepared_arrays(problem, kernels, kernel, steps)
-        xs, stages = kernels._erk_forward_prepared(kernel, x0, theta, smp.stage_index, hA, hb, hs, keep, theta_check)
+        out, mapping = kernels.gradient_buffer(theta.shape)     # its pages mapped on a second thread, if large
+        try:
+            xs, stages = kernels._erk_forward_prepared(kernel, x0, theta, smp.stage_index, hA, hb, hs, keep,
+                                                       theta_check)
+        finally:
+            if mapping is not None:
+                mapping.join()
         if theta_check[1]:
             raise nonfinite_state_error(problem.theta, "theta")
         _check_forward_compiled(problem, kernels, xs)
         lam_N = _lam_N(problem, loss, kernels, xs[-1])
         grad_theta, lambdas = kernels._erk_backward_prepared(kernel, xs, theta, smp.stage_index, hA, hb, hs, lam_N,
-                                                             stages, nonfinite)
+                                                             stages, nonfinite, out=out)
     else:
         method, k = problem.method, problem.method.steps
         hA, hb = _float_erk(smp.starter, h)
@@ -506,14 +512,20 @@ def _numba(problem: Problem, loss, checkpoint=None):
         keep = smp.N * d <= KEEP_STAGES_MAX_ENTRIES
         x0, theta, _ = _prepared_arrays(problem, kernels, kernel, None)
         args = (smp.stage_index, hA, hb, malpha, hbeta, smp.grid_index)
-        xs, (F, have_F) = kernels._lmm_forward_prepared(kernel, x0, theta, *args, theta_check)
+        out, mapping = kernels.gradient_buffer(theta.shape)     # its pages mapped on a second thread, if large
+        try:
+            xs, (F, have_F) = kernels._lmm_forward_prepared(kernel, x0, theta, *args, theta_check)
+        finally:
+            if mapping is not None:
+                mapping.join()
         if theta_check[1]:
             raise nonfinite_state_error(problem.theta, "theta")
         if not keep:                           # recomputed in the backward sweep if the VJP reads them
             F, have_F = np.zeros((0, d)), np.zeros(0, dtype=np.bool_)
         _check_forward_compiled(problem, kernels, xs)
         lam_N = _lam_N(problem, loss, kernels, xs[-1])
-        grad_theta, lambdas = kernels._lmm_backward_prepared(kernel, xs, theta, *args, lam_N, F, have_F, nonfinite)
+        grad_theta, lambdas = kernels._lmm_backward_prepared(kernel, xs, theta, *args, lam_N, F, have_F, nonfinite,
+                                                             out=out)
     return xs, grad_theta, lambdas, bool(nonfinite[0] == 0)
 
 
