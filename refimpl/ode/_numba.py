@@ -286,12 +286,13 @@ def tanh_vjp(x, fx, th, v, out_x, g_th):
 #
 # At N = 10⁶ (d = 16, step layout) θ and its gradient are 2.2 GB each and stream from DRAM, 2 KiB per step: a step's
 # rows are read in a burst that the hardware prefetcher, which does not cross 4 KiB pages and needs a few misses to
-# start, covers only in part. The sweeps therefore ask for the θ rows of the step PREFETCH_STEPS ahead (one request per
-# 64-byte line) while computing the current one. A prefetch changes no value. Measured (leapfrog, d = 16, step layout,
-# N = 10⁶, the compiled sweeps alone): forward 0.44 → 0.28 µs/step, backward 1.29 → 1.07 µs/step; prefetching the
-# gradient rows as well made the backward sweep slower (1.43 µs/step), so it does not.
+# start, covers only in part. The forward sweeps therefore ask for the θ rows of the step PREFETCH_STEPS ahead (one
+# request per 64-byte line) while computing the current one. A prefetch changes no value. Measured (leapfrog, d = 16,
+# step layout, N = 10⁶, the compiled sweeps alone): forward 0.44 → 0.28 µs/step. The backward sweeps, which walk
+# memory downwards, no longer prefetch: they read their rows in ascending blocks instead (next section), which
+# prefetches did not match (backward 1.07 µs/step with them, against 0.45–0.5 with blocks).
 
-#: how many steps ahead the sweeps prefetch their parameter rows
+#: how many steps ahead the forward sweeps prefetch their parameter rows
 PREFETCH_STEPS = 2
 
 
@@ -329,15 +330,18 @@ def _prefetch(typingctx, a, r):
 # while reading each row upwards. This CPU's hardware prefetchers follow that pattern badly: a plain compiled loop over
 # a (10⁶, 272) float64 array that reads a row of θ and writes a row of a second array takes 0.14 µs/row with the rows
 # ascending, 0.42–0.44 with them descending, and 0.15 with descending blocks of 256 rows walked upwards inside each
-# block (benchmarks/RESULTS.md). Software prefetches (llvm.prefetch, any distance) did not recover it. So the backward
-# sweeps go through time in blocks of steps (the last block first): at the start of a block they read one entry of
-# every 64-byte line of the block's θ rows with the rows ascending (:func:`_touch_rows`), which brings them into the
-# cache as an ascending stream, and zero the block's gradient rows, also ascending (:func:`_zero_rows`); then the step
-# adjoints run downwards through the block as before, on rows already in cache. Nothing a step computes changes (the
-# same operations in the same order), so the results are the same bits.
+# block (benchmarks/RESULTS.md). Software prefetches (llvm.prefetch, 2–32 rows ahead, or the next block's rows one
+# per step) did not recover it. So the backward sweeps go through time in blocks of steps (the last block first): at
+# the start of a block they read one entry of every 64-byte line of the block's θ rows, states and adjoints (and stored
+# stage slopes) with the rows ascending (:func:`_touch_row`), which brings them into the cache as ascending streams,
+# and zero the block's gradient rows, also ascending (:func:`_zero_rows`); then the step adjoints run downwards
+# through the block as before, on rows already in cache. Nothing a step computes changes (the same operations in the
+# same order), so the results are the same bits for every block length (tested). Measured (leapfrog, d = 16, step
+# layout, the compiled backward sweep alone, fresh gradient): N = 10⁴ 0.81 → 0.44 µs/step, N = 10⁶ 0.72–0.86 →
+# 0.51–0.53; against 0.33 at N = 10³, where everything is in cache. Block lengths of 30–240 steps measured alike.
 
 #: θ bytes per block of the backward sweeps (the rows the block's steps read, counted with multiplicity): a block's θ
-#: and gradient rows stay in a 1 MiB L2 with room to spare
+#: and gradient rows stay in a 1 MiB L2 with room to spare (120 leapfrog steps, 30 RK4 steps at d = 16)
 BLOCK_BYTES = 1 << 18
 
 
