@@ -700,7 +700,9 @@ def test_the_forward_sweeps_count_every_theta_row_once_in_any_order(method, star
 def test_the_backward_sweeps_write_every_gradient_entry(method, starter, layout):
     """The backward sweeps take the gradient uninitialised and zero each row as they first reach it
     (refimpl.ode._numba._zero_rows): started on a gradient full of NaN they give the bits they give on zeros, for the
-    layouts and for rows reached in reverse order with two rows never reached (which come back 0.0)."""
+    layouts and for rows reached in reverse order with two rows never reached (which come back 0.0), for blocks of
+    one step, of three (a short last block) and one block (the zeroing runs per block, refimpl.ode._numba
+    "the backward sweeps' memory order")."""
     d, N = 3, 8
     smp, x0, theta, loss, args = _sweep_arguments(method, starter, "step" if layout == "reversed" else layout, N, d)
     if layout == "reversed":
@@ -711,7 +713,7 @@ def test_the_backward_sweeps_write_every_gradient_entry(method, starter, layout)
             args = args[:-1] + (_reversed_rows(args[-1]),)
     sw = kernels.sweeps(TanhField.kernel)
     results = []
-    for fill in (0.0, np.nan):
+    for fill, block in ((0.0, 1000), (np.nan, 1000), (np.nan, 1), (np.nan, 3)):
         g = np.full(theta.shape, fill)
         nonfinite = np.zeros(1, dtype=np.int64)
         if method is RK4:
@@ -719,14 +721,15 @@ def test_the_backward_sweeps_write_every_gradient_entry(method, starter, layout)
             lam = np.full(xs.shape, fill)
             lam[-1] = loss.grad(xs[-1])
             sw.erk_backward(xs, theta, args[0], args[1], args[2], np.empty(0), lam, g, np.empty((0, 4, d)),
-                            nonfinite)
+                            nonfinite, block)
         else:
             xs = kernels.lmm_forward(TanhField.kernel, x0, theta, *args)
             lam = np.zeros(xs.shape)
             lam[-1] = loss.grad(xs[-1])
-            sw.lmm_backward(xs, theta, *args, lam, g, np.zeros((0, d)), np.zeros(0, dtype=np.bool_), nonfinite)
+            sw.lmm_backward(xs, theta, *args, lam, g, np.zeros((0, d)), np.zeros(0, dtype=np.bool_), nonfinite,
+                            block)
         assert nonfinite[0] == 0
         results.append((g.tobytes(), lam.tobytes()))
-    assert results[0] == results[1]
+    assert all(r == results[0] for r in results[1:])
     if layout == "reversed":
         assert not np.any(np.frombuffer(results[1][0])[-2 * theta.shape[1]:])
