@@ -371,6 +371,25 @@ def _touch_row(a, r):
     _keep(t)
 
 
+@register_jitable
+def _touch_block(theta, index, lo, hi, zeroed):
+    """Read (:func:`_touch_row`) the θ rows r = index[q, i] ≥ 0 for q = lo..hi−1, i = 0, 1, … in that order (a row
+    repeated next to itself is read once), and return the smallest such r, or ``zeroed`` if none is smaller: the
+    first row the block's zeroing starts from."""
+    last = -1
+    rmin = zeroed
+    for q in range(lo, hi):
+        for i in range(index.shape[1]):
+            r = index[q, i]
+            if r >= 0:
+                if r != last:
+                    _touch_row(theta, r)
+                    last = r
+                if r < rmin:
+                    rmin = r
+    return rmin
+
+
 def block_steps(rows_per_step: int, p: int) -> int:
     """Steps per block of a backward sweep: :data:`BLOCK_BYTES` of θ rows of p float64 entries, ``rows_per_step``
     rows per step (at least one step)."""
@@ -605,16 +624,7 @@ def sweeps(kernel: NumbaKernel) -> SimpleNamespace:
             if (N - 1 - n) % block == 0:
                 # a block of steps n, n − 1, …, lo: its θ rows read and its gradient rows zeroed, rows ascending
                 lo = max(n - block + 1, 0)
-                last = -1
-                rmin = zeroed
-                for q in range(lo, n + 1):
-                    for i in range(s):
-                        r = stage_index[q, i]
-                        if r != last:
-                            _touch_row(theta, r)
-                            last = r
-                        if r < rmin:
-                            rmin = r
+                rmin = _touch_block(theta, stage_index, lo, n + 1, zeroed)
                 for q in range(lo, n + 1):
                     _touch_row(xs, q)
                     _touch_row(lambdas, q + 1)
@@ -781,22 +791,14 @@ def sweeps(kernel: NumbaKernel) -> SimpleNamespace:
         kb = np.empty(d)
         contrib = np.empty(d)
         zeroed = grad_theta.shape[0]
+        grid_rows = grid_index.reshape((grid_index.shape[0], 1))   # one θ row per F term, for _touch_block
         for n in range(N - k, -1, -1):
             m = n + k
             if (N - k - n) % block == 0:
                 # a block of steps n, n − 1, …, lo (F terms m = n + k down to lo + k): θ rows read, gradient rows
                 # zeroed, rows ascending
                 lo = max(n - block + 1, 0)
-                last = -1
-                rmin = zeroed
-                for q in range(lo + k, min(m + 1, N)):
-                    r = grid_index[q]
-                    if r >= 0:
-                        if r != last:
-                            _touch_row(theta, r)
-                            last = r
-                        if r < rmin:
-                            rmin = r
+                rmin = _touch_block(theta, grid_rows, lo + k, min(m + 1, N), zeroed)
                 for q in range(lo, m + 1):
                     _touch_row(xs, q)
                     _touch_row(lam, q)
