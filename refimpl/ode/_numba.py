@@ -476,7 +476,9 @@ def _zero_rows(a, lo, hi):
 
     The backward sweeps take the gradient uninitialised (``np.empty``) and zero its rows as the sweep first reaches
     them: the sweep keeps ``zeroed``, the first row of the zeroed tail (initially the number of rows), and before a
-    step accumulates into row r < zeroed it zeroes rows r..zeroed−1 and sets zeroed = r; after the last step it
+    step accumulates into row r < zeroed it zeroes rows r..zeroed−1 and sets zeroed = r (at the start of each block
+    of steps it does so for the block's smallest row, so a block's rows are zeroed ascending, before any of its steps
+    runs: "the backward sweeps' memory order"); after the last step it
     zeroes the rows it never reached. Every row is zeroed exactly once before its first accumulation, in any order
     (every row ≥ zeroed is zeroed), so every entry starts from +0.0 exactly as with ``np.zeros`` and the results are
     the same bits; but the fresh pages of the gradient (2.2 GB at N = 10⁶, d = 16, step layout) are first touched by
@@ -629,7 +631,8 @@ def sweeps(kernel: NumbaKernel) -> SimpleNamespace:
                     _touch_row(xs, q)
                     _touch_row(lambdas, q + 1)
                     if stored:
-                        _touch_row(Ks[q], 0)
+                        for i in range(s):
+                            _touch_row(Ks[q], i)
                 if rmin < zeroed:
                     _zero_rows(grad_theta, rmin, zeroed)
                     zeroed = rmin
