@@ -714,8 +714,12 @@ def sweeps(kernel: NumbaKernel) -> SimpleNamespace:
             lam_ck[i, :] = lam
 
     @entry_nogil
-    def lmm_forward(x0, theta, s_index, hA, hb, malpha, hbeta, grid_index, xs, F, have_F, theta_check):
-        """F (N, d), have_F (N,) zeros on entry; on exit F[m] = f(x_m, theta) where have_F[m]. ``theta_check`` as in
+    def lmm_forward(x0, theta, s_index, hA, hb, malpha, hbeta, grid_index, xs, F, have_F, ring_mask, theta_check):
+        """have_F (N,) False on entry; F_m = f(x_m, theta) is evaluated once, on first use, into row m & ring_mask of
+        F, and have_F[m] set. ``ring_mask`` −1 with F (N, d): on exit F[m] = F_m where have_F[m]. ``ring_mask``
+        R − 1 with F (R, d), R a power of two ≥ k: a ring of R rows, for a caller that does not keep the F_m. It is
+        enough: step n reads F_n … F_{n+k−1}, k consecutive indices, so distinct rows; and F_{m+R} (m + R ≥ m + k)
+        is first used at a step n ≥ m + 1, after the last step that reads F_m. ``theta_check`` as in
         erk_forward."""
         N = xs.shape[0] - 1
         k = malpha.shape[0]
@@ -752,10 +756,11 @@ def sweeps(kernel: NumbaKernel) -> SimpleNamespace:
                         if r >= checked:
                             bad_theta += _rows_nonfinite(theta, checked, r + 1)
                             checked = r + 1
-                        f(xs[m], theta[r], F[m])
+                        f(xs[m], theta[r], F[m & ring_mask])
                         have_F[m] = True
+                    q = m & ring_mask
                     for i in range(d):
-                        xs[n + k, i] += c * F[m, i]
+                        xs[n + k, i] += c * F[q, i]
         if checked < theta.shape[0]:
             bad_theta += _rows_nonfinite(theta, checked, theta.shape[0])
         theta_check[1] = bad_theta
@@ -1318,24 +1323,34 @@ def _check_lmm(theta, s_index, hb, malpha, hbeta, grid_index, N):
 def lmm_forward(kernel, x0, theta, s_index, hA, hb, malpha, hbeta, grid_index, keep_slopes: bool = False):
     """States (N+1, d) of the LMM recursion (``malpha`` = −α_0..−α_{k−1}, ``hbeta`` = hβ_0..hβ_{k−1}) with the
     starter ERK (``hA``, ``hb``, ``s_index``). With ``keep_slopes``, returns ``(xs, (F, have_F))``: the values
-    ``F[m] = f(x_m, theta)`` the recursion used (where ``have_F[m]``), for :func:`lmm_backward`."""
+    ``F[m] = f(x_m, theta)`` the recursion used (where ``have_F[m]``), for :func:`lmm_backward`. Without it the
+    values live in a ring of a few rows (O(k·d) memory, the same states)."""
     x0 = _f64(x0, "x0", 1)
     theta, hA, hb = _check_common(kernel, x0, theta, hA, hb, x0.shape[0])
     N = np.shape(grid_index)[0] if np.ndim(grid_index) == 1 else -1
     s_index, malpha, hbeta, grid_index = _check_lmm(theta, s_index, hb, malpha, hbeta, grid_index, N)
-    xs, slopes = _lmm_forward_prepared(kernel, x0, theta, s_index, hA, hb, malpha, hbeta, grid_index)
+    xs, slopes = _lmm_forward_prepared(kernel, x0, theta, s_index, hA, hb, malpha, hbeta, grid_index,
+                                       keep_slopes=keep_slopes)
     return (xs, slopes) if keep_slopes else xs
 
 
-def _lmm_forward_prepared(kernel, x0, theta, s_index, hA, hb, malpha, hbeta, grid_index, theta_check=None):
+def _lmm_forward_prepared(kernel, x0, theta, s_index, hA, hb, malpha, hbeta, grid_index, theta_check=None,
+                          keep_slopes=True):
     """:func:`lmm_forward` on arguments already in the form its checks return, except θ's finiteness when
-    ``theta_check`` is given (as in :func:`_erk_forward_prepared`): (xs, (F, have_F))."""
+    ``theta_check`` is given (as in :func:`_erk_forward_prepared`): (xs, (F, have_F)) with ``keep_slopes``, else
+    (xs, None), the F_m held in a ring of R = 2^⌈log₂ k⌉ rows (the compiled ``lmm_forward``'s ``ring_mask``)."""
     N, d = grid_index.shape[0], x0.shape[0]
     xs = np.empty((N + 1, d))
-    F, have_F = np.zeros((N, d)), np.zeros(N, dtype=np.bool_)
+    have_F = np.zeros(N, dtype=np.bool_)
+    if keep_slopes:
+        F, ring_mask = np.zeros((N, d)), -1
+    else:
+        R = 1 << max(malpha.shape[0] - 1, 0).bit_length()     # the least power of two ≥ k
+        F, ring_mask = np.zeros((R, d)), R - 1
     theta_check = _theta_vouched(theta) if theta_check is None else theta_check
-    sweeps(kernel).lmm_forward(x0, theta, s_index, hA, hb, malpha, hbeta, grid_index, xs, F, have_F, theta_check)
-    return xs, (F, have_F)
+    sweeps(kernel).lmm_forward(x0, theta, s_index, hA, hb, malpha, hbeta, grid_index, xs, F, have_F, ring_mask,
+                               theta_check)
+    return xs, ((F, have_F) if keep_slopes else None)
 
 
 def lmm_backward(kernel, xs, theta, s_index, hA, hb, malpha, hbeta, grid_index, lam_N, slopes=None):

@@ -509,18 +509,21 @@ def _numba(problem: Problem, loss, checkpoint=None):
             if bad >= 0 or not np.all(np.isfinite(grad_theta)):
                 return _rerun_for_error(problem, loss, checkpoint)
             return xck, grad_theta, lam_ck, None
-        keep = smp.N * d <= KEEP_STAGES_MAX_ENTRIES
+        # the F_m are kept for the backward sweep only if its VJP reads them (else a ring of k rows suffices)
+        keep = bool(kernel.vjp_reads_fx) and smp.N * d <= KEEP_STAGES_MAX_ENTRIES
         x0, theta, _ = _prepared_arrays(problem, kernels, kernel, None)
         args = (smp.stage_index, hA, hb, malpha, hbeta, smp.grid_index)
         out, mapping = kernels.gradient_buffer(theta.shape)     # its pages mapped on a second thread, if large
         try:
-            xs, (F, have_F) = kernels._lmm_forward_prepared(kernel, x0, theta, *args, theta_check)
+            xs, slopes = kernels._lmm_forward_prepared(kernel, x0, theta, *args, theta_check, keep_slopes=keep)
         finally:
             if mapping is not None:
                 mapping.join()
         if theta_check[1]:
             raise nonfinite_state_error(problem.theta, "theta")
-        if not keep:                           # recomputed in the backward sweep if the VJP reads them
+        if keep:
+            F, have_F = slopes
+        else:                                  # recomputed in the backward sweep if the VJP reads them
             F, have_F = np.zeros((0, d)), np.zeros(0, dtype=np.bool_)
         _check_forward_compiled(problem, kernels, xs)
         lam_N = _lam_N(problem, loss, kernels, xs[-1])
