@@ -733,3 +733,38 @@ def test_the_backward_sweeps_write_every_gradient_entry(method, starter, layout)
     assert all(r == results[0] for r in results[1:])
     if layout == "reversed":
         assert not np.any(np.frombuffer(results[1][0])[-2 * theta.shape[1]:])
+
+
+@pytest.mark.parametrize("k", [1, 2, 3, 4, 5, 6])
+@pytest.mark.parametrize("order", ["ascending", "random"])
+def test_the_lmm_forward_ring_of_F_values_gives_the_states_of_the_full_array(k, order):
+    """Without keep_slopes the LMM forward sweep holds F_m in a ring of R = 2^⌈log₂ k⌉ rows (row m & (R − 1)). Step n
+    reads F_n … F_{n+k−1}, which are k consecutive indices and so in distinct rows, and F_{m+R} is first evaluated at
+    a step after the last one reading F_m; so the states are the same bits as with the full (N, d) array, for any k,
+    any pattern of zero β_j (a skipped F_m leaves a gap) and any map of the samples (here ascending or random, rows
+    reused)."""
+    rng = np.random.default_rng(100 + k)
+    d, N = 3, 29
+    theta = rng.standard_normal((N, d * d + d)) / np.sqrt(d)
+    x0 = rng.standard_normal(d)
+    h = 1.0 / N
+    malpha = rng.standard_normal(k) / k
+    hbeta = h * rng.standard_normal(k) * (rng.random(k) < 0.7)      # some β_j = 0
+    grid = np.arange(N) if order == "ascending" else rng.integers(0, N, size=N)
+    s_index = np.asarray(np.arange(max(k - 1, 0)).reshape(-1, 1), dtype=np.int64)
+    args = (s_index, np.zeros((1, 1)), np.array([h]), malpha, hbeta, np.asarray(grid, dtype=np.int64))
+    for field in (TanhField(d), LinearField(d)):
+        full, (F, have_F) = kernels._lmm_forward_prepared(field.kernel, x0, theta, *args, keep_slopes=True)
+        ring, none = kernels._lmm_forward_prepared(field.kernel, x0, theta, *args, keep_slopes=False)
+        assert none is None and ring.tobytes() == full.tobytes()
+        assert kernels.lmm_forward(field.kernel, x0, theta, *args).tobytes() == full.tobytes()
+        # the kept values are f at the states, against the NumPy field (another summation order, another tanh): a
+        # dot product of d + 1 terms differs by at most γ_{d+1}·(|W||x| + |b|) between orders, tanh is 1-Lipschitz
+        # and within TANH_ULP_BOUND ulp, so (d + 2)·eps·(|W||x| + |b|) + (TANH_ULP_BOUND + 1)·ulp bounds the gap
+        eps = np.finfo(float).eps
+        for m in np.flatnonzero(have_F):
+            th = theta[grid[m]]
+            W, b = th[:d * d].reshape(d, d), th[d * d:]
+            ref = field.f(full[m], th)
+            bound = (d + 2) * eps * (np.abs(W) @ np.abs(full[m]) + np.abs(b)) + (TANH_ULP_BOUND + 1) * eps * np.abs(ref)
+            assert np.all(np.abs(F[m] - ref) <= bound)

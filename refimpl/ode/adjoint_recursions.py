@@ -26,8 +26,8 @@ time), by all stages of a step (step layout) or by every evaluation (constant la
 On a non-uniform grid (Runge–Kutta only) :math:`h` is :math:`h_n` in step n (docs/theory/discrete-adjoint.md §11).
 :math:`\partial L_h/\partial x_0 = \lambda_0`. (The NumPy path recomputes the stage states from the stored
 :math:`x_n` during the backward sweep; the Numba path keeps the forward sweep's stage slopes :math:`k_i` — and, for
-an LMM, the values :math:`F_m` — and re-forms :math:`X_i` from them, bounded by ``KEEP_STAGES_MAX_ENTRIES``; both give
-the same numbers, bit for bit.)
+an LMM whose field's VJP reads :math:`f(x, \theta)`, the values :math:`F_m` — and re-forms :math:`X_i` from them,
+bounded by ``KEEP_STAGES_MAX_ENTRIES``; both give the same numbers, bit for bit.)
 
 **Checkpointing** (``checkpoint=k``; docs/theory/discrete-adjoint.md §12): the step adjoint of ERK step n needs
 :math:`x_n` only (LMM step n: :math:`x_{n+k}` for its :math:`F` term, the adjoints of a few neighbouring indices),
