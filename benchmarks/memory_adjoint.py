@@ -23,8 +23,9 @@ RK4 stage 2N + 1, RK4 step N, constant 1):
 * the forward sweep's stage slopes :math:`8Nsd`, kept only when :math:`Nsd \le 2^{23}` (64 MiB) — not at N = 10⁶;
 * the stage index map :math:`8Ns` (which sample each stage uses; all zeros in the constant layout).
 
-Leapfrog (k = 2 steps): the map of the F values :math:`8N` (and the values F, :math:`8Nd`, when
-:math:`Nd \le 2^{23}`; the cotangents :math:`\bar F` are kept for k + 2 indices only); with checkpoint K: windows of k states :math:`8\lceil N/K\rceil kd`, the
+Leapfrog (k = 2 steps): the map of the F values :math:`8N` and a ring of 2 F values, :math:`16d` (the tanh field's VJP
+does not read :math:`f(x,\theta)`, so the forward sweep keeps no more; the cotangents :math:`\bar F` are kept for
+k + 2 indices only); with checkpoint K: windows of k states :math:`8\lceil N/K\rceil kd`, the
 checkpoints of x and λ :math:`2\cdot 8(\lceil N/K\rceil + 1)d`, the segment's states and F values :math:`2\cdot 8(K+k)d`.
 """
 from __future__ import annotations
@@ -62,7 +63,7 @@ def model_bytes(scheme: str, layout: str, N: int, d: int, checkpoint: int | None
         out = {"theta and gradient": 2 * 8 * n * p, "F index": 8 * N}
         if checkpoint is None:
             out["states and adjoints"] = 2 * 8 * (N + 1) * d
-            out["F values"] = 8 * N * d if N * d <= KEEP else 0
+            out["F values"] = 8 * 2 * d        # the LMM forward sweep's ring (TanhField: vjp_reads_fx False)
         else:
             K = min(checkpoint, N)
             out["states and adjoints"] = 8 * -(-N // K) * 2 * d + 2 * 8 * (-(-N // K) + 1) * d + 2 * 8 * (K + 2) * d

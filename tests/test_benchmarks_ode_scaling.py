@@ -32,6 +32,7 @@ def test_slopes_term_follows_the_keep_bound():
     below = KEEP_STAGES_MAX_ENTRIES // (4 * d)
     assert ode_scaling.model_bytes("rk4", "constant", below, d)["stage slopes"] == 8 * below * 4 * d
     assert ode_scaling.model_bytes("rk4", "constant", below + 1, d)["stage slopes"] == 0
+    assert ode_scaling.model_bytes("leapfrog", "step", 10**6, d)["F values"] == 8 * 2 * d   # the ring, at any N
 
 
 def test_one_row_runs_in_a_child_process():
@@ -40,3 +41,12 @@ def test_one_row_runs_in_a_child_process():
     assert row["first_s"] > 0 and row["steady_s"] > 0 and row["repeats"] >= 2
     assert row["per_step_us"] == pytest.approx(1e6 * row["steady_s"] / 50)
     assert row["traced_bytes"] >= row["theta_bytes"] > 0
+
+
+def test_prefault_row_runs_a_second_child_and_reports_its_first_call():
+    row = ode_scaling.measure("leapfrog", "step", 50, d=2, min_total_s=0.0, prefault=True)
+    assert "skipped" not in row, row.get("skipped")
+    assert row["first_host_backed_s"] > 0 and row["steady_host_backed_s"] > 0 and row["prefault_s"] > 0
+    table = ode_scaling._table([row])
+    assert "host-backed" in table.splitlines()[0]
+    assert len(table.splitlines()[2].split("|")) == len(table.splitlines()[0].split("|"))
