@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import functools
 import os
+import queue
 import re
 import threading
 from types import SimpleNamespace
@@ -281,6 +282,54 @@ def tanh_vjp(x, fx, th, v, out_x, g_th):
         _tanh_vjp_blocks(x, th, v, out_x, g_th)
 
 
+# The VJP in two parts, for the LMM backward sweep on two threads (:func:`lmm_backward_two_threads`): ``*_vjp_x``
+# forms u and out_x = Wᵀu and leaves u in v; :func:`affine_vjp_theta` then does g_th += (vec(u xᵀ), u). Each entry
+# receives the operations of the comment above in the same order (out_x and g_th are separate arrays, so splitting the
+# loop over i between two functions reorders nothing that either reads), so the two parts give the bits of the whole.
+
+
+@register_jitable(inline="always")
+def _affine_vjp_x(u, x, th, out_x):
+    """out_x = Wᵀu (overwritten): out_x[j] = fma(W_ij, u_i, out_x[j]) for i = 0, 1, … in order."""
+    d = x.shape[0]
+    for j in range(d):
+        out_x[j] = 0.0
+    for i in range(d):
+        ui = u[i]
+        r = i * d
+        for j in range(d):
+            out_x[j] = _fma(th[r + j], ui, out_x[j])
+
+
+@register_jitable(inline="always")
+def affine_vjp_theta(u, x, g_th):
+    """g_th += (vec(u xᵀ), u) (accumulated): g_b[i] += u_i, then g_W[i, j] = fma(u_i, x_j, g_W[i, j]) row by row."""
+    d = x.shape[0]
+    dd = d * d
+    for i in range(d):
+        g_th[dd + i] += u[i]
+    for i in range(d):
+        ui = u[i]
+        r = i * d
+        for j in range(d):
+            g_th[r + j] = _fma(ui, x[j], g_th[r + j])
+
+
+@register_jitable
+def linear_vjp_x(x, fx, th, v, out_x):
+    """The state part of :func:`linear_vjp`: out_x = Wᵀv; u = v stays in v."""
+    _affine_vjp_x(v, x, th, out_x)
+
+
+@register_jitable
+def tanh_vjp_x(x, fx, th, v, out_x):
+    """The state part of :func:`tanh_vjp`: z = W x + b (:func:`_affine`), u = sech²(z) ∘ v into v, out_x = Wᵀu."""
+    _affine(x, th, out_x)
+    for i in range(x.shape[0]):
+        v[i] = polynomial_sech2(out_x[i]) * v[i]
+    _affine_vjp_x(v, x, th, out_x)
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # prefetching the parameter rows of a later step
 #
@@ -497,7 +546,9 @@ def sweeps(kernel: NumbaKernel) -> SimpleNamespace:
     point functions named by ``kernel``; built once per descriptor."""
     f, vjp = kernel.functions()
     vjp_reads_fx = bool(kernel.vjp_reads_fx)
-    tag = re.sub(r"\W", "_", f"{kernel.module}.{kernel.f}.{kernel.vjp}.{int(vjp_reads_fx)}")
+    split = kernel.split_functions()
+    tag = re.sub(r"\W", "_", f"{kernel.module}.{kernel.f}.{kernel.vjp}.{int(vjp_reads_fx)}"
+                 + (f".{kernel.vjp_x}.{kernel.vjp_theta}" if split is not None else ""))
 
     def named(fn):
         # one qualified name per descriptor: Numba names the compiled symbols and the cache files after it, and two
@@ -787,17 +838,11 @@ def sweeps(kernel: NumbaKernel) -> SimpleNamespace:
         allocates O(k·d), not O(N·d); every F̄_i receives the same operations as with a full array."""
         N = xs.shape[0] - 1
         k = malpha.shape[0]
-        s = hb.shape[0]
         d = xs.shape[1]
         R = k + 2
         Fbar = np.zeros((R, d))
         tmp = np.empty(d)
         fx = np.zeros(d)
-        X = np.empty((s, d))
-        K = np.empty((s, d))
-        Xbar = np.empty((s, d))
-        kb = np.empty(d)
-        contrib = np.empty(d)
         zeroed = grad_theta.shape[0]
         grid_rows = grid_index.reshape((grid_index.shape[0], 1))   # one θ row per F term, for _touch_block
         for n in range(N - k, -1, -1):
@@ -831,6 +876,23 @@ def sweeps(kernel: NumbaKernel) -> SimpleNamespace:
                 if c != 0.0:
                     for i in range(d):
                         Fbar[(n + j) % R, i] += c * lam[m, i]
+        lmm_tail(k, xs, theta, s_index, hA, hb, grid_index, lam, grad_theta, Fbar, F, have_F, zeroed, nonfinite)
+
+    @called_helper
+    def lmm_tail(k, xs, theta, s_index, hA, hb, grid_index, lam, grad_theta, Fbar, F, have_F, zeroed, nonfinite):
+        """The end of :func:`lmm_backward` after its main loop: the F terms m = k − 1 … 0 and the starter's ERK step
+        adjoints, then the gradient rows never reached zeroed (rows ≥ ``zeroed`` are zeroed already)."""
+        N = xs.shape[0] - 1
+        s = hb.shape[0]
+        d = xs.shape[1]
+        R = k + 2
+        tmp = np.empty(d)
+        fx = np.zeros(d)
+        X = np.empty((s, d))
+        K = np.empty((s, d))
+        Xbar = np.empty((s, d))
+        kb = np.empty(d)
+        contrib = np.empty(d)
         for m in range(k - 1, -1, -1):
             r = grid_index[m] if m < N else -1
             if 0 <= r < zeroed:
@@ -852,6 +914,88 @@ def sweeps(kernel: NumbaKernel) -> SimpleNamespace:
                 for i in range(d):
                     lam[m - 1, i] += contrib[i]
         _zero_rows(grad_theta, 0, zeroed)
+
+    @entry
+    def lmm_backward_tail(k, xs, theta, s_index, hA, hb, grid_index, lam, grad_theta, Fbar, F, have_F, zeroed,
+                          nonfinite):
+        """:func:`lmm_tail` as an entry point, for the two-thread sweep (``zeroed`` a 1-element array)."""
+        lmm_tail(k, xs, theta, s_index, hA, hb, grid_index, lam, grad_theta, Fbar, F, have_F, zeroed[0], nonfinite)
+
+    if split is not None:
+        vjp_x, vjp_theta = split
+
+        @entry_nogil
+        def lmm_backward_lambdas(xs, theta, malpha, hbeta, grid_index, lam, Fbar, U, F, have_F, m_hi, m_lo, block):
+            """The main loop of :func:`lmm_backward` for the F terms m = m_hi, m_hi − 1, …, m_lo (steps n = m − k)
+            without the gradient: ``vjp_x`` only, and U[m_hi − m] = the vector it leaves, for
+            :func:`lmm_backward_gradient`. ``Fbar`` (the ring of F̄) carries over from the previous call."""
+            N = xs.shape[0] - 1
+            k = malpha.shape[0]
+            d = xs.shape[1]
+            R = k + 2
+            tmp = np.empty(d)
+            fx = np.zeros(d)
+            grid_rows = grid_index.reshape((grid_index.shape[0], 1))
+            for m in range(m_hi, m_lo - 1, -1):
+                n = m - k
+                if (N - k - n) % block == 0:
+                    lo = max(n - block + 1, 0)
+                    _touch_block(theta, grid_rows, lo + k, min(m + 1, N), 0)
+                    for q in range(lo, m + 1):
+                        _touch_row(xs, q)
+                        _touch_row(lam, q)
+                for i in range(d):
+                    Fbar[n % R, i] = 0.0
+                r = grid_index[m] if m < N else -1
+                if r >= 0:
+                    stored = m < have_F.shape[0] and have_F[m]
+                    if vjp_reads_fx and not stored:
+                        f(xs[m], theta[r], fx)
+                    vjp_x(xs[m], F[m] if stored else fx, theta[r], Fbar[m % R], tmp)
+                    for i in range(d):
+                        lam[m, i] += tmp[i]
+                        U[m_hi - m, i] = Fbar[m % R, i]
+                for j in range(k):
+                    a = malpha[j]
+                    if a != 0.0:
+                        for i in range(d):
+                            lam[n + j, i] += a * lam[m, i]
+                    c = hbeta[j]
+                    if c != 0.0:
+                        for i in range(d):
+                            Fbar[(n + j) % R, i] += c * lam[m, i]
+
+        @entry_nogil
+        def lmm_backward_gradient(xs, U, grid_index, grad_theta, k, m_hi, m_lo, zeroed, nonfinite, block):
+            """The gradient of the same F terms: grad_theta[g(m)] += ``vjp_theta``(U[m_hi − m], x_m), m descending, its
+            rows zeroed before their first use as in :func:`lmm_backward` (a block's rows ascending at its start;
+            ``zeroed`` a 1-element array that carries over), each row's inf / NaN counted into ``nonfinite``."""
+            N = xs.shape[0] - 1
+            z = zeroed[0]
+            for m in range(m_hi, m_lo - 1, -1):
+                n = m - k
+                if (N - k - n) % block == 0:
+                    lo = max(n - block + 1, 0)
+                    rmin = z
+                    for q in range(lo + k, min(m + 1, N)):
+                        rq = grid_index[q]
+                        if 0 <= rq < rmin:
+                            rmin = rq
+                    for q in range(lo + k, m + 1):
+                        _touch_row(xs, q)
+                    if rmin < z:
+                        _zero_rows(grad_theta, rmin, z)
+                        z = rmin
+                r = grid_index[m] if m < N else -1
+                if r >= 0:
+                    if r < z:
+                        _zero_rows(grad_theta, r, z)
+                        z = r
+                    vjp_theta(U[m_hi - m], xs[m], grad_theta[r])
+                    nonfinite[0] += _row_nonfinite(grad_theta, r)
+            zeroed[0] = z
+    else:
+        lmm_backward_lambdas = lmm_backward_gradient = None
 
     @helper
     def lmm_segment(window, c, e, theta, grid_index, malpha, hbeta, seg, Fseg, haveF):
@@ -997,7 +1141,8 @@ def sweeps(kernel: NumbaKernel) -> SimpleNamespace:
                            lmm_backward=lmm_backward, erk_forward_checkpointed=erk_forward_checkpointed,
                            erk_backward_checkpointed=erk_backward_checkpointed,
                            lmm_forward_checkpointed=lmm_forward_checkpointed,
-                           lmm_backward_checkpointed=lmm_backward_checkpointed)
+                           lmm_backward_checkpointed=lmm_backward_checkpointed, lmm_backward_tail=lmm_backward_tail,
+                           lmm_backward_lambdas=lmm_backward_lambdas, lmm_backward_gradient=lmm_backward_gradient)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -1389,9 +1534,100 @@ def _lmm_backward_prepared(kernel, xs, theta, s_index, hA, hb, malpha, hbeta, gr
     grad_theta = _gradient_out(theta, out)
     nonfinite = np.zeros(1, dtype=np.int64) if nonfinite is None else nonfinite
     block = block_steps(1, theta.shape[1]) if block is None else _block_argument(block)
-    sweeps(kernel).lmm_backward(xs, theta, s_index, hA, hb, malpha, hbeta, grid_index, lam, grad_theta, F, have_F,
-                                nonfinite, block)
+    sw = sweeps(kernel)
+    if two_threads_apply(kernel, grad_theta.nbytes):
+        lmm_backward_two_threads(sw, xs, theta, s_index, hA, hb, malpha, hbeta, grid_index, lam, grad_theta, F,
+                                 have_F, nonfinite, block)
+    else:
+        sw.lmm_backward(xs, theta, s_index, hA, hb, malpha, hbeta, grid_index, lam, grad_theta, F, have_F, nonfinite,
+                        block)
     return grad_theta, lam
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# the LMM backward sweep on two threads
+#
+# Per F term the LMM backward sweep does two things that need each other only one way: the state part of the VJP
+# (u and Wᵀu, which λ and F̄ need at once, reading θ's row) and the gradient row (vec(u xᵀ), u), which nothing else
+# in the sweep reads. With a descriptor that splits its VJP (NumbaKernel ``vjp_x``, ``vjp_theta``) and a large
+# gradient, the calling thread runs the first part through time in chunks of steps (:func:`two_thread_chunk`),
+# leaving each chunk's u in one of TWO_THREAD_SLOTS buffers, and a second thread writes the gradient rows of each
+# finished chunk, m descending, while the first goes on with the next. Each gradient row receives the same operations
+# in the same order as in the one-thread sweep, and λ, F̄ the same as well, so the results are the same bits (tested
+# for many chunk and slot counts); the starter's steps (m < k) then run as before (:func:`lmm_tail`). At N = 10⁶,
+# d = 16, step layout, the one-thread backward sweep streams θ in and the gradient out on one core; split, each core
+# streams one of them.
+
+#: gradients of at least this many bytes take the two-thread LMM backward sweep (with two usable CPUs): from there θ
+#: and its gradient together exceed a 32 MiB last-level cache and the one-thread sweep streams them from memory.
+#: Measured (leapfrog, d = 16, step layout, public call, µs/step, one thread → two): N = 3·10³ (6.5 MB) 0.58 →
+#: 0.64–0.71, N = 10⁴ 0.67 → 0.59, 10⁵ 0.73 → 0.58–0.63, 10⁶ 0.71 → 0.57–0.63 (benchmarks/RESULTS.md)
+TWO_THREAD_BYTES = 1 << 24
+#: how many chunks' u may be finished ahead of the gradient thread
+TWO_THREAD_SLOTS = 4
+
+
+def two_thread_chunk(N: int) -> int:
+    """Steps per chunk of the two-thread sweep: N/32 within [1024, 16384], so the gradient thread starts early (a
+    short first chunk) and the hand-over costs (a few µs a chunk) stay below 0.5 %."""
+    return max(1024, min(16384, N // 32))
+
+
+def two_threads_apply(kernel, grad_bytes: int) -> bool:
+    """Whether the LMM backward sweep runs on two threads: the descriptor splits its VJP, the gradient has at least
+    :data:`TWO_THREAD_BYTES` bytes, and the process may use two CPUs or more."""
+    return kernel.vjp_x is not None and grad_bytes >= TWO_THREAD_BYTES and _usable_cpus() >= 2
+
+
+def lmm_backward_two_threads(sw, xs, theta, s_index, hA, hb, malpha, hbeta, grid_index, lam, grad_theta, F, have_F,
+                             nonfinite, block, chunk=None, slots=None):
+    """The compiled LMM backward sweep with the gradient rows on a second thread (section comment above); arguments
+    as the compiled ``lmm_backward`` (``sw`` the :func:`sweeps` namespace), ``chunk``/``slots`` default to
+    :func:`two_thread_chunk` and :data:`TWO_THREAD_SLOTS`. An error in the gradient thread is re-raised here."""
+    chunk = two_thread_chunk(xs.shape[0] - 1) if chunk is None else int(chunk)
+    slots = TWO_THREAD_SLOTS if slots is None else int(slots)
+    if chunk < 1 or slots < 1:
+        raise ValueError(f"chunk and slots must be >= 1, got {chunk} and {slots}")
+    N, d = xs.shape[0] - 1, xs.shape[1]
+    k = malpha.shape[0]
+    Fbar = np.zeros((k + 2, d))
+    zeroed = np.array([grad_theta.shape[0]], dtype=np.int64)
+    U = np.empty((slots, min(chunk, max(N - k + 1, 1)), d))
+    free = threading.Semaphore(slots)
+    work = queue.SimpleQueue()
+    error = []
+
+    def gradient_rows():
+        try:
+            while True:
+                item = work.get()
+                if item is None:
+                    return
+                slot, hi, lo = item
+                sw.lmm_backward_gradient(xs, U[slot], grid_index, grad_theta, k, hi, lo, zeroed, nonfinite, block)
+                free.release()
+        except BaseException as e:   # re-raised in the caller's thread below
+            error.append(e)
+            free.release(slots)        # the caller must not wait for a slot that will never be freed
+
+    thread = threading.Thread(target=gradient_rows, name="refimpl-lmm-gradient", daemon=True)
+    thread.start()
+    try:
+        for c, hi in enumerate(range(N, k - 1, -chunk)):
+            lo = max(hi - chunk + 1, k)
+            free.acquire()
+            if error:
+                break
+            sw.lmm_backward_lambdas(xs, theta, malpha, hbeta, grid_index, lam, Fbar, U[c % slots], F, have_F, hi, lo,
+                                    block)
+            work.put((c % slots, hi, lo))
+    finally:
+        work.put(None)
+        thread.join()
+    if error:
+        raise error[0]
+    sw.lmm_backward_tail(k, xs, theta, s_index, hA, hb, grid_index, lam, grad_theta, Fbar, F, have_F, zeroed,
+                         nonfinite)
 
 
 # ---------------------------------------------------------------------------------------------------------------------

@@ -75,6 +75,14 @@ class NumbaKernel:
       sweep's scratch copy of the cotangent: the sweeps never read it after the call, so ``vjp`` may overwrite it
       (the tanh field's VJP keeps ∂L/∂z there).
 
+    Optionally the VJP in two parts, ``vjp_x`` and ``vjp_theta`` (both names or neither), which let the LMM backward
+    sweep run its gradient rows on a second thread (refimpl.ode._numba ``lmm_backward_two_threads``):
+
+    * ``vjp_x(x, fx, th, v, out_x)`` — ``out_x[:] = ∂ₓf(x, θ)ᵀv``, leaving in ``v`` a vector w of length d;
+    * ``vjp_theta(w, x, g_th)`` — ``g_th += ∂_θf(x, θ)ᵀv`` from that w.
+
+    Together they must give every entry the operations ``vjp`` gives it, in the same order (the same bits).
+
     ``n_params(d)`` is the parameter length for state dimension ``d`` (the kernels check ``theta`` against it).
     ``register_jitable(inline="always")`` on ``f`` avoids a call per stage evaluation (the built-in fields do this).
     The descriptor is hashable, so the compiled sweeps are built once per descriptor.
@@ -85,11 +93,24 @@ class NumbaKernel:
     vjp: str
     n_params: Callable[[int], int]
     vjp_reads_fx: bool = True
+    vjp_x: str | None = None
+    vjp_theta: str | None = None
+
+    def __post_init__(self):
+        if (self.vjp_x is None) != (self.vjp_theta is None):
+            raise ValueError("NumbaKernel: give both vjp_x and vjp_theta, or neither")
 
     def functions(self):
         """``(f, vjp)``, imported from ``module`` (importing it imports Numba)."""
         mod = importlib.import_module(self.module)
         return getattr(mod, self.f), getattr(mod, self.vjp)
+
+    def split_functions(self):
+        """``(vjp_x, vjp_theta)`` imported from ``module``, or None when the descriptor names no split VJP."""
+        if self.vjp_x is None:
+            return None
+        mod = importlib.import_module(self.module)
+        return getattr(mod, self.vjp_x), getattr(mod, self.vjp_theta)
 
 
 # ---------------------------------------------------------------------------------------------------------------------

@@ -29,7 +29,8 @@ class LinearField(HandField):
 
     family = "linear"
     formula = "f(x, theta) = A x + b, theta = (A row-major, b)"
-    kernel = NumbaKernel("refimpl.ode._numba", "linear_f", "linear_vjp", affine_n_params, vjp_reads_fx=False)
+    kernel = NumbaKernel("refimpl.ode._numba", "linear_f", "linear_vjp", affine_n_params, vjp_reads_fx=False,
+                         vjp_x="linear_vjp_x", vjp_theta="affine_vjp_theta")
 
     def __init__(self, dim: int):
         self.dim = as_positive_integer(dim, "dim")

@@ -40,7 +40,8 @@ class TanhField(HandField):
 
     family = "tanh"
     formula = "f(x, theta) = tanh(W x + b), theta = (W row-major, b)"
-    kernel = NumbaKernel("refimpl.ode._numba", "tanh_f", "tanh_vjp", affine_n_params, vjp_reads_fx=False)
+    kernel = NumbaKernel("refimpl.ode._numba", "tanh_f", "tanh_vjp", affine_n_params, vjp_reads_fx=False,
+                         vjp_x="tanh_vjp_x", vjp_theta="affine_vjp_theta")
 
     def __init__(self, dim: int):
         self.dim = as_positive_integer(dim, "dim")
