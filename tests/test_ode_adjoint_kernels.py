@@ -89,12 +89,22 @@ def _public(x, th, v, out_x, g_th, tanh):
         kernels.linear_vjp(x, x, th, v, out_x, g_th)
 
 
+@njit
+def _split(x, th, v, out_x, g_th, tanh):
+    """The VJP in its two parts (the descriptors' vjp_x, vjp_theta): the state part leaves u in v."""
+    if tanh:
+        kernels.tanh_vjp_x(x, x, th, v, out_x)
+    else:
+        kernels.linear_vjp_x(x, x, th, v, out_x)
+    kernels.affine_vjp_theta(v, x, g_th)
+
+
 @pytest.mark.parametrize("tanh", [True, False], ids=["tanh", "linear"])
 @pytest.mark.parametrize("d", [1, 2, 3, 4, 5, 6, 7, 8, 9, 16, 17])
 def test_both_vjp_routes_are_the_documented_order_bit_for_bit(d, tanh):
     """The rows-in-order route (SIMD lanes over j) and the four-row route (u in registers) perform, on every entry,
-    the same operations in the same order as the row-by-row loop above, so they give its bits at every d, and so does
-    the public VJP whichever route it picks for d."""
+    the same operations in the same order as the row-by-row loop above, so they give its bits at every d, and so do
+    the public VJP whichever route it picks for d and the VJP split in two (state part, then gradient rows)."""
     rng = np.random.default_rng(d)
     for scale in (0.3, 3.0, 30.0):                     # 30: tanh saturated (sech² down to e^-60 and below)
         x, v = rng.standard_normal(d), rng.standard_normal(d)
@@ -102,10 +112,12 @@ def test_both_vjp_routes_are_the_documented_order_bit_for_bit(d, tanh):
         g0 = rng.standard_normal(d * d + d)             # the VJP accumulates into g_th
         out_ref, g_ref = np.full(d, np.nan), g0.copy()
         _row_by_row_vjp(x, th, v.copy(), out_ref, g_ref, tanh)
-        for variant in ("rows", "blocks", "public"):
+        for variant in ("rows", "blocks", "public", "split"):
             out, g = np.full(d, np.nan), g0.copy()     # out_x is overwritten, whatever it held
             if variant == "public":
                 _public(x, th, v.copy(), out, g, tanh)
+            elif variant == "split":
+                _split(x, th, v.copy(), out, g, tanh)
             else:
                 _route(x, th, v.copy(), out, g, tanh, variant == "rows")
             assert out.tobytes() == out_ref.tobytes() and g.tobytes() == g_ref.tobytes(), variant
@@ -768,3 +780,127 @@ def test_the_lmm_forward_ring_of_F_values_gives_the_states_of_the_full_array(k, 
             ref = field.f(full[m], th)
             bound = (d + 2) * eps * (np.abs(W) @ np.abs(full[m]) + np.abs(b)) + (TANH_ULP_BOUND + 1) * eps * np.abs(ref)
             assert np.all(np.abs(F[m] - ref) <= bound)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# the LMM backward sweep on two threads
+
+
+def _lmm_backward_both_ways(field, method, starter, layout, N, d, chunks, block=None, fill=0.0):
+    """(one-thread result, [two-thread results for each (chunk, slots)]) of the compiled LMM backward sweep, each a
+    (grad_theta bytes, lambdas bytes, nonfinite) triple; ``layout`` "reversed": the step layout's rows in reverse
+    order plus two rows never reached; the gradient starts filled with ``fill`` (it is written before it is read)."""
+    smp, x0, theta, loss = _problem(method, starter, "step" if layout == "reversed" else layout, N, d, seed=N + d)
+    k = method.steps
+    h = 1.0 / N
+    A, b, _ = smp.starter.arrays()
+    grid = np.asarray(smp.grid_index)
+    if layout == "reversed":
+        theta = np.vstack([theta, theta[:2]])
+        grid = _reversed_rows(grid)
+    args = (np.asarray(smp.stage_index), np.ascontiguousarray(h * A), np.ascontiguousarray(h * b),
+            np.array([-float(a) for a in method.alpha[:k]]), np.array([h * float(c) for c in method.beta]), grid)
+    xs = kernels.lmm_forward(field.kernel, x0, theta, *args)
+    block = kernels.block_steps(1, theta.shape[1]) if block is None else block
+    sw = kernels.sweeps(field.kernel)
+
+    def run(two, chunk=None, slots=None):
+        lam = np.zeros(xs.shape)
+        lam[-1] = loss.grad(xs[-1])
+        g = np.full(theta.shape, fill)
+        nonfinite = np.zeros(1, dtype=np.int64)
+        empty = (np.zeros((0, d)), np.zeros(0, dtype=np.bool_))
+        if two:
+            kernels.lmm_backward_two_threads(sw, xs, theta, *args, lam, g, *empty, nonfinite, block, chunk, slots)
+        else:
+            sw.lmm_backward(xs, theta, *args, lam, g, *empty, nonfinite, block)
+        return g.tobytes(), lam.tobytes(), int(nonfinite[0])
+
+    return run(False), [run(True, c, s) for c, s in chunks]
+
+
+CHUNKS = [(1, 1), (2, 1), (5, 2), (7, 4), (64, 3), (10 ** 6, 2)]
+
+
+@pytest.mark.parametrize("field_cls", [TanhField, LinearField])
+@pytest.mark.parametrize("layout", ["stage", "step", "constant", "reversed"])
+@pytest.mark.parametrize("method,starter", [(LEAPFROG, "forward_euler"), (AB3, "matched")], ids=["leapfrog", "ab3"])
+@pytest.mark.parametrize("d", [5, 16])
+def test_the_two_thread_lmm_backward_sweep_gives_the_one_thread_bits(method, starter, layout, field_cls, d):
+    """Split into the λ pass (calling thread) and the gradient rows (second thread), chunk by chunk, the sweep gives
+    every gradient row and every λ the operations of the one-thread sweep in the same order: the same bits, for
+    chunks of one step to one chunk for all, one to four slots, gradients started on NaN (every entry is written), and
+    rows reached in reverse order with two never reached (which come back 0.0)."""
+    one, two = _lmm_backward_both_ways(field_cls(d), method, starter, layout, 37, d, CHUNKS, fill=np.nan)
+    assert one[2] == 0
+    for (chunk, slots), r in zip(CHUNKS, two):
+        assert r == one, (chunk, slots)
+
+
+@pytest.mark.parametrize("block", [1, 3, 1000])
+def test_the_two_thread_sweep_keeps_the_bits_for_any_block_length(block):
+    one, two = _lmm_backward_both_ways(TanhField(4), LEAPFROG, "forward_euler", "step", 50, 4, [(4, 2), (9, 3)],
+                                       block=block)
+    assert all(r == one for r in two)
+
+
+def test_the_public_call_takes_the_two_thread_sweep_above_its_threshold(monkeypatch):
+    """discrete_adjoint routes a large gradient to the two-thread sweep (threshold lowered here) with the same bits;
+    with one usable CPU, or a descriptor without the split VJP (the oracle's pinned kernels), it does not."""
+    from refimpl.ode._numba_pinned import PINNED_KERNELS
+
+    calls = []
+    original = kernels.lmm_backward_two_threads
+    monkeypatch.setattr(kernels, "lmm_backward_two_threads", lambda *a, **k: calls.append(1) or original(*a, **k))
+    d, N = 6, 300
+    smp, x0, theta, loss = _problem(LEAPFROG, "forward_euler", "step", N, d)
+    run = lambda: discrete_adjoint(TanhField(d), LEAPFROG, x0, theta, 1.0, N, loss, layout="step",
+                                   starter="forward_euler", backend="numba")
+    one = run()
+    assert calls == []
+    monkeypatch.setattr(kernels, "TWO_THREAD_BYTES", 0)
+    two = run()
+    assert calls == [1] or kernels._usable_cpus() < 2
+    assert two.grad_theta.tobytes() == one.grad_theta.tobytes() and two.lambdas.tobytes() == one.lambdas.tobytes()
+    monkeypatch.setattr(kernels, "_usable_cpus", lambda: 1)
+    assert not kernels.two_threads_apply(TanhField.kernel, 1 << 40)
+    monkeypatch.setattr(kernels, "_usable_cpus", lambda: 2)
+    assert kernels.two_threads_apply(TanhField.kernel, 1 << 40)
+    assert not kernels.two_threads_apply(PINNED_KERNELS["tanh"], 1 << 40)
+
+
+def test_an_error_in_the_gradient_thread_is_raised_in_the_caller():
+    """A failure of the second thread reaches the caller (no hang waiting for a slot it will never free)."""
+    from types import SimpleNamespace
+
+    real = kernels.sweeps(TanhField.kernel)
+
+    def broken(*args):
+        raise RuntimeError("gradient thread failed")
+
+    sw = SimpleNamespace(lmm_backward_lambdas=real.lmm_backward_lambdas, lmm_backward_gradient=broken,
+                         lmm_backward_tail=real.lmm_backward_tail)
+    d, N = 3, 40
+    smp, x0, theta, loss, args = _sweep_arguments(LEAPFROG, "forward_euler", "step", N, d)
+    xs = kernels.lmm_forward(TanhField.kernel, x0, theta, *args)
+    lam = np.zeros(xs.shape)
+    with pytest.raises(RuntimeError, match="gradient thread failed"):
+        kernels.lmm_backward_two_threads(sw, xs, theta, *args, lam, np.zeros(theta.shape), np.zeros((0, d)),
+                                         np.zeros(0, dtype=np.bool_), np.zeros(1, dtype=np.int64), 8, 3, 1)
+    with pytest.raises(ValueError, match="chunk and slots"):
+        kernels.lmm_backward_two_threads(real, xs, theta, *args, lam, np.zeros(theta.shape), np.zeros((0, d)),
+                                         np.zeros(0, dtype=np.bool_), np.zeros(1, dtype=np.int64), 8, 0, 1)
+
+
+def test_a_descriptor_names_both_parts_of_the_split_vjp_or_neither():
+    from refimpl.ode.fields.base import NumbaKernel
+
+    with pytest.raises(ValueError, match="both vjp_x and vjp_theta"):
+        NumbaKernel("refimpl.ode._numba", "tanh_f", "tanh_vjp", lambda d: d * d + d, vjp_x="tanh_vjp_x")
+    assert NumbaKernel("refimpl.ode._numba", "tanh_f", "tanh_vjp", lambda d: d).split_functions() is None
+    assert TanhField.kernel.split_functions() == (kernels.tanh_vjp_x, kernels.affine_vjp_theta)
+
+
+def test_two_thread_chunks():
+    assert kernels.two_thread_chunk(10 ** 3) == 1024 and kernels.two_thread_chunk(10 ** 6) == 16384
+    assert kernels.two_thread_chunk(10 ** 5) == 3125
