@@ -8,8 +8,10 @@ loss :math:`\tfrac12|x_N - y|^2`, leapfrog (forward-Euler starter) and RK4 on N 
 ``discrete_adjoint(..., backend="numba")`` (argument checks, parameter samples, forward and backward sweeps, result
 checks). Each (scheme, layout, N) runs in a fresh child process, so that its **first call** is what a user's first call
 costs: the parameter samples are built (nothing is memoised yet), the compiled sweeps are loaded from Numba's on-disk
-cache (Numba itself is imported before, as any caller of a compiled path has), and every array is touched for the
-first time. The **steady calls** are the later calls: at least ``MIN_REPEATS`` and at least ``--min-total-s`` seconds
+cache, and every array is touched for the first time. Numba itself is imported before, as any caller of a compiled
+path has, and its CPU target initialised by one tiny compiled call (column ``Numba init``: what the first compiled
+call of any Numba user pays once per process, 0.3–0.6 s here; add it to the first call for a process's very first
+compiled call). The **steady calls** are the later calls: at least ``MIN_REPEATS`` and at least ``--min-total-s`` seconds
 of them (at most ``MAX_REPEATS``), so a row at N = 10³ (≈ 1 ms per call) takes hundreds of calls and a row at
 N = 10⁶ (≈ 1 s) five. Reported per row: the first call, the **minimum** and the median of the steady calls, first /
 minimum, the time per step of the minimum (min / N) and its ratio to the smallest N's (flat = 1), and memory.
@@ -126,6 +128,14 @@ def _child(scheme: str, layout: str, N: int, d: int, min_total_s: float, prefaul
 
     import numba  # noqa: F401  (imported here: a process cost, not the call's; the compiled sweeps load lazily)
 
+    # Numba's own once-per-process start: the first compiled call of any Numba user initialises its CPU target
+    # (typing and lowering registries, a SciPy BLAS import). Timed apart, on one tiny compiled call of refimpl's.
+    from refimpl.ode._numba import all_finite
+
+    t0 = time.perf_counter()
+    all_finite(np.zeros((1, 1)))
+    numba_init = time.perf_counter() - t0
+
     prefault_s = 0.0
     if prefault:
         t0 = time.perf_counter()
@@ -151,7 +161,7 @@ def _child(scheme: str, layout: str, N: int, d: int, min_total_s: float, prefaul
     _, traced = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    return {"first_s": first, "prefault_s": prefault_s,
+    return {"first_s": first, "prefault_s": prefault_s, "numba_init_s": numba_init,
             "steady_s": float(np.min(times)), "median_s": float(np.median(times)),
             "repeats": len(times),
             "traced_bytes": int(traced + theta.nbytes), "rss_bytes": int(rss - rss0), "theta_bytes": int(theta.nbytes)}
@@ -201,20 +211,21 @@ def measure(scheme: str, layout: str, N: int, d: int = 16, min_total_s: float = 
 def _table(rows) -> str:
     mib = 2 ** 20
     backed = any("first_host_backed_s" in r for r in rows)
-    head = ("| scheme | layout | N | first (s) | steady min (s) | steady median (s) | calls | first/min | "
-            "µs/step (min) | /µs/step at smallest N | traced + θ (MiB) | RSS growth (MiB) | model (MiB) |")
+    head = ("| scheme | layout | N | Numba init (s) | first (s) | steady min (s) | steady median (s) | calls | "
+            "first/min | µs/step (min) | /µs/step at smallest N | traced + θ (MiB) | RSS growth (MiB) | model (MiB) |")
     if backed:
         head += " first, host-backed (s) | its first/min |"
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     base = {}
     for r in rows:
         if "skipped" in r:
-            lines.append(f"| {r['scheme']} | {r['layout']} | {r['N']} | skipped: {r['skipped']} | | | | | | | | | "
+            lines.append(f"| {r['scheme']} | {r['layout']} | {r['N']} | skipped: {r['skipped']} | | | | | | | | | | "
                          f"{r['model']['total'] / mib:.0f} |" + (" | |" if backed else ""))
             continue
         key = (r["scheme"], r["layout"])
         base.setdefault(key, r["per_step_us"])
-        line = (f"| {r['scheme']} | {r['layout']} | {r['N']} | {r['first_s']:.3g} | {r['steady_s']:.3g} | "
+        line = (f"| {r['scheme']} | {r['layout']} | {r['N']} | {r['numba_init_s']:.3g} | {r['first_s']:.3g} | "
+                f"{r['steady_s']:.3g} | "
                 f"{r['median_s']:.3g} | {r['repeats']} | {r['first_s'] / r['steady_s']:.2f} | "
                 f"{r['per_step_us']:.3g} | "
                 f"{r['per_step_us'] / base[key]:.2f} | {r['traced_bytes'] / mib:.1f} | "
