@@ -829,6 +829,36 @@ def sweeps(kernel: NumbaKernel) -> SimpleNamespace:
             for i in range(xs.shape[1]):
                 lam[m, i] += tmp[i]
 
+    @helper
+    def lmm_touch_block(theta, grid_rows, xs, lam, n, m, block, zeroed):
+        """At the start of a block of steps n, n − 1, …, lo (F terms m = n + k down to lo + k): read the block's θ
+        rows, states and adjoints, rows ascending ("the backward sweeps' memory order"); returns the smallest θ row
+        of the block, or ``zeroed`` if none is smaller."""
+        N = grid_rows.shape[0]
+        k = m - n
+        lo = max(n - block + 1, 0)
+        rmin = _touch_block(theta, grid_rows, lo + k, min(m + 1, N), zeroed)
+        for q in range(lo, m + 1):
+            _touch_row(xs, q)
+            _touch_row(lam, q)
+        return rmin
+
+    @helper
+    def lmm_push_adjoint(n, m, malpha, hbeta, lam, Fbar):
+        """λ_{n+j} += −α_j λ_m and F̄_{n+j} += hβ_j λ_m for j < k (zero coefficients skipped; F̄ in its ring of
+        k + 2 rows)."""
+        R = Fbar.shape[0]
+        d = lam.shape[1]
+        for j in range(malpha.shape[0]):
+            a = malpha[j]
+            if a != 0.0:
+                for i in range(d):
+                    lam[n + j, i] += a * lam[m, i]
+            c = hbeta[j]
+            if c != 0.0:
+                for i in range(d):
+                    Fbar[(n + j) % R, i] += c * lam[m, i]
+
     @entry
     def lmm_backward(xs, theta, s_index, hA, hb, malpha, hbeta, grid_index, lam, grad_theta, F, have_F, nonfinite,
                      block):
@@ -848,13 +878,8 @@ def sweeps(kernel: NumbaKernel) -> SimpleNamespace:
         for n in range(N - k, -1, -1):
             m = n + k
             if (N - k - n) % block == 0:
-                # a block of steps n, n − 1, …, lo (F terms m = n + k down to lo + k): θ rows read, gradient rows
-                # zeroed, rows ascending
-                lo = max(n - block + 1, 0)
-                rmin = _touch_block(theta, grid_rows, lo + k, min(m + 1, N), zeroed)
-                for q in range(lo, m + 1):
-                    _touch_row(xs, q)
-                    _touch_row(lam, q)
+                # a block of steps: θ rows read, gradient rows zeroed, rows ascending
+                rmin = lmm_touch_block(theta, grid_rows, xs, lam, n, m, block, zeroed)
                 if rmin < zeroed:
                     _zero_rows(grad_theta, rmin, zeroed)
                     zeroed = rmin
@@ -867,15 +892,7 @@ def sweeps(kernel: NumbaKernel) -> SimpleNamespace:
             lmm_add_F_term(m, xs, theta, grid_index, Fbar[m % R], lam, grad_theta, tmp, fx, F, have_F)
             if m < N and grid_index[m] >= 0:
                 nonfinite[0] += _row_nonfinite(grad_theta, grid_index[m])
-            for j in range(k):
-                a = malpha[j]
-                if a != 0.0:
-                    for i in range(d):
-                        lam[n + j, i] += a * lam[m, i]
-                c = hbeta[j]
-                if c != 0.0:
-                    for i in range(d):
-                        Fbar[(n + j) % R, i] += c * lam[m, i]
+            lmm_push_adjoint(n, m, malpha, hbeta, lam, Fbar)
         lmm_tail(k, xs, theta, s_index, hA, hb, grid_index, lam, grad_theta, Fbar, F, have_F, zeroed, nonfinite)
 
     @called_helper
@@ -939,11 +956,7 @@ def sweeps(kernel: NumbaKernel) -> SimpleNamespace:
             for m in range(m_hi, m_lo - 1, -1):
                 n = m - k
                 if (N - k - n) % block == 0:
-                    lo = max(n - block + 1, 0)
-                    _touch_block(theta, grid_rows, lo + k, min(m + 1, N), 0)
-                    for q in range(lo, m + 1):
-                        _touch_row(xs, q)
-                        _touch_row(lam, q)
+                    lmm_touch_block(theta, grid_rows, xs, lam, n, m, block, 0)
                 for i in range(d):
                     Fbar[n % R, i] = 0.0
                 r = grid_index[m] if m < N else -1
@@ -955,15 +968,7 @@ def sweeps(kernel: NumbaKernel) -> SimpleNamespace:
                     for i in range(d):
                         lam[m, i] += tmp[i]
                         U[m_hi - m, i] = Fbar[m % R, i]
-                for j in range(k):
-                    a = malpha[j]
-                    if a != 0.0:
-                        for i in range(d):
-                            lam[n + j, i] += a * lam[m, i]
-                    c = hbeta[j]
-                    if c != 0.0:
-                        for i in range(d):
-                            Fbar[(n + j) % R, i] += c * lam[m, i]
+                lmm_push_adjoint(n, m, malpha, hbeta, lam, Fbar)
 
         @entry_nogil
         def lmm_backward_gradient(xs, U, grid_index, grad_theta, k, m_hi, m_lo, zeroed, nonfinite, block):
