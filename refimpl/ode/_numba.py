@@ -286,6 +286,9 @@ def tanh_vjp(x, fx, th, v, out_x, g_th):
 # forms u and out_x = Wᵀu and leaves u in v; :func:`affine_vjp_theta` then does g_th += (vec(u xᵀ), u). Each entry
 # receives the operations of the comment above in the same order (out_x and g_th are separate arrays, so splitting the
 # loop over i between two functions reorders nothing that either reads), so the two parts give the bits of the whole.
+# Their loops repeat those of :func:`_affine_vjp_rows` on purpose: the one-thread route keeps both updates in one
+# pass over i (u_i read once); written as the two parts in a row it measured 0.365–0.377 against 0.341 µs/step
+# (leapfrog step, d = 16, N = 10³, backward sweep alone), within this machine's noise but not better.
 
 
 @register_jitable(inline="always")
