@@ -10,7 +10,7 @@ checks). Each (scheme, layout, N) runs in a fresh child process, so that its **f
 costs: the parameter samples are built (nothing is memoised yet), the compiled sweeps are loaded from Numba's on-disk
 cache, and every array is touched for the first time. Numba itself is imported before, as any caller of a compiled
 path has, and its CPU target initialised by one tiny compiled call (column ``Numba init``: what the first compiled
-call of any Numba user pays once per process, 0.3–0.6 s here; add it to the first call for a process's very first
+call of any Numba user pays once per process, 0.25–0.5 s here; add it to the first call for a process's very first
 compiled call). The **steady calls** are the later calls: at least ``MIN_REPEATS`` and at least ``--min-total-s`` seconds
 of them (at most ``MAX_REPEATS``), so a row at N = 10³ (≈ 1 ms per call) takes hundreds of calls and a row at
 N = 10⁶ (≈ 1 s) five. Reported per row: the first call, the **minimum** and the median of the steady calls, first /
